@@ -1,0 +1,5 @@
+import sys
+
+from pubsubd.cli import main
+
+sys.exit(main())

@@ -1,0 +1,187 @@
+"""Command line: ``pubsubd run | check-config | user ...``; wiring only, no protocol logic."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import logging
+import sys
+from pathlib import Path
+
+import trio
+
+from pubsubd.config import Config, ConfigError, load
+
+DEFAULT_CONFIG = "config.example.yaml"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:
+        print(f"pubsubd: config error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pubsubd", description="XMPP server with feed syndication")
+    sub = p.add_subparsers(dest="command")
+
+    def command(name: str, help_: str) -> argparse.ArgumentParser:
+        c = sub.add_parser(name, help=help_)
+        c.add_argument("--config", "-c", default=DEFAULT_CONFIG, help="YAML configuration file")
+        return c
+
+    run = command("run", "start the server")
+    run.set_defaults(func=cmd_run)
+
+    check = command("check-config", "validate a configuration file")
+    check.add_argument("file", nargs="?", help="the file to check (default: --config)")
+    check.set_defaults(func=cmd_check)
+
+    user = command("user", "manage accounts")
+    user_sub = user.add_subparsers(dest="action", required=True)
+    for action, help_ in (("add", "create an account"), ("passwd", "change a password"),
+                          ("delete", "remove an account"), ("list", "list accounts")):
+        a = user_sub.add_parser(action, help=help_)
+        a.add_argument("--config", "-c", default=argparse.SUPPRESS)
+        if action != "list":
+            a.add_argument("jid", help="user@domain")
+        if action in ("add", "passwd"):
+            a.add_argument("--password", help="the password (default: prompt, or stdin)")
+        if action == "list":
+            a.add_argument("--json", action="store_true", help="machine-readable output")
+    user.set_defaults(func=cmd_user)
+    return p
+
+
+def _load(args: argparse.Namespace) -> Config:
+    return load(args.config)
+
+
+def setup_logging(config: Config) -> None:
+    level = getattr(logging, config.log.level)
+    if config.log.format == "json":
+        handler = logging.StreamHandler()
+        handler.setFormatter(_JsonFormatter())
+        logging.basicConfig(level=level, handlers=[handler])
+    else:
+        logging.basicConfig(level=level,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps({"time": self.formatTime(record), "level": record.levelname,
+                           "logger": record.name, "message": record.getMessage()})
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    config = _load(args)
+    setup_logging(config)
+    from pubsubd.app import serve
+
+    base = Path.cwd()  # relative paths in the config are relative to where pubsubd runs
+    _print_welcome(config)
+    try:
+        trio.run(serve, config, base)
+    except OSError as exc:
+        print(f"pubsubd: cannot start: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _print_welcome(config: Config) -> None:
+    c2s = [f"{l.address}:{l.port}" for l in config.listeners if l.kind == "c2s"]
+    domain = config.primary_domain
+    print(f"pubsubd is starting for {', '.join(config.domains)}; clients connect to "
+          f"{', '.join(c2s) or 'no c2s listener'}.", file=sys.stderr)
+    print(f"Create an account with:  pubsubd user add you@{domain} --config <this config>",
+          file=sys.stderr)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    path = args.file or args.config
+    config = load(path)
+    print(f"{path}: OK ({len(config.domains)} domain(s), {len(config.listeners)} listener(s))")
+    return 0
+
+
+def cmd_user(args: argparse.Namespace) -> int:
+    config = load(getattr(args, "config", DEFAULT_CONFIG))
+    return trio.run(_user, config, args)
+
+
+async def _user(config: Config, args: argparse.Namespace) -> int:
+    from pubsubd.jid import JID, InvalidJID
+    from pubsubd.storage.accounts import AccountExists, SqliteAccountStore
+    from pubsubd.storage.sqlite import Database
+
+    db = Database(Path(config.storage.path))
+    store = SqliteAccountStore(db, config.auth.scram_iterations)
+    try:
+        if args.action == "list":
+            accounts = await store.list()
+            if args.json:
+                print(json.dumps([{"jid": a.jid, "enabled": a.enabled, "last_login": a.last_login}
+                                  for a in accounts]))
+            else:
+                for a in accounts:
+                    print(a.jid + ("" if a.enabled else "  (disabled)"))
+            return 0
+        try:
+            jid = JID.parse(args.jid)
+        except InvalidJID as exc:
+            print(f"pubsubd: invalid JID {args.jid!r}: {exc}", file=sys.stderr)
+            return 2
+        if jid.local is None or jid.domain not in config.domains:
+            print(f"pubsubd: {args.jid} is not a user of a served domain "
+                  f"({', '.join(config.domains)})", file=sys.stderr)
+            return 2
+        if args.action == "delete":
+            if not await store.delete(jid.local, jid.domain):
+                print(f"pubsubd: no such user {jid}", file=sys.stderr)
+                return 1
+            print(f"deleted {jid}")
+            return 0
+        password = args.password or _read_password()
+        if not password:
+            print("pubsubd: the password must not be empty", file=sys.stderr)
+            return 2
+        if args.action == "add":
+            try:
+                await store.create(jid.local, jid.domain, password)
+            except AccountExists:
+                print(f"pubsubd: {jid} already exists", file=sys.stderr)
+                return 1
+            print(f"created {jid}")
+        else:
+            if not await store.set_password(jid.local, jid.domain, password):
+                print(f"pubsubd: no such user {jid}", file=sys.stderr)
+                return 1
+            print(f"password changed for {jid}")
+        return 0
+    finally:
+        db.close()
+
+
+def _read_password() -> str:
+    if sys.stdin.isatty():
+        first = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != first:
+            print("pubsubd: the passwords differ", file=sys.stderr)
+            return ""
+        return first
+    return sys.stdin.readline().rstrip("\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

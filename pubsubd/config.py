@@ -1,0 +1,239 @@
+"""Configuration: YAML → frozen dataclasses, validated once at start-up.
+
+Every section is a dataclass whose type hints *are* the schema: :func:`build` walks them, refuses
+unknown keys and wrong types, and names the YAML path of the offending key in a one-line
+:class:`ConfigError`. Nothing here is global: the loaded :class:`Config` is passed down.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+
+
+class ConfigError(Exception):
+    """A configuration problem, phrased for the person editing the file."""
+
+
+@dataclass(frozen=True, slots=True)
+class Listener:
+    """One listening socket. ``kind``: c2s (STARTTLS), c2s_tls (XEP-0368 direct TLS),
+    s2s (federation), metrics (HTTP: Prometheus text and /health)."""
+
+    kind: Literal["c2s", "c2s_tls", "s2s", "metrics"] = "c2s"
+    address: str = "127.0.0.1"
+    port: int = 5222
+
+
+@dataclass(frozen=True, slots=True)
+class TLSConfig:
+    certificate: str | None = None  # PEM file; None → self-signed under data_dir
+    key: str | None = None
+    # RFC 6120 §5.3.1: STARTTLS mandatory-to-negotiate. Turning this off is only allowed for
+    # loopback listeners (tests), so credentials never cross a network in the clear.
+    require_c2s: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class AuthConfig:
+    allow_plain_without_tls: bool = False
+    scram_iterations: int = 4096
+    failures_before_delay: int = 3  # failed attempts (per IP and per account) before slowing down
+    max_delay: float = 10.0  # seconds, cap of the exponential slow-down
+    failure_window: float = 600.0  # seconds after which failures are forgotten
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrationConfig:
+    enabled: bool = False  # XEP-0077 in-band registration of new accounts
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    max_stanza_bytes: int = 262144
+    connections_per_ip: int = 50
+    handshake_timeout: float = 30.0  # seconds to finish stream negotiation
+    idle_timeout: float = 600.0  # seconds of silence before a whitespace/ping check
+    keepalive_interval: float = 120.0  # seconds between whitespace keep-alives we send
+    outbox_stanzas: int = 2000  # queued stanzas per session before it is cut off
+    roster_max_items: int = 1000
+    offline_max_messages: int = 200
+    resource_conflict: Literal["new_wins", "old_wins", "random_resource"] = "new_wins"
+
+
+@dataclass(frozen=True, slots=True)
+class StorageConfig:
+    path: str = "var/pubsubd.sqlite3"
+
+
+@dataclass(frozen=True, slots=True)
+class LogConfig:
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["text", "json"] = "text"
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    domains: tuple[str, ...] = ("localhost",)
+    listeners: tuple[Listener, ...] = (Listener(),)
+    data_dir: str = "var"
+    admins: tuple[str, ...] = ()
+    tls: TLSConfig = field(default_factory=TLSConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    registration: RegistrationConfig = field(default_factory=RegistrationConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+    @property
+    def primary_domain(self) -> str:
+        return self.domains[0]
+
+
+def build(cls: type[T], data: Any, path: str = "") -> T:
+    """Build dataclass ``cls`` from parsed YAML ``data``, naming ``path`` in errors."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path or 'config'}: expected a mapping, got {_kind(data)}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    for key in data:
+        if key not in names:
+            known = ", ".join(sorted(names))
+            raise ConfigError(f"{_join(path, str(key))}: unknown key (known keys: {known})")
+    kwargs = {key: _convert(hints[key], value, _join(path, key)) for key, value in data.items()}
+    return cls(**kwargs)
+
+
+def _convert(hint: Any, value: Any, path: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if hint is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        others = [a for a in args if a is not type(None)]
+        return _convert(others[0], value, path)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{path}: must be one of {', '.join(map(str, args))}, not {value!r}")
+        return value
+    if dataclasses.is_dataclass(hint):
+        return build(hint, value, path)  # type: ignore[arg-type]
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise ConfigError(f"{path}: expected a list, got {_kind(value)}")
+        return tuple(_convert(args[0], v, f"{path}[{i}]") for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: expected a mapping, got {_kind(value)}")
+        return dict(value)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path}: expected true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{path}: expected a whole number, got {value!r}")
+        if value < 0:
+            raise ConfigError(f"{path}: must not be negative")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{path}: expected a number, got {value!r}")
+        if value < 0:
+            raise ConfigError(f"{path}: must not be negative")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{path}: expected a non-empty string, got {value!r}")
+        return value
+    raise ConfigError(f"{path}: unsupported setting type {hint!r}")  # our bug, still one line
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _kind(value: Any) -> str:
+    return {list: "a list", dict: "a mapping", str: "a string"}.get(type(value), repr(value))
+
+
+def validate(config: Config) -> Config:
+    """Cross-field checks the types cannot express."""
+    from pubsubd.jid import InvalidJID, JID
+
+    if not config.domains:
+        raise ConfigError("domains: at least one domain must be served")
+    for i, domain in enumerate(config.domains):
+        try:
+            jid = JID.parse(domain)
+        except InvalidJID as exc:
+            raise ConfigError(f"domains[{i}]: not a valid domain ({exc})") from None
+        if jid.local or jid.resource:
+            raise ConfigError(f"domains[{i}]: must be a bare domain, not {domain!r}")
+    for i, admin in enumerate(config.admins):
+        try:
+            jid = JID.parse(admin)
+        except InvalidJID as exc:
+            raise ConfigError(f"admins[{i}]: not a valid JID ({exc})") from None
+        if not jid.local:
+            raise ConfigError(f"admins[{i}]: must be a user JID like admin@{config.domains[0]}")
+    seen: set[tuple[str, int]] = set()
+    for i, listener in enumerate(config.listeners):
+        try:
+            ip = ipaddress.ip_address(listener.address)
+        except ValueError:
+            raise ConfigError(
+                f"listeners[{i}].address: not an IP address: {listener.address!r}"
+            ) from None
+        if listener.port > 65535:
+            raise ConfigError(f"listeners[{i}].port: must be at most 65535")
+        if (listener.address, listener.port) in seen and listener.port != 0:
+            raise ConfigError(f"listeners[{i}]: {listener.address}:{listener.port} is used twice")
+        seen.add((listener.address, listener.port))
+        if listener.kind == "c2s" and not config.tls.require_c2s and not ip.is_loopback:
+            raise ConfigError(
+                f"tls.require_c2s: may only be false when every c2s listener is on loopback "
+                f"(listeners[{i}] is on {listener.address})"
+            )
+    if (config.tls.certificate is None) != (config.tls.key is None):
+        raise ConfigError("tls: set both certificate and key, or neither (self-signed)")
+    for key in ("certificate", "key"):
+        value = getattr(config.tls, key)
+        if value is not None and not Path(value).is_file():
+            raise ConfigError(f"tls.{key}: file not found: {value}")
+    if config.limits.max_stanza_bytes < 10000:
+        raise ConfigError("limits.max_stanza_bytes: must be at least 10000 (RFC 6120 §13.12)")
+    return config
+
+
+def load(path: str | Path) -> Config:
+    """Read, parse and validate a YAML config file; raise ConfigError with one clear line."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file ({exc.strerror})") from None
+    return loads(text, str(path))
+
+
+def loads(text: str, source: str = "config") -> Config:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{source}: YAML syntax error{where}: {problem}") from None
+    return validate(build(Config, data))

@@ -1,0 +1,32 @@
+"""The base of every protocol module: one module per RFC section or XEP.
+
+A module registers IQ handlers and hooks in :meth:`setup`, adds its disco features, and may run
+background tasks in :meth:`run`. It reaches the rest of the server only through ``self.server``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from pubsubd.app import Server
+
+
+class Module:
+    name: ClassVar[str] = "module"
+    # XEP-0030 features the server advertises because this module is loaded.
+    features: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.log = logging.getLogger(f"pubsubd.modules.{self.name}")
+
+    def setup(self) -> None:
+        """Register handlers and hooks (synchronous; runs before listeners open)."""
+
+    async def run(self) -> None:
+        """Background work for the server's lifetime (optional)."""
+
+    async def stop(self) -> None:
+        """Flush state on graceful shutdown (optional)."""

@@ -1,0 +1,39 @@
+"""XEP-0092 Software Version of the server."""
+
+from __future__ import annotations
+
+import platform
+
+from lxml import etree
+
+from pubsubd import ns
+from pubsubd.core.module import Module
+from pubsubd.core.router import Stanza
+from pubsubd.xml import builders
+
+QUERY = ns.clark(ns.VERSION, "query")
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("pubsubd")
+    except PackageNotFoundError:
+        return "0.0.0"
+
+
+class VersionModule(Module):
+    name = "version"
+    features = (ns.VERSION,)
+
+    def setup(self) -> None:
+        self.server.router.add_iq_handler("host", "get", QUERY, self.answer)
+
+    async def answer(self, st: Stanza) -> etree._Element:
+        query = builders.element(ns.VERSION, "query")
+        etree.SubElement(query, ns.clark(ns.VERSION, "name")).text = "pubsubd"
+        etree.SubElement(query, ns.clark(ns.VERSION, "version")).text = version()
+        etree.SubElement(query, ns.clark(ns.VERSION, "os")).text = platform.system()
+        return query

@@ -1,0 +1,1 @@
+"""The trio shell: listeners, connections, TLS. Protocol decisions live in stream/ and core/."""

@@ -1,0 +1,593 @@
+"""One client connection (RFC 6120 §4-§7): negotiation, then stanzas to the router.
+
+The reader runs negotiation in order — stream header, STARTTLS, SASL, stream restart, resource
+binding — each step a small method that either advances ``self.state`` or raises a
+:class:`StreamError`. What may arrive in each state is a table (:data:`ALLOWED`), so an element
+out of order is refused in one place. After binding, a writer task drains the session's bounded
+outbox, joining everything queued into one ``send_all``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import logging
+import secrets
+import ssl
+from enum import Enum, auto
+
+import trio
+from lxml import etree
+
+from pubsubd import ns
+from pubsubd.core.context import ServerContext
+from pubsubd.core.session import Session
+from pubsubd.errors import StreamCondition, StreamError
+from pubsubd.jid import JID, InvalidJID, prepare_localpart, prepare_resourcepart
+from pubsubd.stream.parser import ElementReceived, StreamClosed, StreamOpened, StreamParser
+from pubsubd.stream.sasl import (
+    PlainServer,
+    SaslFailure,
+    ScramServer,
+    mechanisms_offered,
+    verify_password,
+)
+from pubsubd.xml import builders
+
+log = logging.getLogger(__name__)
+
+READ_SIZE = 65536
+MAX_SASL_ATTEMPTS = 3  # RFC 6120 §6.4.5: allow a configurable number of retries (at least 2)
+
+
+class State(Enum):
+    EXPECT_HEADER = auto()
+    EXPECT_STARTTLS = auto()  # TLS is required and not yet negotiated
+    EXPECT_AUTH = auto()
+    SASL_SCRAM = auto()  # waiting for the client's final SCRAM message
+    EXPECT_BIND = auto()
+    BOUND = auto()
+
+
+T_STARTTLS = ns.clark(ns.TLS, "starttls")
+T_AUTH = ns.clark(ns.SASL, "auth")
+T_RESPONSE = ns.clark(ns.SASL, "response")
+T_ABORT = ns.clark(ns.SASL, "abort")
+T_BIND = ns.clark(ns.BIND, "bind")
+T_SESSION = ns.clark(ns.SESSION, "session")
+
+# The negotiation table: which first-level elements each state accepts.
+ALLOWED: dict[State, frozenset[str]] = {
+    State.EXPECT_STARTTLS: frozenset({T_STARTTLS, ns.C_IQ}),
+    State.EXPECT_AUTH: frozenset({T_STARTTLS, T_AUTH, ns.C_IQ}),
+    State.SASL_SCRAM: frozenset({T_RESPONSE, T_ABORT}),
+    State.EXPECT_BIND: frozenset({ns.C_IQ}),
+    State.BOUND: ns.STANZA_TAGS,
+}
+
+
+class _Restart(Exception):
+    """The stream restarts (after TLS or SASL): a fresh parser and a new header follow."""
+
+
+class C2SConnection:
+    def __init__(self, ctx: ServerContext, stream: trio.abc.Stream, peer: str, *,
+                 direct_tls: bool = False) -> None:
+        self.ctx = ctx
+        self.stream: trio.abc.Stream = stream
+        self.peer = peer
+        self.secure = direct_tls
+        self.state = State.EXPECT_HEADER
+        self.parser = StreamParser(ctx.config.limits.max_stanza_bytes)
+        self.domain = ctx.config.primary_domain
+        self.lang = "en"
+        self.header_sent = False
+        self.authenticated: JID | None = None
+        self.session: Session | None = None
+        self.sasl_failures = 0
+        self._scram: ScramServer | None = None
+        self._scram_user = ""
+        send, recv = trio.open_memory_channel[bytes](ctx.config.limits.outbox_stanzas)
+        self._outbox_send: trio.MemorySendChannel[bytes] = send
+        self._outbox_recv: trio.MemoryReceiveChannel[bytes] = recv
+        self._pending_error: StreamError | None = None
+        self._cancel = trio.CancelScope()
+        self._last_received = trio.current_time()
+        self.log = logging.LoggerAdapter(log, {"peer": peer})
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        try:
+            with self._cancel:
+                await self._serve()
+        except StreamError as err:
+            self._pending_error = err
+        except (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, OSError) as exc:
+            self.log.debug("connection lost: %s", exc)
+            self._pending_error = None
+            await self._finish(send_close=False)
+            return
+        except Exception:
+            self.log.exception("internal error on connection from %s", self.peer)
+            self._pending_error = StreamError(StreamCondition.INTERNAL_SERVER_ERROR)
+        await self._finish(send_close=True)
+
+    def close_with(self, error: StreamError) -> None:
+        """Called by the session (conflict, overload, shutdown): end this connection."""
+        if self._pending_error is None:
+            self._pending_error = error
+        self._cancel.cancel()
+
+    async def _finish(self, send_close: bool) -> None:
+        session = self.session
+        self.session = None
+        if session is not None:
+            session.closed = True
+            if self.ctx.sessions.remove(session):
+                await self.ctx.hooks.notify("session/closed", session)
+        with trio.move_on_after(5) as scope:
+            scope.shield = True
+            try:
+                if send_close:
+                    tail = b""
+                    if self._pending_error is not None:
+                        if not self.header_sent:
+                            tail += self._header_bytes()
+                        tail += self._pending_error.to_bytes()
+                        self.log.info("stream error %s sent to %s",
+                                      self._pending_error.condition.value, self.peer)
+                    elif not self.header_sent:
+                        tail += self._header_bytes()
+                    tail += b"</stream:stream>"
+                    await self.stream.send_all(tail)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, OSError):
+                pass
+            try:
+                await self.stream.aclose()
+            except (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, OSError):
+                pass
+
+    async def _serve(self) -> None:
+        limits = self.ctx.config.limits
+        with trio.move_on_after(limits.handshake_timeout) as negotiation:
+            await self._negotiate()
+        if negotiation.cancelled_caught:
+            raise StreamError(StreamCondition.CONNECTION_TIMEOUT, "negotiation took too long")
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._writer)
+            try:
+                await self._read_stanzas()
+            finally:
+                nursery.cancel_scope.cancel()
+
+    # --- I/O helpers ----------------------------------------------------------------------
+
+    async def _send(self, data: bytes) -> None:
+        await self.stream.send_all(data)
+
+    async def _send_el(self, el: etree._Element) -> None:
+        await self.stream.send_all(etree.tostring(el))
+
+    async def _events(self):  # type: ignore[no-untyped-def]
+        """Parsed stream events, reading from the socket as needed."""
+        while True:
+            data = await self.stream.receive_some(READ_SIZE)
+            if not data:
+                raise trio.BrokenResourceError("peer closed the connection")
+            self._last_received = trio.current_time()
+            for event in self.parser.feed(data):
+                yield event
+
+    # --- negotiation -----------------------------------------------------------------------
+
+    async def _negotiate(self) -> None:
+        while self.state is not State.BOUND:
+            try:
+                await self._negotiate_stream()
+            except _Restart:
+                self.parser = StreamParser(self.ctx.config.limits.max_stanza_bytes)
+                self.state = State.EXPECT_HEADER
+                continue
+
+    async def _negotiate_stream(self) -> None:
+        events = self._events()
+        async for event in events:
+            match event:
+                case StreamOpened():
+                    await self._on_header(event)
+                case StreamClosed():
+                    raise trio.BrokenResourceError("stream closed during negotiation")
+                case ElementReceived(element=el):
+                    allowed = ALLOWED.get(self.state, frozenset())
+                    if el.tag not in allowed:
+                        raise self._out_of_order(el)
+                    await self._on_negotiation_element(el)
+                    if self.state is State.BOUND:
+                        self._pending_events = events
+                        return
+
+    def _out_of_order(self, el: etree._Element) -> StreamError:
+        if el.tag in ns.STANZA_TAGS:
+            # RFC 6120 §6.4.? / §7.1: no stanzas before authentication and binding.
+            if self.state is State.EXPECT_STARTTLS:
+                return StreamError(StreamCondition.POLICY_VIOLATION, "STARTTLS is required first")
+            return StreamError(StreamCondition.NOT_AUTHORIZED, "authenticate and bind first")
+        if etree.QName(el).namespace in (ns.STREAM, ns.TLS, ns.SASL, ns.BIND):
+            return StreamError(StreamCondition.POLICY_VIOLATION, "unexpected negotiation element")
+        return StreamError(StreamCondition.UNSUPPORTED_STANZA_TYPE)
+
+    async def _on_header(self, header: StreamOpened) -> None:
+        if header.lang:
+            self.lang = header.lang
+        to = header.to
+        if to is not None:
+            try:
+                domain = JID.parse(to).domain
+            except InvalidJID:
+                domain = None
+        else:
+            domain = self.ctx.config.primary_domain
+        self.domain = domain if domain in self.ctx.config.domains else self.domain
+        await self._send(self._header_bytes(reply_to=header.from_))
+        self.header_sent = True
+        # RFC 6120 §4.9.3.10 / §4.8.5: content namespace and stream prefix.
+        if header.default_ns != ns.CLIENT:
+            raise StreamError(StreamCondition.INVALID_NAMESPACE, "expected jabber:client")
+        if header.stream_prefix != "stream":
+            raise StreamError(StreamCondition.BAD_NAMESPACE_PREFIX, "use the 'stream' prefix")
+        # RFC 6120 §4.9.3.6: a 'to' we do not serve.
+        if domain is None or domain not in self.ctx.config.domains:
+            raise StreamError(StreamCondition.HOST_UNKNOWN, f"{to} is not served here")
+        # RFC 6120 §4.7.5: version 1.0 or any 1.x; anything else (or none) is unsupported.
+        version = header.version
+        if version is None or not _version_ok(version):
+            raise StreamError(StreamCondition.UNSUPPORTED_VERSION, "XMPP 1.0 is required")
+        await self._send_features()
+
+    def _header_bytes(self, reply_to: str | None = None) -> bytes:
+        self.stream_id = getattr(self, "stream_id", None) or secrets.token_urlsafe(16)
+        to = f" to='{_attr(reply_to)}'" if reply_to else ""
+        return (
+            f"<?xml version='1.0'?><stream:stream xmlns='{ns.CLIENT}' "
+            f"xmlns:stream='{ns.STREAM}' from='{_attr(self.domain)}'{to} "
+            f"id='{self.stream_id}' version='1.0' xml:lang='{_attr(self.lang)}'>"
+        ).encode()
+
+    async def _send_features(self) -> None:
+        cfg = self.ctx.config
+        features = etree.Element(ns.STREAM_FEATURES, nsmap={"stream": ns.STREAM})
+        if self.authenticated is None:
+            tls_required = cfg.tls.require_c2s and not self.secure
+            if not self.secure and self.ctx.tls is not None:
+                starttls = builders.child(features, ns.TLS, "starttls")
+                if cfg.tls.require_c2s:
+                    etree.SubElement(starttls, ns.clark(ns.TLS, "required"))
+            if tls_required:
+                self.state = State.EXPECT_STARTTLS
+            else:
+                mechs = builders.child(features, ns.SASL, "mechanisms")
+                for name in self._mechanisms():
+                    etree.SubElement(mechs, ns.clark(ns.SASL, "mechanism")).text = name
+                if cfg.registration.enabled:
+                    builders.child(features, ns.REGISTER_FEATURE, "register")
+                self.state = State.EXPECT_AUTH
+        else:
+            builders.child(features, ns.BIND, "bind")
+            # RFC 3921 session establishment, optional per RFC 6121 Appendix E.
+            session = builders.child(features, ns.SESSION, "session")
+            etree.SubElement(session, ns.clark(ns.SESSION, "optional"))
+            for feature in self.ctx.post_auth_features:
+                features.append(_copy(feature))
+            self.state = State.EXPECT_BIND
+        await self._send_el(features)
+
+    def _channel_bindings(self) -> list[str]:
+        if self.secure and self.ctx.tls_cert_der is not None:
+            return ["tls-server-end-point"]
+        return []
+
+    def _channel_binding_data(self, kind: str) -> bytes | None:
+        if not self.secure:
+            return None
+        if kind == "tls-server-end-point" and self.ctx.tls_cert_der is not None:
+            # RFC 5929 §4.1: SHA-256 of the certificate (its signature uses SHA-256).
+            return hashlib.sha256(self.ctx.tls_cert_der).digest()
+        if kind == "tls-unique" and isinstance(self.stream, trio.SSLStream):
+            # RFC 5929 §3; undefined for TLS 1.3 (RFC 9266), where this returns None.
+            try:
+                if self.stream.version() == "TLSv1.3":
+                    return None
+                data: bytes | None = self.stream.get_channel_binding("tls-unique")
+                return data
+            except (ValueError, ssl.SSLError, AttributeError):
+                return None
+        return None
+
+    def _mechanisms(self) -> list[str]:
+        return mechanisms_offered(self.secure, self.ctx.config.auth.allow_plain_without_tls,
+                                  self._channel_bindings())
+
+    async def _on_negotiation_element(self, el: etree._Element) -> None:
+        tag = el.tag
+        if tag == T_STARTTLS:
+            await self._starttls()
+        elif tag == T_AUTH:
+            await self._auth(el)
+        elif tag == T_RESPONSE:
+            await self._scram_final(el)
+        elif tag == T_ABORT:
+            self._scram = None
+            await self._sasl_failure("aborted", count=False)
+        elif tag == ns.C_IQ:
+            await self._negotiation_iq(el)
+
+    async def _starttls(self) -> None:
+        if self.secure or self.ctx.tls is None:
+            # RFC 6120 §5.4.2.2: failure, then close.
+            await self._send(f"<failure xmlns='{ns.TLS}'/></stream:stream>".encode())
+            raise trio.BrokenResourceError("STARTTLS refused")
+        await self._send(f"<proceed xmlns='{ns.TLS}'/>".encode())
+        tls_stream = trio.SSLStream(self.stream, self.ctx.tls, server_side=True)
+        await tls_stream.do_handshake()
+        self.stream = tls_stream
+        self.secure = True
+        self.header_sent = False
+        self.stream_id = None
+        raise _Restart
+
+    # --- SASL (RFC 6120 §6) ------------------------------------------------------------------
+
+    async def _auth(self, el: etree._Element) -> None:
+        mechanism = el.get("mechanism", "")
+        if mechanism not in self._mechanisms():
+            await self._sasl_failure("invalid-mechanism", count=False)
+            return
+        try:
+            initial = _b64(el.text)
+        except SaslFailure as failure:
+            await self._sasl_failure(failure.condition)
+            return
+        if mechanism == "PLAIN":
+            await self._plain(initial)
+        else:
+            await self._scram_start(mechanism, initial)
+
+    async def _plain(self, message: bytes) -> None:
+        try:
+            authzid, authcid, password = PlainServer.check(message)
+            username = _localpart(authcid)
+        except SaslFailure as failure:
+            await self._sasl_failure(failure.condition)
+            return
+        await self._throttle(username)
+        account = await self.ctx.accounts.get(username, self.domain)
+        creds = account.credentials.get("SHA-256") if account else None
+        ok = creds is not None and await trio.to_thread.run_sync(
+            verify_password, password, creds, "SHA-256"
+        )
+        if not ok:
+            await self._sasl_failure("not-authorized", username=username)
+            return
+        await self._sasl_success(username, authzid, None)
+
+    async def _scram_start(self, mechanism: str, client_first: bytes) -> None:
+        try:
+            scram = ScramServer.for_mechanism(
+                mechanism, self._channel_binding_data,
+                binding_advertised=bool(self._channel_bindings()),
+            )
+            username = _localpart(scram.start(client_first))
+        except SaslFailure as failure:
+            await self._sasl_failure(failure.condition)
+            return
+        await self._throttle(username)
+        account = await self.ctx.accounts.get(username, self.domain)
+        creds = account.credentials.get(scram.hash_name) if account else None
+        challenge = scram.server_first(creds)
+        self._scram = scram
+        self._scram_user = username
+        self.state = State.SASL_SCRAM
+        await self._send(
+            f"<challenge xmlns='{ns.SASL}'>{base64.b64encode(challenge).decode()}</challenge>".encode()
+        )
+
+    async def _scram_final(self, el: etree._Element) -> None:
+        scram, self._scram = self._scram, None
+        assert scram is not None
+        try:
+            server_final = scram.finish(_b64(el.text))
+        except SaslFailure as failure:
+            await self._sasl_failure(failure.condition, username=self._scram_user)
+            return
+        await self._sasl_success(self._scram_user, scram.authzid, server_final)
+
+    async def _throttle(self, username: str) -> None:
+        delay = self.ctx.throttle.delay_for(self.peer, username)
+        if delay > 0:
+            await trio.sleep(delay)
+
+    async def _sasl_success(self, username: str, authzid: str | None,
+                            additional: bytes | None) -> None:
+        account = await self.ctx.accounts.get(username, self.domain)
+        if account is None:
+            await self._sasl_failure("not-authorized", username=username)
+            return
+        if not account.enabled:
+            await self._sasl_failure("account-disabled", count=False)
+            return
+        jid = JID.from_parts(username, self.domain)
+        if authzid:
+            # RFC 6120 §6.4.6: an authzid must name the authenticated account itself.
+            try:
+                if JID.parse(authzid).bare != jid:
+                    raise InvalidJID("other identity")
+            except InvalidJID:
+                await self._sasl_failure("invalid-authzid")
+                return
+        self.ctx.throttle.success(self.peer, username)
+        self.authenticated = jid
+        body = base64.b64encode(additional).decode() if additional else ""
+        await self._send(f"<success xmlns='{ns.SASL}'>{body}</success>".encode())
+        self.log.info("%s authenticated from %s", jid, self.peer)
+        self.header_sent = False
+        self.stream_id = None
+        raise _Restart
+
+    async def _sasl_failure(self, condition: str, *, username: str | None = None,
+                            count: bool = True) -> None:
+        self.state = State.EXPECT_AUTH
+        if username is not None:
+            self.ctx.throttle.failure(self.peer, username)
+            self.log.warning("authentication failed for %s@%s from %s (%s)",
+                             username, self.domain, self.peer, condition)
+        await self._send(f"<failure xmlns='{ns.SASL}'><{condition}/></failure>".encode())
+        if count:
+            self.sasl_failures += 1
+            if self.sasl_failures >= MAX_SASL_ATTEMPTS:
+                # RFC 6120 §6.4.5: after the allowed retries, close the stream.
+                raise StreamError(StreamCondition.POLICY_VIOLATION, "too many failed attempts")
+
+    # --- binding (RFC 6120 §7) -------------------------------------------------------------
+
+    async def _negotiation_iq(self, el: etree._Element) -> None:
+        payload = el[0] if len(el) == 1 else None
+        if self.state is State.EXPECT_STARTTLS:
+            raise self._out_of_order(el)  # XEP-0077 §11: register only over TLS
+        if self.authenticated is None:
+            handler = self.ctx.pre_auth_iq.get(payload.tag if payload is not None else "")
+            if handler is None:
+                raise self._out_of_order(el)
+            reply = await handler(self, el)  # type: ignore[operator]
+            await self._send_el(reply)
+            return
+        if payload is not None and payload.tag == T_BIND and el.get("type") == "set":
+            await self._bind(el, payload)
+        elif payload is not None and payload.tag == T_SESSION:
+            await self._send_el(builders.iq_result(el))
+        else:
+            raise self._out_of_order(el)
+
+    async def _bind(self, iq: etree._Element, bind: etree._Element) -> None:
+        assert self.authenticated is not None
+        limits = self.ctx.config.limits
+        requested = bind.findtext(ns.clark(ns.BIND, "resource"))
+        resource: str | None = None
+        if requested:
+            try:
+                resource = prepare_resourcepart(requested)
+            except InvalidJID:
+                # RFC 6120 §7.7.2.1
+                await self._iq_error(iq, "bad-request", "modify")
+                return
+        if resource is None:
+            resource = secrets.token_hex(6)  # RFC 6120 §7.6: server-generated
+        jid = self.authenticated.with_resource(resource)
+        existing = self.ctx.sessions.get(jid)
+        if existing is not None:
+            # RFC 6120 §7.7.2.2: resolve the conflict by policy.
+            if limits.resource_conflict == "old_wins":
+                await self._iq_error(iq, "conflict", "cancel")
+                return
+            if limits.resource_conflict == "random_resource":
+                jid = self.authenticated.with_resource(f"{resource}.{secrets.token_hex(3)}")
+                existing = None
+        session = Session(jid, self._outbox_send, self.close_with, secure=self.secure)
+        self.session = session
+        old = self.ctx.sessions.add(session)
+        if old is not None and old is not session:
+            old.close(StreamError(StreamCondition.CONFLICT, "replaced by a new session"))
+        result = builders.iq_result(iq)
+        result.attrib.pop("from", None)
+        reply_bind = builders.child(result, ns.BIND, "bind")
+        etree.SubElement(reply_bind, ns.clark(ns.BIND, "jid")).text = str(jid)
+        await self._send_el(result)
+        self.state = State.BOUND
+        self.log.info("bound %s", jid)
+        await self.ctx.accounts.record_login(jid.local or "", jid.domain)
+        await self.ctx.hooks.notify("session/bound", session)
+
+    async def _iq_error(self, iq: etree._Element, condition: str, type_: str) -> None:
+        from pubsubd.errors import StanzaError
+
+        reply = builders.error_reply(iq, StanzaError(condition, type_=type_))
+        reply.attrib.pop("from", None)
+        await self._send_el(reply)
+
+    # --- established session ---------------------------------------------------------------
+
+    async def _read_stanzas(self) -> None:
+        assert self.session is not None
+        session = self.session
+        events = self._pending_events
+        idle = self.ctx.config.limits.idle_timeout
+        while True:
+            with trio.move_on_after(idle) as waiting:
+                event = await events.__anext__()
+            if waiting.cancelled_caught:
+                raise StreamError(StreamCondition.CONNECTION_TIMEOUT, "idle for too long")
+            match event:
+                case ElementReceived(element=el):
+                    if el.tag not in ns.STANZA_TAGS:
+                        if el.tag == T_STARTTLS or etree.QName(el).namespace in (ns.SASL, ns.BIND):
+                            raise StreamError(StreamCondition.POLICY_VIOLATION,
+                                              "negotiation is over")
+                        # RFC 6120 §4.9.3.23
+                        raise StreamError(StreamCondition.UNSUPPORTED_STANZA_TYPE)
+                    if el.get(ns.XML_LANG) is None and self.lang:
+                        el.set(ns.XML_LANG, self.lang)  # RFC 6120 §4.7.4
+                    await self.ctx.router.route_from_client(session, el)
+                case StreamClosed():
+                    return
+                case StreamOpened():
+                    raise StreamError(StreamCondition.INVALID_XML)
+
+    async def _writer(self) -> None:
+        keepalive = self.ctx.config.limits.keepalive_interval
+        recv = self._outbox_recv
+        while True:
+            with trio.move_on_after(keepalive):
+                first = await recv.receive()
+                batch = [first]
+                while True:
+                    try:
+                        batch.append(recv.receive_nowait())
+                    except trio.WouldBlock:
+                        break
+                await self.stream.send_all(b"".join(batch))
+                continue
+            await self.stream.send_all(b" ")  # RFC 6120 §4.6.1 whitespace keep-alive
+
+
+def _version_ok(version: str) -> bool:
+    major, _, minor = version.partition(".")
+    return major == "1" and minor.isdigit()
+
+
+def _b64(text: str | None) -> bytes:
+    """Decode SASL data; ``=`` is an empty response (RFC 6120 §6.4.2)."""
+    if not text or text.strip() == "=":
+        return b""
+    try:
+        return base64.b64decode(text.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise SaslFailure("incorrect-encoding") from None
+
+
+def _localpart(username: str) -> str:
+    try:
+        return prepare_localpart(username)
+    except InvalidJID:
+        raise SaslFailure("not-authorized") from None
+
+
+def _attr(value: str) -> str:
+    return (value.replace("&", "&amp;").replace("<", "&lt;").replace("'", "&apos;")
+            .replace('"', "&quot;"))
+
+
+def _copy(el: etree._Element) -> etree._Element:
+    from copy import deepcopy
+
+    return deepcopy(el)

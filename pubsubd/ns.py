@@ -1,0 +1,76 @@
+"""Every namespace URI the server speaks, and the Clark names built from them.
+
+Namespace literals live here only, so a typo is an import error rather than a silent mismatch.
+"""
+
+from __future__ import annotations
+
+STREAM = "http://etherx.jabber.org/streams"
+CLIENT = "jabber:client"
+SERVER = "jabber:server"
+COMPONENT = "jabber:component:accept"
+XML = "http://www.w3.org/XML/1998/namespace"
+STREAMS_ERR = "urn:ietf:params:xml:ns:xmpp-streams"
+STANZAS_ERR = "urn:ietf:params:xml:ns:xmpp-stanzas"
+TLS = "urn:ietf:params:xml:ns:xmpp-tls"
+SASL = "urn:ietf:params:xml:ns:xmpp-sasl"
+BIND = "urn:ietf:params:xml:ns:xmpp-bind"
+SESSION = "urn:ietf:params:xml:ns:xmpp-session"
+DIALBACK = "jabber:server:dialback"
+DIALBACK_FEATURE = "urn:xmpp:features:dialback"
+ROSTERVER_FEATURE = "urn:xmpp:features:rosterver"
+PRE_APPROVAL_FEATURE = "urn:xmpp:features:pre-approval"
+REGISTER_FEATURE = "http://jabber.org/features/iq-register"
+
+DISCO_INFO = "http://jabber.org/protocol/disco#info"
+DISCO_ITEMS = "http://jabber.org/protocol/disco#items"
+PING = "urn:xmpp:ping"
+VERSION = "jabber:iq:version"
+TIME = "urn:xmpp:time"
+REGISTER = "jabber:iq:register"
+ROSTER = "jabber:iq:roster"
+DATA_FORMS = "jabber:x:data"
+COMMANDS = "http://jabber.org/protocol/commands"
+ADMIN = "http://jabber.org/protocol/admin"
+DELAY = "urn:xmpp:delay"
+OFFLINE = "msgoffline"
+BLOCKING = "urn:xmpp:blocking"
+BLOCKING_ERRORS = "urn:xmpp:blocking:errors"
+CARBONS = "urn:xmpp:carbons:2"
+FORWARD = "urn:xmpp:forward:0"
+HINTS = "urn:xmpp:hints"
+CAPS = "http://jabber.org/protocol/caps"
+VCARD = "vcard-temp"
+LAST = "jabber:iq:last"
+RSM = "http://jabber.org/protocol/rsm"
+SHIM = "http://jabber.org/protocol/shim"
+PUBSUB = "http://jabber.org/protocol/pubsub"
+PUBSUB_EVENT = "http://jabber.org/protocol/pubsub#event"
+PUBSUB_OWNER = "http://jabber.org/protocol/pubsub#owner"
+PUBSUB_ERRORS = "http://jabber.org/protocol/pubsub#errors"
+ATOM = "http://www.w3.org/2005/Atom"
+SID = "urn:xmpp:sid:0"
+SM = "urn:xmpp:sm:3"
+
+
+def clark(namespace: str, local: str) -> str:
+    """The lxml tag name ``{namespace}local``."""
+    return f"{{{namespace}}}{local}"
+
+
+STREAM_STREAM = clark(STREAM, "stream")
+STREAM_FEATURES = clark(STREAM, "features")
+STREAM_ERROR = clark(STREAM, "error")
+XML_LANG = clark(XML, "lang")
+
+C_MESSAGE = clark(CLIENT, "message")
+C_PRESENCE = clark(CLIENT, "presence")
+C_IQ = clark(CLIENT, "iq")
+C_ERROR = clark(CLIENT, "error")
+C_BODY = clark(CLIENT, "body")
+C_SUBJECT = clark(CLIENT, "subject")
+C_THREAD = clark(CLIENT, "thread")
+C_SHOW = clark(CLIENT, "show")
+C_STATUS = clark(CLIENT, "status")
+C_PRIORITY = clark(CLIENT, "priority")
+STANZA_TAGS = frozenset({C_MESSAGE, C_PRESENCE, C_IQ})

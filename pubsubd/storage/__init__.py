@@ -1,0 +1,1 @@
+"""Persistence: narrow per-feature store protocols over one embedded SQLite database."""

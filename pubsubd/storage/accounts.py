@@ -1,0 +1,190 @@
+"""Accounts: SCRAM credentials (never passwords), enabled flag, registration and login times."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+from pubsubd.storage.sqlite import Database
+from pubsubd.stream.sasl import ScramCredentials, derive_scram_keys
+
+HASHES = ("SHA-1", "SHA-256")
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    username: str  # the prepared localpart
+    domain: str
+    enabled: bool
+    created: float
+    last_login: float | None
+    last_logout: float | None
+    credentials: dict[str, ScramCredentials]
+
+    @property
+    def jid(self) -> str:
+        return f"{self.username}@{self.domain}"
+
+
+class AccountExists(Exception):
+    pass
+
+
+class AccountStore(Protocol):
+    async def create(self, username: str, domain: str, password: str) -> None: ...
+    async def get(self, username: str, domain: str) -> Account | None: ...
+    async def set_password(self, username: str, domain: str, password: str) -> bool: ...
+    async def delete(self, username: str, domain: str) -> bool: ...
+    async def set_enabled(self, username: str, domain: str, enabled: bool) -> bool: ...
+    async def list(self, domain: str | None = None) -> list[Account]: ...
+    async def record_login(self, username: str, domain: str) -> None: ...
+    async def record_logout(self, username: str, domain: str) -> None: ...
+
+
+_SCHEMA = [
+    """
+    CREATE TABLE accounts (
+        domain TEXT NOT NULL,
+        username TEXT NOT NULL,
+        enabled INTEGER NOT NULL DEFAULT 1,
+        created REAL NOT NULL,
+        last_login REAL,
+        last_logout REAL,
+        PRIMARY KEY (domain, username)
+    );
+    CREATE TABLE account_credentials (
+        domain TEXT NOT NULL,
+        username TEXT NOT NULL,
+        hash TEXT NOT NULL,
+        salt BLOB NOT NULL,
+        iterations INTEGER NOT NULL,
+        stored_key BLOB NOT NULL,
+        server_key BLOB NOT NULL,
+        PRIMARY KEY (domain, username, hash),
+        FOREIGN KEY (domain, username) REFERENCES accounts (domain, username) ON DELETE CASCADE
+    )
+    """,
+]
+
+
+def derive_all(password: str, iterations: int) -> dict[str, ScramCredentials]:
+    """SCRAM keys for every hash we offer (CPU-heavy: call it off the event loop)."""
+    return {h: derive_scram_keys(password, h, iterations=iterations) for h in HASHES}
+
+
+class SqliteAccountStore:
+    def __init__(self, db: Database, iterations: int = 4096) -> None:
+        self.db = db
+        self.iterations = iterations
+        db.migrate("accounts", _SCHEMA)
+
+    async def _derive(self, password: str) -> dict[str, ScramCredentials]:
+        import trio
+
+        return await trio.to_thread.run_sync(derive_all, password, self.iterations)
+
+    async def create(self, username: str, domain: str, password: str) -> None:
+        creds = await self._derive(password)
+
+        def insert(conn: sqlite3.Connection) -> None:
+            try:
+                conn.execute(
+                    "INSERT INTO accounts (domain, username, created) VALUES (?, ?, ?)",
+                    (domain, username, time.time()),
+                )
+            except sqlite3.IntegrityError:
+                raise AccountExists(f"{username}@{domain}") from None
+            _write_creds(conn, username, domain, creds)
+
+        await self.db.run(insert)
+
+    async def get(self, username: str, domain: str) -> Account | None:
+        return await self.db.run(lambda c: _read(c, username, domain))
+
+    async def set_password(self, username: str, domain: str, password: str) -> bool:
+        creds = await self._derive(password)
+
+        def update(conn: sqlite3.Connection) -> bool:
+            if _read(conn, username, domain) is None:
+                return False
+            _write_creds(conn, username, domain, creds)
+            return True
+
+        return await self.db.run(update)
+
+    async def delete(self, username: str, domain: str) -> bool:
+        def delete(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(
+                "DELETE FROM accounts WHERE domain = ? AND username = ?", (domain, username)
+            )
+            return cur.rowcount > 0
+
+        return await self.db.run(delete)
+
+    async def set_enabled(self, username: str, domain: str, enabled: bool) -> bool:
+        def update(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(
+                "UPDATE accounts SET enabled = ? WHERE domain = ? AND username = ?",
+                (int(enabled), domain, username),
+            )
+            return cur.rowcount > 0
+
+        return await self.db.run(update)
+
+    async def list(self, domain: str | None = None) -> list[Account]:
+        def select(conn: sqlite3.Connection) -> list[Account]:
+            rows = conn.execute(
+                "SELECT username, domain FROM accounts"
+                + (" WHERE domain = ?" if domain else "")
+                + " ORDER BY domain, username",
+                (domain,) if domain else (),
+            ).fetchall()
+            return [a for u, d in rows if (a := _read(conn, u, d)) is not None]
+
+        return await self.db.run(select)
+
+    async def record_login(self, username: str, domain: str) -> None:
+        await self._stamp("last_login", username, domain)
+
+    async def record_logout(self, username: str, domain: str) -> None:
+        await self._stamp("last_logout", username, domain)
+
+    async def _stamp(self, column: str, username: str, domain: str) -> None:
+        await self.db.run(
+            lambda c: c.execute(
+                f"UPDATE accounts SET {column} = ? WHERE domain = ? AND username = ?",
+                (time.time(), domain, username),
+            )
+        )
+
+
+def _write_creds(conn: sqlite3.Connection, username: str, domain: str,
+                 creds: dict[str, ScramCredentials]) -> None:
+    for hash_name, c in creds.items():
+        conn.execute(
+            "INSERT OR REPLACE INTO account_credentials"
+            " (domain, username, hash, salt, iterations, stored_key, server_key)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (domain, username, hash_name, c.salt, c.iterations, c.stored_key, c.server_key),
+        )
+
+
+def _read(conn: sqlite3.Connection, username: str, domain: str) -> Account | None:
+    row = conn.execute(
+        "SELECT enabled, created, last_login, last_logout FROM accounts"
+        " WHERE domain = ? AND username = ?",
+        (domain, username),
+    ).fetchone()
+    if row is None:
+        return None
+    creds = {
+        h: ScramCredentials(salt=s, iterations=i, stored_key=sk, server_key=svk)
+        for h, s, i, sk, svk in conn.execute(
+            "SELECT hash, salt, iterations, stored_key, server_key FROM account_credentials"
+            " WHERE domain = ? AND username = ?",
+            (domain, username),
+        )
+    }
+    return Account(username, domain, bool(row[0]), row[1], row[2], row[3], creds)

@@ -1,0 +1,94 @@
+"""One SQLite database shared by every store, used from a single worker thread.
+
+SQLite connections are not safe to share between threads, and every call blocks on disk, so all
+work goes through :meth:`Database.run`, which executes a plain function with the connection in a
+dedicated worker thread, inside one transaction. WAL mode with ``synchronous=NORMAL`` makes every
+committed transaction survive a crash of the process (``kill -9``); stores commit before they
+acknowledge anything to a client.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+import trio
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class Database:
+    """A SQLite file (or ``:memory:``) with a schema-migration registry."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._conn: sqlite3.Connection | None = None
+        self._limiter = trio.CapacityLimiter(1)
+        self._thread_lock = threading.Lock()
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_versions (name TEXT PRIMARY KEY, version INTEGER)"
+        )
+        return conn
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self._conn = self._connect()
+        return self._conn
+
+    def run_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` in one transaction, in the calling thread (start-up, CLI, tests)."""
+        with self._thread_lock:
+            conn = self.conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return result
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` in one transaction on the database thread, off the event loop."""
+        return await trio.to_thread.run_sync(self.run_sync, fn, limiter=self._limiter)
+
+    def migrate(self, name: str, steps: Sequence[str]) -> None:
+        """Apply the not-yet-applied schema ``steps`` of store ``name`` (each a SQL script)."""
+
+        def apply(conn: sqlite3.Connection) -> None:
+            row = conn.execute(
+                "SELECT version FROM schema_versions WHERE name = ?", (name,)
+            ).fetchone()
+            current = row[0] if row else 0
+            for version, script in enumerate(steps, start=1):
+                if version <= current:
+                    continue
+                for statement in script.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute(
+                    "INSERT OR REPLACE INTO schema_versions (name, version) VALUES (?, ?)",
+                    (name, version),
+                )
+
+        self.run_sync(apply)
+
+    def close(self) -> None:
+        with self._thread_lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None

@@ -1,0 +1,206 @@
+"""Incremental XML stream parser: bytes in, stream events out (sans-I/O).
+
+RFC 6120 §11 restricts the XML an XMPP entity may send: no comments, processing instructions,
+DTDs or entity references other than the predefined ones. lxml is told never to resolve entities
+or touch the network, and the prolog is inspected before the parser sees it, so billion-laughs
+and external-entity tricks never expand. Each top-level child of the stream root is detached
+once complete, so the tree never grows with the length of the stream.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from lxml import etree
+
+from pubsubd import ns
+from pubsubd.errors import StreamCondition, StreamError
+
+DEFAULT_MAX_STANZA_BYTES = 256 * 1024
+_ENCODING_DECL = re.compile(rb"""encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
+
+
+@dataclass(frozen=True, slots=True)
+class StreamOpened:
+    """The peer's stream header (RFC 6120 §4.7)."""
+
+    attrs: dict[str, str]
+    default_ns: str | None
+    stream_prefix: str | None
+
+    @property
+    def to(self) -> str | None:
+        return self.attrs.get("to")
+
+    @property
+    def from_(self) -> str | None:
+        return self.attrs.get("from")
+
+    @property
+    def version(self) -> str | None:
+        return self.attrs.get("version")
+
+    @property
+    def lang(self) -> str | None:
+        return self.attrs.get(ns.XML_LANG)
+
+
+@dataclass(frozen=True, slots=True)
+class ElementReceived:
+    """One complete first-level element: a stanza or a negotiation element."""
+
+    element: etree._Element
+
+
+@dataclass(frozen=True, slots=True)
+class StreamClosed:
+    """The peer sent ``</stream:stream>`` (RFC 6120 §4.4)."""
+
+
+StreamEvent = StreamOpened | ElementReceived | StreamClosed
+
+
+class StreamParser:
+    """Feed bytes with :meth:`feed`; get back the events they complete.
+
+    Raises :class:`StreamError` with the RFC 6120 §4.9.3 condition for any violation; after that
+    the parser is unusable and the stream must be closed.
+    """
+
+    def __init__(self, max_stanza_bytes: int = DEFAULT_MAX_STANZA_BYTES) -> None:
+        self.max_stanza_bytes = max_stanza_bytes
+        self._parser = etree.XMLPullParser(
+            events=("start", "end", "comment", "pi"),
+            # No DTD ever reaches lxml (see _check_prolog), so only the five predefined entities
+            # can resolve; an undefined one is then a syntax error rather than a silent stall.
+            no_network=True,
+            load_dtd=False,
+            huge_tree=False,
+            remove_comments=False,
+            remove_pis=False,
+        )
+        self._depth = 0
+        self._root: etree._Element | None = None
+        self._prolog = b""
+        self._stanza_bytes = 0
+        self._closed = False
+        self._content_ns: str | None = None
+
+    @property
+    def opened(self) -> bool:
+        return self._root is not None
+
+    def feed(self, data: bytes) -> list[StreamEvent]:
+        if self._closed:
+            return []
+        if self._root is None:
+            self._check_prolog(data)
+        try:
+            self._parser.feed(data)
+            events = self._collect()
+        except etree.XMLSyntaxError as exc:
+            raise _syntax_error(exc) from None
+        if self._depth > 1:
+            self._stanza_bytes += len(data)
+            if self._stanza_bytes > self.max_stanza_bytes:
+                # RFC 6120 §13.12 (4): a server may limit stanza size; policy-violation says so.
+                raise StreamError(
+                    StreamCondition.POLICY_VIOLATION,
+                    f"stanza larger than {self.max_stanza_bytes} bytes",
+                )
+        else:
+            self._stanza_bytes = 0
+        return events
+
+    def _check_prolog(self, data: bytes) -> None:
+        """Refuse DTDs and foreign encodings before lxml ever processes them."""
+        prolog = self._prolog + data
+        head = prolog
+        start = prolog.find(b"<stream")
+        if start < 0:
+            start = _first_element_start(prolog)
+        if start >= 0:
+            head = prolog[:start]
+        if b"<!" in head:
+            # RFC 6120 §11.1: no DTD, no entity declarations.
+            raise StreamError(StreamCondition.RESTRICTED_XML, "DTDs are not allowed")
+        match = _ENCODING_DECL.search(head)
+        if match and match.group(1).lower() not in (b"utf-8", b"utf8"):
+            # RFC 6120 §11.6: UTF-8 only.
+            raise StreamError(StreamCondition.UNSUPPORTED_ENCODING, "only UTF-8 is supported")
+        self._prolog = prolog[-16:] if start < 0 else b""
+
+    def _collect(self) -> list[StreamEvent]:
+        out: list[StreamEvent] = []
+        for event, el in self._parser.read_events():
+            if event in ("comment", "pi"):
+                # RFC 6120 §11.1
+                raise StreamError(
+                    StreamCondition.RESTRICTED_XML,
+                    "comments and processing instructions are not allowed",
+                )
+            if event == "start":
+                self._depth += 1
+                if self._depth == 1:
+                    out.append(self._open(el))
+            elif event == "end":
+                self._depth -= 1
+                if self._depth == 1:
+                    root = self._root
+                    assert root is not None
+                    root.remove(el)
+                    root.text = None
+                    out.append(ElementReceived(_rehome(el, self._content_ns)))
+                elif self._depth == 0:
+                    self._closed = True
+                    out.append(StreamClosed())
+        return out
+
+    def _open(self, root: etree._Element) -> StreamOpened:
+        self._root = root
+        qname = etree.QName(root)
+        if qname.localname != "stream" or qname.namespace != ns.STREAM:
+            # RFC 6120 §4.9.3.10: wrong stream namespace
+            raise StreamError(StreamCondition.INVALID_NAMESPACE, "expected a stream header")
+        self._content_ns = root.nsmap.get(None)
+        attrs = {str(k): str(v) for k, v in root.attrib.items()}
+        return StreamOpened(attrs=attrs, default_ns=root.nsmap.get(None), stream_prefix=root.prefix)
+
+
+def _rehome(el: etree._Element, content_ns: str | None) -> etree._Element:
+    """Give a detached element its own default-namespace declaration.
+
+    Detached from the stream root, lxml would invent an ``ns0:`` prefix for the content namespace,
+    which RFC 6120 §4.8.5 forbids on the wire; a fresh top element keeps it the default.
+    """
+    if content_ns is None or etree.QName(el).namespace != content_ns:
+        el.tail = None
+        return el
+    top = etree.Element(el.tag, attrib=dict(el.attrib), nsmap={None: content_ns})
+    top.text = el.text
+    top.extend(list(el))
+    return top
+
+
+def _first_element_start(data: bytes) -> int:
+    """Index of the first ``<`` that starts an element (not ``<?`` or ``<!``), or -1."""
+    i = data.find(b"<")
+    while i >= 0:
+        nxt = data[i + 1 : i + 2]
+        if nxt and nxt not in (b"?", b"!"):
+            return i
+        if not nxt:
+            return -1
+        i = data.find(b"<", i + 1)
+    return -1
+
+
+def _syntax_error(exc: etree.XMLSyntaxError) -> StreamError:
+    msg = str(exc)
+    if "Entity" in msg or "entity" in msg:
+        # RFC 6120 §11.1: only the five predefined entities may be referenced.
+        return StreamError(StreamCondition.RESTRICTED_XML, "entity references are not allowed")
+    if "Document labelled UTF-16" in msg or "encoding" in msg.lower():
+        return StreamError(StreamCondition.UNSUPPORTED_ENCODING, "only UTF-8 is supported")
+    return StreamError(StreamCondition.NOT_WELL_FORMED, msg.split("(")[0].strip() or None)

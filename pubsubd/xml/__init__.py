@@ -1,0 +1,1 @@
+"""Small XML builders and XEP-0004 data forms."""
