@@ -82,6 +82,40 @@ class LogConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class PubSubConfig:
+    """The XEP-0060 service (pubsub.<domain>) and PEP."""
+
+    enabled: bool = True
+    subdomain: str = "pubsub"  # the service JID is <subdomain>.<domain>
+    # Who may create nodes on the service: "admins", "local" (any local user) or "anyone".
+    creation_policy: Literal["admins", "local", "anyone"] = "local"
+    max_items: int = 100  # default pubsub#max_items of new nodes
+    max_payload_bytes: int = 65536
+    catch_up_max_items: int = 20  # items held per subscriber and node while away/offline
+
+
+@dataclass(frozen=True, slots=True)
+class FeedsConfig:
+    """Feed polling (RSS/Atom into pubsub nodes)."""
+
+    enabled: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    """Prometheus text endpoint and /health (served by a ``metrics`` listener)."""
+
+    enabled: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ControlConfig:
+    """The local control socket used by ``pubsubd admin``."""
+
+    socket: str = "var/control.sock"
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     domains: tuple[str, ...] = ("localhost",)
     listeners: tuple[Listener, ...] = (Listener(),)
@@ -93,6 +127,10 @@ class Config:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    pubsub: PubSubConfig = field(default_factory=PubSubConfig)
+    feeds: FeedsConfig = field(default_factory=FeedsConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    control: ControlConfig = field(default_factory=ControlConfig)
 
     @property
     def primary_domain(self) -> str:

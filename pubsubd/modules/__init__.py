@@ -8,11 +8,21 @@ if TYPE_CHECKING:
     from pubsubd.core.module import Module
 
 
-def default_modules() -> list[type[Module]]:
-    from pubsubd.modules.xep0030_disco import DiscoModule
-    from pubsubd.modules.xep0077_register import RegisterModule
-    from pubsubd.modules.xep0092_version import VersionModule
-    from pubsubd.modules.xep0199_ping import PingModule
-    from pubsubd.modules.xep0202_time import TimeModule
+import importlib
 
-    return [DiscoModule, PingModule, VersionModule, TimeModule, RegisterModule]
+# "module path:class name", in load order. Each entry is one protocol feature.
+MODULES = [
+    "pubsubd.modules.xep0030_disco:DiscoModule",
+    "pubsubd.modules.xep0199_ping:PingModule",
+    "pubsubd.modules.xep0092_version:VersionModule",
+    "pubsubd.modules.xep0202_time:TimeModule",
+    "pubsubd.modules.xep0077_register:RegisterModule",
+]
+
+
+def default_modules() -> list[type[Module]]:
+    classes = []
+    for entry in MODULES:
+        path, _, name = entry.partition(":")
+        classes.append(getattr(importlib.import_module(path), name))
+    return classes

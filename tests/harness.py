@@ -1,0 +1,270 @@
+"""Start the real server as a subprocess on free loopback ports, and connect real clients.
+
+Tests drive it from outside exactly as users do: slixmpp clients (asyncio) and raw sockets.
+The server process can be stopped gracefully, killed with SIGKILL and restarted on the same
+data directory, to test durability.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ServerProcess:
+    """One pubsubd process with its own config and data directory."""
+
+    def __init__(self, workdir: Path, *, domain: str = "localhost", extra: dict[str, Any] | None = None,
+                 registration: bool = True) -> None:
+        self.workdir = workdir
+        self.domain = domain
+        self.c2s_port = free_port()
+        self.tls_port = free_port()
+        self.metrics_port = free_port()
+        config: dict[str, Any] = {
+            "domains": [domain],
+            "listeners": [
+                {"kind": "c2s", "address": "127.0.0.1", "port": self.c2s_port},
+                {"kind": "c2s_tls", "address": "127.0.0.1", "port": self.tls_port},
+            ],
+            "data_dir": str(workdir / "var"),
+            "storage": {"path": str(workdir / "var" / "pubsubd.sqlite3")},
+            "admins": [f"admin@{domain}"],
+            "registration": {"enabled": registration},
+            "log": {"level": "DEBUG"},
+        }
+        for key, value in (extra or {}).items():
+            if isinstance(value, dict) and isinstance(config.get(key), dict):
+                config[key] = {**config[key], **value}
+            else:
+                config[key] = value
+        self.config = config
+        self.config_path = workdir / "pubsubd.yaml"
+        self.config_path.write_text(yaml.safe_dump(config))
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = workdir / "server.log"
+
+    def start(self, timeout: float = 15.0) -> None:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "pubsubd", "run", "--config", str(self.config_path)],
+            cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT, env=env,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited early:\n{self.log()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.c2s_port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"server did not start:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-20000:]
+
+    def stop(self, timeout: float = 15.0) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def restart(self, *, hard: bool = False) -> None:
+        self.kill() if hard else self.stop()
+        self.start()
+
+    def cli(self, *args: str, input_: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "pubsubd", *args, "--config", str(self.config_path)],
+            cwd=self.workdir, capture_output=True, text=True, input=input_, check=check, timeout=60,
+        )
+
+    def add_user(self, local: str, password: str = "password1") -> str:
+        jid = f"{local}@{self.domain}"
+        self.cli("user", "add", jid, "--password", password)
+        return jid
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+# --- slixmpp clients ------------------------------------------------------------------------
+
+def make_client(jid: str, password: str, plugins: Iterable[str] = ("xep_0030", "xep_0199")) -> Any:
+    import slixmpp
+
+    client = slixmpp.ClientXMPP(jid, password)
+    for plugin in plugins:
+        client.register_plugin(plugin)
+    client.ssl_context.check_hostname = False
+    client.ssl_context.verify_mode = ssl.CERT_NONE
+    client.enable_direct_tls = False
+    return client
+
+
+async def connect(server: ServerProcess, jid: str, password: str = "password1",
+                  plugins: Iterable[str] = ("xep_0030", "xep_0199"), *, presence: bool = True,
+                  timeout: float = 15.0) -> Any:
+    """A slixmpp client, connected, authenticated and bound (with initial presence if asked)."""
+    client = make_client(jid, password, plugins)
+    started: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+
+    def on_start(_: Any) -> None:
+        if not started.done():
+            started.set_result(True)
+
+    def on_fail(*_: Any) -> None:
+        if not started.done():
+            started.set_exception(AuthenticationFailed(jid))
+
+    client.add_event_handler("session_start", on_start)
+    client.add_event_handler("failed_all_auth", on_fail)
+    client.connect(host="127.0.0.1", port=server.c2s_port)
+    await asyncio.wait_for(started, timeout)
+    if presence:
+        client.send_presence()
+        await asyncio.sleep(0.1)
+    return client
+
+
+async def disconnect(*clients: Any) -> None:
+    for client in clients:
+        client.disconnect()
+    for client in clients:
+        try:
+            await asyncio.wait_for(client.disconnected, 5)
+        except (asyncio.TimeoutError, Exception):
+            pass
+
+
+class AuthenticationFailed(Exception):
+    pass
+
+
+def run(coro: Any) -> Any:
+    """Run an asyncio scenario from a synchronous test."""
+    return asyncio.run(coro)
+
+
+# --- raw sockets ---------------------------------------------------------------------------
+
+STREAM_HEADER = (
+    "<?xml version='1.0'?><stream:stream to='{domain}' xmlns='jabber:client' "
+    "xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>"
+)
+
+
+class RawClient:
+    """A plain socket speaking XMPP by hand, for bad input and exact error checks."""
+
+    def __init__(self, server: ServerProcess, *, tls: bool = False) -> None:
+        self.server = server
+        self.sock: socket.socket | ssl.SSLSocket = socket.create_connection(
+            ("127.0.0.1", server.tls_port if tls else server.c2s_port), timeout=10
+        )
+        if tls:
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            self.sock = ctx.wrap_socket(self.sock, server_hostname=server.domain)
+        self.buffer = b""
+
+    def send(self, data: str | bytes) -> None:
+        self.sock.sendall(data.encode() if isinstance(data, str) else data)
+
+    def open(self, domain: str | None = None) -> str:
+        self.send(STREAM_HEADER.format(domain=domain or self.server.domain))
+        return self.read_until(b"</stream:features>")
+
+    def starttls(self) -> None:
+        self.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+        self.read_until(b"<proceed")
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        self.sock = ctx.wrap_socket(self.sock, server_hostname=self.server.domain)
+        self.buffer = b""
+
+    def login(self, local: str, password: str = "password1", resource: str = "raw") -> str:
+        """STARTTLS, SASL PLAIN, bind; returns the bound full JID."""
+        import base64
+
+        self.open()
+        self.starttls()
+        self.open()
+        token = base64.b64encode(f"\0{local}\0{password}".encode()).decode()
+        self.send(f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{token}</auth>")
+        self.read_until(b"<success")
+        self.open()
+        self.send(f"<iq type='set' id='bind'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"
+                  f"<resource>{resource}</resource></bind></iq>")
+        reply = self.read_until(b"</iq>")
+        return reply.split("<jid>")[1].split("</jid>")[0]
+
+    def read_until(self, marker: bytes, timeout: float = 10.0) -> str:
+        deadline = time.monotonic() + timeout
+        while marker not in self.buffer:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"{marker!r} not received; got {self.buffer!r}")
+            self.sock.settimeout(remaining)
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError(f"closed before {marker!r}; got {self.buffer!r}")
+            self.buffer += chunk
+        idx = self.buffer.index(marker) + len(marker)
+        out, self.buffer = self.buffer[:idx], self.buffer[idx:]
+        return out.decode(errors="replace")
+
+    def read_all(self, timeout: float = 5.0) -> str:
+        """Everything until the server closes the connection."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"connection not closed; got {self.buffer!r}")
+            self.sock.settimeout(remaining)
+            try:
+                chunk = self.sock.recv(65536)
+            except (ConnectionResetError, ssl.SSLError):
+                chunk = b""
+            if not chunk:
+                out, self.buffer = self.buffer, b""
+                return out.decode(errors="replace")
+            self.buffer += chunk
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
