@@ -1,0 +1,433 @@
+"""The feed poller: fetch → parse → normalize → dedupe → publish, for every due feed.
+
+Each poll runs in its own task, at most ``max_concurrent_polls`` at a time, and every network
+wait has a deadline (the fetcher's total timeout), so one slow or broken feed only ever holds
+its own slot.
+
+Ordering for "never lost, never twice": entries are published first and only then recorded as
+seen, together with the feed's new validators, in one store transaction
+(:meth:`FeedStore.commit_poll`). A crash before the publisher returns loses nothing: the old
+ETag is still stored, so the next poll gets the document again and the entries are still
+unseen. A crash after the publisher returned but before the commit republishes the same entries
+under the same item ids, so the only duplicate window is that one transaction, and a publisher
+that is idempotent by item id (a pubsub node replaces an item with the same id) closes it for
+stored items. If the publisher raises, nothing is recorded and the feed retries with back-off.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+from urllib.parse import urlsplit
+
+import trio
+
+from feeds.fetch import Fetcher, FetchResult
+from feeds.model import Entry, FeedEvent, FeedEventKind, FeedState, PollerStats
+from feeds.normalize import normalize_feed
+from feeds.parse import ParsedFeed, parse
+from feeds.schedule import HostBudget, SchedulePolicy, adapt_interval, next_fetch
+from feeds.store import FeedStore
+
+log = logging.getLogger(__name__)
+
+
+class Publisher(Protocol):
+    """Where entries go (for pubsubd: the feed's pubsub node). Must be idempotent by item id."""
+
+    async def publish(
+        self, feed: FeedState, entries: Sequence[Entry], *, notify: bool
+    ) -> None: ...
+
+    async def feed_event(self, feed: FeedState, event: FeedEvent) -> None: ...
+
+
+class FirstPoll(enum.StrEnum):
+    """What subscribers hear of the entries already in a feed when it is first polled."""
+
+    NONE = "none"
+    LAST = "last"
+    ALL = "all"
+
+
+@dataclass(frozen=True, slots=True)
+class PollerConfig:
+    schedule: SchedulePolicy = field(default_factory=SchedulePolicy)
+    max_concurrent_polls: int = 16
+    first_poll: FirstPoll = FirstPoll.LAST
+    first_poll_count: int = 3
+    republish_updates: bool = False
+    failing_after: int = 5
+    seen_keep: int = 5000
+    idle_tick: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class PollOutcome:
+    """What one poll did, for callers of :meth:`Poller.refresh` and for tests."""
+
+    feed_id: str
+    status: int | None
+    new: int = 0
+    updated: int = 0
+    notified: int = 0
+    error: str = ""
+    events: tuple[FeedEvent, ...] = ()
+
+
+class Poller:
+    """Polls the feeds of a :class:`FeedStore` and hands new entries to a :class:`Publisher`."""
+
+    def __init__(
+        self,
+        store: FeedStore,
+        publisher: Publisher,
+        fetcher: Fetcher,
+        config: PollerConfig | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        self.store = store
+        self.publisher = publisher
+        self.fetcher = fetcher
+        self.config = config or PollerConfig()
+        self.stats = PollerStats()
+        self._clock = clock
+        self._rng = rng
+        self._in_flight: set[str] = set()
+        self._wake = trio.Event()
+        self._budget = HostBudget(self.config.schedule.host_spacing)
+        self._parse_limiter = trio.CapacityLimiter(2)
+
+    # -- management -------------------------------------------------------------------------
+
+    async def add_feed(
+        self, url: str, *, feed_id: str | None = None, title: str = "", group: str = ""
+    ) -> FeedState:
+        """Start polling ``url`` (due at once); an existing feed is returned unchanged."""
+        key = feed_id or url
+        existing = await self.store.get_feed(key)
+        if existing is not None:
+            return existing
+        state = FeedState(
+            feed_id=key, url=url, original_url=url, title=title, group=group,
+            interval=self.config.schedule.base_interval,
+        )
+        await self.store.put_feed(state)
+        self._poke()
+        return state
+
+    async def remove_feed(self, feed_id: str) -> None:
+        await self.store.delete_feed(feed_id)
+
+    async def pause(self, feed_id: str) -> FeedState | None:
+        return await self._update(feed_id, paused=True)
+
+    async def resume(self, feed_id: str) -> FeedState | None:
+        """Poll again now; also revives a feed that was gone, for when it comes back."""
+        state = await self._update(feed_id, paused=False, gone=False, next_fetch=self._clock())
+        self._poke()
+        return state
+
+    async def refresh(self, feed_id: str) -> PollOutcome | None:
+        """Poll now and return what happened (None if unknown or already being polled)."""
+        if feed_id in self._in_flight:
+            return None
+        self._in_flight.add(feed_id)
+        try:
+            return await self.poll_feed(feed_id)
+        finally:
+            self._in_flight.discard(feed_id)
+            self._poke()
+
+    async def _update(self, feed_id: str, **changes: object) -> FeedState | None:
+        state = await self.store.get_feed(feed_id)
+        if state is None:
+            return None
+        state = replace(state, **changes)  # type: ignore[arg-type]
+        await self.store.put_feed(state)
+        return state
+
+    def _poke(self) -> None:
+        self._wake.set()
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Poll due feeds until cancelled."""
+        async with trio.open_nursery() as nursery:
+            task_status.started()
+            while True:
+                self._wake = trio.Event()
+                await self._dispatch(nursery)
+                await self._sleep_until_due()
+
+    async def _dispatch(self, nursery: trio.Nursery) -> None:
+        now = self._clock()
+        free = self.config.max_concurrent_polls - len(self._in_flight)
+        due = await self.store.due_feeds(now, limit=len(self._in_flight) + max(free, 1) + 100)
+        waiting = [s for s in due if s.feed_id not in self._in_flight]
+        for state in waiting[: max(free, 0)]:
+            lag = 0.0 if state.next_fetch is None else max(0.0, now - state.next_fetch)
+            self.stats.last_lag = lag
+            self.stats.max_lag = max(self.stats.max_lag, lag)
+            self._in_flight.add(state.feed_id)
+            nursery.start_soon(self._poll_task, state.feed_id, urlsplit(state.url).hostname or "")
+        self.stats.queue_depth = max(0, len(waiting) - max(free, 0))
+        self.stats.in_flight = len(self._in_flight)
+
+    async def _sleep_until_due(self) -> None:
+        soonest = await self.store.next_due_time()
+        delay = self.config.idle_tick
+        if soonest is not None:
+            # Feeds being polled still look due until their poll commits; their completion
+            # wakes us, so a short nap suffices instead of spinning.
+            delay = min(delay, max(soonest - self._clock(), 0.05 if self._in_flight else 0.0))
+        with trio.move_on_after(delay):
+            await self._wake.wait()
+
+    async def _poll_task(self, feed_id: str, host: str) -> None:
+        try:
+            slot = self._budget.reserve(host, self._clock())
+            wait = slot - self._clock()
+            if wait > 0:
+                await trio.sleep(wait)
+            await self.poll_feed(feed_id)
+        except Exception:  # our own bug: log it and keep every other feed polling
+            log.exception("poll of feed %s failed", feed_id)
+            self._count_error("internal")
+        finally:
+            self._in_flight.discard(feed_id)
+            self.stats.in_flight = len(self._in_flight)
+            self._poke()
+
+    # -- one poll ---------------------------------------------------------------------------
+
+    async def poll_feed(self, feed_id: str) -> PollOutcome | None:
+        """Fetch, parse and publish one feed now (callers keep it out of the loop meanwhile)."""
+        state = await self.store.get_feed(feed_id)
+        if state is None:
+            return None
+        self.stats.polls += 1
+        self.stats.fetches += 1
+        result = await self.fetcher.fetch(
+            state.url, etag=state.etag, last_modified=state.last_modified
+        )
+        now = self._clock()
+        state = replace(
+            state, last_fetch=now, last_status=result.status, fetch_count=state.fetch_count + 1
+        )
+        events: list[FeedEvent] = []
+        if result.permanent_redirect and result.permanent_redirect != state.url:
+            events.append(FeedEvent(
+                FeedEventKind.MOVED,
+                f"The feed moved permanently from {state.url} to {result.permanent_redirect}; "
+                "it is now fetched from the new address.",
+                status=result.status, new_url=result.permanent_redirect,
+            ))
+            moved = result.permanent_redirect
+            state = replace(state, url=moved, moved_to=moved)
+
+        if result.gone:
+            # RFC 9110 §15.5.11: 410 means gone for good, so polling stops.
+            state = replace(state, gone=True, next_fetch=None, last_error="HTTP 410 Gone")
+            events.append(FeedEvent(
+                FeedEventKind.GONE,
+                f"The feed {state.url} is gone (HTTP 410) and will no longer be checked.",
+                status=410,
+            ))
+            return await self._finish(state, [], events, PollOutcome(feed_id, 410))
+        if result.not_modified:
+            self.stats.not_modified += 1
+            state = self._succeeded(state, result, events, changed=False, now=now)
+            return await self._finish(state, [], events, PollOutcome(feed_id, 304))
+        if result.error is not None:
+            return await self._failed(
+                state, str(result.error), result.error_detail, events, result, now
+            )
+
+        parsed = await parse(
+            result.body, url=result.final_url, content_type=result.content_type,
+            limiter=self._parse_limiter,
+        )
+        if not parsed.is_feed:
+            return await self._failed(
+                state, "not-a-feed", parsed.bozo or "no feed found", events, result, now
+            )
+        return await self._publish(state, parsed, result, events, now)
+
+    async def _publish(
+        self,
+        state: FeedState,
+        parsed: ParsedFeed,
+        result: FetchResult,
+        events: list[FeedEvent],
+        now: float,
+    ) -> PollOutcome | None:
+        normalized = normalize_feed(parsed, fetched_at=now, base=result.final_url)
+        entries = normalized.entries
+        known = await self.store.seen_hashes(state.feed_id, [e.item_id for e in entries])
+        new = [e for e in entries if e.item_id not in known]
+        updated = [
+            e for e in entries
+            if self.config.republish_updates
+            and e.item_id in known and known[e.item_id] != e.content_hash
+        ]
+        new, updated = _chronological(entries, new), _chronological(entries, updated)
+        first = not state.initialized
+        quiet, loud = self._split_first_poll(new) if first else ([], new)
+        try:
+            if quiet:
+                await self.publisher.publish(state, quiet, notify=False)
+            if loud or updated:
+                await self.publisher.publish(state, loud + updated, notify=True)
+        except Exception as exc:
+            log.warning("publishing feed %s failed: %s", state.feed_id, exc)
+            # Nothing recorded and the old validators kept: the next poll retries these entries.
+            return await self._failed(state, "publish", str(exc), events, None, now)
+        self.stats.entries_published += len(new) + len(updated)
+        self.stats.entries_notified += len(loud) + len(updated)
+        warning = "; ".join(w for w in (parsed.bozo, normalized.warning) if w)
+        state = replace(
+            state,
+            title=state.title or parsed.title,
+            site_link=parsed.link or state.site_link,
+            etag=result.etag,
+            last_modified=result.last_modified,
+            parse_warning=warning,
+            entries_seen=state.entries_seen + len(new),
+        )
+        changed = bool(new or updated) or first
+        state = self._succeeded(state, result, events, changed=changed, now=now, parsed=parsed)
+        seen = [(e.item_id, e.content_hash) for e in entries]
+        outcome = PollOutcome(
+            state.feed_id, result.status, new=len(new), updated=len(updated),
+            notified=len(loud) + len(updated),
+        )
+        finished = await self._finish(state, seen, events, outcome)
+        if new and state.entries_seen > self.config.seen_keep:
+            await self.store.prune_seen(state.feed_id, self.config.seen_keep)
+        return finished
+
+    def _split_first_poll(self, new: list[Entry]) -> tuple[list[Entry], list[Entry]]:
+        """(history published silently, entries notified) for a feed's first poll."""
+        match self.config.first_poll:
+            case FirstPoll.ALL:
+                return [], new
+            case FirstPoll.NONE:
+                return new, []
+            case FirstPoll.LAST:
+                count = max(0, self.config.first_poll_count)
+                split = max(0, len(new) - count)
+                return new[:split], new[split:]
+
+    def _succeeded(
+        self,
+        state: FeedState,
+        result: FetchResult,
+        events: list[FeedEvent],
+        *,
+        changed: bool,
+        now: float,
+        parsed: ParsedFeed | None = None,
+    ) -> FeedState:
+        if state.failing_reported:
+            events.append(FeedEvent(
+                FeedEventKind.RECOVERED,
+                f"The feed {state.url} works again after {state.error_streak} failed attempts.",
+                status=result.status,
+            ))
+        policy = self.config.schedule
+        interval = adapt_interval(
+            policy, state.interval, changed=changed, now=now, last_change=state.last_change
+        )
+        return replace(
+            state,
+            error_streak=0,
+            failing_reported=False,
+            last_error="",
+            interval=interval,
+            last_change=now if changed else state.last_change,
+            etag=result.etag or state.etag,
+            last_modified=result.last_modified or state.last_modified,
+            next_fetch=next_fetch(
+                policy, now=now, interval=interval, max_age=result.max_age,
+                ttl_minutes=parsed.ttl_minutes if parsed else None,
+                skip_hours=parsed.skip_hours if parsed else (),
+                skip_days=parsed.skip_days if parsed else (),
+                rng=self._rng,
+            ),
+        )
+
+    async def _failed(
+        self,
+        state: FeedState,
+        kind: str,
+        detail: str,
+        events: list[FeedEvent],
+        result: FetchResult | None,
+        now: float,
+    ) -> PollOutcome | None:
+        self._count_error(kind)
+        streak = state.error_streak + 1
+        message = f"{kind}: {detail}" if detail else kind
+        failing = state.failing_reported
+        if streak >= self.config.failing_after and not failing:
+            failing = True
+            events.append(FeedEvent(
+                FeedEventKind.FAILING,
+                f"The feed {state.url} has failed {streak} times in a row (last error: "
+                f"{message}); it will keep being retried less often.",
+                status=result.status if result else None, error=message,
+            ))
+        state = replace(
+            state,
+            error_streak=streak,
+            failing_reported=failing,
+            last_error=message,
+            next_fetch=next_fetch(
+                self.config.schedule, now=now, interval=state.interval, error_streak=streak,
+                retry_after=result.retry_after if result else None, rng=self._rng,
+            ),
+        )
+        status = result.status if result else state.last_status
+        return await self._finish(state, [], events, PollOutcome(
+            state.feed_id, status, error=message
+        ))
+
+    async def _finish(
+        self,
+        state: FeedState,
+        seen: list[tuple[str, str]],
+        events: list[FeedEvent],
+        outcome: PollOutcome,
+    ) -> PollOutcome | None:
+        """Commit, unless the feed was removed meanwhile; keep a pause made meanwhile."""
+        current = await self.store.get_feed(state.feed_id)
+        if current is None:
+            return None
+        state = replace(state, paused=current.paused)
+        await self.store.commit_poll(state, seen, at=self._clock())
+        # Events go out after the commit: at most once, never repeated by a retry.
+        for event in events:
+            try:
+                await self.publisher.feed_event(state, event)
+            except Exception:
+                log.exception("reporting %s for feed %s failed", event.kind, state.feed_id)
+        return replace(outcome, events=tuple(events))
+
+    def _count_error(self, kind: str) -> None:
+        self.stats.errors_by_kind[kind] = self.stats.errors_by_kind.get(kind, 0) + 1
+
+
+def _chronological(document: list[Entry], chosen: list[Entry]) -> list[Entry]:
+    """Oldest first: by date, ties (and undated entries) in reverse document order."""
+    position = {e.item_id: i for i, e in enumerate(document)}
+    return sorted(chosen, key=lambda e: (e.published, -position.get(e.item_id, 0)))
+
