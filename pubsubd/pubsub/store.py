@@ -1,0 +1,231 @@
+"""The storage the pubsub core needs, as a narrow async Protocol, and an in-memory backend.
+
+Nodes of the pubsub component and PEP nodes of every account live side by side, keyed by
+``(service, node_id)``. Items come back newest first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from .model import Affiliation, Item, Node, Subscription, bare
+
+
+@dataclass(frozen=True, slots=True)
+class NewItem:
+    """An item to store; the store gives it its sequence number."""
+
+    item_id: str
+    payload: str
+    publisher: str
+    published: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PutResult:
+    items: tuple[Item, ...]
+    """The stored items, with their sequence numbers, in the order given."""
+    evicted: tuple[str, ...]
+    """Ids of the oldest items removed to respect max_items."""
+
+
+class PubSubStore(Protocol):
+    async def create_node(self, node: Node, owner: str | None) -> bool:
+        """Create ``node`` (and the owner's affiliation); False if the id is taken."""
+        ...
+
+    async def get_node(self, service: str, node_id: str) -> Node | None: ...
+
+    async def list_nodes(self, service: str) -> list[Node]: ...
+
+    async def update_node(self, node: Node) -> None: ...
+
+    async def delete_node(self, service: str, node_id: str) -> None:
+        """Delete the node with its items, subscriptions and affiliations."""
+        ...
+
+    async def get_affiliation(self, service: str, node_id: str, jid: str) -> Affiliation: ...
+
+    async def set_affiliation(
+        self, service: str, node_id: str, jid: str, affiliation: Affiliation
+    ) -> None:
+        """Set a bare JID's affiliation; ``NONE`` removes the entry."""
+        ...
+
+    async def list_affiliations(self, service: str, node_id: str) -> dict[str, Affiliation]: ...
+
+    async def affiliations_of(self, service: str, jid: str) -> dict[str, Affiliation]:
+        """Node id → affiliation of a bare JID across the service."""
+        ...
+
+    async def put_subscription(self, service: str, subscription: Subscription) -> None:
+        """Insert or replace the subscription with this node and subid."""
+        ...
+
+    async def delete_subscription(self, service: str, node_id: str, subid: str) -> bool: ...
+
+    async def list_subscriptions(self, service: str, node_id: str) -> list[Subscription]: ...
+
+    async def subscriptions_of(self, service: str, jid: str) -> list[Subscription]:
+        """Every subscription whose JID has the bare JID of ``jid``."""
+        ...
+
+    async def put_items(
+        self, service: str, node_id: str, items: Sequence[NewItem], max_items: int | None
+    ) -> PutResult:
+        """Store items durably (replacing same ids) and trim to ``max_items``, atomically."""
+        ...
+
+    async def get_items(
+        self,
+        service: str,
+        node_id: str,
+        item_ids: Sequence[str] | None = None,
+        limit: int | None = None,
+    ) -> list[Item]:
+        """Items newest first, all or the given ids, at most ``limit``."""
+        ...
+
+    async def count_items(self, service: str, node_id: str) -> int: ...
+
+    async def delete_items(self, service: str, node_id: str, item_ids: Sequence[str]) -> list[str]:
+        """Delete items; returns the ids that existed."""
+        ...
+
+    async def purge_items(self, service: str, node_id: str) -> list[str]: ...
+
+
+class MemoryPubSubStore:
+    """Everything in dictionaries: tests, and servers that need no persistence."""
+
+    def __init__(self) -> None:
+        self._nodes: dict[tuple[str, str], Node] = {}
+        self._affiliations: dict[tuple[str, str], dict[str, Affiliation]] = {}
+        self._subscriptions: dict[tuple[str, str], dict[str, Subscription]] = {}
+        self._items: dict[tuple[str, str], dict[str, Item]] = {}
+        self._seq = 0
+
+    async def create_node(self, node: Node, owner: str | None) -> bool:
+        key = (node.service, node.node_id)
+        if key in self._nodes:
+            return False
+        self._nodes[key] = node
+        self._affiliations[key] = {bare(owner): Affiliation.OWNER} if owner else {}
+        self._subscriptions[key] = {}
+        self._items[key] = {}
+        return True
+
+    async def get_node(self, service: str, node_id: str) -> Node | None:
+        return self._nodes.get((service, node_id))
+
+    async def list_nodes(self, service: str) -> list[Node]:
+        return [node for (svc, _), node in sorted(self._nodes.items()) if svc == service]
+
+    async def update_node(self, node: Node) -> None:
+        if (node.service, node.node_id) in self._nodes:
+            self._nodes[(node.service, node.node_id)] = node
+
+    async def delete_node(self, service: str, node_id: str) -> None:
+        key = (service, node_id)
+        for table in (self._nodes, self._affiliations, self._subscriptions, self._items):
+            table.pop(key, None)  # type: ignore[attr-defined]
+
+    async def get_affiliation(self, service: str, node_id: str, jid: str) -> Affiliation:
+        return self._affiliations.get((service, node_id), {}).get(bare(jid), Affiliation.NONE)
+
+    async def set_affiliation(
+        self, service: str, node_id: str, jid: str, affiliation: Affiliation
+    ) -> None:
+        table = self._affiliations.get((service, node_id))
+        if table is None:
+            return
+        if affiliation is Affiliation.NONE:
+            table.pop(bare(jid), None)
+        else:
+            table[bare(jid)] = affiliation
+
+    async def list_affiliations(self, service: str, node_id: str) -> dict[str, Affiliation]:
+        return dict(self._affiliations.get((service, node_id), {}))
+
+    async def affiliations_of(self, service: str, jid: str) -> dict[str, Affiliation]:
+        who = bare(jid)
+        return {
+            node_id: table[who]
+            for (svc, node_id), table in sorted(self._affiliations.items())
+            if svc == service and who in table
+        }
+
+    async def put_subscription(self, service: str, subscription: Subscription) -> None:
+        table = self._subscriptions.get((service, subscription.node))
+        if table is not None:
+            table[subscription.subid] = subscription
+
+    async def delete_subscription(self, service: str, node_id: str, subid: str) -> bool:
+        return self._subscriptions.get((service, node_id), {}).pop(subid, None) is not None
+
+    async def list_subscriptions(self, service: str, node_id: str) -> list[Subscription]:
+        return list(self._subscriptions.get((service, node_id), {}).values())
+
+    async def subscriptions_of(self, service: str, jid: str) -> list[Subscription]:
+        who = bare(jid)
+        return [
+            sub
+            for (svc, _), table in sorted(self._subscriptions.items())
+            if svc == service
+            for sub in table.values()
+            if sub.bare_jid == who
+        ]
+
+    async def put_items(
+        self, service: str, node_id: str, items: Sequence[NewItem], max_items: int | None
+    ) -> PutResult:
+        table = self._items.get((service, node_id))
+        if table is None:
+            raise KeyError(node_id)
+        stored: list[Item] = []
+        for new in items:
+            self._seq += 1
+            item = Item(new.item_id, new.payload, new.publisher, new.published, self._seq)
+            table.pop(new.item_id, None)  # a replaced item moves to the newest place
+            table[new.item_id] = item
+            stored.append(item)
+        evicted: list[str] = []
+        if max_items is not None:
+            while len(table) > max_items:
+                oldest = next(iter(table))
+                del table[oldest]
+                evicted.append(oldest)
+        kept = tuple(i for i in stored if i.item_id in table)
+        return PutResult(kept, tuple(evicted))
+
+    async def get_items(
+        self,
+        service: str,
+        node_id: str,
+        item_ids: Sequence[str] | None = None,
+        limit: int | None = None,
+    ) -> list[Item]:
+        table = self._items.get((service, node_id), {})
+        items = (
+            reversed(table.values())
+            if item_ids is None
+            else (table[i] for i in item_ids if i in table)
+        )
+        ordered = sorted(items, key=lambda i: i.seq, reverse=True)
+        return ordered if limit is None else ordered[:limit]
+
+    async def count_items(self, service: str, node_id: str) -> int:
+        return len(self._items.get((service, node_id), {}))
+
+    async def delete_items(self, service: str, node_id: str, item_ids: Sequence[str]) -> list[str]:
+        table = self._items.get((service, node_id), {})
+        return [i for i in dict.fromkeys(item_ids) if table.pop(i, None) is not None]
+
+    async def purge_items(self, service: str, node_id: str) -> list[str]:
+        table = self._items.get((service, node_id), {})
+        ids = list(table)
+        table.clear()
+        return ids

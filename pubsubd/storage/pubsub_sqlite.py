@@ -1,0 +1,366 @@
+"""SQLite backend of the pubsub store.
+
+Every call is one transaction on the database thread, so a publish (with its max_items
+trimming) is committed before the service acknowledges it. Configurations and subscription
+options are kept as JSON of their data-form rendering, which is already a validated, versioned
+codec; adding a field needs no migration.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from datetime import datetime
+
+from pubsubd.pubsub.model import (
+    Affiliation,
+    Item,
+    Node,
+    NodeConfig,
+    Subscription,
+    SubscriptionOptions,
+    SubscriptionState,
+    bare,
+)
+from pubsubd.pubsub.store import NewItem, PutResult
+
+from .sqlite import Database
+
+MIGRATIONS = [
+    """
+    CREATE TABLE pubsub_nodes (
+        service TEXT NOT NULL, node TEXT NOT NULL, config TEXT NOT NULL,
+        creator TEXT NOT NULL, created TEXT,
+        PRIMARY KEY (service, node)
+    );
+    CREATE TABLE pubsub_affiliations (
+        service TEXT NOT NULL, node TEXT NOT NULL, jid TEXT NOT NULL,
+        affiliation TEXT NOT NULL,
+        PRIMARY KEY (service, node, jid),
+        FOREIGN KEY (service, node) REFERENCES pubsub_nodes ON DELETE CASCADE
+    );
+    CREATE INDEX pubsub_affiliations_jid ON pubsub_affiliations (service, jid);
+    CREATE TABLE pubsub_subscriptions (
+        service TEXT NOT NULL, node TEXT NOT NULL, subid TEXT NOT NULL,
+        jid TEXT NOT NULL, bare_jid TEXT NOT NULL, state TEXT NOT NULL, options TEXT NOT NULL,
+        PRIMARY KEY (service, node, subid),
+        FOREIGN KEY (service, node) REFERENCES pubsub_nodes ON DELETE CASCADE
+    );
+    CREATE INDEX pubsub_subscriptions_jid ON pubsub_subscriptions (service, bare_jid);
+    CREATE TABLE pubsub_items (
+        service TEXT NOT NULL, node TEXT NOT NULL, item_id TEXT NOT NULL,
+        payload TEXT NOT NULL, publisher TEXT NOT NULL, published TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        PRIMARY KEY (service, node, item_id),
+        FOREIGN KEY (service, node) REFERENCES pubsub_nodes ON DELETE CASCADE
+    );
+    CREATE INDEX pubsub_items_seq ON pubsub_items (service, node, seq);
+    CREATE TABLE pubsub_sequence (id INTEGER PRIMARY KEY CHECK (id = 1), value INTEGER NOT NULL);
+    INSERT INTO pubsub_sequence (id, value) VALUES (1, 0)
+    """,
+]
+
+_ITEM_COLUMNS = "item_id, payload, publisher, published, seq"
+
+
+def _node_row(row: sqlite3.Row | tuple[str, str, str, str, str | None]) -> Node:
+    service, node_id, config, creator, created = row
+    return Node(
+        service,
+        node_id,
+        NodeConfig.from_form(json.loads(config)),
+        creator,
+        datetime.fromisoformat(created) if created else None,
+    )
+
+
+def _config_json(config: NodeConfig) -> str:
+    form = config.to_form()
+    del form["pubsub#children"]
+    return json.dumps(form, sort_keys=True)
+
+
+def _subscription_row(row: tuple[str, str, str, str, str]) -> Subscription:
+    node_id, subid, jid, state, options = row
+    return Subscription(
+        node_id,
+        jid,
+        subid,
+        SubscriptionState(state),
+        SubscriptionOptions.from_form(json.loads(options)),
+    )
+
+
+def _item_row(row: tuple[str, str, str, str, int]) -> Item:
+    item_id, payload, publisher, published, seq = row
+    return Item(item_id, payload, publisher, datetime.fromisoformat(published), seq)
+
+
+class SqlitePubSubStore:
+    """:class:`~pubsubd.pubsub.store.PubSubStore` on the shared :class:`Database`."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        db.migrate("pubsub", MIGRATIONS)
+
+    async def create_node(self, node: Node, owner: str | None) -> bool:
+        def create(conn: sqlite3.Connection) -> bool:
+            cursor = conn.execute(
+                "INSERT OR IGNORE INTO pubsub_nodes VALUES (?, ?, ?, ?, ?)",
+                (
+                    node.service,
+                    node.node_id,
+                    _config_json(node.config),
+                    node.creator,
+                    node.created.isoformat() if node.created else None,
+                ),
+            )
+            if cursor.rowcount == 0:
+                return False
+            if owner:
+                conn.execute(
+                    "INSERT INTO pubsub_affiliations VALUES (?, ?, ?, ?)",
+                    (node.service, node.node_id, bare(owner), Affiliation.OWNER.value),
+                )
+            return True
+
+        return await self.db.run(create)
+
+    async def get_node(self, service: str, node_id: str) -> Node | None:
+        row = await self.db.run(
+            lambda conn: conn.execute(
+                "SELECT service, node, config, creator, created FROM pubsub_nodes"
+                " WHERE service = ? AND node = ?",
+                (service, node_id),
+            ).fetchone()
+        )
+        return _node_row(row) if row else None
+
+    async def list_nodes(self, service: str) -> list[Node]:
+        rows = await self.db.run(
+            lambda conn: conn.execute(
+                "SELECT service, node, config, creator, created FROM pubsub_nodes"
+                " WHERE service = ? ORDER BY node",
+                (service,),
+            ).fetchall()
+        )
+        return [_node_row(row) for row in rows]
+
+    async def update_node(self, node: Node) -> None:
+        await self.db.run(
+            lambda conn: conn.execute(
+                "UPDATE pubsub_nodes SET config = ? WHERE service = ? AND node = ?",
+                (_config_json(node.config), node.service, node.node_id),
+            )
+        )
+
+    async def delete_node(self, service: str, node_id: str) -> None:
+        await self.db.run(
+            lambda conn: conn.execute(
+                "DELETE FROM pubsub_nodes WHERE service = ? AND node = ?", (service, node_id)
+            )
+        )
+
+    async def get_affiliation(self, service: str, node_id: str, jid: str) -> Affiliation:
+        row = await self.db.run(
+            lambda conn: conn.execute(
+                "SELECT affiliation FROM pubsub_affiliations"
+                " WHERE service = ? AND node = ? AND jid = ?",
+                (service, node_id, bare(jid)),
+            ).fetchone()
+        )
+        return Affiliation(row[0]) if row else Affiliation.NONE
+
+    async def set_affiliation(
+        self, service: str, node_id: str, jid: str, affiliation: Affiliation
+    ) -> None:
+        def store(conn: sqlite3.Connection) -> None:
+            key = (service, node_id, bare(jid))
+            if affiliation is Affiliation.NONE:
+                conn.execute(
+                    "DELETE FROM pubsub_affiliations WHERE service = ? AND node = ? AND jid = ?",
+                    key,
+                )
+            else:
+                conn.execute(
+                    "INSERT OR REPLACE INTO pubsub_affiliations"
+                    " SELECT ?, ?, ?, ? WHERE EXISTS"
+                    " (SELECT 1 FROM pubsub_nodes WHERE service = ? AND node = ?)",
+                    (*key, affiliation.value, service, node_id),
+                )
+
+        await self.db.run(store)
+
+    async def list_affiliations(self, service: str, node_id: str) -> dict[str, Affiliation]:
+        rows = await self.db.run(
+            lambda conn: conn.execute(
+                "SELECT jid, affiliation FROM pubsub_affiliations"
+                " WHERE service = ? AND node = ? ORDER BY jid",
+                (service, node_id),
+            ).fetchall()
+        )
+        return {jid: Affiliation(value) for jid, value in rows}
+
+    async def affiliations_of(self, service: str, jid: str) -> dict[str, Affiliation]:
+        rows = await self.db.run(
+            lambda conn: conn.execute(
+                "SELECT node, affiliation FROM pubsub_affiliations"
+                " WHERE service = ? AND jid = ? ORDER BY node",
+                (service, bare(jid)),
+            ).fetchall()
+        )
+        return {node_id: Affiliation(value) for node_id, value in rows}
+
+    async def put_subscription(self, service: str, subscription: Subscription) -> None:
+        sub = subscription
+        await self.db.run(
+            lambda conn: conn.execute(
+                "INSERT OR REPLACE INTO pubsub_subscriptions SELECT ?, ?, ?, ?, ?, ?, ?"
+                " WHERE EXISTS (SELECT 1 FROM pubsub_nodes WHERE service = ? AND node = ?)",
+                (
+                    service,
+                    sub.node,
+                    sub.subid,
+                    sub.jid,
+                    sub.bare_jid,
+                    sub.state.value,
+                    json.dumps(sub.options.to_form(), sort_keys=True),
+                    service,
+                    sub.node,
+                ),
+            )
+        )
+
+    async def delete_subscription(self, service: str, node_id: str, subid: str) -> bool:
+        cursor = await self.db.run(
+            lambda conn: conn.execute(
+                "DELETE FROM pubsub_subscriptions WHERE service = ? AND node = ? AND subid = ?",
+                (service, node_id, subid),
+            )
+        )
+        return cursor.rowcount > 0
+
+    async def list_subscriptions(self, service: str, node_id: str) -> list[Subscription]:
+        rows = await self.db.run(
+            lambda conn: conn.execute(
+                "SELECT node, subid, jid, state, options FROM pubsub_subscriptions"
+                " WHERE service = ? AND node = ? ORDER BY rowid",
+                (service, node_id),
+            ).fetchall()
+        )
+        return [_subscription_row(row) for row in rows]
+
+    async def subscriptions_of(self, service: str, jid: str) -> list[Subscription]:
+        rows = await self.db.run(
+            lambda conn: conn.execute(
+                "SELECT node, subid, jid, state, options FROM pubsub_subscriptions"
+                " WHERE service = ? AND bare_jid = ? ORDER BY node, rowid",
+                (service, bare(jid)),
+            ).fetchall()
+        )
+        return [_subscription_row(row) for row in rows]
+
+    async def put_items(
+        self, service: str, node_id: str, items: Sequence[NewItem], max_items: int | None
+    ) -> PutResult:
+        def put(conn: sqlite3.Connection) -> PutResult:
+            if not conn.execute(
+                "SELECT 1 FROM pubsub_nodes WHERE service = ? AND node = ?", (service, node_id)
+            ).fetchone():
+                raise KeyError(node_id)
+            (seq,) = conn.execute("SELECT value FROM pubsub_sequence WHERE id = 1").fetchone()
+            stored: list[Item] = []
+            for new in items:
+                seq += 1
+                conn.execute(
+                    "INSERT OR REPLACE INTO pubsub_items VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        service,
+                        node_id,
+                        new.item_id,
+                        new.payload,
+                        new.publisher,
+                        new.published.isoformat(),
+                        seq,
+                    ),
+                )
+                stored.append(Item(new.item_id, new.payload, new.publisher, new.published, seq))
+            conn.execute("UPDATE pubsub_sequence SET value = ? WHERE id = 1", (seq,))
+            evicted: list[str] = []
+            if max_items is not None:
+                evicted = [
+                    row[0]
+                    for row in conn.execute(
+                        "SELECT item_id FROM pubsub_items WHERE service = ? AND node = ?"
+                        " ORDER BY seq DESC LIMIT -1 OFFSET ?",
+                        (service, node_id, max_items),
+                    ).fetchall()
+                ]
+                conn.executemany(
+                    "DELETE FROM pubsub_items WHERE service = ? AND node = ? AND item_id = ?",
+                    [(service, node_id, item_id) for item_id in evicted],
+                )
+            evicted.reverse()  # oldest first, as the memory store reports them
+            gone = set(evicted)
+            return PutResult(tuple(i for i in stored if i.item_id not in gone), tuple(evicted))
+
+        return await self.db.run(put)
+
+    async def get_items(
+        self,
+        service: str,
+        node_id: str,
+        item_ids: Sequence[str] | None = None,
+        limit: int | None = None,
+    ) -> list[Item]:
+        def get(conn: sqlite3.Connection) -> list[Item]:
+            sql = f"SELECT {_ITEM_COLUMNS} FROM pubsub_items WHERE service = ? AND node = ?"
+            params: list[object] = [service, node_id]
+            if item_ids is not None:
+                sql += f" AND item_id IN ({','.join('?' * len(item_ids))})"
+                params.extend(item_ids)
+            sql += " ORDER BY seq DESC LIMIT ?"
+            params.append(-1 if limit is None else limit)
+            return [_item_row(row) for row in conn.execute(sql, params).fetchall()]
+
+        return await self.db.run(get)
+
+    async def count_items(self, service: str, node_id: str) -> int:
+        row = await self.db.run(
+            lambda conn: conn.execute(
+                "SELECT COUNT(*) FROM pubsub_items WHERE service = ? AND node = ?",
+                (service, node_id),
+            ).fetchone()
+        )
+        return int(row[0])
+
+    async def delete_items(self, service: str, node_id: str, item_ids: Sequence[str]) -> list[str]:
+        def delete(conn: sqlite3.Connection) -> list[str]:
+            deleted = []
+            for item_id in dict.fromkeys(item_ids):
+                cursor = conn.execute(
+                    "DELETE FROM pubsub_items WHERE service = ? AND node = ? AND item_id = ?",
+                    (service, node_id, item_id),
+                )
+                if cursor.rowcount:
+                    deleted.append(item_id)
+            return deleted
+
+        return await self.db.run(delete)
+
+    async def purge_items(self, service: str, node_id: str) -> list[str]:
+        def purge(conn: sqlite3.Connection) -> list[str]:
+            ids = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT item_id FROM pubsub_items WHERE service = ? AND node = ? ORDER BY seq",
+                    (service, node_id),
+                ).fetchall()
+            ]
+            conn.execute(
+                "DELETE FROM pubsub_items WHERE service = ? AND node = ?", (service, node_id)
+            )
+            return ids
+
+        return await self.db.run(purge)

@@ -1,0 +1,158 @@
+"""One contract, every pubsub store backend."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from pubsubd.pubsub.model import (
+    AccessModel,
+    Affiliation,
+    Node,
+    NodeConfig,
+    Subscription,
+    SubscriptionOptions,
+    SubscriptionState,
+)
+from pubsubd.pubsub.store import MemoryPubSubStore, NewItem, PubSubStore
+from pubsubd.storage.pubsub_sqlite import SqlitePubSubStore
+from pubsubd.storage.sqlite import Database
+
+SVC = "pubsub.example.org"
+WHEN = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[PubSubStore]:
+    if request.param == "memory":
+        yield MemoryPubSubStore()
+        return
+    db = Database(tmp_path / "pubsub.db")
+    yield SqlitePubSubStore(db)
+    db.close()
+
+
+def new(item_id: str, payload: str = "<x/>") -> NewItem:
+    return NewItem(item_id, payload, "alice@example.org/desk", WHEN)
+
+
+async def make(store: PubSubStore, node_id: str = "news", service: str = SVC) -> Node:
+    config = NodeConfig(
+        title="News",
+        access_model=AccessModel.ROSTER,
+        roster_groups_allowed=frozenset({"friends", "team"}),
+        max_items=None,
+    )
+    node = Node(service, node_id, config, "alice@example.org", WHEN)
+    assert await store.create_node(node, "alice@example.org/desk")
+    return node
+
+
+async def test_nodes_round_trip_with_config(store: PubSubStore) -> None:
+    node = await make(store)
+    assert not await store.create_node(node, None)
+    assert await store.get_node(SVC, "news") == node
+    assert await store.get_node("alice@example.org", "news") is None
+    await make(store, "news", service="alice@example.org")  # PEP node of the same name
+    assert [n.node_id for n in await store.list_nodes(SVC)] == ["news"]
+    changed = Node(SVC, "news", NodeConfig(title="Changed"), node.creator, node.created)
+    await store.update_node(changed)
+    fetched = await store.get_node(SVC, "news")
+    assert fetched is not None and fetched.config.title == "Changed"
+
+
+async def test_owner_affiliation_created_with_node(store: PubSubStore) -> None:
+    await make(store)
+    assert await store.get_affiliation(SVC, "news", "alice@example.org/x") is Affiliation.OWNER
+    await store.set_affiliation(SVC, "news", "bob@example.org", Affiliation.PUBLISHER)
+    await store.set_affiliation(SVC, "news", "eve@example.org", Affiliation.OUTCAST)
+    await store.set_affiliation(SVC, "news", "eve@example.org", Affiliation.NONE)
+    assert await store.list_affiliations(SVC, "news") == {
+        "alice@example.org": Affiliation.OWNER,
+        "bob@example.org": Affiliation.PUBLISHER,
+    }
+    assert await store.affiliations_of(SVC, "bob@example.org/phone") == {
+        "news": Affiliation.PUBLISHER
+    }
+
+
+async def test_subscriptions_round_trip(store: PubSubStore) -> None:
+    await make(store)
+    await make(store, "other")
+    options = SubscriptionOptions(
+        digest=True,
+        show_values=frozenset({"chat"}),
+        subscription_depth=None,
+        include_words=("xmpp",),
+        catch_up=True,
+    )
+    first = Subscription("news", "bob@example.org/phone", "s1", SubscriptionState.PENDING, options)
+    second = Subscription("other", "bob@example.org", "s2")
+    await store.put_subscription(SVC, first)
+    await store.put_subscription(SVC, second)
+    assert await store.list_subscriptions(SVC, "news") == [first]
+    assert await store.subscriptions_of(SVC, "bob@example.org") == [first, second]
+    approved = Subscription("news", first.jid, "s1", SubscriptionState.SUBSCRIBED, options)
+    await store.put_subscription(SVC, approved)
+    assert await store.list_subscriptions(SVC, "news") == [approved]
+    assert await store.delete_subscription(SVC, "news", "s1")
+    assert not await store.delete_subscription(SVC, "news", "s1")
+
+
+async def test_items_newest_first_replace_and_trim(store: PubSubStore) -> None:
+    await make(store)
+    result = await store.put_items(SVC, "news", [new("a"), new("b"), new("c")], 3)
+    assert [i.item_id for i in result.items] == ["a", "b", "c"]
+    assert result.items[0].seq < result.items[1].seq < result.items[2].seq
+    assert result.evicted == ()
+    # Replacing "a" makes it the newest; the next publish trims the oldest ("b").
+    await store.put_items(SVC, "news", [new("a", "<y/>")], 3)
+    result = await store.put_items(SVC, "news", [new("d")], 3)
+    assert result.evicted == ("b",)
+    items = await store.get_items(SVC, "news")
+    assert [i.item_id for i in items] == ["d", "a", "c"]
+    assert items[1].payload == "<y/>" and items[1].published == WHEN
+    assert [i.item_id for i in await store.get_items(SVC, "news", limit=2)] == ["d", "a"]
+    assert [i.item_id for i in await store.get_items(SVC, "news", ["c", "zz", "d"])] == ["d", "c"]
+    assert await store.count_items(SVC, "news") == 3
+
+
+async def test_batch_larger_than_max_items_keeps_newest(store: PubSubStore) -> None:
+    await make(store)
+    result = await store.put_items(SVC, "news", [new("a"), new("b"), new("c")], 2)
+    assert result.evicted == ("a",)
+    assert [i.item_id for i in result.items] == ["b", "c"]
+
+
+async def test_delete_and_purge(store: PubSubStore) -> None:
+    await make(store)
+    await store.put_items(SVC, "news", [new("a"), new("b"), new("c")], None)
+    assert await store.delete_items(SVC, "news", ["a", "zz"]) == ["a"]
+    assert await store.purge_items(SVC, "news") == ["b", "c"]
+    assert await store.count_items(SVC, "news") == 0
+
+
+async def test_delete_node_cascades(store: PubSubStore) -> None:
+    await make(store)
+    await store.put_items(SVC, "news", [new("a")], None)
+    await store.put_subscription(SVC, Subscription("news", "bob@example.org", "s1"))
+    await store.delete_node(SVC, "news")
+    assert await store.get_node(SVC, "news") is None
+    await make(store)
+    assert await store.get_items(SVC, "news") == []
+    assert await store.list_subscriptions(SVC, "news") == []
+    assert await store.list_affiliations(SVC, "news") == {"alice@example.org": Affiliation.OWNER}
+
+
+async def test_sqlite_items_survive_reopen(tmp_path: Path) -> None:
+    db = Database(tmp_path / "durable.db")
+    store = SqlitePubSubStore(db)
+    await make(store)
+    await store.put_items(SVC, "news", [new("a")], 10)
+    db.close()
+    reopened = SqlitePubSubStore(Database(tmp_path / "durable.db"))
+    assert [i.item_id for i in await reopened.get_items(SVC, "news")] == ["a"]
+    reopened.db.close()
