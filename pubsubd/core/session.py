@@ -46,6 +46,7 @@ class Session:
         self.carbons = False
         self.secure = secure
         self.closed = False
+        self.displaced = False  # replaced by a newer session for the same full JID
         self.features: dict[str, object] = {}  # per-session module state
 
     def __repr__(self) -> str:

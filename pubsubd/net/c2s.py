@@ -13,6 +13,7 @@ import base64
 import binascii
 import hashlib
 import logging
+import re
 import secrets
 import ssl
 from enum import Enum, auto
@@ -38,6 +39,10 @@ from pubsubd.xml import builders
 log = logging.getLogger(__name__)
 
 READ_SIZE = 65536
+# RFC 6120 §4.7.4: our error texts are English, so the response header always says "en"
+# (it matches "en" and, by the lookup scheme of RFC 4647, "en-*"; other languages fall back).
+SERVER_LANG = "en"
+_LANG_TAG = re.compile(r"[A-Za-z]{1,8}(-[A-Za-z0-9]{1,8})*")  # RFC 5646 shape, loosely
 MAX_SASL_ATTEMPTS = 3  # RFC 6120 §6.4.5: allow a configurable number of retries (at least 2)
 
 
@@ -81,7 +86,7 @@ class C2SConnection:
         self.state = State.EXPECT_HEADER
         self.parser = StreamParser(ctx.config.limits.max_stanza_bytes)
         self.domain = ctx.config.primary_domain
-        self.lang = "en"
+        self.lang = SERVER_LANG  # the client's preferred language (RFC 6120 §4.7.4)
         self.header_sent = False
         self.authenticated: JID | None = None
         self.session: Session | None = None
@@ -101,7 +106,15 @@ class C2SConnection:
     async def run(self) -> None:
         try:
             with self._cancel:
-                await self._serve()
+                try:
+                    await self._serve()
+                except BaseExceptionGroup as group:
+                    # The reader and writer share a nursery, which wraps what they raise; the
+                    # handlers below want the one error that ended the connection.
+                    leaf = _decisive(group)
+                    if leaf is None:
+                        raise  # only cancellation: the scope absorbs it
+                    raise leaf from None
         except StreamError as err:
             self._pending_error = err
         except (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, OSError) as exc:
@@ -125,7 +138,9 @@ class C2SConnection:
         self.session = None
         if session is not None:
             session.closed = True
-            if self.ctx.sessions.remove(session):
+            # A session displaced by a resource conflict is no longer in the registry, but
+            # its resource still went away: modules (presence) must hear of it too.
+            if self.ctx.sessions.remove(session) or session.displaced:
                 await self.ctx.hooks.notify("session/closed", session)
         with trio.move_on_after(5) as scope:
             scope.shield = True
@@ -179,6 +194,7 @@ class C2SConnection:
             self._last_received = trio.current_time()
             for event in self.parser.feed(data):
                 yield event
+            self.parser.check()  # a violation after those events ends the stream now
 
     # --- negotiation -----------------------------------------------------------------------
 
@@ -219,7 +235,8 @@ class C2SConnection:
         return StreamError(StreamCondition.UNSUPPORTED_STANZA_TYPE)
 
     async def _on_header(self, header: StreamOpened) -> None:
-        if header.lang:
+        if header.lang and _LANG_TAG.fullmatch(header.lang):
+            # RFC 6120 §4.7.4: remembered as the default xml:lang of the client's stanzas.
             self.lang = header.lang
         to = header.to
         if to is not None:
@@ -252,7 +269,7 @@ class C2SConnection:
         return (
             f"<?xml version='1.0'?><stream:stream xmlns='{ns.CLIENT}' "
             f"xmlns:stream='{ns.STREAM}' from='{_attr(self.domain)}'{to} "
-            f"id='{self.stream_id}' version='1.0' xml:lang='{_attr(self.lang)}'>"
+            f"id='{self.stream_id}' version='1.0' xml:lang='{SERVER_LANG}'>"
         ).encode()
 
     async def _send_features(self) -> None:
@@ -497,6 +514,7 @@ class C2SConnection:
         self.session = session
         old = self.ctx.sessions.add(session)
         if old is not None and old is not session:
+            old.displaced = True
             old.close(StreamError(StreamCondition.CONFLICT, "replaced by a new session"))
         result = builders.iq_result(iq)
         result.attrib.pop("from", None)
@@ -537,11 +555,23 @@ class C2SConnection:
                         raise StreamError(StreamCondition.UNSUPPORTED_STANZA_TYPE)
                     if el.get(ns.XML_LANG) is None and self.lang:
                         el.set(ns.XML_LANG, self.lang)  # RFC 6120 §4.7.4
+                    if self._is_session_request(el):
+                        # RFC 3921 §3 (kept by RFC 6121 Appendix E): a no-op for old clients.
+                        result = builders.iq_result(el)
+                        result.attrib.pop("from", None)
+                        session.send(result)
+                        continue
                     await self.ctx.router.route_from_client(session, el)
                 case StreamClosed():
                     return
                 case StreamOpened():
                     raise StreamError(StreamCondition.INVALID_XML)
+
+    def _is_session_request(self, el: etree._Element) -> bool:
+        if el.tag != ns.C_IQ or el.get("type") != "set" or len(el) != 1 or not el.get("id"):
+            return False
+        to = el.get("to")
+        return el[0].tag == T_SESSION and (to is None or to == self.domain)
 
     async def _writer(self) -> None:
         keepalive = self.ctx.config.limits.keepalive_interval
@@ -560,9 +590,27 @@ class C2SConnection:
             await self.stream.send_all(b" ")  # RFC 6120 §4.6.1 whitespace keep-alive
 
 
+def _decisive(group: BaseExceptionGroup) -> BaseException | None:
+    """The error that ended a connection: a stream error first, then anything not Cancelled."""
+    leaves: list[BaseException] = []
+
+    def walk(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                walk(inner)
+        elif not isinstance(exc, trio.Cancelled):
+            leaves.append(exc)
+
+    walk(group)
+    return next((e for e in leaves if isinstance(e, StreamError)), leaves[0] if leaves else None)
+
+
 def _version_ok(version: str) -> bool:
-    major, _, minor = version.partition(".")
-    return major == "1" and minor.isdigit()
+    """RFC 6120 §4.7.5: numeric major.minor; we answer "1.0" to any version from 1.0 up."""
+    major, dot, minor = version.partition(".")
+    if not (dot and major.isdigit() and minor.isdigit()):
+        return False
+    return int(major) >= 1
 
 
 def _b64(text: str | None) -> bytes:
@@ -591,3 +639,15 @@ def _copy(el: etree._Element) -> etree._Element:
     from copy import deepcopy
 
     return deepcopy(el)
+
+
+async def refuse(ctx: ServerContext, stream: trio.abc.Stream, peer: str,
+                 error: StreamError) -> None:
+    """Answer a connection we will not serve: header, stream error, close (RFC 6120 §4.9.1.2).
+
+    Used for the per-IP connection cap, so the client learns why instead of seeing a bare
+    TCP close it would retry at once.
+    """
+    conn = C2SConnection(ctx, stream, peer)
+    conn._pending_error = error
+    await conn._finish(send_close=True)

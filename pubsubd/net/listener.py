@@ -1,4 +1,9 @@
-"""Accept loops: one task per connection, a cap on connections per client IP."""
+"""Accept loops: one task per connection, a cap on connections per client IP.
+
+Accepting and serving are separate: connection tasks run in a nursery the caller owns, so
+stopping the accept loops (first step of a graceful shutdown) leaves open streams alive until
+they have been closed properly.
+"""
 
 from __future__ import annotations
 
@@ -15,22 +20,30 @@ ConnectionHandler = Callable[[trio.abc.Stream, str], Awaitable[None]]
 
 class Listener:
     def __init__(self, address: str, port: int, handler: ConnectionHandler,
-                 max_per_ip: int, name: str) -> None:
+                 max_per_ip: int, name: str, *,
+                 refuse: ConnectionHandler | None = None,
+                 per_ip: Counter[str] | None = None) -> None:
+        """``refuse`` answers a connection over the per-IP cap (e.g. with a stream error)
+        before it is closed; without it the socket is just closed. Listeners given the same
+        ``per_ip`` counter share one cap (a client's STARTTLS and Direct TLS ports add up)."""
         self.address = address
         self.port = port
         self.handler = handler
+        self.refuse = refuse
         self.max_per_ip = max_per_ip
         self.name = name
-        self.per_ip: Counter[str] = Counter()
+        self.per_ip: Counter[str] = per_ip if per_ip is not None else Counter()
         self.bound_port = port
 
-    async def serve(self, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+    async def serve(self, connections: trio.Nursery | None = None, *,
+                    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        """Accept until cancelled; connections run in ``connections`` (default: here)."""
         listeners = await trio.open_tcp_listeners(self.port, host=self.address)
         self.bound_port = listeners[0].socket.getsockname()[1]
         log.info("%s listening on %s:%d", self.name, self.address, self.bound_port)
         async with trio.open_nursery() as nursery:
             for listener in listeners:
-                nursery.start_soon(self._accept_loop, listener, nursery)
+                nursery.start_soon(self._accept_loop, listener, connections or nursery)
             task_status.started(self.bound_port)
 
     async def _accept_loop(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
@@ -52,7 +65,11 @@ class Listener:
             return
         if self.per_ip[peer] >= self.max_per_ip:
             log.warning("refusing connection from %s: too many connections", peer)
-            await stream.aclose()
+            try:
+                if self.refuse is not None:
+                    await self.refuse(stream, peer)
+            finally:
+                await stream.aclose()
             return
         self.per_ip[peer] += 1
         try:

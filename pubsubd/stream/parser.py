@@ -18,6 +18,10 @@ from pubsubd import ns
 from pubsubd.errors import StreamCondition, StreamError
 
 DEFAULT_MAX_STANZA_BYTES = 256 * 1024
+_SLICE = 16 * 1024
+_RECENT = 64
+_BOMS = (b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff", b"\xff\xfe\x00\x00")
+_DECLARATIONS = (b"<!DOCTYPE", b"<!ENTITY", b"<!ELEMENT", b"<!ATTLIST", b"<!NOTATION")
 _ENCODING_DECL = re.compile(rb"""encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
 
 
@@ -86,36 +90,81 @@ class StreamParser:
         self._stanza_bytes = 0
         self._closed = False
         self._content_ns: str | None = None
+        self._completed = 0  # first-level elements finished so far
+        self._failed: StreamError | None = None
+        self._recent = b""  # the last bytes seen, to name the error lxml reports vaguely
 
     @property
     def opened(self) -> bool:
         return self._root is not None
 
     def feed(self, data: bytes) -> list[StreamEvent]:
+        """Parse ``data``; return the events it completes.
+
+        When an error follows complete events in the same chunk, those events are returned
+        first and the error is raised by the next :meth:`feed` or :meth:`check` call, so a
+        caller can act on every stanza that arrived before the violation.
+        """
+        self.check()
         if self._closed:
             return []
-        if self._root is None:
-            self._check_prolog(data)
+        data = bytes(data)  # lxml refuses bytearray/memoryview (some trio streams give those)
+        out: list[StreamEvent] = []
         try:
-            self._parser.feed(data)
-            events = self._collect()
+            if self._root is None:
+                self._check_prolog(data)
+            # Feed in slices so the size limit is enforced even when a whole oversized stanza
+            # arrives in one read; the slice bounds how far past the limit a stanza may get.
+            for start in range(0, len(data), _SLICE):
+                chunk = data[start:start + _SLICE]
+                self._feed_chunk(chunk, out)
+                if self._closed:
+                    break  # RFC 6120 §4.4: nothing after </stream:stream> is read
+        except StreamError as err:
+            if not out:
+                self._failed = err
+                raise
+            self._failed = err
+        return out
+
+    def check(self) -> None:
+        """Raise the error found after the events last returned, if any."""
+        if self._failed is not None:
+            raise self._failed
+
+    def _feed_chunk(self, chunk: bytes, out: list[StreamEvent]) -> None:
+        self._recent = (self._recent + chunk)[-_RECENT:]
+        completed_before = self._completed
+        try:
+            self._parser.feed(chunk)
+            self._collect(out)
         except etree.XMLSyntaxError as exc:
-            raise _syntax_error(exc) from None
-        if self._depth > 1:
-            self._stanza_bytes += len(data)
-            if self._stanza_bytes > self.max_stanza_bytes:
-                # RFC 6120 §13.12 (4): a server may limit stanza size; policy-violation says so.
-                raise StreamError(
-                    StreamCondition.POLICY_VIOLATION,
-                    f"stanza larger than {self.max_stanza_bytes} bytes",
-                )
+            self._collect(out)  # the events lxml queued before the error still count
+            if self._closed:
+                return  # junk after </stream:stream> is never read
+            raise _syntax_error(exc, self._recent) from None
+        except ValueError as exc:
+            # lxml refuses names with an undeclared prefix: not namespace-well-formed.
+            raise StreamError(StreamCondition.NOT_WELL_FORMED, str(exc)) from None
+        if self._depth <= 1:
+            self._stanza_bytes = 0  # between stanzas
+        elif self._completed != completed_before:
+            self._stanza_bytes = len(chunk)  # a new stanza began in this chunk: count it all
         else:
-            self._stanza_bytes = 0
-        return events
+            self._stanza_bytes += len(chunk)
+        if self._stanza_bytes > self.max_stanza_bytes:
+            # RFC 6120 §13.12 (4): a server may limit stanza size; policy-violation says so.
+            raise StreamError(
+                StreamCondition.POLICY_VIOLATION,
+                f"stanza larger than {self.max_stanza_bytes} bytes",
+            )
 
     def _check_prolog(self, data: bytes) -> None:
         """Refuse DTDs and foreign encodings before lxml ever processes them."""
         prolog = self._prolog + data
+        if prolog.startswith(_BOMS) or b"\x00" in prolog[:4]:
+            # RFC 6120 §11.6: UTF-16/32 (with or without a byte order mark) is not UTF-8.
+            raise StreamError(StreamCondition.UNSUPPORTED_ENCODING, "only UTF-8 is supported")
         head = prolog
         start = prolog.find(b"<stream")
         if start < 0:
@@ -131,8 +180,7 @@ class StreamParser:
             raise StreamError(StreamCondition.UNSUPPORTED_ENCODING, "only UTF-8 is supported")
         self._prolog = prolog[-16:] if start < 0 else b""
 
-    def _collect(self) -> list[StreamEvent]:
-        out: list[StreamEvent] = []
+    def _collect(self, out: list[StreamEvent]) -> None:
         for event, el in self._parser.read_events():
             if event in ("comment", "pi"):
                 # RFC 6120 §11.1
@@ -144,6 +192,12 @@ class StreamParser:
                 self._depth += 1
                 if self._depth == 1:
                     out.append(self._open(el))
+                elif self._depth == 2 and el.prefix is not None and (
+                    etree.QName(el).namespace == self._content_ns
+                ):
+                    # RFC 6120 §4.8.5: no prefixes on content-namespace elements.
+                    raise StreamError(StreamCondition.BAD_NAMESPACE_PREFIX,
+                                      "the content namespace must not be prefixed")
             elif event == "end":
                 self._depth -= 1
                 if self._depth == 1:
@@ -151,11 +205,12 @@ class StreamParser:
                     assert root is not None
                     root.remove(el)
                     root.text = None
+                    self._completed += 1
                     out.append(ElementReceived(_rehome(el, self._content_ns)))
                 elif self._depth == 0:
                     self._closed = True
                     out.append(StreamClosed())
-        return out
+                    return
 
     def _open(self, root: etree._Element) -> StreamOpened:
         self._root = root
@@ -196,8 +251,11 @@ def _first_element_start(data: bytes) -> int:
     return -1
 
 
-def _syntax_error(exc: etree.XMLSyntaxError) -> StreamError:
+def _syntax_error(exc: etree.XMLSyntaxError, recent: bytes) -> StreamError:
     msg = str(exc)
+    if any(decl in recent for decl in _DECLARATIONS):
+        # RFC 6120 §11.1: a DTD or declaration after the stream header.
+        return StreamError(StreamCondition.RESTRICTED_XML, "DTDs are not allowed")
     if "Entity" in msg or "entity" in msg:
         # RFC 6120 §11.1: only the five predefined entities may be referenced.
         return StreamError(StreamCondition.RESTRICTED_XML, "entity references are not allowed")

@@ -1,0 +1,240 @@
+"""The sans-I/O stream parser: bytes in, events out, RFC 6120 §4 and §11 violations refused."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from lxml import etree
+
+from pubsubd import ns
+from pubsubd.errors import StreamCondition, StreamError
+from pubsubd.stream.parser import (
+    ElementReceived,
+    StreamClosed,
+    StreamEvent,
+    StreamOpened,
+    StreamParser,
+)
+
+HEADER = (
+    b"<?xml version='1.0'?><stream:stream to='example.org' xmlns='jabber:client' "
+    b"xmlns:stream='http://etherx.jabber.org/streams' version='1.0' xml:lang='de'>"
+)
+STANZAS = (
+    b"<message to='a@example.org' id='1'><body>caf\xc3\xa9 &amp; &lt;tea&gt; &#x263A;</body>"
+    b"</message> \n"
+    b"<iq type='get' id='2'><query xmlns='jabber:iq:version'/></iq>"
+    b"<presence><status><![CDATA[<x>]]></status></presence>"
+)
+WELL_FORMED = HEADER + STANZAS + b"</stream:stream>"
+
+
+def feed_all(parser: StreamParser, data: bytes, step: int | None = None) -> list[StreamEvent]:
+    """Feed ``data`` whole or in ``step``-byte pieces; raise any error found."""
+    events: list[StreamEvent] = []
+    step = step or len(data) or 1
+    for i in range(0, len(data), step):
+        events += parser.feed(data[i:i + step])
+    parser.check()
+    return events
+
+
+def error_of(data: bytes, *, step: int | None = None, limit: int | None = None) -> StreamCondition:
+    parser = StreamParser() if limit is None else StreamParser(limit)
+    with pytest.raises(StreamError) as info:
+        feed_all(parser, data, step)
+    return info.value.condition
+
+
+def summary(events: list[StreamEvent]) -> list[str]:
+    out = []
+    for event in events:
+        match event:
+            case StreamOpened():
+                out.append(f"open to={event.to} lang={event.lang}")
+            case ElementReceived(element=el):
+                out.append(etree.tostring(el, encoding="unicode"))
+            case StreamClosed():
+                out.append("close")
+    return out
+
+
+def test_whole_stream_gives_header_stanzas_and_close() -> None:
+    events = feed_all(StreamParser(), WELL_FORMED)
+    assert isinstance(events[0], StreamOpened)
+    assert events[0].default_ns == ns.CLIENT and events[0].stream_prefix == "stream"
+    assert events[0].version == "1.0"
+    text = summary(events)
+    assert text[0] == "open to=example.org lang=de"
+    # Content-namespace elements serialize without a prefix (RFC 6120 §4.8.5).
+    assert text[1].startswith('<message xmlns="jabber:client" to="a@example.org" id="1">')
+    assert "café &amp; &lt;tea&gt; \u263a" in text[1]
+    assert text[2].startswith('<iq xmlns="jabber:client"')
+    assert "&lt;x&gt;" in text[3]
+    assert text[4] == "close"
+
+
+def test_every_split_point_gives_the_same_events() -> None:
+    expected = summary(feed_all(StreamParser(), WELL_FORMED))
+    for cut in range(1, len(WELL_FORMED)):
+        parser = StreamParser()
+        events = parser.feed(WELL_FORMED[:cut]) + parser.feed(WELL_FORMED[cut:])
+        parser.check()
+        assert summary(events) == expected, cut
+
+
+def test_byte_by_byte_gives_the_same_events() -> None:
+    expected = summary(feed_all(StreamParser(), WELL_FORMED))
+    assert summary(feed_all(StreamParser(), WELL_FORMED, step=1)) == expected
+
+
+def test_tree_does_not_grow_with_the_stream() -> None:
+    parser = StreamParser()
+    parser.feed(HEADER)
+    for _ in range(1000):
+        parser.feed(b"<message><body>x</body></message>")
+    root = parser._root
+    assert root is not None and len(root) == 0
+
+
+def test_bytes_after_close_are_ignored() -> None:
+    events = feed_all(StreamParser(), HEADER + b"</stream:stream><junk", step=None)
+    assert summary(events)[-1] == "close"
+
+
+@pytest.mark.parametrize("step", [None, 1, 7])
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(HEADER + b"<!-- hello -->", id="comment"),
+        pytest.param(HEADER + b"<message><!-- hi --></message>", id="comment-in-stanza"),
+        pytest.param(HEADER + b"<?php evil() ?>", id="pi"),
+        pytest.param(b"<?xml version='1.0'?><!DOCTYPE stream>" + HEADER[21:], id="doctype"),
+        pytest.param(HEADER + b"<!DOCTYPE foo>", id="doctype-after-header"),
+        pytest.param(b"<?xml version='1.0'?><!ENTITY x 'y'>" + HEADER[21:], id="entity-decl"),
+        pytest.param(HEADER + b"<message><body>&nbsp;</body></message>", id="undefined-entity"),
+    ],
+)
+def test_restricted_xml(data: bytes, step: int | None) -> None:
+    # RFC 6120 §11.1
+    assert error_of(data, step=step) is StreamCondition.RESTRICTED_XML
+
+
+BILLION_LAUGHS = (
+    b"<?xml version='1.0'?><!DOCTYPE stream:stream ["
+    b"<!ENTITY lol 'lol'>"
+    + b"".join(
+        f"<!ENTITY lol{i} '{('&lol' + str(i - 1) + ';') * 10 if i > 1 else '&lol;' * 10}'>".encode()
+        for i in range(1, 10)
+    )
+    + b"]>" + HEADER[21:] + b"<message><body>&lol9;</body></message>"
+)
+XXE = (
+    b"<?xml version='1.0'?><!DOCTYPE stream:stream [<!ENTITY xxe SYSTEM 'file:///etc/passwd'>]>"
+    + HEADER[21:] + b"<message><body>&xxe;</body></message>"
+)
+
+
+@pytest.mark.parametrize("payload", [BILLION_LAUGHS, XXE], ids=["billion-laughs", "xxe"])
+@pytest.mark.parametrize("step", [None, 1])
+def test_entity_attacks_are_refused_quickly(payload: bytes, step: int | None) -> None:
+    started = time.monotonic()
+    assert error_of(payload, step=step) is StreamCondition.RESTRICTED_XML
+    assert time.monotonic() - started < 2
+
+
+def test_entity_reference_in_stanza_is_never_expanded() -> None:
+    # No DTD can be declared, so an entity from anywhere is an undefined one.
+    data = HEADER + b"<message><body>&xxe;</body></message>"
+    assert error_of(data) is StreamCondition.RESTRICTED_XML
+
+
+@pytest.mark.parametrize("step", [None, 1000])
+def test_stanza_over_the_size_limit_is_a_policy_violation(step: int | None) -> None:
+    big = HEADER + b"<message><body>" + b"x" * 20_000 + b"</body></message>"
+    assert error_of(big, limit=10_000, step=step) is StreamCondition.POLICY_VIOLATION
+
+
+def test_many_small_stanzas_do_not_add_up_to_the_limit() -> None:
+    parser = StreamParser(10_000)
+    parser.feed(HEADER)
+    events: list[StreamEvent] = []
+    for _ in range(50):
+        events += parser.feed(b"<message><body>" + b"x" * 500 + b"</body></message>  ")
+    parser.check()
+    assert len(events) == 50
+
+
+def test_default_limit_is_256_kib() -> None:
+    assert StreamParser().max_stanza_bytes == 256 * 1024
+    big = HEADER + b"<message><body>" + b"x" * (300 * 1024) + b"</body></message>"
+    assert error_of(big) is StreamCondition.POLICY_VIOLATION
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(HEADER + b"<message><body>no end</message>", id="mismatched-tag"),
+        pytest.param(HEADER + b"<message to='a' to='b'/>", id="duplicate-attribute"),
+        pytest.param(HEADER + b"<message><body>\x01</body></message>", id="control-char"),
+        pytest.param(b"hello", id="not-xml"),
+        pytest.param(HEADER + b"<foo:message/>", id="undeclared-prefix"),
+    ],
+)
+@pytest.mark.parametrize("step", [None, 1])
+def test_broken_xml_is_not_well_formed(data: bytes, step: int | None) -> None:
+    assert error_of(data, step=step) is StreamCondition.NOT_WELL_FORMED
+
+
+def test_stanzas_before_an_error_in_the_same_chunk_are_delivered() -> None:
+    parser = StreamParser()
+    events = parser.feed(HEADER + b"<message id='ok'/><message><body></message>")
+    assert [type(e) for e in events] == [StreamOpened, ElementReceived]
+    with pytest.raises(StreamError) as info:
+        parser.check()
+    assert info.value.condition is StreamCondition.NOT_WELL_FORMED
+    with pytest.raises(StreamError):
+        parser.feed(b"<presence/>")  # the parser stays failed
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param("<?xml version='1.0' encoding='UTF-16'?><stream:stream>".encode("utf-16"),
+                     id="utf16-with-bom"),
+        pytest.param("<stream:stream xmlns:stream='x'>".encode("utf-16-le"), id="utf16-le"),
+        pytest.param("<stream:stream xmlns:stream='x'>".encode("utf-16-be"), id="utf16-be"),
+        pytest.param(b"<?xml version='1.0' encoding='ISO-8859-1'?>" + HEADER[21:], id="latin1-decl"),
+        pytest.param(HEADER + b"<message><body>caf\xe9</body></message>", id="latin1-bytes"),
+    ],
+)
+def test_other_encodings_are_unsupported(data: bytes) -> None:
+    # RFC 6120 §11.6
+    assert error_of(data) is StreamCondition.UNSUPPORTED_ENCODING
+
+
+def test_wrong_stream_namespace() -> None:
+    data = HEADER.replace(b"http://etherx.jabber.org/streams", b"http://wrong.example/")
+    assert error_of(data) is StreamCondition.INVALID_NAMESPACE
+
+
+def test_other_stream_prefix_is_reported_for_the_negotiation_layer() -> None:
+    data = HEADER.replace(b"stream:stream", b"foobar:stream").replace(b"xmlns:stream", b"xmlns:foobar")
+    (opened,) = feed_all(StreamParser(), data)
+    assert isinstance(opened, StreamOpened) and opened.stream_prefix == "foobar"
+
+
+def test_prefixed_content_namespace_is_a_bad_namespace_prefix() -> None:
+    # RFC 6120 §4.8.5: <foo:message xmlns:foo='jabber:client'> is illegal.
+    data = HEADER + b"<foo:message xmlns:foo='jabber:client'><foo:body>x</foo:body></foo:message>"
+    assert error_of(data) is StreamCondition.BAD_NAMESPACE_PREFIX
+
+
+def test_extension_namespaces_keep_their_own_declarations() -> None:
+    data = HEADER + b"<iq type='get' id='p'><ping xmlns='urn:xmpp:ping'/></iq>"
+    events = feed_all(StreamParser(), data)
+    iq = events[1]
+    assert isinstance(iq, ElementReceived)
+    assert iq.element.tag == ns.C_IQ
+    assert iq.element[0].tag == "{urn:xmpp:ping}ping"
