@@ -48,7 +48,15 @@ PUBSUB = "http://jabber.org/protocol/pubsub"
 PUBSUB_EVENT = "http://jabber.org/protocol/pubsub#event"
 PUBSUB_OWNER = "http://jabber.org/protocol/pubsub#owner"
 PUBSUB_ERRORS = "http://jabber.org/protocol/pubsub#errors"
+PUBSUB_NODE_CONFIG = "http://jabber.org/protocol/pubsub#node_config"
+PUBSUB_META_DATA = "http://jabber.org/protocol/pubsub#meta-data"
+PUBSUB_SUBSCRIBE_OPTIONS = "http://jabber.org/protocol/pubsub#subscribe_options"
+PUBSUB_SUBSCRIBE_AUTHORIZATION = "http://jabber.org/protocol/pubsub#subscribe_authorization"
+PUBSUB_PUBLISH_OPTIONS = "http://jabber.org/protocol/pubsub#publish-options"
 ATOM = "http://www.w3.org/2005/Atom"
+# pubsubd's feed health element (HTTP status, fetch times, period, error streak) in
+# notifications and feed messages; versioned so it can change without breaking readers.
+FEED_STATUS = "urn:pubsubd:feed-status:0"
 SID = "urn:xmpp:sid:0"
 SM = "urn:xmpp:sm:3"
 

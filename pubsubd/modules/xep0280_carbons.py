@@ -1,0 +1,82 @@
+"""XEP-0280 Message Carbons: copies of a user's chats for the user's other resources.
+
+Received copies are made in ``message/in`` (just before delivery, so the router's choice of
+targets is known); sent copies in ``message/pre`` (as the client's message enters routing).
+"""
+
+from __future__ import annotations
+
+from lxml import etree
+
+from pubsubd import ns
+from pubsubd.core.module import Module
+from pubsubd.core.router import Stanza
+from pubsubd.core.session import Session
+from pubsubd.jid import JID
+from pubsubd.xml import builders
+
+ENABLE = ns.clark(ns.CARBONS, "enable")
+DISABLE = ns.clark(ns.CARBONS, "disable")
+PRIVATE = ns.clark(ns.CARBONS, "private")
+NO_COPY = ns.clark(ns.HINTS, "no-copy")
+CARBON_TAGS = frozenset({ns.clark(ns.CARBONS, "received"), ns.clark(ns.CARBONS, "sent")})
+
+
+def eligible(st: Stanza) -> bool:
+    """XEP-0280 §6.1: chat messages (and normal ones with a body), not private, not copies."""
+    el = st.element
+    if st.type == "chat" or (st.type == "normal" and el.find(ns.C_BODY) is not None):
+        return (el.find(PRIVATE) is None and el.find(NO_COPY) is None
+                and not any(child.tag in CARBON_TAGS for child in el))
+    return False
+
+
+class CarbonsModule(Module):
+    name = "carbons"
+    features = (ns.CARBONS,)
+
+    def setup(self) -> None:
+        router = self.server.router
+        router.add_iq_handler("self", "set", ENABLE, self.enable)
+        router.add_iq_handler("self", "set", DISABLE, self.disable)
+        self.server.hooks.on("message/in", self._received, priority=50)
+        self.server.hooks.on("message/pre", self._sent, priority=50)
+
+    async def enable(self, st: Stanza) -> None:
+        if st.origin is not None:
+            st.origin.carbons = True  # §4
+
+    async def disable(self, st: Stanza) -> None:
+        if st.origin is not None:
+            st.origin.carbons = False  # §5
+
+    async def _received(self, st: Stanza) -> bool:
+        to = st.to
+        if to is None or not eligible(st):
+            return False
+        if to.resource is not None:
+            session = self.server.sessions.get(to)
+            targets = [session] if session is not None else []
+        else:
+            targets = self.server.router.message_targets(to.bare, st.type)
+        self._copy(to.bare, st, "received", exclude=targets)  # §6
+        return False
+
+    async def _sent(self, st: Stanza) -> bool:
+        if st.origin is None or not eligible(st):
+            return False
+        self._copy(st.from_.bare, st, "sent", exclude=[st.origin])  # §7
+        return False
+
+    def _copy(self, owner: JID, st: Stanza, direction: str, exclude: list[Session]) -> None:
+        copies = [s for s in self.server.sessions.resources(owner)
+                  if s.carbons and s.presence.available and s not in exclude]
+        if not copies:
+            return
+        for session in copies:
+            wrapper = builders.stanza("message", from_=str(owner), to=str(session.jid),
+                                      type_=st.type)
+            carbon = builders.child(wrapper, ns.CARBONS, direction)
+            forwarded = builders.child(carbon, ns.FORWARD, "forwarded")
+            forwarded.append(etree.fromstring(etree.tostring(st.element)))
+            session.send(wrapper)

@@ -1,0 +1,128 @@
+"""The one presence interface the rest of the server uses (pubsub, PEP, admin).
+
+It answers from live session state (which resources are available, with which show value,
+priority and XEP-0115 caps) and from the in-memory roster cache of the IM store (who is
+subscribed to whom). The presence module calls :meth:`PresenceView.announce_available` and
+:meth:`announce_unavailable`; everyone else only reads and subscribes to changes.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from pubsubd.jid import JID
+
+if TYPE_CHECKING:
+    from pubsubd.core.session import Session, SessionRegistry
+    from pubsubd.storage.im_sqlite import ImStore
+
+log = logging.getLogger(__name__)
+
+AvailableCallback = Callable[[JID, str], Awaitable[None] | None]
+UnavailableCallback = Callable[[JID], Awaitable[None] | None]
+
+
+def _jid(value: JID | str) -> JID:
+    return value if isinstance(value, JID) else JID.parse(value)
+
+
+class PresenceView:
+    """Read-only presence and roster facts, plus change notifications."""
+
+    def __init__(self, sessions: SessionRegistry, store: ImStore) -> None:
+        self._sessions = sessions
+        self._store = store
+        self._on_available: list[AvailableCallback] = []
+        self._on_unavailable: list[UnavailableCallback] = []
+        # XEP-0115 ver → features, filled by the caps module once a hash is verified.
+        self.caps_features: dict[str, frozenset[str]] = {}
+
+    # --- presence -------------------------------------------------------------------------
+
+    def _available_sessions(self, bare: JID | str) -> list[Session]:
+        return [s for s in self._sessions.resources(_jid(bare).bare) if s.presence.available]
+
+    def available_resources(self, bare: JID | str) -> dict[JID, str]:
+        """Full JID → show ("online", "chat", "away", "xa", "dnd"); empty when offline."""
+        return {s.jid: s.presence.show for s in self._available_sessions(bare)}
+
+    def priority(self, full: JID | str) -> int | None:
+        session = self._sessions.get(_jid(full))
+        if session is None or not session.presence.available:
+            return None
+        return session.presence.priority
+
+    def status(self, full: JID | str) -> str | None:
+        session = self._sessions.get(_jid(full))
+        stanza = session.presence.stanza if session is not None else None
+        if stanza is None:
+            return None
+        from pubsubd import ns
+
+        return stanza.findtext(ns.C_STATUS)
+
+    def caps(self, full: JID | str) -> tuple[str, str, str] | None:
+        """The (node, ver, hash) the resource advertised in its presence (XEP-0115)."""
+        session = self._sessions.get(_jid(full))
+        if session is None or not session.presence.available:
+            return None
+        return session.presence.caps
+
+    def features(self, full: JID | str) -> frozenset[str] | None:
+        """The disco features behind the resource's verified caps; None when unknown."""
+        caps = self.caps(full)
+        if caps is None:
+            return None
+        return self.caps_features.get(caps[1])
+
+    def interested(self, full_jid: JID | str, node: str) -> bool:
+        """XEP-0163 §4.2: did this resource ask for ``node`` notifications (``node+notify``)?"""
+        features = self.features(full_jid)
+        return features is not None and f"{node}+notify" in features
+
+    # --- roster facts ---------------------------------------------------------------------
+
+    def subscription(self, owner_bare: JID | str, contact_bare: JID | str) -> str:
+        """"none" | "to" | "from" | "both", from ``owner``'s roster."""
+        item = self._store.item(_jid(owner_bare), _jid(contact_bare))
+        return item.subscription if item is not None else "none"
+
+    def groups(self, owner: JID | str, contact: JID | str) -> tuple[str, ...]:
+        item = self._store.item(_jid(owner), _jid(contact))
+        return item.groups if item is not None else ()
+
+    def presence_subscribers(self, owner_bare: JID | str) -> list[JID]:
+        """Contacts that receive ``owner``'s presence (subscription from or both)."""
+        return [c for c, item in self._store.roster(_jid(owner_bare)).items()
+                if item.subscription in ("from", "both")]
+
+    # --- change notifications -------------------------------------------------------------
+
+    def on_available(self, callback: AvailableCallback) -> None:
+        """Call ``callback(full_jid, show)`` whenever a resource becomes available or
+        changes its show value."""
+        self._on_available.append(callback)
+
+    def on_unavailable(self, callback: UnavailableCallback) -> None:
+        self._on_unavailable.append(callback)
+
+    async def announce_available(self, full: JID, show: str) -> None:
+        for callback in self._on_available:
+            await _call(callback, full, show)
+
+    async def announce_unavailable(self, full: JID) -> None:
+        for callback in self._on_unavailable:
+            await _call(callback, full)
+
+
+async def _call(callback: Callable[..., Awaitable[None] | None], *args: object) -> None:
+    """One failing listener must not break presence for everyone else."""
+    try:
+        result = callback(*args)
+        if inspect.isawaitable(result):
+            await result
+    except Exception:
+        log.exception("presence listener %r failed", callback)
