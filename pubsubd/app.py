@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import signal
 import ssl
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,8 +25,10 @@ from pubsubd.core.router import Router
 from pubsubd.core.session import SessionRegistry
 from pubsubd.errors import StreamCondition, StreamError
 from pubsubd.jid import JID
-from pubsubd.net.c2s import C2SConnection
-from pubsubd.net.listener import Listener
+from pubsubd.net.c2s import C2SConnection, refuse
+from pubsubd.metrics import Metrics
+from pubsubd.modules.control_socket import ControlOp
+from pubsubd.net.listener import ConnectionHandler, Listener
 from pubsubd.net.tls import ensure_self_signed, server_context
 from pubsubd.storage.accounts import SqliteAccountStore
 from pubsubd.storage.sqlite import Database
@@ -82,7 +85,15 @@ class Server:
                                  self.throttle, tls, cert_der)
         self.modules: list[Module] = []
         self.listeners: list[Listener] = []
+        self.connections: set[C2SConnection] = set()  # every open client stream, bound or not
+        self._c2s_per_ip: Counter[str] = Counter()
         self.ports: dict[str, int] = {}
+        self.metrics = Metrics()  # Prometheus counters and gauges any module may feed
+        # Listener kinds served by modules (e.g. "metrics" → an HTTP handler), set in setup().
+        self.listener_kinds: dict[str, ConnectionHandler] = {}
+        # Operations of the local control socket (`pubsubd admin`): name → async fn(args).
+        self.control_ops: dict[str, ControlOp] = {}
+        self.restart_requested = False  # set before shutdown() to have the process re-exec
         self._shutdown = trio.Event()
         self.started_at = 0.0
         from pubsubd.modules import default_modules
@@ -114,19 +125,43 @@ class Server:
         der = x509.load_pem_x509_certificate(cert.read_bytes()).public_bytes(Encoding.DER)
         return server_context(cert, key), der
 
+    async def _direct_tls(self, stream: trio.abc.Stream) -> trio.abc.Stream | None:
+        """XEP-0368: TLS from the first byte; None when the handshake fails."""
+        assert self.ctx.tls is not None
+        tls_stream = trio.SSLStream(stream, self.ctx.tls, server_side=True)
+        try:
+            with trio.fail_after(self.config.limits.handshake_timeout):
+                await tls_stream.do_handshake()
+        except (trio.BrokenResourceError, trio.TooSlowError, ssl.SSLError, OSError):
+            await stream.aclose()
+            return None
+        return tls_stream
+
     async def _c2s(self, stream: trio.abc.Stream, peer: str, direct_tls: bool) -> None:
         if direct_tls:
-            assert self.ctx.tls is not None
-            tls_stream = trio.SSLStream(stream, self.ctx.tls, server_side=True)
-            try:
-                with trio.fail_after(self.config.limits.handshake_timeout):
-                    await tls_stream.do_handshake()
-            except (trio.BrokenResourceError, trio.TooSlowError, ssl.SSLError, OSError):
-                await stream.aclose()
+            secured = await self._direct_tls(stream)
+            if secured is None:
                 return
-            stream = tls_stream
+            stream = secured
         conn = C2SConnection(self.ctx, stream, peer, direct_tls=direct_tls)
-        await conn.run()
+        if self.ctx.shutting_down:
+            conn.close_with(StreamError(StreamCondition.SYSTEM_SHUTDOWN))
+        self.connections.add(conn)
+        try:
+            await conn.run()
+        finally:
+            self.connections.discard(conn)
+
+    async def _refuse_c2s(self, stream: trio.abc.Stream, peer: str, direct_tls: bool) -> None:
+        # RFC 6120 §4.9.3.18: exceeding a local limit is a policy-violation stream error.
+        if direct_tls:
+            secured = await self._direct_tls(stream)
+            if secured is None:
+                return
+            stream = secured
+        await refuse(self.ctx, stream, peer,
+                     StreamError(StreamCondition.POLICY_VIOLATION,
+                                 "too many connections from your address"))
 
     async def run(self, task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve until :meth:`shutdown`; report ``self`` (with bound ports) once listening."""
@@ -136,22 +171,26 @@ class Server:
             async with trio.open_nursery() as services:
                 for module in self.modules:
                     services.start_soon(module.run)
-                async with trio.open_nursery() as listeners:
-                    for i, spec in enumerate(self.config.listeners):
-                        handler = self._handler_for(spec.kind)
-                        if handler is None:
-                            continue
-                        listener = Listener(spec.address, spec.port, handler,
-                                            self.config.limits.connections_per_ip, spec.kind)
-                        self.listeners.append(listener)
-                        port = await listeners.start(listener.serve)
-                        self.ports.setdefault(spec.kind, port)
-                        self.ports[f"{spec.kind}:{i}"] = port
-                    task_status.started(self)
-                    log.info("pubsubd serving %s", ", ".join(self.config.domains))
-                    await self._shutdown.wait()
-                    listeners.cancel_scope.cancel()
-                await self._close_sessions()
+                async with trio.open_nursery() as connections:
+                    async with trio.open_nursery() as listeners:
+                        for i, spec in enumerate(self.config.listeners):
+                            handler = self._handler_for(spec.kind)
+                            if handler is None:
+                                continue
+                            listener = Listener(spec.address, spec.port, handler,
+                                                self.config.limits.connections_per_ip,
+                                                spec.kind, refuse=self._refuser_for(spec.kind),
+                                                per_ip=self._per_ip(spec.kind))
+                            self.listeners.append(listener)
+                            port = await listeners.start(listener.serve, connections)
+                            self.ports.setdefault(spec.kind, port)
+                            self.ports[f"{spec.kind}:{i}"] = port
+                        task_status.started(self)
+                        log.info("pubsubd serving %s", ", ".join(self.config.domains))
+                        await self._shutdown.wait()
+                        listeners.cancel_scope.cancel()  # step 1: accept no more
+                    await self._close_sessions()  # step 2: close open streams properly
+                    connections.cancel_scope.cancel()
                 for module in self.modules:
                     with trio.move_on_after(10):
                         await module.stop()
@@ -160,20 +199,32 @@ class Server:
             self.db.close()
             log.info("pubsubd stopped")
 
+    def _per_ip(self, kind: str) -> Counter[str] | None:
+        """Client listeners share one count of connections per address."""
+        return self._c2s_per_ip if kind in ("c2s", "c2s_tls") else None
+
+    def _refuser_for(self, kind: str):  # type: ignore[no-untyped-def]
+        if kind in ("c2s", "c2s_tls"):
+            return lambda s, p: self._refuse_c2s(s, p, kind == "c2s_tls")
+        return None
+
     def _handler_for(self, kind: str):  # type: ignore[no-untyped-def]
         if kind == "c2s":
             return lambda s, p: self._c2s(s, p, False)
         if kind == "c2s_tls":
             return lambda s, p: self._c2s(s, p, True)
-        extra = self.ctx.pre_auth_iq.get(f"listener:{kind}")
+        extra = self.listener_kinds.get(kind) or self.ctx.pre_auth_iq.get(f"listener:{kind}")
         return extra
 
     async def _close_sessions(self) -> None:
+        """RFC 6120 §4.9.3.20: every stream, negotiating or bound, ends with system-shutdown."""
         self.ctx.shutting_down = True
         for session in list(self.sessions):
             session.close(StreamError(StreamCondition.SYSTEM_SHUTDOWN, "the server is stopping"))
+        for conn in list(self.connections):
+            conn.close_with(StreamError(StreamCondition.SYSTEM_SHUTDOWN, "the server is stopping"))
         with trio.move_on_after(5):
-            while len(self.sessions):
+            while self.connections or len(self.sessions):
                 await trio.sleep(0.05)
 
     def shutdown(self) -> None:
@@ -194,13 +245,19 @@ def _monotonic() -> float:
     return time.monotonic()
 
 
-async def serve(config: Config, base_dir: Path | None = None) -> None:
-    """Run a server until SIGTERM or SIGINT."""
+async def serve(config: Config, base_dir: Path | None = None) -> bool:
+    """Run a server until SIGTERM or SIGINT (or an admin's stop); True if a restart was asked."""
     server = Server(config, base_dir=base_dir)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(server.run)
+
+    async def stop_on_signal() -> None:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async for signum in signals:
                 log.info("received %s; shutting down", signal.Signals(signum).name)
                 server.shutdown()
-                break
+                return
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(stop_on_signal)
+        await server.run()  # returns after a signal or an admin's shutdown / restart
+        nursery.cancel_scope.cancel()
+    return server.restart_requested

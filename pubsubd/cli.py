@@ -60,7 +60,47 @@ def _parser() -> argparse.ArgumentParser:
         if action == "list":
             a.add_argument("--json", action="store_true", help="machine-readable output")
     user.set_defaults(func=cmd_user)
+
+    from pubsubd import admin_cli
+
+    admin_cli.add_parser(command("admin", "operate the running server (users, online, stats...)"))
+
+    feeds = command("feeds", "manage polled feeds on the running server")
+    feeds.add_argument("action", choices=["list", "add", "remove", "pause", "resume", "refresh",
+                                          "import", "export"])
+    feeds.add_argument("target", nargs="?", help="a feed URL; an OPML file for import/export")
+    feeds.add_argument("--title", default="", help="add: the feed's title")
+    feeds.add_argument("--group", default="", help="add: the OPML folder it belongs to")
+    feeds.add_argument("--json", action="store_true", help="machine-readable output")
+    feeds.set_defaults(func=cmd_feeds)
     return p
+
+
+def cmd_feeds(args: argparse.Namespace) -> int:
+    """``pubsubd feeds ACTION``: the feed operations of the control socket (feeds.*)."""
+    from pubsubd import admin_cli
+
+    config = _load(args)
+    request: dict[str, object] = {}
+    if args.action == "import":
+        request["opml"] = Path(args.target or "/dev/stdin").read_text(encoding="utf-8")
+    elif args.action == "add":
+        request = {"url": args.target, "title": args.title, "group": args.group}
+    elif args.action not in ("list", "export"):
+        request["url"] = args.target
+    try:
+        result = admin_cli.call(Path(config.control.socket), f"feeds.{args.action}", request)
+    except (admin_cli.NotRunning, RuntimeError, OSError) as exc:
+        print(f"pubsubd: feeds {args.action}: {exc}", file=sys.stderr)
+        return 1
+    if args.action == "export" and not args.json:
+        if args.target:
+            Path(args.target).write_text(result["opml"], encoding="utf-8")
+        else:
+            print(result["opml"], end="")
+        return 0
+    print(json.dumps(result, indent=2) if args.json else admin_cli.render(result))
+    return 0
 
 
 def _load(args: argparse.Namespace) -> Config:
@@ -92,10 +132,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     base = Path.cwd()  # relative paths in the config are relative to where pubsubd runs
     _print_welcome(config)
     try:
-        trio.run(serve, config, base)
+        restart = trio.run(serve, config, base)
     except OSError as exc:
         print(f"pubsubd: cannot start: {exc}", file=sys.stderr)
         return 1
+    if restart:  # an admin asked for a restart: the same command, in the same process id
+        import os
+
+        os.execv(sys.executable, [sys.executable, "-m", "pubsubd", *sys.argv[1:]])
     return 0
 
 

@@ -96,9 +96,35 @@ class PubSubConfig:
 
 @dataclass(frozen=True, slots=True)
 class FeedsConfig:
-    """Feed polling (RSS/Atom into pubsub nodes)."""
+    """Feed polling (RSS/Atom into pubsub nodes). Times are in seconds."""
 
     enabled: bool = True
+    # Hosts, addresses or CIDR networks fetched even though they are not public (loopback,
+    # private, link-local...); everything non-public is refused otherwise.
+    allow_hosts: tuple[str, ...] = ()
+    user_subscriptions: bool = True  # users may add new feeds by subscribing to their URL
+    max_feeds_per_user: int = 200  # feed subscriptions a user may add through the service
+    default_interval: float = 1800.0  # first polling period of a new feed
+    min_interval: float = 300.0  # the adaptive period stays within these bounds
+    max_interval: float = 86400.0
+    error_backoff: float = 300.0  # first retry delay after an error, doubling per failure
+    max_error_backoff: float = 21600.0
+    host_spacing: float = 1.0  # minimum gap between two requests to one host
+    max_body_bytes: int = 5242880  # also counted after decompression
+    connect_timeout: float = 10.0
+    read_timeout: float = 30.0
+    total_timeout: float = 60.0
+    max_concurrent: int = 16  # feeds polled at once
+    max_per_host: int = 2  # connections to one host at once
+    failing_after: int = 5  # consecutive errors before subscribers are told the feed fails
+    # What subscribers hear of the entries already in a feed when it is first polled.
+    first_poll: Literal["none", "last", "all"] = "last"
+    first_poll_count: int = 3  # for first_poll "last"
+    republish_updates: bool = False  # republish an entry whose content changed (same item id)
+    catalogue: str | None = None  # OPML file of feeds provisioned at start-up
+    serve_samples: bool = False  # serve the shipped sample feeds on 127.0.0.1 (demo setup)
+    samples_port: int = 8470
+    samples_new_entry_every: float = 180.0  # a generated entry appears in the samples this often
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,13 +132,16 @@ class MetricsConfig:
     """Prometheus text endpoint and /health (served by a ``metrics`` listener)."""
 
     enabled: bool = True
+    health_max_lag: float = 1.0  # seconds of event-loop lag beyond which /health fails
+    health_storage_timeout: float = 2.0  # seconds a trivial storage query may take
 
 
 @dataclass(frozen=True, slots=True)
 class ControlConfig:
     """The local control socket used by ``pubsubd admin``."""
 
-    socket: str = "var/control.sock"
+    enabled: bool = True
+    socket: str = "var/control.sock"  # created with mode 0600: only the server's account connects
 
 
 @dataclass(frozen=True, slots=True)
