@@ -1,0 +1,321 @@
+"""The XEP-0060 service on ``pubsub.<domain>``: an in-process component of the router.
+
+It turns pubsub IQs into calls of the core :class:`PubSubService` (through the verb table of
+:mod:`.requests` and the functions of :mod:`.handlers`), sends the resulting notifications,
+answers disco, keeps a presence of its own so users can put it in their roster, and feeds
+users' presence changes to the core (presence-based delivery, catch-up, last items).
+
+The feed engine and other modules extend it through the hooks documented on
+:class:`PubSubComponent`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Iterable
+
+import trio
+from lxml import etree
+
+from pubsubd import ns
+from pubsubd.core.module import Module
+from pubsubd.core.router import AlreadyAnswered, Stanza
+from pubsubd.errors import Condition, StanzaError
+from pubsubd.jid import JID
+from pubsubd.pubsub import Notification, PubSubError, PubSubService, ServiceConfig
+from pubsubd.pubsub.model import NodeConfig
+from pubsubd.storage.pubsub_sqlite import SqlitePubSubStore
+from pubsubd.xml import builders
+
+from . import disco
+from .errors import to_stanza_error
+from .handlers import Answer, execute, resolve_approval
+from .notify import NotificationSender
+from .presence import ServerPresence
+from .requests import PAYLOAD_TAGS, PubSubRequest, Verb, form_values, parse
+
+MissingNodeHandler = Callable[[str, str], Awaitable[bool]]
+SubscriptionHandler = Callable[[str, str], Awaitable[None]]
+UnsubscribedHandler = Callable[[str, str, int], Awaitable[None]]
+MessageHandler = Callable[[Stanza], Awaitable[bool]]
+IqHandler = Callable[[Stanza], Awaitable[etree._Element | None]]
+
+_DISCO_INFO = ns.clark(ns.DISCO_INFO, "query")
+_DISCO_ITEMS = ns.clark(ns.DISCO_ITEMS, "query")
+_COMMAND = ns.clark(ns.COMMANDS, "command")
+_X = ns.clark(ns.DATA_FORMS, "x")
+_DIGEST_PERIOD = 1.0
+
+
+def pubsub_service_config(server_config: object) -> ServiceConfig:
+    """The component's :class:`ServiceConfig` from the ``pubsub`` section of the config."""
+    from pubsubd.config import Config
+
+    assert isinstance(server_config, Config)
+    cfg = server_config.pubsub
+    limit = max(1000, cfg.max_items)
+    return ServiceConfig(
+        max_payload_size=cfg.max_payload_bytes,
+        max_items_limit=limit,
+        default_node_config=NodeConfig(max_items=cfg.max_items,
+                                       max_payload_size=cfg.max_payload_bytes),
+        node_creation=cfg.creation_policy,
+        local_domains=frozenset(server_config.domains),
+        admins=frozenset(server_config.admins),
+        catch_up_cap=cfg.catch_up_max_items,
+    )
+
+
+class PubSubComponent(Module):
+    """``pubsub.<domain>``. Extension points (used by the feed engine):
+
+    * ``service`` — the core service; ``publish_as_service`` / ``send_notifications``;
+    * ``missing_node_handlers`` — ``async (requester, node) -> bool`` run when a subscribe or
+      items request names an unknown node; True means the handler created it;
+    * ``subscribed_handlers`` / ``unsubscribed_handlers`` — told of (un)subscriptions;
+    * ``message_handlers`` — chat/normal messages to the service JID (chat commands);
+    * ``iq_handlers`` — ``{(type, clark tag): async (st) -> payload | None}`` for other IQs;
+    * ``node_metadata_providers`` — extra ``pubsub#meta-data`` fields of a node;
+    * ``commands`` — the XEP-0050 command registry of the service JID.
+    """
+
+    name = "pubsub"
+
+    def setup(self) -> None:
+        server = self.server
+        config = server.config
+        self.domain = f"{config.pubsub.subdomain}.{config.primary_domain}"
+        self.presence = ServerPresence(server)
+        self.store = SqlitePubSubStore(server.db)
+        self.service = PubSubService(
+            self.store,
+            self.presence,
+            self.presence,
+            service=self.domain,
+            config=pubsub_service_config(config),
+            clock=time.time,
+        )
+        self.sender = NotificationSender(server.router, server.sessions, server.hooks)
+        self.missing_node_handlers: list[MissingNodeHandler] = []
+        self.subscribed_handlers: list[SubscriptionHandler] = []
+        self.unsubscribed_handlers: list[UnsubscribedHandler] = []
+        self.message_handlers: list[MessageHandler] = []
+        self.iq_handlers: dict[tuple[str, str], IqHandler] = {}
+        self.node_metadata_providers: list[disco.MetadataProvider] = []
+        self.commands = _command_registry()
+        self._available: set[str] = set()
+        if not config.pubsub.enabled:
+            return
+        server.router.add_component(self)
+        server.disco.items.append((self.domain, None, "Publish-Subscribe"))
+        server.pubsub = self  # type: ignore[attr-defined]
+        view = getattr(server, "presence", None)
+        if view is not None:
+            view.on_available(self._user_available)
+            view.on_unavailable(self._user_unavailable)
+
+    # --- extension points ------------------------------------------------------------------
+
+    async def publish_as_service(
+        self, node: str, payload_xml: str, item_id: str, text: str | None = None
+    ) -> None:
+        """Publish as the service itself and notify; republishing identical bytes under the
+        same id changes nothing and notifies nobody (feeds are polled again and again)."""
+        existing = await self.store.get_items(self.domain, node, [item_id])
+        if existing and existing[0].payload == payload_xml:
+            return
+        outcome = await self.service.publish(self.domain, node, payload_xml, item_id, text=text)
+        await self.sender.send(outcome.notifications, text)
+
+    async def send_notifications(self, notifications: Iterable[Notification]) -> None:
+        await self.sender.send(notifications)
+
+    # --- the component ---------------------------------------------------------------------
+
+    async def receive(self, st: Stanza) -> None:
+        if st.kind == "iq":
+            await self._iq(st)
+        elif st.kind == "message":
+            await self._message(st)
+        elif st.kind == "presence":
+            await self._presence(st)
+
+    async def _iq(self, st: Stanza) -> None:
+        type_ = st.type
+        if type_ not in ("get", "set"):
+            return  # RFC 6120 §8.2.3: results and errors are never answered
+        router = self.server.router
+        if st.to is not None and st.to.local is not None:
+            raise StanzaError(Condition.SERVICE_UNAVAILABLE)  # no users on the service domain
+        payload = st.element[0] if len(st.element) else None
+        if payload is None:
+            raise StanzaError(Condition.BAD_REQUEST)
+        try:
+            if payload.tag in PAYLOAD_TAGS:
+                answer = await self._pubsub(st)
+                await router.reply(st, answer.payload)
+                await self._after(answer)
+                return
+            result = await self._other_iq(st, type_, payload)
+        except AlreadyAnswered:
+            return
+        await router.reply(st, result)
+
+    async def _other_iq(self, st: Stanza, type_: str, payload: etree._Element) -> etree._Element | None:
+        node = payload.get("node")
+        if type_ == "get" and payload.tag == _DISCO_INFO:
+            return await self._disco_info(st, node)
+        if type_ == "get" and payload.tag == _DISCO_ITEMS:
+            if node == ns.COMMANDS and self.commands is not None:
+                return self.commands.items_element(self.domain, st.from_)
+            return await disco.items(self.service, self.domain, node, payload, str(st.from_))
+        if type_ == "set" and payload.tag == _COMMAND and self.commands is not None:
+            return await self.commands.handle(st)  # type: ignore[no-any-return]
+        handler = self.iq_handlers.get((type_, payload.tag))
+        if handler is not None:
+            return await handler(st)
+        raise StanzaError(Condition.SERVICE_UNAVAILABLE)  # RFC 6120 §8.4
+
+    async def _disco_info(self, st: Stanza, node: str | None) -> etree._Element:
+        if not node:
+            extra = [ns.COMMANDS] if self.commands is not None else []
+            return disco.service_info("Publish-Subscribe", extra)
+        if self.commands is not None and (node == ns.COMMANDS or node in self.commands):
+            return self.commands.info_element(node, st.from_)
+        return await disco.node_info(self.service, node, self.node_metadata_providers)
+
+    async def _pubsub(self, st: Stanza) -> Answer:
+        request = parse(st.element)
+        requester = str(st.from_)
+        try:
+            answer = await self._execute(requester, request)
+        except PubSubError as error:
+            raise to_stanza_error(error) from None
+        return answer
+
+    async def _execute(self, requester: str, request: PubSubRequest) -> Answer:
+        try:
+            return await execute(self.service, requester, request)
+        except PubSubError as error:
+            if not (
+                error.condition == "item-not-found"
+                and request.verb in (Verb.SUBSCRIBE, Verb.ITEMS)
+                and request.node
+                and await self._create_missing(requester, request.node)
+            ):
+                raise
+        return await execute(self.service, requester, request)
+
+    async def _create_missing(self, requester: str, node: str) -> bool:
+        if not self.missing_node_handlers:
+            return False
+        if await self.store.get_node(self.domain, node) is not None:
+            return False  # the error was about something else
+        for handler in self.missing_node_handlers:
+            if await handler(requester, node):
+                return True
+        return False
+
+    async def _after(self, answer: Answer) -> None:
+        await self.sender.send(answer.notifications, answer.text)
+        if answer.subscribed is not None:
+            for handler in self.subscribed_handlers:
+                await self._guard(handler(*answer.subscribed))
+        if answer.unsubscribed is not None:
+            node, jid = answer.unsubscribed
+            remaining = len(await self.store.list_subscriptions(self.domain, node))
+            for unsubscribed in self.unsubscribed_handlers:
+                await self._guard(unsubscribed(node, jid, remaining))
+
+    async def _guard(self, call: Awaitable[None]) -> None:
+        try:
+            await call
+        except Exception:
+            self.log.exception("a pubsub extension handler failed")
+
+    # --- messages ----------------------------------------------------------------------------
+
+    async def _message(self, st: Stanza) -> None:
+        if st.type == "error":
+            return
+        form = st.element.find(_X)
+        if form is not None and await self._approval(st, form):
+            return
+        if st.type in ("chat", "normal"):
+            for handler in self.message_handlers:
+                if await handler(st):
+                    return
+        # Nothing handled it: a message to the service is ignored (no error for messages
+        # a service does not understand, unlike IQs, RFC 6120 §8.4).
+
+    async def _approval(self, st: Stanza, form_el: etree._Element) -> bool:
+        """XEP-0060 §8.6.2: the owner's answer to a subscription approval form."""
+        wrapper = etree.Element("wrapper")
+        wrapper.append(_copy(form_el))
+        values, cancelled = form_values(wrapper)
+        if cancelled or values is None:
+            return False
+        if values.get("FORM_TYPE") != [ns.PUBSUB_SUBSCRIBE_AUTHORIZATION]:
+            return False
+        try:
+            notifications = await resolve_approval(self.service, str(st.from_), values)
+        except PubSubError as error:
+            await self.server.router.bounce(st, to_stanza_error(error))
+            return True
+        await self.sender.send(notifications)
+        return True
+
+    # --- the service's own presence (users may add it to their roster) ----------------------
+
+    async def _presence(self, st: Stanza) -> None:
+        router = self.server.router
+        to = self.domain
+        who = str(st.from_.bare)
+        if st.type == "subscribe":
+            # RFC 6121 §3.1.3: approve at once, then tell the user we are available.
+            await router.send(builders.stanza("presence", to=who, from_=to, type_="subscribed"))
+            await router.send(builders.stanza("presence", to=who, from_=to))
+        elif st.type == "probe":
+            await router.send(builders.stanza("presence", to=str(st.from_), from_=to))  # §4.3.2
+        elif st.type == "unsubscribe":
+            await router.send(builders.stanza("presence", to=who, from_=to, type_="unsubscribed"))
+
+    # --- users' presence → delivery ---------------------------------------------------------
+
+    async def _user_available(self, full: JID, show: str) -> None:
+        key = str(full)
+        initial = key not in self._available
+        self._available.add(key)
+        notifications = await self.service.became_available(key, show, initial=initial)
+        await self.sender.send(notifications)
+
+    async def _user_unavailable(self, full: JID) -> None:
+        key = str(full)
+        self._available.discard(key)
+        last = not self.presence.available_resources(str(full.bare))
+        await self.service.became_unavailable(key, last_resource=last)
+
+    async def run(self) -> None:
+        """Send digest batches (pubsub#digest) once their frequency has elapsed."""
+        while True:
+            await trio.sleep(_DIGEST_PERIOD)
+            try:
+                due = await self.service.due_digests(time.time())
+                await self.sender.send(due)
+            except Exception:
+                self.log.exception("digest delivery failed")
+
+
+def _copy(el: etree._Element) -> etree._Element:
+    from copy import deepcopy
+
+    return deepcopy(el)
+
+
+def _command_registry():  # type: ignore[no-untyped-def]
+    """The XEP-0050 registry of the service JID, when the commands framework is present."""
+    try:
+        from pubsubd.modules.xep0050_commands import CommandRegistry
+    except ImportError:
+        return None
+    return CommandRegistry()

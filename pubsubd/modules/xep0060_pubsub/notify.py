@@ -1,0 +1,233 @@
+"""Notifications of the core → ``<message/>`` stanzas on the wire (XEP-0060 §7.1.2, §8, §12).
+
+The event payload of a notification is serialized once; each recipient's message is that
+byte string wrapped in its own addressing, SHIM headers (XEP-0131) and optional ``<body/>``.
+Local recipients with a bound session get the bytes straight into their outbox; everything
+else (offline storage of ``normal`` messages, other domains) goes through the router.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from xml.sax.saxutils import escape, quoteattr
+
+from lxml import etree
+
+from pubsubd import ns
+from pubsubd.core.hooks import HookBus
+from pubsubd.core.router import Router, Stanza
+from pubsubd.core.session import SessionRegistry
+from pubsubd.jid import JID, InvalidJID
+from pubsubd.pubsub import Notification, NotificationKind, Recipient, bare
+from pubsubd.xml.forms import Field, Form
+
+from .dataforms import form_element
+
+log = logging.getLogger(__name__)
+
+_PARSER = etree.XMLParser(resolve_entities=False, no_network=True)
+_BODY_LIMIT = 2000
+
+
+def readable_text(payload: str) -> str:
+    """A plain-text rendering of an item payload for ``<body/>`` (pubsub#include_body).
+
+    An Atom entry (the feed engine's payloads, XEP-0277 posts) reads as its title and link;
+    anything else as its text content.
+    """
+    if not payload:
+        return ""
+    try:
+        root = etree.fromstring(payload.encode(), _PARSER)
+    except etree.XMLSyntaxError:
+        return ""
+    if root.tag == ns.clark(ns.ATOM, "entry"):
+        title = root.findtext(ns.clark(ns.ATOM, "title")) or ""
+        link = root.find(ns.clark(ns.ATOM, "link"))
+        href = link.get("href", "") if link is not None else ""
+        summary = root.findtext(ns.clark(ns.ATOM, "summary")) or ""
+        parts = [p.strip() for p in (title, summary, href) if p and p.strip()]
+        return "\n".join(parts)[:_BODY_LIMIT]
+    return " ".join(t.strip() for t in root.itertext() if t.strip())[:_BODY_LIMIT]
+
+
+def _attr(name: str, value: str) -> str:
+    return f" {name}={quoteattr(value)}"
+
+
+def event_bytes(notification: Notification) -> str:
+    """The ``<event/>`` (or, for approval requests, the data form) shared by all recipients."""
+    n = notification
+    node = _attr("node", n.node)
+    match n.kind:
+        case NotificationKind.ITEMS:
+            # §7.1.2.1 with payload, §7.1.2.2 without (deliver_payloads false).
+            parts = []
+            for item in n.items:
+                publisher = _attr("publisher", bare(item.publisher)) if item.publisher else ""
+                head = f"<item{_attr('id', item.item_id)}{publisher}"
+                parts.append(
+                    f"{head}>{item.payload}</item>" if n.with_payload and item.payload
+                    else f"{head}/>"
+                )
+            inner = f"<items{node}>{''.join(parts)}</items>"
+        case NotificationKind.RETRACT:  # §7.2.2.1
+            retracts = "".join(f"<retract{_attr('id', i)}/>" for i in n.item_ids)
+            inner = f"<items{node}>{retracts}</items>"
+        case NotificationKind.DELETE:  # §8.4.2, with the redirect of §8.4.1
+            redirect = f"<redirect{_attr('uri', n.redirect)}/>" if n.redirect else ""
+            inner = f"<delete{node}>{redirect}</delete>"
+        case NotificationKind.PURGE:  # §8.5.2
+            inner = f"<purge{node}/>"
+        case NotificationKind.CONFIGURATION:  # §8.2.5.3: the form only with deliver_payloads
+            form = ""
+            if n.config is not None:
+                form = etree.tostring(
+                    form_element(n.config.to_form(), "result"), encoding="unicode"
+                )
+            inner = f"<configuration{node}>{form}</configuration>"
+        case NotificationKind.SUBSCRIPTION:  # §8.8.4, §12.8 (notify_sub)
+            sub = n.subscription
+            assert sub is not None
+            inner = (
+                f"<subscription{node}{_attr('jid', sub.jid)}"
+                f"{_attr('subscription', sub.state.value)}{_attr('subid', sub.subid)}/>"
+            )
+        case NotificationKind.APPROVAL_REQUEST:
+            return etree.tostring(approval_form(n).to_element(), encoding="unicode")
+        case NotificationKind.ASSOCIATE | NotificationKind.DISSOCIATE | NotificationKind.CREATE:
+            # XEP-0248 §5.3: events about a child node, inside <collection node='parent'/>.
+            child = _attr("node", n.child or "")
+            inner = f"<collection{node}><{n.kind.value}{child}/></collection>"
+    return f"<event xmlns='{ns.PUBSUB_EVENT}'>{inner}</event>"
+
+
+def approval_form(notification: Notification) -> Form:
+    """XEP-0060 §8.6.1: the form an owner fills in to approve a pending subscription."""
+    sub = notification.subscription
+    assert sub is not None
+    return Form.with_form_type(
+        "form",
+        ns.PUBSUB_SUBSCRIBE_AUTHORIZATION,
+        [
+            Field("pubsub#subid", "hidden", values=[sub.subid]),
+            Field("pubsub#node", "text-single", label="Node ID", values=[notification.node]),
+            Field("pubsub#subscriber_jid", "jid-single", label="Subscriber Address",
+                  values=[sub.jid]),
+            Field("pubsub#allow", "boolean",
+                  label="Allow this JID to subscribe to this pubsub node?", values=["false"]),
+        ],
+        title="PubSub subscriber request",
+        instructions=["To approve this entity's subscription request, click the OK button. "
+                      "To deny the request, click the cancel button."],
+    )
+
+
+def _headers(recipient: Recipient) -> str:
+    # XEP-0060 §7.1.2.4 SubID headers (several subscriptions of one JID), XEP-0248 §5.3.1
+    # the Collection header when the item reached the subscriber through a collection.
+    headers = [f"<header name='SubID'>{escape(s)}</header>" for s in recipient.subids
+               if len(recipient.subids) > 1 or recipient.collection]
+    if recipient.collection:
+        headers.append(f"<header name='Collection'>{escape(recipient.collection)}</header>")
+    if not headers:
+        return ""
+    return f"<headers xmlns='{ns.SHIM}'>{''.join(headers)}</headers>"
+
+
+class NotificationSender:
+    """Turns notifications into messages and hands them to sessions or the router."""
+
+    def __init__(self, router: Router, sessions: SessionRegistry, hooks: HookBus) -> None:
+        self.router = router
+        self.sessions = sessions
+        self.hooks = hooks
+
+    async def send(self, notifications: Iterable[Notification], text: str | None = None) -> None:
+        for notification in notifications:
+            try:
+                await self._send_one(notification, text)
+            except Exception:
+                log.exception("could not send a %s notification of %s",
+                              notification.kind, notification.node)
+
+    async def _send_one(self, notification: Notification, text: str | None) -> None:
+        if not notification.recipients:
+            return
+        log.debug("%s notification of %s to %d recipient(s)", notification.kind,
+                  notification.node, len(notification.recipients))
+        event = event_bytes(notification)
+        body = ""
+        if any(r.include_body for r in notification.recipients):
+            body = self._body(notification, text)
+        sender = _attr("from", notification.service)
+        for recipient in notification.recipients:
+            data = (
+                f"<message xmlns='{ns.CLIENT}'{sender}{_attr('to', recipient.address)}"
+                f"{_attr('type', recipient.message_type.value)}>{event}{_headers(recipient)}"
+                f"{body if recipient.include_body else ''}</message>"
+            ).encode()
+            await self.deliver(recipient.address, recipient.message_type.value, data)
+
+    @staticmethod
+    def _body(notification: Notification, text: str | None) -> str:
+        if notification.kind is NotificationKind.ITEMS:
+            if text is None or len(notification.items) != 1:
+                text = "\n\n".join(filter(None, (readable_text(i.payload)
+                                                  for i in notification.items)))
+            if notification.skipped:
+                text = f"({notification.skipped} older items were not kept)\n\n{text}"
+        elif notification.kind is NotificationKind.RETRACT:
+            text = f"Removed from {notification.node}: {', '.join(notification.item_ids)}"
+        elif notification.kind is NotificationKind.DELETE:
+            text = f"The node {notification.node} was deleted."
+        elif notification.kind is NotificationKind.PURGE:
+            text = f"Every item of {notification.node} was removed."
+        else:
+            return ""
+        return f"<body>{escape(text)}</body>" if text else ""
+
+    async def deliver(self, address: str, message_type: str, data: bytes) -> None:
+        """RFC 6121 §8.5 delivery of one serialized message, straight to sessions if local."""
+        try:
+            to = JID.parse(address)
+        except InvalidJID:
+            log.warning("dropping a notification to the invalid address %r", address)
+            return
+        if to.domain not in self.router.domains or to.local is None:
+            await self._route(data)
+            return
+        if to.resource is not None:
+            session = self.sessions.get(to)
+            if session is None:
+                # RFC 6121 §8.5.3.2.1: a normal or headline message to an unknown resource is
+                # silently ignored (an offline subscriber's bare-JID subscriptions are held).
+                return
+            if await self._filtered(data):
+                return
+            session.send(data)
+            return
+        targets = self.router.message_targets(to.bare, message_type)
+        if not targets:
+            if message_type != "headline":
+                await self._route(data)  # offline storage (RFC 6121 §8.5.2.2.1)
+            return  # §8.5.2.2.3: a headline to an offline account is dropped
+        if await self._filtered(data):
+            return
+        for session in targets:
+            session.send(data)
+
+    async def _filtered(self, data: bytes) -> bool:
+        """Give the ``message/in`` filters (blocking, carbons) a look when any is installed."""
+        if not self.hooks.has("message/in"):
+            return False
+        element = etree.fromstring(data, _PARSER)
+        to = element.get("to") or ""
+        return await self.hooks.fire(
+            "message/in", Stanza(element, JID.parse(element.get("from") or ""), JID.parse(to))
+        )
+
+    async def _route(self, data: bytes) -> None:
+        element = etree.fromstring(data, _PARSER)
+        await self.router.send(element)
