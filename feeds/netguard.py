@@ -37,6 +37,9 @@ class AddressPolicy:
     allow_hosts: frozenset[str] = frozenset()
     allow_networks: tuple[IPNetwork, ...] = ()
     allow_all: bool = False
+    # Single (address, port) services opened without opening their whole host, such as a
+    # sample-feed server on loopback.
+    allow_endpoints: frozenset[tuple[str, int]] = frozenset()
 
     @classmethod
     def from_strings(cls, entries: Iterable[str], *, allow_all: bool = False) -> AddressPolicy:
@@ -61,6 +64,9 @@ class AddressPolicy:
         if any(address in network for network in self.allow_networks):
             return True
         return is_public(address)
+
+    def endpoint_allowed(self, address: IPAddress, port: int) -> bool:
+        return (str(address), port) in self.allow_endpoints
 
 
 def is_public(address: IPAddress) -> bool:
@@ -114,7 +120,10 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         except trio.TooSlowError as exc:
             raise httpcore.ConnectTimeout(f"resolving {host} timed out") from exc
         if not self.policy.host_allowed(host):
-            addresses = [a for a in addresses if self.policy.address_allowed(a)]
+            addresses = [
+                a for a in addresses
+                if self.policy.address_allowed(a) or self.policy.endpoint_allowed(a, port)
+            ]
             if not addresses:
                 raise BlockedAddressError(f"{host} resolves to no public address")
         last_error: Exception | None = None

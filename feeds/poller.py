@@ -282,6 +282,10 @@ class Poller:
         new, updated = _chronological(entries, new), _chronological(entries, updated)
         first = not state.initialized
         quiet, loud = self._split_first_poll(new) if first else ([], new)
+        # The publisher names the node after the feed, so it sees the title of this document.
+        state = replace(
+            state, title=state.title or parsed.title, site_link=parsed.link or state.site_link
+        )
         try:
             if quiet:
                 await self.publisher.publish(state, quiet, notify=False)
@@ -296,8 +300,6 @@ class Poller:
         warning = "; ".join(w for w in (parsed.bozo, normalized.warning) if w)
         state = replace(
             state,
-            title=state.title or parsed.title,
-            site_link=parsed.link or state.site_link,
             etag=result.etag,
             last_modified=result.last_modified,
             parse_warning=warning,

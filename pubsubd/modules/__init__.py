@@ -17,6 +17,21 @@ MODULES = [
     "pubsubd.modules.xep0092_version:VersionModule",
     "pubsubd.modules.xep0202_time:TimeModule",
     "pubsubd.modules.xep0077_register:RegisterModule",
+    "pubsubd.modules.xep0050_commands:CommandsModule",
+    "pubsubd.modules.xep0133_admin:AdminModule",
+    "pubsubd.modules.metrics_http:MetricsModule",
+    "pubsubd.modules.control_socket:ControlSocketModule",
+    "pubsubd.modules.rfc6121_roster:RosterModule",
+    "pubsubd.modules.rfc6121_presence:PresenceModule",
+    "pubsubd.modules.xep0160_offline:OfflineModule",
+    "pubsubd.modules.xep0191_blocking:BlockingModule",
+    "pubsubd.modules.xep0280_carbons:CarbonsModule",
+    "pubsubd.modules.xep0115_caps:CapsModule",
+    "pubsubd.modules.xep0054_vcard:VCardModule",
+    "pubsubd.modules.xep0012_last:LastActivityModule",
+    "pubsubd.modules.xep0060_pubsub:PubSubComponent",
+    "pubsubd.modules.xep0163_pep:PepModule",
+    "pubsubd.modules.feeds_service:FeedsModule",  # after pubsub: feeds are its nodes
 ]
 
 

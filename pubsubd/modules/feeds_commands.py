@@ -1,0 +1,175 @@
+"""XEP-0050 ad-hoc commands on the pubsub service JID, for clients with a command menu.
+
+Subscribe, Unsubscribe, My feeds, Import OPML and Export OPML, each a short XEP-0004 form
+exchange. The Subscribe form carries the subscription options under their pubsub
+subscribe_options names, so a choice made here is the same subscription option a pubsub
+client would set (XEP-0060 §6.3) and that chat sets with ``only:``, ``digest:``...
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from pubsubd.modules.xep0050_commands import (
+    Command,
+    CommandRegistry,
+    CommandSession,
+    Done,
+    Note,
+    Stage,
+)
+from pubsubd.xml.forms import Field, Form, Option
+
+if TYPE_CHECKING:
+    from pubsubd.modules.feeds_service import FeedManager
+
+NODE_PREFIX = "feeds/"
+SUBSCRIBE = NODE_PREFIX + "subscribe"
+UNSUBSCRIBE = NODE_PREFIX + "unsubscribe"
+MY_FEEDS = NODE_PREFIX + "list"
+IMPORT = NODE_PREFIX + "import-opml"
+EXPORT = NODE_PREFIX + "export-opml"
+
+# The subscription options the Subscribe form offers: field var → how a value is passed on.
+DIGEST_PERIODS = (("900000", "every 15 minutes"), ("3600000", "every hour"),
+                  ("21600000", "every 6 hours"), ("86400000", "every day"))
+OPTION_VARS = ("pubsubd#include_words", "pubsubd#exclude_words", "pubsub#digest",
+               "pubsub#digest_frequency", "pubsubd#catch_up", "pubsubd#message_type",
+               "pubsub#include_body")
+
+
+def subscribe_form() -> Form:
+    return Form(
+        "form",
+        title="Subscribe to a feed",
+        instructions=["The address of a feed, or of a web page that advertises one."],
+        fields=[
+            Field("url", "text-single", "Feed or web page address", required=True),
+            Field("pubsubd#include_words", "text-single",
+                  "Only entries mentioning one of these words (space separated)"),
+            Field("pubsubd#exclude_words", "text-single",
+                  "Skip entries mentioning any of these words"),
+            Field("pubsub#digest", "boolean", "Receive a digest instead of each entry",
+                  values=["0"]),
+            Field("pubsub#digest_frequency", "list-single", "Digest period",
+                  values=["86400000"], options=[Option(v, label) for v, label in DIGEST_PERIODS]),
+            Field("pubsubd#catch_up", "boolean", "Catch up on entries missed while away",
+                  values=["0"]),
+            Field("pubsubd#message_type", "list-single", "Message type",
+                  values=["headline"],
+                  options=[Option("headline", "Headline"), Option("chat", "Chat"),
+                           Option("normal", "Normal")]),
+            Field("pubsub#include_body", "boolean", "Include a readable body", values=["1"]),
+        ],
+    )
+
+
+def options_from(form: Form) -> dict[str, list[str]]:
+    """The subscribe_options fields of a submitted Subscribe form (blank ones left out)."""
+    chosen: dict[str, list[str]] = {}
+    for var in OPTION_VARS:
+        values = [v for v in form.values(var) if v.strip()]
+        if values:
+            chosen[var] = values
+    if chosen.get("pubsub#digest") not in (["1"], ["true"]):
+        chosen.pop("pubsub#digest_frequency", None)
+    return chosen
+
+
+def _error(message: str) -> Done:
+    return Done([Note(message, "error")])
+
+
+def _user(session: CommandSession) -> str:
+    return str(session.requester.bare)
+
+
+def build_commands(manager: FeedManager) -> list[Command]:
+    from pubsubd.modules.feeds_service import FeedRefused
+
+    async def subscribe_start(session: CommandSession, _: Form | None) -> Stage | Done:
+        return Stage(subscribe_form(), final=True)
+
+    async def subscribe_done(session: CommandSession, form: Form | None) -> Stage | Done:
+        assert form is not None
+        url = (form.value("url") or "").strip()
+        if not url:
+            return _error("Give the address of a feed.")
+        try:
+            result = await manager.subscribe(_user(session), url, options_from(form))
+        except FeedRefused as refused:
+            return _error(refused.message)
+        name = f"“{result.title}” ({result.node})" if result.title else result.node
+        notes = [Note(result.note)] if result.note else []
+        verb = "Options updated for" if result.already else "Subscribed to"
+        notes.append(Note(f"{verb} {name}."))
+        return Done(notes)
+
+    async def unsubscribe_start(session: CommandSession, _: Form | None) -> Stage | Done:
+        feeds = await manager.user_feeds(_user(session))
+        if not feeds:
+            return Done([Note("You follow no feeds.")])
+        field = Field("feeds", "list-multi", "Feeds to unsubscribe from", required=True,
+                      options=[Option(f.node, f.title or f.node) for f in feeds])
+        return Stage(Form("form", title="Unsubscribe", fields=[field]), final=True)
+
+    async def unsubscribe_done(session: CommandSession, form: Form | None) -> Stage | Done:
+        assert form is not None
+        removed = [node for node in form.values("feeds")
+                   if await manager.unsubscribe(_user(session), node)]
+        return Done([Note(f"Unsubscribed from {len(removed)} feed(s).")])
+
+    async def my_feeds(session: CommandSession, _: Form | None) -> Stage | Done:
+        feeds = await manager.user_feeds(_user(session))
+        reported = [Field("title", label="Title"), Field("url", label="Address"),
+                    Field("state", label="State"), Field("error", label="Last error")]
+        items = [
+            [Field("title", values=[f.title or f.node]), Field("url", values=[f.node]),
+             Field("state", values=["paused" if not f.subscription.options.deliver
+                                    else "delivering"]),
+             Field("error", values=[f.state.last_error if f.state else ""])]
+            for f in feeds
+        ]
+        result = Form("result", title="My feeds", reported=reported, items=items)
+        return Done([Note(f"You follow {len(feeds)} feed(s).")], form=result)
+
+    async def import_start(session: CommandSession, _: Form | None) -> Stage | Done:
+        field = Field("opml", "text-multi", "OPML document", required=True)
+        return Stage(Form("form", title="Import OPML",
+                          instructions=["Paste an OPML subscription list."], fields=[field]),
+                     final=True)
+
+    async def import_done(session: CommandSession, form: Form | None) -> Stage | Done:
+        assert form is not None
+        try:
+            report = await manager.import_opml(_user(session), "\n".join(form.values("opml")))
+        except FeedRefused as refused:
+            return _error(refused.message)
+        notes = [Note(f"Subscribed to {len(report.added)} feed(s).")]
+        notes += [Note(f"{url}: {reason}", "warn") for url, reason in report.failed]
+        return Done(notes)
+
+    async def export(session: CommandSession, _: Form | None) -> Stage | Done:
+        document = await manager.export_opml(_user(session))
+        result = Form("result", title="Export OPML",
+                      fields=[Field("opml", "text-multi", "OPML document",
+                                    values=document.splitlines())])
+        return Done([Note("Your feeds as OPML.")], form=result)
+
+    return [
+        Command(SUBSCRIBE, "Subscribe to a feed", [subscribe_start, subscribe_done]),
+        Command(UNSUBSCRIBE, "Unsubscribe from feeds", [unsubscribe_start, unsubscribe_done]),
+        Command(MY_FEEDS, "My feeds", [my_feeds]),
+        Command(IMPORT, "Import OPML", [import_start, import_done]),
+        Command(EXPORT, "Export OPML", [export]),
+    ]
+
+
+def register_commands(registry: CommandRegistry, manager: FeedManager,
+                      allowed: Callable[..., bool] | None = None) -> None:
+    """Offer the feed commands on ``registry`` (the pubsub service's)."""
+    for command in build_commands(manager):
+        if allowed is not None:
+            command.allowed = allowed
+        registry.add(command)

@@ -1,0 +1,864 @@
+"""Feed syndication on the pubsub service: every polled feed is a leaf node named by its URL.
+
+The ``feeds`` package polls and normalizes; this module is its XMPP side. A Publisher adapter
+turns new entries into items published *as the service* (the Atom entry as payload, the plain
+text for bodies and keyword filters), creates the feed's node on first use, and tells
+subscribers in words when a feed moves, fails, recovers or dies. :class:`FeedManager` holds the
+operations that the three ways in (chat, ad-hoc commands, a plain pubsub subscribe to the URL
+node) and the admin control socket share, so they all act on the same subscriptions.
+
+Naming feeds' nodes by URL is what hosted feed-over-XMPP services do: a client subscribes to
+``http://example.org/feed.xml`` on the pubsub service and the node comes into existence.
+
+Feed health is readable at any time in the node's disco#info (``pubsubd#feed_url``,
+``pubsubd#last_fetch``, ``pubsubd#http_status``, ``pubsubd#last_error``, ``pubsubd#next_fetch``,
+``pubsubd#period``, ``pubsubd#error_streak``, ...) and travels, where it changes, in the
+messages that announce a move, a failure, a recovery or a 410 as
+``<status xmlns='urn:pubsubd:feed-status:0' feed='URL' node='NODE' event='gone'>`` with
+``<http code='410'>last error</http>``, ``<last_fetch/>``, ``<next_fetch/>`` (XEP-0082),
+``<period/>`` (seconds), ``<error_streak/>``, ``<entries/>``, ``<state/>`` and ``<title/>``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import sqlite3
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import trio
+from lxml import etree
+
+from feeds.discover import discover, looks_like_feed
+from feeds.fetch import ErrorKind, FetchConfig, Fetcher
+from feeds.model import Entry, FeedEvent, FeedEventKind, FeedState
+from feeds.netguard import AddressPolicy
+from feeds.opml import OpmlError, OpmlFeed, export_opml, parse_opml
+from feeds.poller import FirstPoll, Poller, PollerConfig, PollOutcome
+from feeds.schedule import SchedulePolicy
+from pubsubd import ns
+from pubsubd.config import FeedsConfig
+from pubsubd.core.module import Module
+from pubsubd.core.router import Stanza
+from pubsubd.pubsub import Notification, PubSubError, PubSubService, Subscription
+from pubsubd.pubsub.model import MessageType, NodeConfig, NodeType, SendLastPublished, bare
+from pubsubd.storage.feeds_sqlite import SqliteFeedStore
+from pubsubd.storage.sqlite import Database
+from pubsubd.xml import builders
+
+log = logging.getLogger(__name__)
+
+UNFOLLOWED_SWEEP = 900.0  # seconds between looks for feeds nobody follows any more
+COLLECTION_PREFIX = "feeds/"  # OPML folders become collection nodes "feeds/<folder>"
+STATUS = ns.clark(ns.FEED_STATUS, "status")
+Send = Callable[[etree._Element], Awaitable[None]]  # routes a server-generated stanza
+
+
+class PubSubComponent(Protocol):
+    """What this module needs of the XEP-0060 component (``server.pubsub``)."""
+
+    service: PubSubService
+    missing_node_handlers: list[Callable[[str, str], Awaitable[bool]]]
+    unsubscribed_handlers: list[Callable[[str, str, int], Awaitable[None]]]
+    message_handlers: list[Callable[[Stanza], Awaitable[bool]]]
+    node_metadata_providers: list[Callable[[str], Awaitable[dict[str, list[str]]]]]
+
+    async def publish_as_service(
+        self, node: str, payload_xml: str, item_id: str, text: str | None = None
+    ) -> Any: ...
+
+    async def send_notifications(self, notifications: Sequence[Notification]) -> Any: ...
+
+
+class FeedRefused(Exception):
+    """A feed the service will not follow, with the reason in words for the user."""
+
+    def __init__(self, message: str, condition: str = "not-acceptable") -> None:
+        super().__init__(message)
+        self.message = message
+        self.condition = condition
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """Where a user-given address leads: the feed to poll, and what was done to find it."""
+
+    feed_url: str
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SubscribeResult:
+    node: str
+    feed_url: str
+    title: str
+    note: str = ""
+    already: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class UserFeed:
+    """One of a user's feed subscriptions, as listed to them."""
+
+    node: str
+    title: str
+    url: str
+    subscription: Subscription
+    state: FeedState | None
+
+
+@dataclass(frozen=True, slots=True)
+class ImportReport:
+    added: tuple[str, ...] = ()
+    failed: tuple[tuple[str, str], ...] = ()  # (url, reason)
+
+
+def iso(timestamp: float | None) -> str:
+    """XEP-0082 DateTime of a POSIX time, or "" for None."""
+    if timestamp is None:
+        return ""
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def normalize_url(text: str) -> str:
+    """The URL a user meant: a bare host name gets https://; other schemes are refused."""
+    url = text.strip().strip("<>")
+    if "://" not in url:
+        url = "https://" + url
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise FeedRefused(f"{text.strip()} is not a web address (http:// or https://).")
+    return url
+
+
+def is_feed_address(node: str) -> bool:
+    return node.startswith(("http://", "https://")) and bool(urlsplit(node).hostname)
+
+
+# -- feed health, as an element and as node metadata ----------------------------------------
+
+
+def status_element(state: FeedState) -> etree._Element:
+    """``<status xmlns='urn:pubsubd:feed-status:0'/>``: the feed's health at a glance.
+
+    The fields are those of the superfeedr status element (HTTP code and message, last and
+    next fetch, polling period, error streak), in pubsubd's own namespace.
+    """
+    el = builders.element(ns.FEED_STATUS, "status", feed=state.url)
+    http = etree.SubElement(el, ns.clark(ns.FEED_STATUS, "http"))
+    if state.last_status is not None:
+        http.set("code", str(state.last_status))
+    http.text = state.last_error or None
+    for name, value in (
+        ("title", state.title),
+        ("last_fetch", iso(state.last_fetch)),
+        ("next_fetch", iso(state.next_fetch)),
+        ("period", str(int(state.interval))),
+        ("error_streak", str(state.error_streak)),
+        ("entries", str(state.entries_seen)),
+        ("state", feed_condition(state)),
+    ):
+        if value:
+            etree.SubElement(el, ns.clark(ns.FEED_STATUS, name)).text = value
+    return el
+
+
+def feed_condition(state: FeedState) -> str:
+    if state.gone:
+        return "gone"
+    if state.paused:
+        return "paused"
+    if state.error_streak:
+        return "failing"
+    return "ok" if state.last_fetch is not None else "new"
+
+
+def feed_metadata(state: FeedState) -> dict[str, list[str]]:
+    """Extra pubsub#meta-data fields of a feed node (XEP-0060 §5.4 allows more fields)."""
+    fields = {
+        "pubsubd#feed_url": state.url,
+        "pubsubd#feed_original_url": state.original_url,
+        "pubsubd#feed_title": state.title,
+        "pubsubd#site_link": state.site_link,
+        "pubsubd#feed_state": feed_condition(state),
+        "pubsubd#last_fetch": iso(state.last_fetch),
+        "pubsubd#next_fetch": iso(state.next_fetch),
+        "pubsubd#http_status": "" if state.last_status is None else str(state.last_status),
+        "pubsubd#last_error": state.last_error,
+        "pubsubd#parse_warning": state.parse_warning,
+        "pubsubd#period": str(int(state.interval)),
+        "pubsubd#error_streak": str(state.error_streak),
+        "pubsubd#entries_seen": str(state.entries_seen),
+        "pubsubd#fetch_count": str(state.fetch_count),
+    }
+    return {k: [v] if v else [] for k, v in fields.items()}
+
+
+# -- service-side bookkeeping ---------------------------------------------------------------
+
+_MIGRATIONS = [
+    """
+    CREATE TABLE feed_service (
+        feed_id TEXT PRIMARY KEY,
+        pinned INTEGER NOT NULL DEFAULT 0,
+        idle INTEGER NOT NULL DEFAULT 0
+    );
+    """,
+]
+
+
+class FeedMarks:
+    """Which feeds the admin pinned (polled without subscribers) and which sleep for want of
+    subscribers; an admin pause is not idleness, so a new subscriber never undoes it."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        db.migrate("feed_service", _MIGRATIONS)
+
+    async def set(
+        self, feed_id: str, *, pinned: bool | None = None, idle: bool | None = None
+    ) -> None:
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute("INSERT OR IGNORE INTO feed_service (feed_id) VALUES (?)", (feed_id,))
+            if pinned is not None:
+                conn.execute("UPDATE feed_service SET pinned = ? WHERE feed_id = ?",
+                             (int(pinned), feed_id))
+            if idle is not None:
+                conn.execute("UPDATE feed_service SET idle = ? WHERE feed_id = ?",
+                             (int(idle), feed_id))
+
+        await self.db.run(write)
+
+    async def get(self, feed_id: str) -> tuple[bool, bool]:
+        """(pinned, idle)."""
+        def read(conn: sqlite3.Connection) -> tuple[bool, bool]:
+            row = conn.execute("SELECT pinned, idle FROM feed_service WHERE feed_id = ?",
+                               (feed_id,)).fetchone()
+            return (bool(row[0]), bool(row[1])) if row else (False, False)
+
+        return await self.db.run(read)
+
+    async def forget(self, feed_id: str) -> None:
+        await self.db.run(
+            lambda conn: conn.execute("DELETE FROM feed_service WHERE feed_id = ?", (feed_id,))
+        )
+
+
+# -- the Publisher adapter ------------------------------------------------------------------
+
+
+class NodePublisher:
+    """``feeds.poller.Publisher`` onto the pubsub service, idempotent by item id."""
+
+    def __init__(self, pubsub: PubSubComponent, router_send: Send, max_items: int) -> None:
+        self.pubsub = pubsub
+        self.service = pubsub.service
+        self._send = router_send
+        self.max_items = max_items
+
+    @property
+    def jid(self) -> str:
+        return self.service.service
+
+    def node_config(self, title: str, group: str = "") -> NodeConfig:
+        # A feed's node: open, items kept, Atom payloads, headlines. The last item goes to a new
+        # subscriber once (XEP-0060 §6.1.7 on_sub) but not again at every login, which would
+        # look like a repeated entry; catch-up covers absences.
+        return dataclasses.replace(
+            self.service.default_config(),
+            title=title,
+            payload_type=ns.ATOM,
+            max_items=self.max_items,
+            send_last_published_item=SendLastPublished.ON_SUB,
+            notification_type=MessageType.HEADLINE,
+            collection=(COLLECTION_PREFIX + group,) if group else (),
+        )
+
+    async def ensure_node(self, node: str, title: str, group: str = "") -> bool:
+        """Create the feed's node if missing (and its folder's collection); True if created."""
+        service = self.service
+        try:
+            await service.get_node(node)
+            return False
+        except PubSubError:
+            pass
+        if group:
+            await self._ensure_collection(COLLECTION_PREFIX + group, group)
+        try:
+            await service.create_node(self.jid, node, config=self.node_config(title, group))
+        except PubSubError as exc:
+            if exc.condition != "conflict":  # created meanwhile by a concurrent subscribe
+                raise
+            return False
+        return True
+
+    async def _ensure_collection(self, node: str, title: str) -> None:
+        try:
+            await self.service.get_node(node)
+            return
+        except PubSubError:
+            pass
+        config = dataclasses.replace(
+            self.service.default_config(NodeType.COLLECTION), title=title
+        )
+        try:
+            await self.service.create_node(self.jid, node, config=config)
+        except PubSubError as exc:
+            if exc.condition != "conflict":
+                raise
+
+    async def _retitle(self, node: str, title: str) -> None:
+        current = await self.service.get_node(node)
+        if title and current.config.title != title:
+            await self.service.configure(self.jid, node, {"pubsub#title": [title]})
+
+    async def publish(self, feed: FeedState, entries: Sequence[Entry], *, notify: bool) -> None:
+        node = feed.feed_id
+        if not await self.ensure_node(node, feed.title, feed.group):
+            await self._retitle(node, feed.title)
+        for entry in entries:
+            try:
+                if notify:
+                    await self.pubsub.publish_as_service(
+                        node, entry.atom_xml, entry.item_id, text=entry.body_text
+                    )
+                else:
+                    # History only: stored, and the notifications the core plans are dropped.
+                    await self.service.publish(
+                        self.jid, node, entry.atom_xml, entry.item_id, text=entry.body_text
+                    )
+            except PubSubError as exc:
+                if exc.pubsub_condition != "payload-too-big":
+                    raise
+                # Retrying would fail forever and block the feed's later entries.
+                log.warning("feed %s: entry %s skipped: %s", node, entry.item_id, exc)
+
+    async def feed_event(self, feed: FeedState, event: FeedEvent) -> None:
+        """Tell each subscriber once, in words, with the status element (a normal message, so
+        that an offline subscriber finds it later rather than never)."""
+        node = feed.feed_id
+        try:
+            subscriptions = await self.service.store.list_subscriptions(self.jid, node)
+        except Exception:  # noqa: BLE001 - no node, nobody to tell
+            return
+        title = feed.title or feed.url
+        subject = {
+            FeedEventKind.MOVED: f"Feed moved: {title}",
+            FeedEventKind.GONE: f"Feed gone: {title}",
+            FeedEventKind.FAILING: f"Feed failing: {title}",
+            FeedEventKind.RECOVERED: f"Feed working again: {title}",
+        }[event.kind]
+        for address in sorted({s.jid for s in subscriptions if s.active}):
+            message = builders.message(to=address, from_=self.jid, type_="normal")
+            etree.SubElement(message, ns.C_SUBJECT).text = subject
+            etree.SubElement(message, ns.C_BODY).text = f"{event.message}\n(node: {node})"
+            status = status_element(feed)
+            status.set("event", str(event.kind))
+            status.set("node", node)
+            message.append(status)
+            await self._send(message)
+
+
+# -- operations shared by chat, commands, pubsub subscribe and the control socket ----------
+
+
+class FeedManager:
+    """Subscribing users to feeds by address, and managing the set of polled feeds."""
+
+    def __init__(self, config: FeedsConfig, pubsub: PubSubComponent, poller: Poller,
+                 fetcher: Fetcher, publisher: NodePublisher, marks: FeedMarks,
+                 admins: frozenset[str], send: Send) -> None:
+        self.config = config
+        self.pubsub = pubsub
+        self.service = pubsub.service
+        self.poller = poller
+        self.fetcher = fetcher
+        self.publisher = publisher
+        self.marks = marks
+        self.admins = admins
+        self._send = send
+
+    @property
+    def jid(self) -> str:
+        return self.service.service
+
+    # -- resolving what a user typed ------------------------------------------------------
+
+    async def resolve(self, text: str) -> Resolved:
+        """Check that an address is a reachable feed; follow a web page to its feed."""
+        url = normalize_url(text)
+        if await self.poller.store.get_feed(url) is not None:
+            return Resolved(url)
+        result = await self.fetcher.fetch(url)
+        refused = _refusal(url, result.error, result.error_detail, result.status)
+        if refused is not None:
+            raise refused
+        if result.ok and not looks_like_feed(result.body):
+            candidates = discover(result.body, result.final_url)
+            if not candidates:
+                raise FeedRefused(f"{url} is a web page that advertises no feed.")
+            chosen = candidates[0]
+            others = len(candidates) - 1
+            note = f"{url} is a web page; took its feed {chosen.url}" + (
+                f" ({chosen.title})" if chosen.title else ""
+            ) + (f", the first of {others + 1} it lists." if others else ".")
+            return Resolved(chosen.url, note)
+        return Resolved(url)
+
+    async def ensure_feed(self, node: str, feed_url: str, *, title: str = "", group: str = "",
+                          pinned: bool = False) -> FeedState:
+        """The feed polled for ``node`` (created, or woken from idleness), with its node."""
+        await self.publisher.ensure_node(node, title, group)
+        state = await self.poller.add_feed(feed_url, feed_id=node, title=title, group=group)
+        was_pinned, idle = await self.marks.get(node)
+        if idle and state.paused:
+            state = await self.poller.resume(node) or state
+        if idle or (pinned and not was_pinned):
+            await self.marks.set(node, idle=False, pinned=pinned or was_pinned)
+        return state
+
+    async def feed_nodes_of(self, user: str) -> list[Subscription]:
+        subs = await self.service.subscriptions(user)
+        return [s for s in subs if await self.poller.store.get_feed(s.node) is not None]
+
+    def _may_add_feeds(self, user: str) -> bool:
+        return self.config.user_subscriptions or bare(user) in self.admins
+
+    async def _check_quota(self, user: str) -> None:
+        if bare(user) in self.admins:
+            return
+        if len(await self.feed_nodes_of(bare(user))) >= self.config.max_feeds_per_user:
+            raise FeedRefused(
+                f"You already follow {self.config.max_feeds_per_user} feeds, the most allowed.",
+                "policy-violation",
+            )
+
+    # -- the pubsub way in ------------------------------------------------------------------
+
+    async def on_missing_node(self, requester: str, node: str) -> bool:
+        """A subscribe named a node that does not exist: if it is a feed's address, create it."""
+        if not is_feed_address(node):
+            return False
+        if not self._may_add_feeds(requester):
+            raise PubSubError("not-allowed", text="this service does not take new feeds")
+        try:
+            await self._check_quota(requester)
+            resolved = await self.resolve(node)
+        except FeedRefused as refused:
+            raise PubSubError(refused.condition, text=refused.message) from None
+        await self.ensure_feed(node, resolved.feed_url)
+        if resolved.note:
+            await self._tell(requester, resolved.note)
+        return True
+
+    async def on_unsubscribed(self, node: str, jid: str, remaining: int) -> None:
+        if remaining == 0:
+            await self.idle_if_unfollowed(node)
+
+    async def idle_if_unfollowed(self, node: str) -> None:
+        """Stop polling a feed nobody follows (the node and its items stay; the seen set too,
+        so a later subscriber is never re-notified of old entries)."""
+        state = await self.poller.store.get_feed(node)
+        if state is None:
+            return
+        pinned, _ = await self.marks.get(node)
+        if pinned:
+            return
+        subs = await self.service.store.list_subscriptions(self.jid, node)
+        if any(s.active for s in subs):
+            return
+        if not state.paused:
+            await self.poller.pause(node)
+            await self.marks.set(node, idle=True)
+
+    async def _tell(self, to: str, text: str) -> None:
+        await self._send(builders.message(to=to, from_=self.jid, type_="chat", body=text))
+
+    # -- the chat / command way in ----------------------------------------------------------
+
+    async def subscribe(self, user: str, text: str,
+                        options: Mapping[str, Sequence[str]] | None = None) -> SubscribeResult:
+        """Subscribe ``user`` (bare JID) to the feed at ``text``, or update its options."""
+        user = bare(user)
+        url = normalize_url(text)
+        form = {"pubsub#include_body": ["1"], **{k: list(v) for k, v in (options or {}).items()}}
+        state = await self.poller.store.get_feed(url)
+        note = ""
+        node = url
+        if state is None:
+            if not self._may_add_feeds(user):
+                raise FeedRefused("This service does not take new feeds.", "not-allowed")
+            await self._check_quota(user)
+            resolved = await self.resolve(url)
+            node, note = resolved.feed_url, resolved.note
+            state = await self.ensure_feed(node, resolved.feed_url)
+        else:
+            state = await self.ensure_feed(node, state.url)
+        if state.gone:
+            note = (note + "\n" if note else "") + (
+                f"Note: {state.url} answered 410 Gone and is no longer checked.")
+        existing = [s for s in await self.service.subscriptions(user, node) if s.jid == user]
+        try:
+            if existing:
+                await self.service.set_options(user, node, user, form, existing[0].subid)
+                already = True
+            else:
+                outcome = await self.service.subscribe(user, node, user, form)
+                await self.pubsub.send_notifications(outcome.notifications)
+                already = False
+        except PubSubError as exc:
+            raise FeedRefused(f"The subscription was refused: {exc.text or exc.condition}.",
+                              exc.condition) from None
+        return SubscribeResult(node, state.url, state.title, note, already)
+
+    async def unsubscribe(self, user: str, node: str) -> bool:
+        user = bare(user)
+        mine = [s for s in await self.service.subscriptions(user) if s.node == node]
+        for sub in mine:
+            outcome = await self.service.unsubscribe(user, node, sub.jid, sub.subid)
+            await self.pubsub.send_notifications(outcome.notifications)
+        if mine:
+            await self.idle_if_unfollowed(node)
+        return bool(mine)
+
+    async def user_feeds(self, user: str) -> list[UserFeed]:
+        """The user's feed subscriptions, in a stable order (the numbers of ``list``)."""
+        found: list[UserFeed] = []
+        for sub in sorted(await self.feed_nodes_of(bare(user)), key=lambda s: s.node):
+            state = await self.poller.store.get_feed(sub.node)
+            title = state.title if state else ""
+            found.append(UserFeed(sub.node, title, state.url if state else sub.node, sub, state))
+        return found
+
+    async def set_delivery(self, user: str, deliver: bool, node: str | None = None) -> int:
+        """Pause or resume notifications of the user's feeds (pubsub#deliver)."""
+        count = 0
+        for feed in await self.user_feeds(user):
+            if node is not None and feed.node != node:
+                continue
+            sub = feed.subscription
+            await self.service.set_options(bare(user), feed.node, sub.jid,
+                                           {"pubsub#deliver": ["1" if deliver else "0"]},
+                                           sub.subid)
+            count += 1
+        return count
+
+    async def import_opml(self, user: str | None, data: bytes | str) -> ImportReport:
+        """Subscribe ``user`` to every feed of an OPML document; None provisions (admin)."""
+        try:
+            entries = parse_opml(data)
+        except OpmlError as exc:
+            raise FeedRefused(f"That is not a usable OPML file: {exc}.") from None
+        added: list[str] = []
+        failed: list[tuple[str, str]] = []
+        for entry in entries:
+            try:
+                if user is None:
+                    await self.add_pinned(entry)
+                else:
+                    await self.subscribe(user, entry.url)
+                added.append(entry.url)
+            except FeedRefused as refused:
+                failed.append((entry.url, refused.message))
+        return ImportReport(tuple(added), tuple(failed))
+
+    async def export_opml(self, user: str | None) -> str:
+        if user is None:
+            states = await self.poller.store.list_feeds()
+        else:
+            states = [f.state for f in await self.user_feeds(user) if f.state is not None]
+        feeds = [OpmlFeed(s.feed_id if user is None else s.feed_id, s.title, s.site_link, s.group)
+                 for s in states]
+        owner = "pubsubd feeds" if user is None else f"Feeds of {bare(user)}"
+        return export_opml(feeds, title=owner)
+
+    # -- admin --------------------------------------------------------------------------------
+
+    async def add_pinned(self, entry: OpmlFeed) -> FeedState:
+        """Provision a feed that is polled whether or not anyone follows it."""
+        url = normalize_url(entry.url)
+        return await self.ensure_feed(url, url, title=entry.title, group=entry.group, pinned=True)
+
+    async def remove(self, node: str) -> bool:
+        """Stop polling and forget the feed's state (its node and items stay)."""
+        if await self.poller.store.get_feed(node) is None:
+            return False
+        await self.poller.remove_feed(node)
+        await self.marks.forget(node)
+        return True
+
+
+def _refusal(
+    url: str, error: ErrorKind | None, detail: str, status: int | None
+) -> FeedRefused | None:
+    """Why a first fetch means the feed cannot be followed, or None to go ahead.
+
+    Overload answers (429, 503) and network hiccups are accepted: the poller backs off and
+    retries. What will not get better by waiting is refused at once.
+    """
+    host = urlsplit(url).hostname or url
+    match error:
+        case None:
+            if status is not None and status >= 400 and status not in (429, 503) and status < 500:
+                return FeedRefused(f"{url} answered HTTP {status}; no feed there.",
+                                   "item-not-found")
+            return None
+        case ErrorKind.BLOCKED_ADDRESS:
+            return FeedRefused(
+                f"{host} is a private or local address, which this server does not fetch.",
+                "not-allowed",
+            )
+        case ErrorKind.INVALID_URL | ErrorKind.DNS | ErrorKind.BAD_REDIRECT:
+            return FeedRefused(f"Cannot fetch {url}: {detail or error}.", "item-not-found")
+        case ErrorKind.HTTP_STATUS if status is not None and status < 500 and status != 429:
+            return FeedRefused(f"{url} answered HTTP {status}; no feed there.", "item-not-found")
+        case _:
+            return None
+
+
+# -- the module ---------------------------------------------------------------------------
+
+
+def poller_config(cfg: FeedsConfig) -> PollerConfig:
+    return PollerConfig(
+        schedule=SchedulePolicy(
+            base_interval=cfg.default_interval,
+            min_interval=cfg.min_interval,
+            max_interval=cfg.max_interval,
+            error_base=cfg.error_backoff,
+            error_max=cfg.max_error_backoff,
+            host_spacing=cfg.host_spacing,
+        ),
+        max_concurrent_polls=cfg.max_concurrent,
+        first_poll=FirstPoll(cfg.first_poll),
+        first_poll_count=cfg.first_poll_count,
+        republish_updates=cfg.republish_updates,
+        failing_after=cfg.failing_after,
+    )
+
+
+def fetch_config(
+    cfg: FeedsConfig, endpoints: frozenset[tuple[str, int]] = frozenset()
+) -> FetchConfig:
+    policy = dataclasses.replace(
+        AddressPolicy.from_strings(cfg.allow_hosts), allow_endpoints=endpoints
+    )
+    return FetchConfig(
+        connect_timeout=cfg.connect_timeout,
+        read_timeout=cfg.read_timeout,
+        total_timeout=cfg.total_timeout,
+        max_body_bytes=cfg.max_body_bytes,
+        max_concurrent=max(cfg.max_concurrent, 1) * 2,
+        max_per_host=max(cfg.max_per_host, 1),
+        policy=policy,
+    )
+
+
+def outcome_json(outcome: PollOutcome) -> dict[str, Any]:
+    return {"ok": not outcome.error, "status": outcome.status, "new": outcome.new,
+            "updated": outcome.updated, "notified": outcome.notified, "error": outcome.error,
+            "events": [e.message for e in outcome.events]}
+
+
+def state_json(state: FeedState) -> dict[str, Any]:
+    return {"id": state.feed_id, "url": state.url, "title": state.title, "group": state.group,
+            "state": feed_condition(state), "status": state.last_status,
+            "last_fetch": iso(state.last_fetch), "next_fetch": iso(state.next_fetch),
+            "period": int(state.interval), "error_streak": state.error_streak,
+            "last_error": state.last_error, "entries": state.entries_seen}
+
+
+def _control_error(message: str) -> Exception:
+    from pubsubd.modules.control_socket import ControlError
+
+    return ControlError(message)
+
+
+def _known(state: FeedState | None) -> FeedState:
+    if state is None:
+        raise _control_error("no such feed (see pubsubd feeds list)")
+    return state
+
+
+class FeedsModule(Module):
+    """Polls feeds into the pubsub service's nodes; loaded after the pubsub component."""
+
+    name = "feeds"
+
+    def setup(self) -> None:
+        cfg = self.server.config.feeds
+        pubsub: PubSubComponent | None = getattr(self.server, "pubsub", None)
+        self.manager: FeedManager | None = None
+        if not cfg.enabled:
+            return
+        if pubsub is None:
+            self.log.warning("feeds are enabled but the pubsub service is not; feeds stay off")
+            return
+        from pubsubd.modules.sample_feeds import SampleFeedServer
+
+        self.samples = SampleFeedServer.bind(cfg) if cfg.serve_samples else None
+        endpoints = frozenset({self.samples.endpoint}) if self.samples else frozenset()
+        self.store = SqliteFeedStore(self.server.db)
+        self.fetcher = Fetcher(fetch_config(cfg, endpoints))
+        self.publisher = NodePublisher(pubsub, self.server.router.send,
+                                       self.server.config.pubsub.max_items)
+        self.poller = Poller(self.store, self.publisher, self.fetcher, poller_config(cfg))
+        admins = frozenset(bare(a) for a in self.server.config.admins)
+        self.manager = FeedManager(cfg, pubsub, self.poller, self.fetcher, self.publisher,
+                                   FeedMarks(self.server.db), admins, self.server.router.send)
+        manager = self.manager
+        pubsub.missing_node_handlers.append(manager.on_missing_node)
+        pubsub.unsubscribed_handlers.append(manager.on_unsubscribed)
+        pubsub.message_handlers.append(self._chat)
+        pubsub.node_metadata_providers.append(self._metadata)
+        commands = getattr(pubsub, "commands", None)
+        if commands is not None:
+            from pubsubd.modules.feeds_commands import register_commands
+
+            register_commands(commands, manager)
+        self._register_control_ops()
+
+    def _register_control_ops(self) -> None:
+        ops: dict[str, Callable[[dict[str, Any]], Awaitable[Any]]] = self.server.control_ops
+        ops.update({
+            "feeds.list": self._op_list, "feeds.add": self._op_add,
+            "feeds.remove": self._op_remove, "feeds.pause": self._op_pause,
+            "feeds.resume": self._op_resume, "feeds.refresh": self._op_refresh,
+            "feeds.import": self._op_import, "feeds.export": self._op_export,
+        })
+
+    async def run(self) -> None:
+        if self.manager is None:
+            return
+        async with self.fetcher, trio.open_nursery() as nursery:
+            if self.samples is not None:
+                await nursery.start(self.samples.serve)
+                await self._provision_samples()
+            await self._provision_catalogue()
+            await nursery.start(self.poller.run)
+            nursery.start_soon(self._sweep_unfollowed)
+
+    async def _sweep_unfollowed(self) -> None:
+        """Now and then, let feeds nobody follows sleep: a node can also be created by an items
+        request to a URL, or lose its subscribers without an unsubscribe (an account deleted)."""
+        assert self.manager is not None
+        while True:
+            await trio.sleep(UNFOLLOWED_SWEEP)
+            for state in await self.store.list_feeds():
+                # A feed this new may be awaiting the subscription that created it.
+                if state.active and state.fetch_count >= 2:
+                    await self.manager.idle_if_unfollowed(state.feed_id)
+
+    async def _provision_catalogue(self) -> None:
+        path = self.server.config.feeds.catalogue
+        if not path or self.manager is None:
+            return
+        file = Path(path)
+        if not file.is_absolute():
+            file = self.server.base_dir / file
+        try:
+            report = await self.manager.import_opml(None, await trio.Path(file).read_bytes())
+        except (OSError, FeedRefused) as exc:
+            self.log.error("feeds.catalogue %s not loaded: %s", path, exc)
+            return
+        self.log.info("catalogue %s: %d feeds", path, len(report.added))
+        for url, reason in report.failed:
+            self.log.warning("catalogue feed %s skipped: %s", url, reason)
+
+    async def _provision_samples(self) -> None:
+        assert self.samples is not None and self.manager is not None
+        for entry in self.samples.catalogue():
+            await self.manager.add_pinned(entry)
+        self.log.info("sample feeds served at %s", self.samples.base_url)
+
+    async def _metadata(self, node: str) -> dict[str, list[str]]:
+        state = await self.store.get_feed(node)
+        return feed_metadata(state) if state is not None else {}
+
+    async def _chat(self, st: Stanza) -> bool:
+        from pubsubd.modules.feeds_chat import answer
+
+        body = st.element.findtext(ns.C_BODY)
+        if self.manager is None or not body or st.type not in ("chat", "normal"):
+            return False
+        reply = await answer(self.manager, str(st.from_.bare), body)
+        message = builders.message(to=str(st.from_), from_=str(st.to or self.publisher.jid),
+                                   type_=st.type, body=reply)
+        await self.server.router.send(message)
+        return True
+
+    # -- control socket operations (``pubsubd feeds ...``) -------------------------------
+
+    def _id(self, args: Mapping[str, Any]) -> str:
+        value = str(args.get("id") or args.get("url") or "")
+        if not value:
+            raise _control_error("a feed id (its URL) is required")
+        return value
+
+    async def _op_list(self, args: dict[str, Any]) -> Any:
+        """Every polled feed with its state."""
+        return [state_json(s) for s in await self.store.list_feeds()]
+
+    async def _op_add(self, args: dict[str, Any]) -> Any:
+        """Poll a feed (url, title, group) whether or not anyone follows it."""
+        assert self.manager is not None
+        entry = OpmlFeed(str(args.get("url", "")), str(args.get("title") or ""), "",
+                         str(args.get("group") or ""))
+        try:
+            return state_json(await self.manager.add_pinned(entry))
+        except FeedRefused as refused:
+            raise _control_error(refused.message) from None
+
+    async def _op_remove(self, args: dict[str, Any]) -> Any:
+        """Stop polling a feed and forget its state (its node and items stay)."""
+        assert self.manager is not None
+        return {"removed": await self.manager.remove(self._id(args))}
+
+    async def _op_pause(self, args: dict[str, Any]) -> Any:
+        """Stop polling a feed until resumed."""
+        state = await self.poller.pause(self._id(args))
+        return state_json(_known(state))
+
+    async def _op_resume(self, args: dict[str, Any]) -> Any:
+        """Poll a paused (or gone) feed again, now."""
+        state = await self.poller.resume(self._id(args))
+        return state_json(_known(state))
+
+    async def _op_refresh(self, args: dict[str, Any]) -> Any:
+        """Poll a feed now and report what happened."""
+        feed_id = self._id(args)
+        _known(await self.store.get_feed(feed_id))
+        outcome = await self.poller.refresh(feed_id)
+        if outcome is None:
+            raise _control_error("a poll of this feed is running; try again in a moment")
+        return outcome_json(outcome)
+
+    async def _op_import(self, args: dict[str, Any]) -> Any:
+        """Poll every feed of an OPML document (args: opml)."""
+        assert self.manager is not None
+        try:
+            report = await self.manager.import_opml(None, str(args.get("opml", "")))
+        except FeedRefused as refused:
+            raise _control_error(refused.message) from None
+        return {"added": list(report.added),
+                "failed": [{"url": u, "reason": r} for u, r in report.failed]}
+
+    async def _op_export(self, args: dict[str, Any]) -> Any:
+        """Every polled feed as an OPML document."""
+        assert self.manager is not None
+        return {"opml": await self.manager.export_opml(None)}
+
+
+__all__ = [
+    "FeedManager",
+    "FeedRefused",
+    "FeedsModule",
+    "NodePublisher",
+    "feed_metadata",
+    "status_element",
+]

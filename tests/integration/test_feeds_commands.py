@@ -1,0 +1,168 @@
+"""Feed ad-hoc commands (My feeds, Unsubscribe, Import/Export OPML), polling stopping when the
+last subscriber leaves, and the built-in sample feeds that ``make run`` serves."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree as ET
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from feeds_support import (  # noqa: E402
+    ATOM,
+    COMMANDS,
+    DATA,
+    FEEDS_EXTRA,
+    PUBSUB,
+    Inbox,
+    ThreadedFeedServer,
+    chat,
+    form_xml,
+    iq,
+    rss,
+)
+from harness import ServerProcess, connect, disconnect, free_port, run  # noqa: E402
+
+SERVICE = "pubsub.localhost"
+DISCO_ITEMS = "http://jabber.org/protocol/disco#items"
+
+
+async def _command(
+    client: Any, node: str, fields: dict[str, list[str]] | None = None
+) -> ET.Element:
+    """Run an ad-hoc command: execute, then submit ``fields`` if it asks for a form."""
+    answer = await iq(client, SERVICE, "set",
+                      f"<command xmlns='{COMMANDS}' node='{node}' action='execute'/>")
+    command = answer.find(f"{{{COMMANDS}}}command")
+    assert command is not None
+    if command.get("status") == "completed" or fields is None:
+        return command
+    done = await iq(client, SERVICE, "set",
+                    f"<command xmlns='{COMMANDS}' node='{node}' action='complete' "
+                    f"sessionid='{command.get('sessionid')}'>"
+                    f"{form_xml('submit', fields)}</command>")
+    result = done.find(f"{{{COMMANDS}}}command")
+    assert result is not None and result.get("status") == "completed"
+    return result
+
+
+def _values(command: ET.Element, var: str) -> list[str]:
+    return [v.text or "" for f in command.iter(f"{{{DATA}}}field") if f.get("var") == var
+            for v in f.findall(f"{{{DATA}}}value")]
+
+
+def test_commands_opml_and_last_subscriber_stops_polling(tmp_path: Path) -> None:
+    with ThreadedFeedServer() as web:
+        for name in ("one", "two"):
+            web.set(f"/{name}.xml", rss(f"Feed {name}", [f"{name}1"]),
+                    content_type="application/rss+xml")
+        one, two = web.url("/one.xml"), web.url("/two.xml")
+        opml = ("<opml version='2.0'><head><title>mine</title></head><body>"
+                f"<outline text='News'><outline type='rss' text='One' xmlUrl='{one}'/>"
+                f"<outline type='rss' text='Two' xmlUrl='{two}'/></outline></body></opml>")
+        web.set("/three.xml", rss("Feed three", ["three1"]), content_type="application/rss+xml")
+        three = web.url("/three.xml")
+        catalogue = tmp_path / "catalogue.opml"
+        catalogue.write_text("<opml version='2.0'><head/><body><outline text='Reading'>"
+                             f"<outline type='rss' text='Three' xmlUrl='{three}'/>"
+                             "</outline></body></opml>")
+        feeds = {**FEEDS_EXTRA, "catalogue": str(catalogue)}
+        server = ServerProcess(tmp_path, extra={"feeds": feeds})
+        server.start()
+        try:
+            jid = server.add_user("dave")
+
+            async def scenario() -> None:
+                client = await connect(server, jid)
+                inbox = Inbox(client)
+                # The catalogue's folder became a collection node holding its feed's node.
+                folder = await iq(client, SERVICE, "get",
+                                  f"<query xmlns='{DISCO_ITEMS}' node='feeds/Reading'/>")
+                assert [i.get("node") for i in folder.iter(f"{{{DISCO_ITEMS}}}item")] == [three]
+                imported = await _command(client, "feeds/import-opml",
+                                          {"opml": opml.replace("><", ">\n<").splitlines()})
+                notes = [n.text for n in imported.iter(f"{{{COMMANDS}}}note")]
+                assert notes[0] == "Subscribed to 2 feed(s).", notes
+                mine = await _command(client, "feeds/list")
+                assert sorted(_values(mine, "url")) == sorted([one, two])
+                exported = await _command(client, "feeds/export-opml")
+                document = "\n".join(_values(exported, "opml"))
+                assert one in document and two in document
+                # Catch-up and a digest chosen in the Subscribe form become the options.
+                await _command(client, "feeds/subscribe", {
+                    "url": [one], "pubsubd#catch_up": ["1"], "pubsubd#message_type": ["chat"],
+                })
+                options = await iq(client, SERVICE, "get",
+                                   f"<pubsub xmlns='{PUBSUB}'><options node='{one}' "
+                                   f"jid='{jid}'/></pubsub>")
+                assert _values(options, "pubsubd#catch_up") == ["1"]
+                assert _values(options, "pubsubd#message_type") == ["chat"]
+                await asyncio.sleep(1.5)
+                web.set("/one.xml", rss("Feed one", ["one2", "one1"]),
+                        content_type="application/rss+xml")
+                await inbox.wait_for(lambda: len(inbox.item_notifications(one)) == 1)
+                assert inbox.item_notifications(one)[0][2].get("type") == "chat"
+                # "pause" holds deliveries of every feed of the user until "resume".
+                reply = await chat(client, inbox, SERVICE, "pause")
+                assert reply.startswith("Deliveries paused for all 2 of your feeds"), reply
+                assert "(paused)" in await chat(client, inbox, SERVICE, "list")
+                web.set("/one.xml", rss("Feed one", ["one3", "one2", "one1"]),
+                        content_type="application/rss+xml")
+                await asyncio.sleep(2.0)
+                assert len(inbox.item_notifications(one)) == 1
+                assert "resumed" in await chat(client, inbox, SERVICE, "resume 1")
+                # "unsubscribe 2" in chat is the second feed of "list"; the last subscriber
+                # leaving stops its polling, but not the other's.
+                listing = await chat(client, inbox, SERVICE, "list")
+                assert listing.index(one) < listing.index(two), listing
+                assert "Unsubscribed" in await chat(client, inbox, SERVICE, "unsubscribe 2")
+                await asyncio.sleep(1.0)
+                hits_two, hits_one = web.hits("/two.xml"), web.hits("/one.xml")
+                await asyncio.sleep(2.5)
+                assert web.hits("/two.xml") == hits_two, "nobody follows it: not polled"
+                assert web.hits("/one.xml") > hits_one
+                answer = await iq(client, SERVICE, "get",
+                                  f"<pubsub xmlns='{PUBSUB}'><items node='{two}'/></pubsub>")
+                assert list(answer.iter(f"{{{PUBSUB}}}item")), "the node and its items stay"
+                # A new subscriber wakes it up again.
+                assert "Subscribed" in await chat(client, inbox, SERVICE, f"subscribe {two}")
+                await asyncio.sleep(2.5)
+                assert web.hits("/two.xml") > hits_two
+                await disconnect(client)
+
+            run(scenario())
+            rows = json.loads(server.cli("feeds", "list", "--json").stdout)
+            listed = {row["id"]: row for row in rows}
+            assert listed[one]["state"] == "ok" and listed[two]["state"] == "ok"
+            assert listed[three]["group"] == "Reading" and listed[three]["title"] == "Three"
+        finally:
+            server.kill()
+
+
+def test_sample_feeds_deliver_without_internet(tmp_path: Path) -> None:
+    feeds = {**FEEDS_EXTRA, "serve_samples": True, "samples_port": free_port(),
+             "samples_new_entry_every": 1.0, "first_poll": "none"}
+    feeds.pop("allow_hosts")  # the sample server is opened on its own, nothing else
+    server = ServerProcess(tmp_path, extra={"feeds": feeds})
+    server.start()
+    try:
+        jid = server.add_user("erin")
+        url = f"http://127.0.0.1:{feeds['samples_port']}/pubsubd-notes.xml"
+
+        async def scenario() -> None:
+            client = await connect(server, jid)
+            inbox = Inbox(client)
+            reply = await chat(client, inbox, SERVICE, f"subscribe {url}")
+            assert "Subscribed" in reply and "pubsubd engineering notes" in reply, reply
+            await inbox.wait_for(lambda: any(
+                "Sample entry" in (m.findtext(f".//{{{ATOM}}}title") or "")
+                for _, _, m in inbox.item_notifications(url)))
+            await disconnect(client)
+
+        run(scenario())
+    finally:
+        server.kill()

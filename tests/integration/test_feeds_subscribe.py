@@ -1,0 +1,141 @@
+"""Feeds end to end: a real HTTP feed server, the real pubsubd, a slixmpp client.
+
+A user subscribes by each of the three ways in (chat with the service, the ad-hoc Subscribe
+command, a plain pubsub subscribe to the URL node), receives exactly the new entries as
+notifications with the Atom payload and a body, and a kill -9 restart repeats nothing.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from feeds_support import (  # noqa: E402
+    ATOM,
+    COMMANDS,
+    FEEDS_EXTRA,
+    PUBSUB,
+    Inbox,
+    ThreadedFeedServer,
+    chat,
+    form_xml,
+    iq,
+    items_of,
+    rss,
+)
+from harness import ServerProcess, connect, disconnect, run  # noqa: E402
+
+SERVICE = "pubsub.localhost"
+
+
+async def _stored_ids(client: Any, node: str) -> set[str]:
+    answer = await iq(client, SERVICE, "get",
+                      f"<pubsub xmlns='{PUBSUB}'><items node='{node}'/></pubsub>")
+    return {item.get("id", "") for item in items_of(answer)}
+
+
+async def _wait_stored(client: Any, node: str, count: int) -> None:
+    import asyncio
+
+    for _ in range(100):
+        try:
+            if len(await _stored_ids(client, node)) >= count:
+                return
+        except Exception:  # noqa: BLE001 - node not created yet
+            pass
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"{node} never held {count} items")
+
+
+def test_three_ways_in_exactly_new_entries_and_no_duplicates_after_restart(tmp_path: Path) -> None:
+    with ThreadedFeedServer() as web:
+        for name in ("a", "b", "c"):
+            web.set(f"/{name}.xml", rss(f"Feed {name}", [f"{name}1", f"{name}2"]),
+                    content_type="application/rss+xml")
+        # A web page advertising feed c: the ad-hoc command is given the page, not the feed.
+        web.set("/page.html", f"<html><head><link rel='alternate' type='application/rss+xml' "
+                              f"title='C' href='{web.url('/b.xml')}'></head></html>",
+                content_type="text/html")
+        url_a, url_b, url_c = (web.url(f"/{n}.xml") for n in "abc")
+        server = ServerProcess(tmp_path, extra={"feeds": FEEDS_EXTRA})
+        server.start()
+        try:
+            jid = server.add_user("alice")
+
+            async def subscribe_three_ways() -> None:
+                client = await connect(server, jid)
+                inbox = Inbox(client)
+                # (a) chat, with a keyword option
+                reply = await chat(client, inbox, SERVICE, f"subscribe {url_a}")
+                assert "Subscribed" in reply, reply
+                # (b) ad-hoc command, given a web page: discovery picks its feed and says so
+                first = await iq(client, SERVICE, "set",
+                                 f"<command xmlns='{COMMANDS}' node='feeds/subscribe' "
+                                 "action='execute'/>")
+                command = first.find(f"{{{COMMANDS}}}command")
+                assert command is not None and command.get("status") == "executing"
+                done = await iq(client, SERVICE, "set",
+                                f"<command xmlns='{COMMANDS}' node='feeds/subscribe' "
+                                f"sessionid='{command.get('sessionid')}' action='complete'>"
+                                + form_xml("submit", {"url": [web.url("/page.html")]})
+                                + "</command>")
+                notes = [n.text or "" for n in done.iter(f"{{{COMMANDS}}}note")]
+                assert any(url_b in n and "web page" in n for n in notes), notes
+                # (c) a plain XEP-0060 subscribe to the node named by the feed's URL
+                options = form_xml("submit", {
+                    "FORM_TYPE": ["http://jabber.org/protocol/pubsub#subscribe_options"],
+                    "pubsub#include_body": ["1"],
+                })
+                await iq(client, SERVICE, "set",
+                         f"<pubsub xmlns='{PUBSUB}'><subscribe node='{url_c}' jid='{jid}'/>"
+                         f"<options>{options}</options></pubsub>")
+                listing = await chat(client, inbox, SERVICE, "list")
+                for url in (url_a, url_b, url_c):
+                    assert url in listing, listing
+                for url in (url_a, url_b, url_c):
+                    await _wait_stored(client, url, 2)
+                assert inbox.item_notifications() == [], "history must not be notified"
+                # New entries appear: each arrives once, with the Atom entry and a body.
+                for name in "abc":
+                    web.set(f"/{name}.xml", rss(f"Feed {name}", [f"{name}3", f"{name}1",
+                                                                  f"{name}2"]),
+                            content_type="application/rss+xml")
+                await inbox.wait_for(lambda: len(inbox.item_notifications()) >= 3)
+                await _settle(client)
+                got = inbox.item_notifications()
+                assert sorted((node, len(item_id) > 0) for node, item_id, _ in got) == sorted(
+                    (u, True) for u in (url_a, url_b, url_c)), got
+                for _node, _id, message in got:
+                    assert message.find(f".//{{{ATOM}}}entry") is not None
+                    body = message.findtext("{jabber:client}body") or ""
+                    assert "Entry " in body and "3" in body, body
+                await disconnect(client)
+
+            run(subscribe_three_ways())
+            server.restart(hard=True)
+
+            async def after_restart() -> None:
+                client = await connect(server, jid)
+                inbox = Inbox(client)
+                await _settle(client, seconds=3.0)  # several poll periods
+                assert inbox.item_notifications() == [], "a restart must repeat nothing"
+                web.set("/a.xml", rss("Feed a", ["a4", "a3", "a1", "a2"]),
+                        content_type="application/rss+xml")
+                await inbox.wait_for(lambda: len(inbox.item_notifications()) >= 1)
+                await _settle(client)
+                assert [n for n, _, _ in inbox.item_notifications()] == [url_a]
+                await disconnect(client)
+
+            run(after_restart())
+        finally:
+            if server.alive():
+                server.kill()
+
+
+async def _settle(client: Any, seconds: float = 1.5) -> None:
+    import asyncio
+
+    await asyncio.sleep(seconds)
