@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
-import logging
 import sys
 from pathlib import Path
 
 import trio
 
 from pubsubd.config import Config, ConfigError, load
+from pubsubd.logging_setup import setup_logging
 
 DEFAULT_CONFIG = "config.example.yaml"
 
@@ -105,23 +105,6 @@ def cmd_feeds(args: argparse.Namespace) -> int:
 
 def _load(args: argparse.Namespace) -> Config:
     return load(args.config)
-
-
-def setup_logging(config: Config) -> None:
-    level = getattr(logging, config.log.level)
-    if config.log.format == "json":
-        handler = logging.StreamHandler()
-        handler.setFormatter(_JsonFormatter())
-        logging.basicConfig(level=level, handlers=[handler])
-    else:
-        logging.basicConfig(level=level,
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-
-class _JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        return json.dumps({"time": self.formatTime(record), "level": record.levelname,
-                           "logger": record.name, "message": record.getMessage()})
 
 
 def cmd_run(args: argparse.Namespace) -> int:

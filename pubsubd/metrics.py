@@ -69,6 +69,9 @@ class Metrics:
         self.notifications = Counter("pubsubd_notifications",
                                      "Pubsub notifications by outcome (delivered or held)",
                                      ["outcome"], registry=r)
+        self.offline = Counter("pubsubd_offline_stored",
+                               "Messages kept in offline storage for an absent user",
+                               registry=r)
         for kind in STANZA_KINDS:  # export zeros from the start, so rates work at once
             self.stanzas_in.labels(kind)
             self.stanzas_out.labels(kind)
@@ -100,6 +103,17 @@ class Metrics:
     def notifications_held(self, count: int = 1) -> None:
         """Notifications kept for a subscriber who is away or offline."""
         self.notifications.labels("held").inc(count)
+
+    def offline_stored(self, stored: bool) -> bool:
+        """Count a message the offline store accepted; returns ``stored`` so the store's
+        answer can pass straight through."""
+        if stored:
+            self.offline.inc()
+        return stored
+
+    def value(self, name: str, **labels: str) -> float:
+        """The current value of one exported sample (0 if it was never set)."""
+        return self.registry.get_sample_value(name, labels) or 0.0
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

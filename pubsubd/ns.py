@@ -57,6 +57,8 @@ ATOM = "http://www.w3.org/2005/Atom"
 # pubsubd's feed health element (HTTP status, fetch times, period, error streak) in
 # notifications and feed messages; versioned so it can change without breaking readers.
 FEED_STATUS = "urn:pubsubd:feed-status:0"
+# pubsubd's ad-hoc commands for operating the syndication side (feeds, nodes, delivery).
+SERVICE_ADMIN = "urn:pubsubd:service-admin:0"
 SID = "urn:xmpp:sid:0"
 SM = "urn:xmpp:sm:3"
 

@@ -32,6 +32,7 @@ MODULES = [
     "pubsubd.modules.xep0060_pubsub:PubSubComponent",
     "pubsubd.modules.xep0163_pep:PepModule",
     "pubsubd.modules.feeds_service:FeedsModule",  # after pubsub: feeds are its nodes
+    "pubsubd.modules.service_admin_commands:ServiceAdminModule",  # after feeds: its admin
 ]
 
 

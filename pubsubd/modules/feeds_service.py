@@ -28,14 +28,14 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import trio
 from lxml import etree
 
 from feeds.discover import discover, looks_like_feed
-from feeds.fetch import ErrorKind, FetchConfig, Fetcher
+from feeds.fetch import ErrorKind, FetchConfig, Fetcher, FetchResult
 from feeds.model import Entry, FeedEvent, FeedEventKind, FeedState
 from feeds.netguard import AddressPolicy
 from feeds.opml import OpmlError, OpmlFeed, export_opml, parse_opml
@@ -110,6 +110,15 @@ class UserFeed:
     url: str
     subscription: Subscription
     state: FeedState | None
+
+
+@dataclass(frozen=True, slots=True)
+class FeedStatus:
+    """One polled feed as an administrator sees it: its state plus its node's audience."""
+
+    state: FeedState
+    subscribers: int
+    items: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,6 +258,35 @@ class FeedMarks:
         )
 
 
+# -- fetches, observed -----------------------------------------------------------------------
+
+
+class ObservedFetcher(Fetcher):
+    """The service's fetcher: every fetch is reported to ``listeners`` (metrics, logs, rates)
+    without the ``feeds`` package knowing about pubsubd."""
+
+    def __init__(self, config: FetchConfig) -> None:
+        super().__init__(config)
+        self.listeners: list[Callable[[FetchResult], None]] = []
+
+    async def fetch(self, url: str, *, etag: str | None = None,
+                    last_modified: str | None = None) -> FetchResult:
+        result = await super().fetch(url, etag=etag, last_modified=last_modified)
+        for listener in self.listeners:
+            try:
+                listener(result)
+            except Exception:  # noqa: BLE001 - an observer's bug must not fail the poll
+                log.exception("fetch listener failed for %s", url)
+        return result
+
+
+def fetch_label(result: FetchResult) -> str:
+    """The HTTP status of a fetch, or its error kind when no response came (e.g. "timeout")."""
+    if result.status is not None:
+        return str(result.status)
+    return str(result.error or "error")
+
+
 # -- the Publisher adapter ------------------------------------------------------------------
 
 
@@ -336,7 +374,13 @@ class NodePublisher:
                 if exc.pubsub_condition != "payload-too-big":
                     raise
                 # Retrying would fail forever and block the feed's later entries.
-                log.warning("feed %s: entry %s skipped: %s", node, entry.item_id, exc)
+                log.warning("feed %s: entry %s skipped: %s", node, entry.item_id, exc,
+                            extra={"event": "feed.entry_skipped", "feed": feed.url})
+        if entries:
+            log.info("feed %s: %d entries %s", node, len(entries),
+                     "published and notified" if notify else "stored as history",
+                     extra={"event": "feed.published" if notify else "feed.history",
+                            "feed": feed.url, "node": node, "count": len(entries)})
 
     async def feed_event(self, feed: FeedState, event: FeedEvent) -> None:
         """Tell each subscriber once, in words, with the status element (a normal message, so
@@ -592,6 +636,49 @@ class FeedManager:
         await self.marks.forget(node)
         return True
 
+    async def known(self, node: str) -> FeedState:
+        state = await self.poller.store.get_feed(node)
+        if state is None:
+            raise FeedRefused(f"{node} is not a polled feed.", "item-not-found")
+        return state
+
+    async def status(self, state: FeedState) -> FeedStatus:
+        """The feed with its active subscribers and stored items (0 if it has no node yet)."""
+        store = self.service.store
+        subs = await store.list_subscriptions(self.jid, state.feed_id)
+        items = await store.count_items(self.jid, state.feed_id)
+        return FeedStatus(state, sum(1 for s in subs if s.active), items)
+
+    async def statuses(self) -> list[FeedStatus]:
+        """Every polled feed with its status, by address."""
+        states = sorted(await self.poller.store.list_feeds(), key=lambda s: s.feed_id)
+        return [await self.status(s) for s in states]
+
+    async def pause(self, node: str) -> FeedState:
+        """Stop polling a feed until resumed (an admin pause, never undone by a subscriber)."""
+        await self.known(node)
+        return _present(await self.poller.pause(node))
+
+    async def resume(self, node: str) -> FeedState:
+        """Poll a paused (or gone) feed again, now."""
+        await self.known(node)
+        return _present(await self.poller.resume(node))
+
+    async def refresh(self, node: str) -> PollOutcome:
+        """Poll a feed now and report what happened."""
+        await self.known(node)
+        outcome = await self.poller.refresh(node)
+        if outcome is None:
+            raise FeedRefused("A poll of this feed is running; try again in a moment.",
+                              "resource-constraint")
+        return outcome
+
+
+def _present(state: FeedState | None) -> FeedState:
+    if state is None:  # removed between the check and the change
+        raise FeedRefused("That feed was just removed.", "item-not-found")
+    return state
+
 
 def _refusal(
     url: str, error: ErrorKind | None, detail: str, status: int | None
@@ -665,6 +752,11 @@ def outcome_json(outcome: PollOutcome) -> dict[str, Any]:
             "events": [e.message for e in outcome.events]}
 
 
+def status_json(status: FeedStatus) -> dict[str, Any]:
+    return {**state_json(status.state), "subscribers": status.subscribers,
+            "items": status.items}
+
+
 def state_json(state: FeedState) -> dict[str, Any]:
     return {"id": state.feed_id, "url": state.url, "title": state.title, "group": state.group,
             "state": feed_condition(state), "status": state.last_status,
@@ -679,10 +771,15 @@ def _control_error(message: str) -> Exception:
     return ControlError(message)
 
 
-def _known(state: FeedState | None) -> FeedState:
-    if state is None:
-        raise _control_error("no such feed (see pubsubd feeds list)")
-    return state
+_T = TypeVar("_T")
+
+
+async def _controlled(action: Awaitable[_T]) -> _T:
+    """Run a manager action for the control socket: a refusal becomes the operator's error."""
+    try:
+        return await action
+    except FeedRefused as refused:
+        raise _control_error(refused.message) from None
 
 
 class FeedsModule(Module):
@@ -704,7 +801,8 @@ class FeedsModule(Module):
         self.samples = SampleFeedServer.bind(cfg) if cfg.serve_samples else None
         endpoints = frozenset({self.samples.endpoint}) if self.samples else frozenset()
         self.store = SqliteFeedStore(self.server.db)
-        self.fetcher = Fetcher(fetch_config(cfg, endpoints))
+        self.fetcher = ObservedFetcher(fetch_config(cfg, endpoints))
+        self.fetcher.listeners.append(self._fetched)
         self.publisher = NodePublisher(pubsub, self.server.router.send,
                                        self.server.config.pubsub.max_items)
         self.poller = Poller(self.store, self.publisher, self.fetcher, poller_config(cfg))
@@ -776,6 +874,18 @@ class FeedsModule(Module):
             await self.manager.add_pinned(entry)
         self.log.info("sample feeds served at %s", self.samples.base_url)
 
+    def _fetched(self, result: FetchResult) -> None:
+        self.server.metrics.fetch_done(fetch_label(result), result.elapsed)
+        if result.error is None and result.status is not None and result.status < 400:
+            log.info("feed %s fetched: HTTP %s in %.3f s", result.url, result.status,
+                     result.elapsed, extra={"event": "feed.fetched", "feed": result.url,
+                                            "status": result.status})
+        else:
+            log.warning("feed %s fetch failed: %s %s", result.url, fetch_label(result),
+                        result.error_detail, extra={"event": "feed.fetch_failed",
+                                                    "feed": result.url,
+                                                    "status": fetch_label(result)})
+
     async def _metadata(self, node: str) -> dict[str, list[str]]:
         state = await self.store.get_feed(node)
         return feed_metadata(state) if state is not None else {}
@@ -801,8 +911,9 @@ class FeedsModule(Module):
         return value
 
     async def _op_list(self, args: dict[str, Any]) -> Any:
-        """Every polled feed with its state."""
-        return [state_json(s) for s in await self.store.list_feeds()]
+        """Every polled feed with its state, subscribers and items."""
+        assert self.manager is not None
+        return [status_json(s) for s in await self.manager.statuses()]
 
     async def _op_add(self, args: dict[str, Any]) -> Any:
         """Poll a feed (url, title, group) whether or not anyone follows it."""
@@ -821,22 +932,18 @@ class FeedsModule(Module):
 
     async def _op_pause(self, args: dict[str, Any]) -> Any:
         """Stop polling a feed until resumed."""
-        state = await self.poller.pause(self._id(args))
-        return state_json(_known(state))
+        assert self.manager is not None
+        return state_json(await _controlled(self.manager.pause(self._id(args))))
 
     async def _op_resume(self, args: dict[str, Any]) -> Any:
         """Poll a paused (or gone) feed again, now."""
-        state = await self.poller.resume(self._id(args))
-        return state_json(_known(state))
+        assert self.manager is not None
+        return state_json(await _controlled(self.manager.resume(self._id(args))))
 
     async def _op_refresh(self, args: dict[str, Any]) -> Any:
         """Poll a feed now and report what happened."""
-        feed_id = self._id(args)
-        _known(await self.store.get_feed(feed_id))
-        outcome = await self.poller.refresh(feed_id)
-        if outcome is None:
-            raise _control_error("a poll of this feed is running; try again in a moment")
-        return outcome_json(outcome)
+        assert self.manager is not None
+        return outcome_json(await _controlled(self.manager.refresh(self._id(args))))
 
     async def _op_import(self, args: dict[str, Any]) -> Any:
         """Poll every feed of an OPML document (args: opml)."""
@@ -857,6 +964,8 @@ class FeedsModule(Module):
 __all__ = [
     "FeedManager",
     "FeedRefused",
+    "FeedStatus",
+    "ObservedFetcher",
     "FeedsModule",
     "NodePublisher",
     "feed_metadata",

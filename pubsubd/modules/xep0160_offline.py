@@ -62,7 +62,8 @@ class OfflineModule(Module):
         delay.set("stamp", utc_stamp())
         delay.text = "Offline Storage"
         limit = self.server.config.limits.offline_max_messages
-        return await self.store.store_offline(st.to.bare, etree.tostring(stored), limit)
+        return self.server.metrics.offline_stored(
+            await self.store.store_offline(st.to.bare, etree.tostring(stored), limit))
 
     async def _deliver(self, session: Session) -> bool:
         if session.presence.priority < 0 or session.closed:

@@ -26,6 +26,7 @@ from pubsubd.core.context import ServerContext
 from pubsubd.core.session import Session
 from pubsubd.errors import StreamCondition, StreamError
 from pubsubd.jid import JID, InvalidJID, prepare_localpart, prepare_resourcepart
+from pubsubd.logging_setup import ContextAdapter
 from pubsubd.stream.parser import ElementReceived, StreamClosed, StreamOpened, StreamParser
 from pubsubd.stream.sasl import (
     PlainServer,
@@ -99,7 +100,7 @@ class C2SConnection:
         self._pending_error: StreamError | None = None
         self._cancel = trio.CancelScope()
         self._last_received = trio.current_time()
-        self.log = logging.LoggerAdapter(log, {"peer": peer})
+        self.log = ContextAdapter(log, {"peer": peer})  # merges each call's extra=
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -141,6 +142,9 @@ class C2SConnection:
             # A session displaced by a resource conflict is no longer in the registry, but
             # its resource still went away: modules (presence) must hear of it too.
             if self.ctx.sessions.remove(session) or session.displaced:
+                await self._record_logout(session)
+                self.log.info("session %s closed", session.jid,
+                              extra={"event": "c2s.session_closed", "jid": str(session.jid)})
                 await self.ctx.hooks.notify("session/closed", session)
         with trio.move_on_after(5) as scope:
             scope.shield = True
@@ -152,7 +156,10 @@ class C2SConnection:
                             tail += self._header_bytes()
                         tail += self._pending_error.to_bytes()
                         self.log.info("stream error %s sent to %s",
-                                      self._pending_error.condition.value, self.peer)
+                                      self._pending_error.condition.value, self.peer,
+                                      extra={"event": "c2s.stream_error",
+                                             "jid": str(self.authenticated or ""),
+                                             "status": self._pending_error.condition.value})
                     elif not self.header_sent:
                         tail += self._header_bytes()
                     tail += b"</stream:stream>"
@@ -163,6 +170,15 @@ class C2SConnection:
                 await self.stream.aclose()
             except (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, OSError):
                 pass
+
+    async def _record_logout(self, session: Session) -> None:
+        """Stamp the account's logout time (XEP-0012 §4 answers "seconds since logout")."""
+        with trio.move_on_after(5) as scope:
+            scope.shield = True  # a shutdown must not lose the stamp
+            try:
+                await self.ctx.accounts.record_logout(session.jid.local or "", session.jid.domain)
+            except Exception:
+                self.log.exception("could not record the logout of %s", session.jid)
 
     async def _serve(self) -> None:
         limits = self.ctx.config.limits
@@ -447,7 +463,8 @@ class C2SConnection:
         self.authenticated = jid
         body = base64.b64encode(additional).decode() if additional else ""
         await self._send(f"<success xmlns='{ns.SASL}'>{body}</success>".encode())
-        self.log.info("%s authenticated from %s", jid, self.peer)
+        self.log.info("%s authenticated from %s", jid, self.peer,
+                      extra={"event": "c2s.login", "jid": str(jid)})
         self.header_sent = False
         self.stream_id = None
         raise _Restart
@@ -458,7 +475,9 @@ class C2SConnection:
         if username is not None:
             self.ctx.throttle.failure(self.peer, username)
             self.log.warning("authentication failed for %s@%s from %s (%s)",
-                             username, self.domain, self.peer, condition)
+                             username, self.domain, self.peer, condition,
+                             extra={"event": "c2s.login_failed",
+                                    "jid": f"{username}@{self.domain}", "status": condition})
         await self._send(f"<failure xmlns='{ns.SASL}'><{condition}/></failure>".encode())
         if count:
             self.sasl_failures += 1
@@ -522,7 +541,7 @@ class C2SConnection:
         etree.SubElement(reply_bind, ns.clark(ns.BIND, "jid")).text = str(jid)
         await self._send_el(result)
         self.state = State.BOUND
-        self.log.info("bound %s", jid)
+        self.log.info("bound %s", jid, extra={"event": "c2s.session_bound", "jid": str(jid)})
         await self.ctx.accounts.record_login(jid.local or "", jid.domain)
         await self.ctx.hooks.notify("session/bound", session)
 
