@@ -12,15 +12,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import h11
 import trio
 
 from pubsubd.core.module import Module
+from pubsubd.net.http import Request, Response, serve_http
 from pubsubd.core.router import Stanza
 from pubsubd.core.session import Session
 from pubsubd.metrics import CONTENT_TYPE
 
-MAX_REQUEST_BYTES = 16384
 REQUEST_TIMEOUT = 10.0  # seconds for a scraper to send its request
 PROBE_INTERVAL = 1.0  # seconds between two event-loop / storage probes
 
@@ -110,64 +109,21 @@ class MetricsModule(Module):
                   "sessions": len(self.server.sessions)}
         return not problems, report
 
-    # --- HTTP/1.1 (h11) ------------------------------------------------------------------
+    # --- HTTP ----------------------------------------------------------------------------
 
     async def serve_http(self, stream: trio.abc.Stream, peer: str) -> None:
-        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_REQUEST_BYTES)
-        try:
-            async with stream:
-                while True:
-                    with trio.move_on_after(REQUEST_TIMEOUT):
-                        request = await _next_request(conn, stream)
-                        if request is None:
-                            return
-                        await self._respond(conn, stream, request)
-                        if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
-                            return
-                        conn.start_next_cycle()
-                        continue
-                    return
-        except (h11.ProtocolError, trio.BrokenResourceError, trio.ClosedResourceError):
-            return
+        await serve_http(stream, self._respond, timeout=REQUEST_TIMEOUT)
 
-    async def _respond(self, conn: h11.Connection, stream: trio.abc.Stream,
-                       request: h11.Request) -> None:
-        path = request.target.decode("ascii", "replace").split("?", 1)[0]
-        if request.method not in (b"GET", b"HEAD"):
-            status, ctype, body = 405, "text/plain", b"method not allowed\n"
-        elif path == "/metrics":
-            status, ctype, body = 200, CONTENT_TYPE, self.metrics.render()
-        elif path == "/health":
+    async def _respond(self, request: Request) -> Response:
+        if request.method not in ("GET", "HEAD"):
+            return Response(405, b"method not allowed\n")
+        if request.path == "/metrics":
+            return Response(200, self.metrics.render(), CONTENT_TYPE, [("Cache-Control", "no-store")])
+        if request.path == "/health":
             ok, report = await self.health()
-            status, ctype = (200 if ok else 503), "application/json"
-            body = json.dumps(report).encode() + b"\n"
-        else:
-            status, ctype, body = 404, "text/plain", b"not found: try /metrics or /health\n"
-        headers = [("content-type", ctype), ("content-length", str(len(body))),
-                   ("cache-control", "no-store")]
-        await stream.send_all(conn.send(h11.Response(status_code=status, headers=headers)))
-        if request.method != b"HEAD":
-            await stream.send_all(conn.send(h11.Data(data=body)))
-        await stream.send_all(conn.send(h11.EndOfMessage()))
-
-
-async def _next_request(conn: h11.Connection, stream: trio.abc.Stream) -> h11.Request | None:
-    """The next complete request (its body, if any, is read and ignored)."""
-    request: h11.Request | None = None
-    while True:
-        event = conn.next_event()
-        if event is h11.NEED_DATA:
-            data = await stream.receive_some(65536)
-            conn.receive_data(data)
-            if not data and conn.their_state is not h11.DONE:
-                return None
-            continue
-        if isinstance(event, h11.Request):
-            request = event
-        elif isinstance(event, h11.EndOfMessage):
-            return request
-        elif isinstance(event, h11.ConnectionClosed):
-            return None
+            return Response(200 if ok else 503, json.dumps(report).encode() + b"\n",
+                            "application/json", [("Cache-Control", "no-store")])
+        return Response(404, b"not found: try /metrics or /health\n")
 
 
 class _CountingOutbox:

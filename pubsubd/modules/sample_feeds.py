@@ -19,12 +19,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
 
-import h11
 import trio
 from lxml import etree
 
 from feeds.opml import OpmlFeed, sample_feed, sample_names
 from pubsubd.config import FeedsConfig
+from pubsubd.net.http import Request, Response, serve_http
 
 log = logging.getLogger(__name__)
 
@@ -174,66 +174,17 @@ class SampleFeedServer:
             self.add_entries()
 
     async def _connection(self, stream: trio.SocketStream) -> None:
-        conn = h11.Connection(h11.SERVER)
-        try:
-            with trio.move_on_after(30):  # a sample server has no slow clients to wait for
-                while True:
-                    request = await _next_request(conn, stream)
-                    if request is None:
-                        return
-                    await self._respond(conn, stream, request)
-                    if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
-                        return
-                    conn.start_next_cycle()
-        except (trio.BrokenResourceError, trio.ClosedResourceError, h11.ProtocolError):
-            return
-        finally:
-            await stream.aclose()
+        await serve_http(stream, self._respond)
 
-    async def _respond(self, conn: h11.Connection, stream: trio.SocketStream,
-                       request: h11.Request) -> None:
-        path = request.target.decode("ascii", "replace").split("?", 1)[0]
-        headers = {k.decode().lower(): v.decode("latin-1") for k, v in request.headers}
-        status, content_type, body, extra = 404, "text/plain", b"not found\n", []
-        doc = self.documents.get(path.lstrip("/"))
-        if path == "/":
-            status, content_type, body = 200, "text/html; charset=utf-8", self.index_page()
-        elif doc is not None:
-            kind = "atom" if doc.is_atom else "rss"
-            extra = [("ETag", doc.etag), ("Cache-Control", "max-age=0")]
-            if doc.etag in [t.strip() for t in headers.get("if-none-match", "").split(",")]:
-                status, body = 304, b""  # RFC 9110 §13.1.2
-            else:
-                status, body = 200, doc.body
-            content_type = f"application/{kind}+xml"
-        out = [("Content-Type", content_type), *extra]
-        if status != 304:
-            out.append(("Content-Length", str(len(body))))
-        await _send(conn, stream, h11.Response(status_code=status, headers=out))
-        if body and request.method != b"HEAD":
-            await _send(conn, stream, h11.Data(data=body))
-        await _send(conn, stream, h11.EndOfMessage())
-
-
-async def _next_request(conn: h11.Connection, stream: trio.SocketStream) -> h11.Request | None:
-    request: h11.Request | None = None
-    while True:
-        event = conn.next_event()
-        if event is h11.NEED_DATA:
-            data = await stream.receive_some(65536)
-            conn.receive_data(data)
-            if not data and request is None:
-                return None
-            continue
-        if isinstance(event, h11.Request):
-            request = event
-        elif isinstance(event, h11.EndOfMessage):
-            return request
-        elif isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:
-            return None
-
-
-async def _send(conn: h11.Connection, stream: trio.SocketStream, event: h11.Event) -> None:
-    data = conn.send(event)
-    if data:
-        await stream.send_all(data)
+    async def _respond(self, request: Request) -> Response:
+        doc = self.documents.get(request.path.lstrip("/"))
+        if request.path == "/":
+            return Response(200, self.index_page(), "text/html; charset=utf-8")
+        if doc is None:
+            return Response(404, b"not found\n")
+        content_type = "application/atom+xml" if doc.is_atom else "application/rss+xml"
+        headers = [("ETag", doc.etag), ("Cache-Control", "max-age=0")]
+        tags = [t.strip() for t in request.headers.get("if-none-match", "").split(",")]
+        if doc.etag in tags:
+            return Response(304, b"", content_type, headers)  # RFC 9110 §13.1.2
+        return Response(200, doc.body, content_type, headers)

@@ -1,0 +1,92 @@
+"""A minimal HTTP/1.1 server loop (h11) for the server's small endpoints.
+
+The metrics endpoint and the demo sample-feed server both need the same thing: read requests on
+a connection, answer each with a complete response, keep the connection alive while the client
+wants it, and give up on slow or malformed clients. Handlers only map a request to a response.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import h11
+import trio
+
+MAX_REQUEST_BYTES = 16 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    method: str
+    path: str  # without the query string
+    headers: dict[str, str]  # lower-cased names
+
+
+@dataclass(slots=True)
+class Response:
+    status: int
+    body: bytes = b""
+    content_type: str = "text/plain"
+    headers: list[tuple[str, str]] = field(default_factory=list)
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+async def serve_http(stream: trio.abc.Stream, handler: Handler, *, timeout: float = 30.0) -> None:
+    """Answer requests on ``stream`` until the client is done, slow (``timeout``) or broken."""
+    conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_REQUEST_BYTES)
+    try:
+        async with stream:
+            while True:
+                with trio.move_on_after(timeout):
+                    request = await _next_request(conn, stream)
+                    if request is None:
+                        return
+                    await _respond(conn, stream, request, await handler(_view(request)))
+                    if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
+                        return
+                    conn.start_next_cycle()
+                    continue
+                return
+    except (h11.ProtocolError, trio.BrokenResourceError, trio.ClosedResourceError):
+        return
+
+
+def _view(request: h11.Request) -> Request:
+    return Request(
+        method=request.method.decode("ascii", "replace"),
+        path=request.target.decode("ascii", "replace").split("?", 1)[0],
+        headers={k.decode("latin-1").lower(): v.decode("latin-1") for k, v in request.headers},
+    )
+
+
+async def _respond(conn: h11.Connection, stream: trio.abc.Stream, request: h11.Request,
+                   response: Response) -> None:
+    headers = [("Content-Type", response.content_type), *response.headers]
+    if response.status != 304:  # RFC 9110 §15.4.5: a 304 has no content
+        headers.append(("Content-Length", str(len(response.body))))
+    await stream.send_all(conn.send(h11.Response(status_code=response.status, headers=headers)))
+    if response.body and response.status != 304 and request.method != b"HEAD":
+        await stream.send_all(conn.send(h11.Data(data=response.body)))
+    await stream.send_all(conn.send(h11.EndOfMessage()))
+
+
+async def _next_request(conn: h11.Connection, stream: trio.abc.Stream) -> h11.Request | None:
+    """The next complete request (a body, if any, is read and ignored); None when closed."""
+    request: h11.Request | None = None
+    while True:
+        event = conn.next_event()
+        if event is h11.NEED_DATA:
+            data = await stream.receive_some(65536)
+            conn.receive_data(data)
+            if not data and conn.their_state is not h11.DONE:
+                return None
+            continue
+        if isinstance(event, h11.Request):
+            request = event
+        elif isinstance(event, h11.EndOfMessage):
+            return request
+        elif isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:
+            return None
