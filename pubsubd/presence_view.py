@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 from pubsubd.jid import JID
 
 if TYPE_CHECKING:
+    from lxml import etree
+
     from pubsubd.core.session import Session, SessionRegistry
     from pubsubd.storage.im_sqlite import ImStore
 
@@ -39,6 +41,9 @@ class PresenceView:
         self._on_unavailable: list[UnavailableCallback] = []
         # XEP-0115 ver → features, filled by the caps module once a hash is verified.
         self.caps_features: dict[str, frozenset[str]] = {}
+        # Bare JID → (last unavailable presence received from the user, its wall-clock time):
+        # what a probe of an offline user (RFC 6121 §4.3.2) and XEP-0012 report.
+        self._last_unavailable: dict[JID, tuple[etree._Element, float]] = {}
 
     # --- presence -------------------------------------------------------------------------
 
@@ -83,6 +88,14 @@ class PresenceView:
         features = self.features(full_jid)
         return features is not None and f"{node}+notify" in features
 
+    def last_unavailable(self, bare: JID | str) -> tuple[etree._Element, float] | None:
+        """The user's last unavailable presence (without 'to') and when it came (Unix time),
+        or None if none since start-up."""
+        return self._last_unavailable.get(_jid(bare).bare)
+
+    def record_unavailable(self, full: JID, stanza: etree._Element, when: float) -> None:
+        self._last_unavailable[full.bare] = (stanza, when)
+
     # --- roster facts ---------------------------------------------------------------------
 
     def subscription(self, owner_bare: JID | str, contact_bare: JID | str) -> str:
@@ -98,6 +111,12 @@ class PresenceView:
         """Contacts that receive ``owner``'s presence (subscription from or both)."""
         return [c for c, item in self._store.roster(_jid(owner_bare)).items()
                 if item.subscription in ("from", "both")]
+
+    def presence_sources(self, user_bare: JID | str) -> list[JID]:
+        """Contacts whose presence ``user`` receives (subscription to or both): the accounts
+        whose PEP events reach it (XEP-0163 §4.3.4)."""
+        return [c for c, item in self._store.roster(_jid(user_bare)).items()
+                if item.subscription in ("to", "both")]
 
     # --- change notifications -------------------------------------------------------------
 

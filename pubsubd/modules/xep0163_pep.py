@@ -20,12 +20,12 @@ from pubsubd.core.module import Module
 from pubsubd.core.router import AlreadyAnswered, Stanza
 from pubsubd.jid import JID
 from pubsubd.modules.xep0060_pubsub.disco import PEP_FEATURES
-from pubsubd.modules.xep0060_pubsub.errors import to_stanza_error
-from pubsubd.modules.xep0060_pubsub.handlers import execute
+from pubsubd.modules.xep0060_pubsub.errors import reply_with_payload, to_stanza_error
+from pubsubd.modules.xep0060_pubsub.handlers import execute, rejected_entries_payload
 from pubsubd.modules.xep0060_pubsub.notify import NotificationSender
 from pubsubd.modules.xep0060_pubsub.presence import ServerPresence
 from pubsubd.modules.xep0060_pubsub.requests import PAYLOAD_TAGS, parse
-from pubsubd.pubsub import PubSubError, PubSubService, ServiceConfig
+from pubsubd.pubsub import PubSubError, PubSubService, RejectedEntries, ServiceConfig
 from pubsubd.pubsub.store import PubSubStore
 from pubsubd.storage.pubsub_sqlite import SqlitePubSubStore
 
@@ -92,6 +92,10 @@ class PepModule(Module):
         request = parse(st.element)
         try:
             answer = await execute(service, str(st.from_), request)
+        except RejectedEntries as error:
+            await reply_with_payload(self.server.router, st, error, rejected_entries_payload(error))
+            await self.sender.send(error.notifications)
+            raise AlreadyAnswered from None
         except PubSubError as error:
             raise to_stanza_error(error) from None
         # Answer first, then notify (the publisher's own resources are notified too, §4.3.2).
@@ -150,6 +154,17 @@ class PepModule(Module):
 
     async def _user_unavailable(self, full: JID) -> None:
         self._available.discard(str(full))
+        owner = str(full.bare)
+        if self.presence.available_resources(owner) or not await self.store.list_nodes(owner):
+            return
+        try:
+            # The account's last resource left: purge its pubsub#purge_offline nodes.
+            outcome = await self.service_for(owner).became_unavailable(
+                str(full), last_resource=True
+            )
+            await self.sender.send(outcome.notifications)
+        except Exception:
+            self.log.exception("PEP purge_offline of %s", owner)
 
     async def run(self) -> None:
         async with trio.open_nursery() as nursery:

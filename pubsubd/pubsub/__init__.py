@@ -26,6 +26,7 @@ from .outcomes import (
     ItemsResult,
     Outcome,
     PublishOutcome,
+    RejectedEntries,
     SubscribeOutcome,
     SubscriptionChange,
 )
@@ -53,6 +54,7 @@ __all__ = [
     "PubSubStore",
     "PublishOutcome",
     "Recipient",
+    "RejectedEntries",
     "ServiceConfig",
     "SubscribeOutcome",
     "Subscription",

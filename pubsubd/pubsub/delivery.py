@@ -1,14 +1,13 @@
 """Delivery decisions: which addresses get a notification, and what waits for later.
 
 Pure and synchronous. Presence is asked through :class:`PresenceView`; time is passed in.
-Items a subscriber could not receive while away are held for catch-up, and digest
-subscriptions accumulate until their frequency has elapsed.
+Items a subscriber could not receive while away are marked as held (:mod:`.catch_up` keeps
+them), and digest subscriptions accumulate until their frequency has elapsed.
 """
 
 from __future__ import annotations
 
 import re
-from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -105,7 +104,7 @@ def plan_delivery(
         for address in addresses:
             previous = merged.get(address)
             if previous is None:
-                merged[address] = _with_address(template, address)
+                merged[address] = with_address(template, address)
             elif sub.subid not in previous.subids:
                 # XEP-0060 §7.1.2.4: one message per address, listing every subid.
                 merged[address] = _merge(previous, sub.subid)
@@ -133,7 +132,7 @@ def _addresses(sub: Subscription, config: NodeConfig, presence: PresenceView) ->
     return [sub.jid]
 
 
-def _with_address(template: Recipient, address: str) -> Recipient:
+def with_address(template: Recipient, address: str) -> Recipient:
     return Recipient(
         address=address,
         message_type=template.message_type,
@@ -154,92 +153,6 @@ def _merge(previous: Recipient, subid: str) -> Recipient:
 
 
 # ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class CatchUp:
-    """Items to deliver to ``recipient`` after it became available, oldest first."""
-
-    node: str
-    recipient: Recipient
-    items: tuple[Item, ...]
-    skipped: int
-
-
-@dataclass(slots=True)
-class _Held:
-    items: deque[Item]
-    shows: frozenset[str] | None
-    recipient: Recipient
-    skipped: int = 0
-
-
-class CatchUpTracker:
-    """Items withheld from away or offline subscribers, per (bare JID, node), capped.
-
-    When more than ``cap`` items wait, the oldest are dropped and counted, so a reader who
-    was away a long time gets the newest ``cap`` items and knows how many it missed.
-    """
-
-    def __init__(self, cap: int) -> None:
-        self.cap = cap
-        self._held: dict[tuple[str, str], _Held] = {}
-
-    def hold(self, node: str, hold: Hold, items: Sequence[Item]) -> None:
-        if self.cap <= 0:
-            return
-        key = (hold.bare_jid, node)
-        entry = self._held.get(key)
-        if entry is None:
-            entry = self._held[key] = _Held(deque(), hold.shows, hold.recipient)
-        entry.shows, entry.recipient = hold.shows, hold.recipient
-        for item in items:
-            # A republished id replaces the held copy rather than being delivered twice.
-            for old in [held for held in entry.items if held.item_id == item.item_id]:
-                entry.items.remove(old)
-            entry.items.append(item)
-            if len(entry.items) > self.cap:
-                entry.items.popleft()
-                entry.skipped += 1
-
-    def became_available(self, full_jid: str, show: str) -> list[CatchUp]:
-        """Release what ``full_jid`` may now receive with presence ``show``."""
-        bare_jid = bare(full_jid)
-        released: list[CatchUp] = []
-        for (who, node), entry in list(self._held.items()):
-            if who != bare_jid or (entry.shows is not None and show not in entry.shows):
-                continue
-            subscribed = entry.recipient.address
-            if is_full(subscribed) and subscribed != full_jid:
-                continue
-            del self._held[(who, node)]
-            released.append(
-                CatchUp(
-                    node,
-                    _with_address(entry.recipient, full_jid),
-                    tuple(entry.items),
-                    entry.skipped,
-                )
-            )
-        return released
-
-    def forget_items(self, node: str, item_ids: Iterable[str] | None = None) -> None:
-        """Drop retracted items (all of the node's when ``item_ids`` is None)."""
-        ids = None if item_ids is None else set(item_ids)
-        for (who, held_node), entry in list(self._held.items()):
-            if held_node != node:
-                continue
-            if ids is None:
-                del self._held[(who, held_node)]
-            else:
-                entry.items = deque(i for i in entry.items if i.item_id not in ids)
-
-    def forget_subscriber(self, bare_jid: str, node: str) -> None:
-        self._held.pop((bare_jid, node), None)
-
-    def held_count(self, bare_jid: str, node: str) -> int:
-        entry = self._held.get((bare_jid, node))
-        return len(entry.items) if entry else 0
 
 
 # ---------------------------------------------------------------------------------------------

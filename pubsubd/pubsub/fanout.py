@@ -8,10 +8,12 @@ lets :mod:`.delivery` decide the addresses, and keeps what must wait: catch-up a
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from datetime import UTC, datetime
 from typing import Protocol
 
 from .access import AccessContext, Action, may
-from .delivery import Candidate, CatchUpTracker, DigestQueue, PresenceView, plan_delivery
+from .catch_up import CatchUpTracker
+from .delivery import Candidate, DigestQueue, PresenceView, plan_delivery
 from .model import AccessModel, Item, Node, NodeConfig
 from .notifications import Notification, NotificationKind, Recipient
 from .store import PubSubStore
@@ -54,7 +56,7 @@ class FanOut:
         self.pep = pep
         self.interest = interest
         self.subscribers = subscribers
-        self.catch_up = CatchUpTracker(catch_up_cap)
+        self.catch_up = CatchUpTracker(store, service, catch_up_cap)
         self.digests = DigestQueue()
 
     def items_notification(
@@ -73,9 +75,22 @@ class FanOut:
     async def candidates(self, node: Node) -> list[Candidate]:
         """Item subscriptions of the node itself, then of its ancestor collections."""
         own = await self.store.list_subscriptions(self.service, node.node_id)
-        return [Candidate(s) for s in own] + await self.ancestor_candidates(
+        found = [Candidate(s) for s in own] + await self.ancestor_candidates(
             node.parents, "items", {node.node_id}
         )
+        return await self.without_lapsed(found)
+
+    async def without_lapsed(self, candidates: list[Candidate]) -> list[Candidate]:
+        """Drop (and delete) subscriptions whose lease has ended (XEP-0060 §12.19)."""
+        now = datetime.fromtimestamp(self.clock(), UTC)
+        live = []
+        for candidate in candidates:
+            sub = candidate.subscription
+            if sub.lapsed(now):
+                await self.store.delete_subscription(self.service, sub.node, sub.subid)
+            else:
+                live.append(candidate)
+        return live
 
     async def ancestor_candidates(
         self, parents: Sequence[str], subscription_type: str, seen: set[str]
@@ -128,8 +143,7 @@ class FanOut:
             item_event=item_event,
         )
         if item_event:
-            for hold in plan.holds:
-                self.catch_up.hold(node.node_id, hold, items)
+            await self.catch_up.hold(node.node_id, plan.holds, items)
             for recipient in plan.digests:
                 sub_frequency = next(
                     (
@@ -190,7 +204,9 @@ class FanOut:
         collection = await self.store.get_node(self.service, collection_id)
         if collection is None:
             return []
-        candidates = await self.ancestor_candidates([collection_id], "nodes", {child})
+        candidates = await self.without_lapsed(
+            await self.ancestor_candidates([collection_id], "nodes", {child})
+        )
         plan = plan_delivery(candidates, collection.config, self.presence, item_event=False)
         if not plan.recipients:
             return []

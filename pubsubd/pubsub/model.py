@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -219,7 +219,6 @@ class NodeConfig:
     persist_items: bool = True
     publish_node_full: NodeFullPolicy = NodeFullPolicy.RETRACT_OLDEST
     max_payload_size: int = 65536
-    item_expire: int | None = None
     deliver_payloads: bool = True
     deliver_notifications: bool = True
     notify_config: bool = False
@@ -242,7 +241,11 @@ class NodeConfig:
         (XEP-0060 §8.2.5.2). ``pubsub#children`` is read separately by
         :func:`requested_children` because children are other nodes' state.
         """
-        fields = {k: v for k, v in form.items() if k != "pubsub#children"}
+        fields = {k: v for k, v in form.items() if k not in _SEPARATE_FIELDS}
+        if _strings(form.get("pubsub#item_expire", ())):
+            # Item expiry is not implemented: a value is refused by name rather than ignored
+            # (XEP-0060 §8.2.5.2); an empty one (a form sent back unchanged) is harmless.
+            raise FormError("not-acceptable", ["pubsub#item_expire"])
         config = _apply_form(
             base or cls(), fields, _NODE_CONFIG_FIELDS, NODE_CONFIG_FORM_TYPE, "not-acceptable"
         )
@@ -279,6 +282,9 @@ def publish_preconditions(form: Form) -> dict[str, list[str]]:
     return fields
 
 
+# Read apart from the dataclass fields: children are other nodes' state; item_expire is refused.
+_SEPARATE_FIELDS = frozenset({"pubsub#children", "pubsub#item_expire"})
+
 _NODE_CONFIG_FIELDS: dict[str, _Field] = {
     "pubsub#node_type": _Field("node_type", _enum(NodeType)),
     "pubsub#title": _Field("title", _text),
@@ -296,7 +302,6 @@ _NODE_CONFIG_FIELDS: dict[str, _Field] = {
     "pubsub#persist_items": _Field("persist_items", _bool),
     "pubsub#publish_node_full": _Field("publish_node_full", _enum(NodeFullPolicy)),
     "pubsub#max_payload_size": _Field("max_payload_size", _int),
-    "pubsub#item_expire": _Field("item_expire", _optional_int),
     "pubsub#deliver_payloads": _Field("deliver_payloads", _bool),
     "pubsub#deliver_notifications": _Field("deliver_notifications", _bool),
     "pubsub#notify_config": _Field("notify_config", _bool),
@@ -370,6 +375,15 @@ class SubscriptionOptions:
     exclude_words: tuple[str, ...] = ()
     message_type: MessageType | None = None
     catch_up: bool = False
+
+    @property
+    def expires_at(self) -> datetime | None:
+        """The end of a leased subscription (XEP-0060 §12.19, an XEP-0082 DateTime; one
+        without a zone is read as UTC); None for "presence" or no lease."""
+        if not self.expire or self.expire == "presence":
+            return None
+        when = datetime.fromisoformat(self.expire.replace("Z", "+00:00"))
+        return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
     @classmethod
     def from_form(cls, form: Form, base: SubscriptionOptions | None = None) -> SubscriptionOptions:
@@ -462,6 +476,11 @@ class Subscription:
     @property
     def bare_jid(self) -> str:
         return bare(self.jid)
+
+    def lapsed(self, now: datetime) -> bool:
+        """Whether its lease (pubsub#expire DateTime) has run out at ``now``."""
+        end = self.options.expires_at
+        return end is not None and end <= now
 
     @property
     def active(self) -> bool:

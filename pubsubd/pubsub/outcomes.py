@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .model import Item, NodeConfig, Subscription, SubscriptionState
+from .errors import PubSubError
+from .model import Affiliation, Item, NodeConfig, Subscription, SubscriptionState
 from .notifications import Notification
 
 
@@ -73,3 +74,27 @@ class SubscriptionChange:
     jid: str
     state: SubscriptionState
     subid: str | None = None
+
+
+class RejectedEntries(PubSubError):
+    """Some entries of an owner's multiple modification were refused (XEP-0060 §8.8.2.4,
+    §8.9.2.4): the others were applied, and their ``notifications`` must still be sent.
+
+    ``subscriptions`` / ``affiliations`` are the refused entries with their current,
+    unaltered state, as the error reply has to list them.
+    """
+
+    def __init__(
+        self,
+        node: str,
+        *,
+        subscriptions: tuple[Subscription, ...] = (),
+        affiliations: tuple[tuple[str, Affiliation], ...] = (),
+        notifications: tuple[Notification, ...] = (),
+    ) -> None:
+        refused = [s.jid for s in subscriptions] + [jid for jid, _ in affiliations]
+        super().__init__("not-acceptable", text="refused: " + ", ".join(refused))
+        self.node = node
+        self.subscriptions = subscriptions
+        self.affiliations = affiliations
+        self.notifications = notifications

@@ -43,6 +43,7 @@ from .outcomes import (
     NodeConfigView,
     Outcome,
     PublishOutcome,
+    RejectedEntries,
     SubscribeOutcome,
     SubscriptionChange,
 )
@@ -360,7 +361,7 @@ class PubSubService:
                 parent, NotificationKind.DISSOCIATE, node_id
             )
         await self.store.delete_node(self.service, node_id)
-        self.catch_up.forget_items(node_id)
+        await self.catch_up.forget_items(node_id)
         self.digests.forget_items(node_id)
         return Outcome(tuple(notifications))
 
@@ -373,7 +374,7 @@ class PubSubService:
         if not node.config.persist_items:
             raise unsupported("persistent-items")  # §8.5.3.3
         await self.store.purge_items(self.service, node_id)
-        self.catch_up.forget_items(node_id)
+        await self.catch_up.forget_items(node_id)
         self.digests.forget_items(node_id)
         notifications = []
         if node.config.deliver_notifications:
@@ -577,7 +578,7 @@ class PubSubService:
         await self.store.delete_subscription(self.service, node_id, sub.subid)
         remaining = await self.store.subscriptions_of(self.service, jid)
         if not [s for s in remaining if s.node == node_id]:
-            self.catch_up.forget_subscriber(bare(jid), node_id)
+            await self.catch_up.forget_subscriber(bare(jid), node_id)
         notifications = []
         if node.config.notify_sub:
             gone = dataclasses.replace(sub, state=SubscriptionState.NONE)
@@ -676,7 +677,14 @@ class PubSubService:
         if node_id is not None:
             await self._node(node_id)
         found = await self.store.subscriptions_of(self.service, requester)
-        return [s for s in found if node_id is None or s.node == node_id]
+        now = self._now()
+        live = []
+        for sub in found:
+            if sub.lapsed(now):  # XEP-0060 §12.19: a lease that ran out ends the subscription
+                await self.store.delete_subscription(self.service, sub.node, sub.subid)
+            elif node_id is None or sub.node == node_id:
+                live.append(sub)
+        return live
 
     async def affiliations(
         self, requester: str, node_id: str | None = None
@@ -714,7 +722,12 @@ class PubSubService:
         if node is None:
             if not self.config.auto_create:
                 raise node_not_found(node_id)  # §7.1.3.3
-            # §7.1.4 / §7.1.5 rule 3: default configuration plus the preconditions.
+            # §7.1.4 / §7.1.5 rule 3: default configuration plus the preconditions. The
+            # payload is checked against that configuration first, so a refused publish
+            # leaves no empty node behind (§7.1.3.7 payload-required, §7.1.3.5 too big).
+            self._may_create(requester)
+            would_be = NodeConfig.from_form(preconditions, base=self.default_config())
+            self._check_payload(Node(self.service, node_id, would_be), payload)
             await self.create_node(requester, node_id, preconditions)
             node = await self._node(node_id)
             created = True
@@ -737,7 +750,7 @@ class PubSubService:
         )
         notifications: list[Notification] = []
         if result.evicted:
-            self.catch_up.forget_items(node_id, result.evicted)
+            await self.catch_up.forget_items(node_id, result.evicted)
             if node.config.notify_retract and node.config.persist_items:
                 notifications += await self.fanout.fan_out(
                     node, NotificationKind.RETRACT, item_ids=result.evicted
@@ -786,7 +799,7 @@ class PubSubService:
         ):
             raise PubSubError("forbidden")  # §7.2.3.1
         await self.store.delete_items(self.service, node_id, [item_id])
-        self.catch_up.forget_items(node_id, [item_id])
+        await self.catch_up.forget_items(node_id, [item_id])
         self.digests.forget_items(node_id, [item_id])
         notifications = []
         if notify or node.config.notify_retract:
@@ -806,21 +819,44 @@ class PubSubService:
     async def modify_subscriptions(
         self, requester: str, node_id: str, changes: Sequence[SubscriptionChange]
     ) -> Outcome:
-        """XEP-0060 §8.8.2 set subscription states; subscribers are told (§8.8.4)."""
+        """XEP-0060 §8.8.2 set subscription states; subscribers are told (§8.8.4).
+
+        Valid entries are applied even when others are refused; the refused ones are raised
+        in :class:`RejectedEntries` with their unaltered state (§8.8.2.4).
+        """
         node = await self._node(node_id)
         await self._require(node, requester, Action.MANAGE_SUBSCRIPTIONS)
         current = await self.store.list_subscriptions(self.service, node_id)
+        affiliations = await self.store.list_affiliations(self.service, node_id)
         notifications: list[Notification] = []
+        rejected: list[Subscription] = []
         for change in changes:
             matching = [
                 s
                 for s in current
                 if s.jid == change.jid and (change.subid is None or s.subid == change.subid)
             ]
+            if change.subid is not None and not matching:
+                rejected.append(
+                    Subscription(node_id, change.jid, change.subid, SubscriptionState.NONE)
+                )
+                continue
+            if (
+                change.state is not SubscriptionState.NONE
+                and affiliations.get(bare(change.jid)) is Affiliation.OUTCAST
+            ):
+                # §4.1: an outcast may not be subscribed; the owner must change that first.
+                rejected += matching or [
+                    Subscription(node_id, change.jid, "", SubscriptionState.NONE)
+                ]
+                continue
             if change.state is SubscriptionState.NONE:
                 for sub in matching:
                     await self.store.delete_subscription(self.service, node_id, sub.subid)
                 updated = [dataclasses.replace(s, state=SubscriptionState.NONE) for s in matching]
+                others = [s for s in current if s.jid == change.jid and s not in matching]
+                if matching and not others:
+                    await self.catch_up.forget_subscriber(bare(change.jid), node_id)
             elif matching:
                 updated = [dataclasses.replace(s, state=change.state) for s in matching]
                 for sub in updated:
@@ -831,6 +867,10 @@ class PubSubService:
                 updated = [sub]
             for sub in updated:
                 notifications.append(self._subscription_notice(node, sub))
+        if rejected:
+            raise RejectedEntries(
+                node_id, subscriptions=tuple(rejected), notifications=tuple(notifications)
+            )
         return Outcome(tuple(notifications))
 
     def _subscription_notice(self, node: Node, sub: Subscription) -> Notification:
@@ -852,20 +892,54 @@ class PubSubService:
     async def modify_affiliations(
         self, requester: str, node_id: str, changes: Mapping[str, Affiliation]
     ) -> Outcome:
-        """XEP-0060 §8.9.2 set affiliations; an outcast loses its subscriptions."""
+        """XEP-0060 §8.9.2 set affiliations; an outcast loses its subscriptions.
+
+        Entries that would leave the node without an owner (or, for PEP, change the account's
+        own affiliation) are refused with their unaltered affiliation in
+        :class:`RejectedEntries`; the others are applied (§8.9.2.4).
+        """
         node = await self._node(node_id)
         await self._require(node, requester, Action.MANAGE_AFFILIATIONS)
         current = await self.store.list_affiliations(self.service, node_id)
-        after = {**current, **{bare(j): a for j, a in changes.items()}}
-        if not self.config.pep and not any(a is Affiliation.OWNER for a in after.values()):
-            raise PubSubError("not-acceptable", text="a node keeps at least one owner")
-        for jid, affiliation in changes.items():
+        wanted = {bare(j): a for j, a in changes.items()}
+        refused: dict[str, Affiliation] = {}
+        if self.config.pep:
+            if self.service in wanted:
+                refused[self.service] = Affiliation.OWNER
+        else:
+            after = {**current, **wanted}
+            if not any(a is Affiliation.OWNER for a in after.values()):
+                refused = {
+                    j: Affiliation.OWNER
+                    for j, a in wanted.items()
+                    if current.get(j) is Affiliation.OWNER
+                }
+        notifications: list[Notification] = []
+        for jid, affiliation in wanted.items():
+            if jid in refused:
+                continue
             await self.store.set_affiliation(self.service, node_id, jid, affiliation)
             if affiliation is Affiliation.OUTCAST:
                 for sub in await self.store.subscriptions_of(self.service, jid):
                     if sub.node == node_id:
                         await self.store.delete_subscription(self.service, node_id, sub.subid)
-        return Outcome()
+                        gone = dataclasses.replace(sub, state=SubscriptionState.NONE)
+                        notifications.append(self._subscription_notice(node, gone))
+                await self.catch_up.forget_subscriber(jid, node_id)
+            elif affiliation in (Affiliation.OWNER, Affiliation.PUBLISHER):
+                # §8.7 note: a pending request of a new owner or publisher is approved.
+                for sub in await self.store.subscriptions_of(self.service, jid):
+                    if sub.node == node_id and sub.state is SubscriptionState.PENDING:
+                        approved = dataclasses.replace(sub, state=SubscriptionState.SUBSCRIBED)
+                        await self.store.put_subscription(self.service, approved)
+                        notifications.append(self._subscription_notice(node, approved))
+        if refused:
+            raise RejectedEntries(
+                node_id,
+                affiliations=tuple(sorted(refused.items())),
+                notifications=tuple(notifications),
+            )
+        return Outcome(tuple(notifications))
 
     async def pending_nodes(self, requester: str) -> list[str]:
         """XEP-0060 §8.7 nodes owned by the requester with pending subscriptions."""
@@ -929,7 +1003,7 @@ class PubSubService:
         """
         notifications: list[Notification] = []
         caught_up: set[str] = set()
-        for release in self.catch_up.became_available(full_jid, show):
+        for release in await self.catch_up.became_available(full_jid, show):
             node = await self.store.get_node(self.service, release.node)
             if node is None or not release.items:
                 continue
@@ -941,8 +1015,9 @@ class PubSubService:
         if not initial:
             return notifications
         seen = set(caught_up)
+        now = self._now()
         for sub in await self.store.subscriptions_of(self.service, full_jid):
-            if sub.node in seen or not sub.active or not sub.options.deliver:
+            if sub.node in seen or not sub.active or not sub.options.deliver or sub.lapsed(now):
                 continue
             if sub.jid != bare(sub.jid) and sub.jid != full_jid:
                 continue
@@ -987,13 +1062,48 @@ class PubSubService:
         return notifications
 
     async def became_unavailable(self, full_jid: str, *, last_resource: bool) -> Outcome:
-        """End temporary subscriptions (pubsub#expire = presence, XEP-0060 §12.5)."""
+        """End temporary subscriptions (pubsub#expire = presence, XEP-0060 §12.5) and, when
+        the account's last resource left, purge the nodes configured pubsub#purge_offline
+        whose publishers are now all offline."""
         for sub in await self.store.subscriptions_of(self.service, full_jid):
             if sub.options.expire != "presence":
                 continue
             if sub.jid == full_jid or (sub.jid == bare(full_jid) and last_resource):
                 await self.store.delete_subscription(self.service, sub.node, sub.subid)
-        return Outcome()
+                await self.catch_up.forget_subscriber(bare(full_jid), sub.node)
+        if not last_resource:
+            return Outcome()
+        return Outcome(tuple(await self._purge_offline(bare(full_jid))))
+
+    async def _purge_offline(self, who: str) -> list[Notification]:
+        # XEP-0060 §16.4.4 pubsub#purge_offline: "purge all items when the relevant publisher
+        # goes offline" — here, when no owner or publisher of the node is online any more.
+        publishing = (Affiliation.OWNER, Affiliation.PUBLISHER, Affiliation.PUBLISH_ONLY)
+        if self.config.pep:
+            nodes = [n.node_id for n in await self.store.list_nodes(self.service)]
+            nodes = nodes if who == self.service else []
+        else:
+            mine = await self.store.affiliations_of(self.service, who)
+            nodes = [n for n, a in mine.items() if a in publishing]
+        notifications: list[Notification] = []
+        for node_id in nodes:
+            node = await self.store.get_node(self.service, node_id)
+            if node is None or not node.config.purge_offline or node.is_collection:
+                continue
+            if self.config.pep:
+                publishers = [self.service]
+            else:
+                affiliations = await self.store.list_affiliations(self.service, node_id)
+                publishers = [j for j, a in affiliations.items() if a in publishing]
+            if any(self.presence.available_resources(j) for j in publishers):
+                continue
+            if not await self.store.purge_items(self.service, node_id):
+                continue
+            await self.catch_up.forget_items(node_id)
+            self.digests.forget_items(node_id)
+            if node.config.deliver_notifications:
+                notifications += await self.fanout.fan_out(node, NotificationKind.PURGE)
+        return notifications
 
     async def due_digests(self, now: float) -> list[Notification]:
         """Digest batches whose pubsub#digest_frequency has elapsed, one notification each."""

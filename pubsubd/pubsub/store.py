@@ -1,7 +1,8 @@
 """The storage the pubsub core needs, as a narrow async Protocol, and an in-memory backend.
 
 Nodes of the pubsub component and PEP nodes of every account live side by side, keyed by
-``(service, node_id)``. Items come back newest first.
+``(service, node_id)``. Items come back newest first. The store also keeps the catch-up state
+(which items wait for which away subscriber), so a restart loses none of it.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from .delivery import Hold
 from .model import Affiliation, Item, Node, Subscription, bare
+from .notifications import Recipient
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +33,20 @@ class PutResult:
     """The stored items, with their sequence numbers, in the order given."""
     evicted: tuple[str, ...]
     """Ids of the oldest items removed to respect max_items."""
+
+
+@dataclass(frozen=True, slots=True)
+class HeldEntry:
+    """Items withheld from one subscriber (bare JID) of one node, for catch-up."""
+
+    node: str
+    bare_jid: str
+    recipient: Recipient
+    shows: frozenset[str] | None
+    item_ids: tuple[str, ...]
+    """Oldest first."""
+    skipped: int
+    """How many older items were dropped to respect the cap."""
 
 
 class PubSubStore(Protocol):
@@ -97,6 +114,41 @@ class PubSubStore(Protocol):
 
     async def purge_items(self, service: str, node_id: str) -> list[str]: ...
 
+    async def hold_items(
+        self, service: str, node_id: str, holds: Sequence[Hold], items: Sequence[Item], cap: int
+    ) -> None:
+        """Keep ``items`` for each held subscriber, at most ``cap`` per subscriber and node:
+        the oldest beyond it are dropped and counted; a republished id moves to the end."""
+        ...
+
+    async def held_for(self, service: str, bare_jid: str) -> list[HeldEntry]:
+        """What waits for a subscriber, per node."""
+        ...
+
+    async def take_held(self, service: str, node_id: str, bare_jid: str) -> HeldEntry | None:
+        """Remove and return what waits for a subscriber on one node (atomically, so two
+        resources coming online at once never both get it)."""
+        ...
+
+    async def forget_held(
+        self, service: str, node_id: str, item_ids: Sequence[str] | None = None
+    ) -> None:
+        """Drop held items of a node (all of them, with their entries, when ``item_ids`` is
+        None)."""
+        ...
+
+
+@dataclass(slots=True)
+class _HeldState:
+    recipient: Recipient
+    shows: frozenset[str] | None
+    items: dict[str, int]
+    skipped: int = 0
+
+    def entry(self, node: str, bare_jid: str) -> HeldEntry:
+        ordered = tuple(sorted(self.items, key=self.items.__getitem__))
+        return HeldEntry(node, bare_jid, self.recipient, self.shows, ordered, self.skipped)
+
 
 class MemoryPubSubStore:
     """Everything in dictionaries: tests, and servers that need no persistence."""
@@ -106,6 +158,7 @@ class MemoryPubSubStore:
         self._affiliations: dict[tuple[str, str], dict[str, Affiliation]] = {}
         self._subscriptions: dict[tuple[str, str], dict[str, Subscription]] = {}
         self._items: dict[tuple[str, str], dict[str, Item]] = {}
+        self._held: dict[tuple[str, str, str], _HeldState] = {}
         self._seq = 0
 
     async def create_node(self, node: Node, owner: str | None) -> bool:
@@ -132,6 +185,7 @@ class MemoryPubSubStore:
         key = (service, node_id)
         for table in (self._nodes, self._affiliations, self._subscriptions, self._items):
             table.pop(key, None)  # type: ignore[attr-defined]
+        await self.forget_held(service, node_id)
 
     async def get_affiliation(self, service: str, node_id: str, jid: str) -> Affiliation:
         return self._affiliations.get((service, node_id), {}).get(bare(jid), Affiliation.NONE)
@@ -229,3 +283,46 @@ class MemoryPubSubStore:
         ids = list(table)
         table.clear()
         return ids
+
+    async def hold_items(
+        self, service: str, node_id: str, holds: Sequence[Hold], items: Sequence[Item], cap: int
+    ) -> None:
+        if (service, node_id) not in self._nodes:
+            return
+        for hold in holds:
+            key = (service, node_id, hold.bare_jid)
+            state = self._held.get(key)
+            if state is None:
+                state = self._held[key] = _HeldState(hold.recipient, hold.shows, {})
+            state.recipient, state.shows = hold.recipient, hold.shows
+            for item in items:
+                state.items.pop(item.item_id, None)
+                state.items[item.item_id] = item.seq
+            excess = max(0, len(state.items) - cap)
+            overflow = sorted(state.items, key=state.items.__getitem__)[:excess]
+            for item_id in overflow:
+                del state.items[item_id]
+            state.skipped += len(overflow)
+
+    async def held_for(self, service: str, bare_jid: str) -> list[HeldEntry]:
+        return [
+            state.entry(node, who)
+            for (svc, node, who), state in sorted(self._held.items())
+            if svc == service and who == bare_jid
+        ]
+
+    async def take_held(self, service: str, node_id: str, bare_jid: str) -> HeldEntry | None:
+        state = self._held.pop((service, node_id, bare_jid), None)
+        return state.entry(node_id, bare_jid) if state is not None else None
+
+    async def forget_held(
+        self, service: str, node_id: str, item_ids: Sequence[str] | None = None
+    ) -> None:
+        for key, state in list(self._held.items()):
+            if key[:2] != (service, node_id):
+                continue
+            if item_ids is None:
+                del self._held[key]
+            else:
+                for item_id in item_ids:
+                    state.items.pop(item_id, None)

@@ -15,6 +15,7 @@ from datetime import datetime
 
 from pubsubd.pubsub.model import (
     Affiliation,
+    MessageType,
     Item,
     Node,
     NodeConfig,
@@ -23,7 +24,9 @@ from pubsubd.pubsub.model import (
     SubscriptionState,
     bare,
 )
-from pubsubd.pubsub.store import NewItem, PutResult
+from pubsubd.pubsub.delivery import Hold
+from pubsubd.pubsub.notifications import Recipient
+from pubsubd.pubsub.store import HeldEntry, NewItem, PutResult
 
 from .sqlite import Database
 
@@ -58,6 +61,23 @@ MIGRATIONS = [
     CREATE INDEX pubsub_items_seq ON pubsub_items (service, node, seq);
     CREATE TABLE pubsub_sequence (id INTEGER PRIMARY KEY CHECK (id = 1), value INTEGER NOT NULL);
     INSERT INTO pubsub_sequence (id, value) VALUES (1, 0)
+    """,
+    # Catch-up: items held for away subscribers, written right after the publish that held
+    # them, so they survive a restart (even kill -9).
+    """
+    CREATE TABLE pubsub_held (
+        service TEXT NOT NULL, node TEXT NOT NULL, bare_jid TEXT NOT NULL,
+        recipient TEXT NOT NULL, skipped INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (service, node, bare_jid),
+        FOREIGN KEY (service, node) REFERENCES pubsub_nodes ON DELETE CASCADE
+    );
+    CREATE INDEX pubsub_held_jid ON pubsub_held (service, bare_jid);
+    CREATE TABLE pubsub_held_items (
+        service TEXT NOT NULL, node TEXT NOT NULL, bare_jid TEXT NOT NULL,
+        item_id TEXT NOT NULL, seq INTEGER NOT NULL,
+        PRIMARY KEY (service, node, bare_jid, item_id),
+        FOREIGN KEY (service, node, bare_jid) REFERENCES pubsub_held ON DELETE CASCADE
+    )
     """,
 ]
 
@@ -95,6 +115,51 @@ def _subscription_row(row: tuple[str, str, str, str, str]) -> Subscription:
 def _item_row(row: tuple[str, str, str, str, int]) -> Item:
     item_id, payload, publisher, published, seq = row
     return Item(item_id, payload, publisher, datetime.fromisoformat(published), seq)
+
+
+def _recipient_json(hold: Hold) -> str:
+    r = hold.recipient
+    return json.dumps(
+        {
+            "address": r.address,
+            "message_type": r.message_type.value,
+            "subids": list(r.subids),
+            "collection": r.collection,
+            "include_body": r.include_body,
+            "shows": None if hold.shows is None else sorted(hold.shows),
+        },
+        sort_keys=True,
+    )
+
+
+def _held_meta(text: str) -> tuple[Recipient, frozenset[str] | None]:
+    data = json.loads(text)
+    recipient = Recipient(
+        data["address"],
+        MessageType(data["message_type"]),
+        tuple(data["subids"]),
+        data["collection"],
+        bool(data["include_body"]),
+    )
+    shows = data["shows"]
+    return recipient, None if shows is None else frozenset(shows)
+
+
+_HELD_KEY = "service = ? AND node = ? AND bare_jid = ?"
+
+
+def _held_entry(
+    conn: sqlite3.Connection, service: str, node_id: str, bare_jid: str, meta: str, skipped: int
+) -> HeldEntry:
+    ids = tuple(
+        row[0]
+        for row in conn.execute(
+            f"SELECT item_id FROM pubsub_held_items WHERE {_HELD_KEY} ORDER BY seq",
+            (service, node_id, bare_jid),
+        ).fetchall()
+    )
+    recipient, shows = _held_meta(meta)
+    return HeldEntry(node_id, bare_jid, recipient, shows, ids, skipped)
 
 
 class SqlitePubSubStore:
@@ -364,3 +429,89 @@ class SqlitePubSubStore:
             return ids
 
         return await self.db.run(purge)
+
+    # --- catch-up ------------------------------------------------------------------------------
+
+    async def hold_items(
+        self, service: str, node_id: str, holds: Sequence[Hold], items: Sequence[Item], cap: int
+    ) -> None:
+        def hold_all(conn: sqlite3.Connection) -> None:
+            if not conn.execute(
+                "SELECT 1 FROM pubsub_nodes WHERE service = ? AND node = ?", (service, node_id)
+            ).fetchone():
+                return
+            for hold in holds:
+                key = (service, node_id, hold.bare_jid)
+                conn.execute(
+                    "INSERT INTO pubsub_held (service, node, bare_jid, recipient)"
+                    " VALUES (?, ?, ?, ?) ON CONFLICT (service, node, bare_jid)"
+                    " DO UPDATE SET recipient = excluded.recipient",
+                    (*key, _recipient_json(hold)),
+                )
+                conn.executemany(
+                    "INSERT OR REPLACE INTO pubsub_held_items VALUES (?, ?, ?, ?, ?)",
+                    [(*key, item.item_id, item.seq) for item in items],
+                )
+                overflow = [
+                    row[0]
+                    for row in conn.execute(
+                        f"SELECT item_id FROM pubsub_held_items WHERE {_HELD_KEY}"
+                        " ORDER BY seq DESC LIMIT -1 OFFSET ?",
+                        (*key, cap),
+                    ).fetchall()
+                ]
+                if overflow:
+                    conn.executemany(
+                        f"DELETE FROM pubsub_held_items WHERE {_HELD_KEY} AND item_id = ?",
+                        [(*key, item_id) for item_id in overflow],
+                    )
+                    conn.execute(
+                        f"UPDATE pubsub_held SET skipped = skipped + ? WHERE {_HELD_KEY}",
+                        (len(overflow), *key),
+                    )
+
+        await self.db.run(hold_all)
+
+    async def held_for(self, service: str, bare_jid: str) -> list[HeldEntry]:
+        def held(conn: sqlite3.Connection) -> list[HeldEntry]:
+            rows = conn.execute(
+                "SELECT node, recipient, skipped FROM pubsub_held"
+                " WHERE service = ? AND bare_jid = ? ORDER BY node",
+                (service, bare_jid),
+            ).fetchall()
+            return [
+                _held_entry(conn, service, node_id, bare_jid, meta, skipped)
+                for node_id, meta, skipped in rows
+            ]
+
+        return await self.db.run(held)
+
+    async def take_held(self, service: str, node_id: str, bare_jid: str) -> HeldEntry | None:
+        def take(conn: sqlite3.Connection) -> HeldEntry | None:
+            key = (service, node_id, bare_jid)
+            row = conn.execute(
+                f"SELECT recipient, skipped FROM pubsub_held WHERE {_HELD_KEY}", key
+            ).fetchone()
+            if row is None:
+                return None
+            entry = _held_entry(conn, *key, row[0], row[1])
+            conn.execute(f"DELETE FROM pubsub_held WHERE {_HELD_KEY}", key)
+            return entry
+
+        return await self.db.run(take)
+
+    async def forget_held(
+        self, service: str, node_id: str, item_ids: Sequence[str] | None = None
+    ) -> None:
+        def forget(conn: sqlite3.Connection) -> None:
+            if item_ids is None:
+                conn.execute(
+                    "DELETE FROM pubsub_held WHERE service = ? AND node = ?", (service, node_id)
+                )
+                return
+            conn.executemany(
+                "DELETE FROM pubsub_held_items WHERE service = ? AND node = ? AND item_id = ?",
+                [(service, node_id, item_id) for item_id in item_ids],
+            )
+
+        await self.db.run(forget)

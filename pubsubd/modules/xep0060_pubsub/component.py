@@ -22,15 +22,22 @@ from pubsubd.core.module import Module
 from pubsubd.core.router import AlreadyAnswered, Stanza
 from pubsubd.errors import Condition, StanzaError
 from pubsubd.jid import JID
-from pubsubd.pubsub import Notification, PubSubError, PubSubService, ServiceConfig
+from pubsubd.pubsub import (
+    Notification,
+    PubSubError,
+    PubSubService,
+    RejectedEntries,
+    ServiceConfig,
+)
 from pubsubd.pubsub.model import NodeConfig
 from pubsubd.storage.pubsub_sqlite import SqlitePubSubStore
 from pubsubd.xml import builders
 
 from . import disco
-from .errors import to_stanza_error
-from .handlers import Answer, execute, resolve_approval
+from .errors import reply_with_payload, to_stanza_error
+from .handlers import Answer, execute, rejected_entries_payload, resolve_approval
 from .notify import NotificationSender
+from .pending import GET_PENDING, get_pending_command
 from .presence import ServerPresence
 from .requests import PAYLOAD_TAGS, PubSubRequest, Verb, form_values, parse
 
@@ -103,6 +110,8 @@ class PubSubComponent(Module):
         self.iq_handlers: dict[tuple[str, str], IqHandler] = {}
         self.node_metadata_providers: list[disco.MetadataProvider] = []
         self.commands = _command_registry()
+        if self.commands is not None:
+            self.commands.add(get_pending_command(self.service, self.sender.send))
         self._available: set[str] = set()
         if not config.pubsub.enabled:
             return
@@ -178,7 +187,8 @@ class PubSubComponent(Module):
 
     async def _disco_info(self, st: Stanza, node: str | None) -> etree._Element:
         if not node:
-            extra = [ns.COMMANDS] if self.commands is not None else []
+            # XEP-0060 §8.7: get-pending exists only where ad-hoc commands do.
+            extra = [ns.COMMANDS, GET_PENDING] if self.commands is not None else []
             return disco.service_info("Publish-Subscribe", extra)
         if self.commands is not None and (node == ns.COMMANDS or node in self.commands):
             return self.commands.info_element(node, st.from_)
@@ -189,6 +199,12 @@ class PubSubComponent(Module):
         requester = str(st.from_)
         try:
             answer = await self._execute(requester, request)
+        except RejectedEntries as error:
+            # §8.8.2.4 / §8.9.2.4: the error lists the refused entries; the rest took effect.
+            payload = rejected_entries_payload(error)
+            await reply_with_payload(self.server.router, st, error, payload)
+            await self.sender.send(error.notifications)
+            raise AlreadyAnswered from None
         except PubSubError as error:
             raise to_stanza_error(error) from None
         return answer
@@ -293,7 +309,8 @@ class PubSubComponent(Module):
         key = str(full)
         self._available.discard(key)
         last = not self.presence.available_resources(str(full.bare))
-        await self.service.became_unavailable(key, last_resource=last)
+        outcome = await self.service.became_unavailable(key, last_resource=last)
+        await self.sender.send(outcome.notifications)  # pubsub#purge_offline purges
 
     async def run(self) -> None:
         """Send digest batches (pubsub#digest) once their frequency has elapsed."""

@@ -11,8 +11,10 @@ from __future__ import annotations
 from lxml import etree
 
 from pubsubd import ns
+from pubsubd.core.router import Router, Stanza
 from pubsubd.errors import DEFAULT_TYPE, Condition, StanzaError
 from pubsubd.pubsub import PubSubError
+from pubsubd.xml import builders
 
 # (stanza condition, pubsub condition or None) → error type, where XEP-0060 differs from the
 # RFC 6120 default of the condition.
@@ -45,3 +47,15 @@ def to_stanza_error(error: PubSubError) -> StanzaError:
     )
     text = error.text if error.text != error.pubsub_condition else None
     return StanzaError(condition, text, type_=type_, app=app, value=error.redirect)
+
+
+async def reply_with_payload(
+    router: Router, st: Stanza, error: PubSubError, payload: etree._Element
+) -> None:
+    """An IQ error that carries a payload before ``<error/>`` — XEP-0060 §8.8.2.4 and
+    §8.9.2.4 list the refused entries there (RFC 6120 §8.3.1 allows the child)."""
+    reply = builders.error_reply(st.element, to_stanza_error(error))
+    reply.insert(0, payload)
+    if st.to is None:
+        reply.attrib.pop("from", None)
+    await router.send_to(st.from_, reply, st.origin)

@@ -19,6 +19,7 @@ from pubsubd.pubsub import (
     Notification,
     PubSubError,
     PubSubService,
+    RejectedEntries,
     Subscription,
     SubscriptionChange,
     SubscriptionState,
@@ -76,7 +77,7 @@ def _require_jid(request: PubSubRequest) -> str:
 
 def _subscription_element(parent: etree._Element, sub: Subscription, *, node: bool) -> None:
     _sub(parent, "subscription", node=sub.node if node else None, jid=sub.jid,
-         subscription=sub.state.value, subid=sub.subid)
+         subscription=sub.state.value, subid=sub.subid or None)
 
 
 def item_element(parent: etree._Element, item: Item, *, with_payload: bool = True) -> None:
@@ -272,14 +273,28 @@ async def node_subscriptions_set(
     service: PubSubService, requester: str, request: PubSubRequest
 ) -> Answer:
     node = _node(request)
-    changes = []
+    changes, unknown = [], []
     for jid, state, subid in request.subscriptions:
         try:
             changes.append(SubscriptionChange(jid, SubscriptionState(state), subid))
         except ValueError:
-            raise PubSubError("bad-request", text=f"unknown subscription state {state!r}") from None
-    outcome = await service.modify_subscriptions(requester, node, changes)
-    return Answer(None, outcome.notifications)
+            unknown.append((jid, subid))
+    rejected: tuple[Subscription, ...] = ()
+    try:
+        outcome = await service.modify_subscriptions(requester, node, changes)
+        notifications = outcome.notifications
+    except RejectedEntries as error:
+        rejected, notifications = error.subscriptions, error.notifications
+    if unknown:
+        # §8.8.2.4: an entry with an unknown state is refused with its unaltered state.
+        current = await service.node_subscriptions(requester, node)
+        for jid, subid in unknown:
+            same = [s for s in current if s.jid == jid and subid in (None, s.subid)]
+            rejected += tuple(same or [Subscription(node, jid, subid or "",
+                                                    SubscriptionState.NONE)])
+    if rejected:
+        raise RejectedEntries(node, subscriptions=rejected, notifications=notifications)
+    return Answer(None, notifications)
 
 
 async def node_affiliations_get(
@@ -299,13 +314,40 @@ async def node_affiliations_set(
 ) -> Answer:
     node = _node(request)
     changes: dict[str, Affiliation] = {}
+    unknown: list[str] = []
     for jid, affiliation in request.affiliations:
         try:
             changes[jid] = Affiliation(affiliation)
         except ValueError:
-            raise PubSubError("bad-request", text=f"unknown affiliation {affiliation!r}") from None
-    outcome = await service.modify_affiliations(requester, node, changes)
-    return Answer(None, outcome.notifications)
+            unknown.append(bare(jid))
+    rejected: tuple[tuple[str, Affiliation], ...] = ()
+    try:
+        outcome = await service.modify_affiliations(requester, node, changes)
+        notifications = outcome.notifications
+    except RejectedEntries as error:
+        rejected, notifications = error.affiliations, error.notifications
+    if unknown:
+        # §8.9.2.4: an entry with an unknown affiliation is refused, reported unaltered.
+        current = await service.node_affiliations(requester, node)
+        rejected += tuple((jid, current.get(jid, Affiliation.NONE)) for jid in unknown)
+    if rejected:
+        raise RejectedEntries(node, affiliations=rejected, notifications=notifications)
+    return Answer(None, notifications)
+
+
+def rejected_entries_payload(error: RejectedEntries) -> etree._Element:
+    """The refused entries, with their unaltered state, for the error reply (§8.8.2.4,
+    §8.9.2.4)."""
+    payload = _pubsub(owner=True)
+    if error.subscriptions:
+        container = _sub(payload, "subscriptions", node=error.node)
+        for sub in error.subscriptions:
+            _subscription_element(container, sub, node=False)
+    if error.affiliations:
+        container = _sub(payload, "affiliations", node=error.node)
+        for jid, affiliation in error.affiliations:
+            _sub(container, "affiliation", jid=jid, affiliation=affiliation.value)
+    return payload
 
 
 HANDLERS: dict[Verb, Handler] = {

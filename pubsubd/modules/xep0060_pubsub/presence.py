@@ -81,8 +81,4 @@ class ServerPresence:
         view = self.view
         if view is None or user is None:
             return []
-        store = getattr(view, "_store", None)
-        if store is None:
-            return []
-        return [str(c) for c, item in store.roster(user.bare).items()
-                if item.subscription in ("to", "both")]
+        return [str(c) for c in view.presence_sources(user)]

@@ -231,3 +231,20 @@ async def test_service_on_sqlite_persists_published_items(tmp_path: Path) -> Non
     assert [i.item_id for i in (await reopened.items(BOB, "feed")).items] == ["c", "b"]
     [sub] = await reopened.subscriptions(BOB)
     assert sub.options.show_values == frozenset({"online"})
+
+
+async def test_a_leaf_in_two_collections_reaches_both(world: World) -> None:
+    """multi-collection (XEP-0248 §7.2): one leaf associated with several collections."""
+    svc = world.service
+    await svc.create_node(OWNER, "sports", COLLECTION)
+    await svc.create_node(OWNER, "local", COLLECTION)
+    await svc.create_node(OWNER, "derby", {"pubsub#collection": ["sports", "local"]})
+    eve = "eve@example.org/desk"
+    world.presence.shows[eve] = "online"
+    await svc.subscribe(BOB, "sports", BOB)
+    await svc.subscribe(eve, "local", eve)
+    [event] = (await svc.publish(OWNER, "derby", "<e/>", "goal")).notifications
+    assert {(r.address, r.collection) for r in event.recipients} == {
+        (BOB, "sports"),
+        (eve, "local"),
+    }

@@ -26,7 +26,6 @@ def test_node_config_form_round_trip() -> None:
         roster_groups_allowed=frozenset({"x", "y"}),
         max_items=None,
         collection=("blogs",),
-        item_expire=60,
     )
     form = config.to_form(children=("c1",))
     assert form["FORM_TYPE"] == ["http://jabber.org/protocol/pubsub#node_config"]
