@@ -12,6 +12,8 @@
 from __future__ import annotations
 
 import copy
+import datetime
+import time
 
 from lxml import etree
 
@@ -170,10 +172,32 @@ class PresenceModule(Module):
             return
         sessions = [s for s in self.server.sessions.resources(owner) if s.presence.available]
         if not sessions:
-            await self._send_type(owner, prober, "unavailable")  # §4.3.2 (3)
+            await self._answer_probe_offline(owner, prober, st.id)
             return
         for session in sessions:
             await self._send_presence_of(session, prober)
+
+    async def _answer_probe_offline(self, owner: JID, prober: JID, probe_id: str | None) -> None:
+        """§4.3.2 (3): unavailable from the bare JID, carrying the last unavailable presence
+        the user sent, and a XEP-0203 delay saying when it was generated."""
+        last = self.view.last_unavailable(owner)
+        if last is not None:
+            el = copy.deepcopy(last[0])
+            when: float | None = last[1]
+        else:
+            el = builders.stanza("presence", type_="unavailable", id_=probe_id or builders.new_id())
+            account = await self.server.accounts.get(owner.local or "", owner.domain)
+            when = account.last_logout if account is not None else None
+        el.set("from", str(owner))  # the bare JID: no resource is available (§4.3.2)
+        el.set("to", str(prober))
+        if when is not None:
+            for old in el.findall(ns.clark(ns.DELAY, "delay")):
+                el.remove(old)
+            delay = etree.SubElement(el, ns.clark(ns.DELAY, "delay"), nsmap={None: ns.DELAY})
+            delay.set("from", owner.domain)
+            delay.set("stamp", datetime.datetime.fromtimestamp(when, datetime.timezone.utc)
+                      .strftime("%Y-%m-%dT%H:%M:%S.%fZ"))  # XEP-0082 DateTime
+        await self.server.router.route(Stanza(el, owner, prober, None))
 
     # --- presence broadcast (§4.2, §4.4, §4.5) ----------------------------------------------
 
@@ -240,6 +264,10 @@ class PresenceModule(Module):
                 continue
         template = copy.deepcopy(el)
         template.set("from", str(session.jid))
+        if was_available:
+            kept = copy.deepcopy(template)
+            kept.attrib.pop("to", None)
+            self.view.record_unavailable(session.jid, kept, time.time())
         for target in dict.fromkeys(targets):
             out = copy.deepcopy(template)
             out.set("to", str(target))

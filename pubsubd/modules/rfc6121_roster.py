@@ -2,7 +2,8 @@
 
 Rosters live in :class:`ImStore` (in memory, written through to SQLite). The subscription
 fields of an item are changed only by the presence module's state machine; this module
-changes names and groups and removes items. Roster versions are a per-user counter.
+changes names and groups and removes items. Roster versions are a per-user counter; a client
+whose version is still in the store's bounded change log gets only the changes, as pushes.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from lxml import etree
 
 from pubsubd import ns
 from pubsubd.core.module import Module
-from pubsubd.core.router import Stanza
+from pubsubd.core.router import AlreadyAnswered, Stanza
+from pubsubd.core.session import Session
 from pubsubd.errors import Condition, StanzaError
 from pubsubd.jid import JID, InvalidJID
 from pubsubd.storage.im_sqlite import ImStore, RosterItem, im_store
@@ -72,6 +74,17 @@ class RosterModule(Module):
         asked = st.element[0].get("ver")
         if asked is not None and asked == current:
             return None  # §2.6.3: unchanged, pushes follow as usual
+        if asked is not None and asked.isdigit() and st.origin is not None:
+            changes = self.store.changes_since(owner, int(asked))
+            if changes is not None:
+                # §2.6.3: an empty result, then the changes as roster pushes to this resource.
+                await self.server.router.reply(st, None)
+                for version, contact in changes:
+                    item = self.store.item(owner, contact)
+                    item_el = item_element(item) if item is not None else \
+                        item_element(RosterItem(contact), removed=True)
+                    st.origin.send(self._push_iq(st.origin, item_el, version))
+                raise AlreadyAnswered
         query = builders.element(ns.ROSTER, "query")
         if asked is not None:
             query.set("ver", current)
@@ -151,10 +164,14 @@ class RosterModule(Module):
         for session in self.server.sessions.resources(owner):
             if not session.roster_requested:
                 continue
-            iq = builders.iq("set", to=str(session.jid))
-            query = builders.child(iq, ns.ROSTER, "query", ver=str(version))
-            query.append(copy.deepcopy(item_el))
-            session.send(iq)
+            session.send(self._push_iq(session, item_el, version))
+
+    @staticmethod
+    def _push_iq(session: Session, item_el: etree._Element, version: int) -> etree._Element:
+        iq = builders.iq("set", to=str(session.jid))
+        query = builders.child(iq, ns.ROSTER, "query", ver=str(version))
+        query.append(copy.deepcopy(item_el))
+        return iq
 
     async def _account_deleted(self, bare: JID) -> bool:
         await self.store.forget(bare)

@@ -1,8 +1,8 @@
 """XEP-0012 Last Activity: the server's uptime, and how long ago an account was last online.
 
 An account's answer is for its presence subscribers only (§4); while any resource is
-available the answer is 0 seconds. Logout times come from the account store, which this
-module keeps current when a user's last resource goes away.
+available the answer is 0 seconds. Otherwise it is the time since the logout the connection
+layer stamped in the account store, with the status of the user's last unavailable presence.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from lxml import etree
 from pubsubd import ns
 from pubsubd.core.module import Module
 from pubsubd.core.router import Stanza
-from pubsubd.core.session import Session
 from pubsubd.errors import Condition, StanzaError
 from pubsubd.xml import builders
 
@@ -30,8 +29,6 @@ class LastActivityModule(Module):
         router = self.server.router
         router.add_iq_handler("host", "get", QUERY, self.uptime)
         router.add_iq_handler("bare", "get", QUERY, self.account)
-        self.server.hooks.on("session/closed", self._closed)
-        self._status: dict[str, str] = {}
 
     async def uptime(self, st: Stanza) -> etree._Element:
         seconds = int(trio.current_time() - self.server.started_at)  # §5: server uptime
@@ -46,20 +43,12 @@ class LastActivityModule(Module):
         if presence.available_resources(owner):
             return builders.element(ns.LAST, "query", seconds="0")
         account = await self.server.accounts.get(owner.local or "", owner.domain)
-        query = builders.element(ns.LAST, "query")
         last = account.last_logout if account is not None else None
-        query.set("seconds", str(int(time.time() - last)) if last else "0")
-        status = self._status.get(str(owner))
+        if last is None:
+            raise StanzaError(Condition.ITEM_NOT_FOUND, "never logged in")
+        query = builders.element(ns.LAST, "query", seconds=str(max(0, int(time.time() - last))))
+        unavailable = presence.last_unavailable(owner)
+        status = unavailable[0].findtext(ns.C_STATUS) if unavailable is not None else None
         if status:
-            query.text = status
+            query.text = status  # §4: the status of the last unavailable presence
         return query
-
-    async def _closed(self, session: Session) -> bool:
-        owner = session.jid.bare
-        stanza = session.presence.stanza
-        status = stanza.findtext(ns.C_STATUS) if stanza is not None else None
-        if status:
-            self._status[str(owner)] = status
-        if not self.server.sessions.resources(owner):
-            await self.server.accounts.record_logout(owner.local or "", owner.domain)
-        return False

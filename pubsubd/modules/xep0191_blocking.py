@@ -22,6 +22,7 @@ BLOCKLIST = ns.clark(ns.BLOCKING, "blocklist")
 BLOCK = ns.clark(ns.BLOCKING, "block")
 UNBLOCK = ns.clark(ns.BLOCKING, "unblock")
 ITEM = ns.clark(ns.BLOCKING, "item")
+REQUESTED = "blocklist_requested"  # Session.features key: the resource asked for the list
 
 
 def matches(blocked: set[str], jid: JID) -> bool:
@@ -70,6 +71,8 @@ class BlockingModule(Module):
         return False
 
     async def get(self, st: Stanza) -> etree._Element:
+        if st.origin is not None:
+            st.origin.features[REQUESTED] = True  # §3.3: this resource now gets pushes
         result = builders.element(ns.BLOCKING, "blocklist")
         for jid in sorted(self.store.blocklist(st.from_)):
             etree.SubElement(result, ITEM, jid=jid)
@@ -108,6 +111,8 @@ class BlockingModule(Module):
     def _push(self, owner: JID, payload: etree._Element) -> None:
         """§3.3, §3.4: every resource that asked for the blocklist sees the change."""
         for session in self.server.sessions.resources(owner):
+            if not session.features.get(REQUESTED):
+                continue
             iq = builders.iq("set", to=str(session.jid))
             iq.append(etree.fromstring(etree.tostring(payload)))
             session.send(iq)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import weakref
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,10 +62,18 @@ class RosterItem:
     approved: bool = False
 
 
+ROSTER_CHANGE_LOG = 64  # changes remembered per user for roster versioning (RFC 6121 §2.6.3)
+
+
 @dataclass(slots=True)
 class _Roster:
     version: int = 0
     items: dict[JID, RosterItem] = field(default_factory=dict)
+    # (version, contact) of recent changes, in memory only; every change after ``floor`` is
+    # in it, so a client at a version >= floor can be sent just the changes as pushes.
+    changes: deque[tuple[int, JID]] = field(
+        default_factory=lambda: deque(maxlen=ROSTER_CHANGE_LOG))
+    floor: int = 0
 
 
 class ImStore:
@@ -80,7 +89,8 @@ class ImStore:
 
     def _load(self, conn: sqlite3.Connection) -> None:
         for owner, version in conn.execute("SELECT owner, version FROM roster_versions"):
-            self._rosters.setdefault(JID.parse(owner), _Roster()).version = version
+            roster = self._rosters.setdefault(JID.parse(owner), _Roster())
+            roster.version = roster.floor = version  # nothing older is in the change log
         rows = conn.execute(
             "SELECT owner, contact, name, groups, subscription, ask, approved FROM roster_items")
         for owner, contact, name, groups, sub, ask, approved in rows:
@@ -113,7 +123,7 @@ class ImStore:
     async def put_item(self, owner: JID, item: RosterItem) -> int:
         """Create or replace an item; returns the roster's new version (§2.6)."""
         owner = owner.bare
-        version = self._next_version(owner)
+        version = self._next_version(owner, item.contact)
 
         def write(conn: sqlite3.Connection) -> None:
             conn.execute(
@@ -129,7 +139,7 @@ class ImStore:
 
     async def remove_item(self, owner: JID, contact: JID) -> int:
         owner, contact = owner.bare, contact.bare
-        version = self._next_version(owner)
+        version = self._next_version(owner, contact)
 
         def write(conn: sqlite3.Connection) -> None:
             conn.execute("DELETE FROM roster_items WHERE owner = ? AND contact = ?",
@@ -140,11 +150,30 @@ class ImStore:
         self._rosters[owner].items.pop(contact, None)
         return version
 
-    def _next_version(self, owner: JID) -> int:
+    def _next_version(self, owner: JID, contact: JID) -> int:
         # Taken before the write, so concurrent changes never share a version number.
         roster = self._rosters.setdefault(owner, _Roster())
         roster.version += 1
+        if len(roster.changes) == roster.changes.maxlen:
+            roster.floor = roster.changes[0][0]  # the oldest change is about to be forgotten
+        roster.changes.append((roster.version, contact.bare))
         return roster.version
+
+    def changes_since(self, owner: JID, version: int) -> list[tuple[int, JID]] | None:
+        """The contacts changed after ``version``, each once with its latest version, oldest
+        first; None when the change log does not reach back that far (or ``version`` is not
+        one this server handed out)."""
+        roster = self._rosters.get(owner.bare)
+        current = roster.version if roster else 0
+        floor = roster.floor if roster else 0
+        if not floor <= version <= current:
+            return None
+        latest: dict[JID, int] = {}
+        for changed, contact in roster.changes if roster else ():
+            if changed > version:
+                latest.pop(contact, None)
+                latest[contact] = changed
+        return [(changed, contact) for contact, changed in latest.items()]
 
     # --- pending inbound subscription requests (RFC 6121 §3.1.3) ---------------------------
 
