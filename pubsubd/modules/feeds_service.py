@@ -298,6 +298,9 @@ class NodePublisher:
         self.service = pubsub.service
         self._send = router_send
         self.max_items = max_items
+        # The health last sent with a notification, per node: the status element rides along
+        # again only when it changes.
+        self._status_sent: dict[str, tuple[object, ...]] = {}
 
     @property
     def jid(self) -> str:
@@ -316,6 +319,15 @@ class NodePublisher:
             notification_type=MessageType.HEADLINE,
             collection=(COLLECTION_PREFIX + group,) if group else (),
         )
+
+    def _status_if_changed(self, feed: FeedState) -> str | None:
+        """The feed's status element, serialized, if its health changed since last sent."""
+        signature = (feed.last_status, feed.last_error, feed.error_streak, int(feed.interval),
+                     feed.moved_to, feed.gone)
+        if self._status_sent.get(feed.feed_id) == signature:
+            return None
+        self._status_sent[feed.feed_id] = signature
+        return etree.tostring(status_element(feed)).decode()
 
     async def ensure_node(self, node: str, title: str, group: str = "") -> bool:
         """Create the feed's node if missing (and its folder's collection); True if created."""
@@ -359,12 +371,14 @@ class NodePublisher:
         node = feed.feed_id
         if not await self.ensure_node(node, feed.title, feed.group):
             await self._retitle(node, feed.title)
+        extra = self._status_if_changed(feed) if notify and entries else None
         for entry in entries:
             try:
                 if notify:
                     await self.pubsub.publish_as_service(
-                        node, entry.atom_xml, entry.item_id, text=entry.body_text
+                        node, entry.atom_xml, entry.item_id, text=entry.body_text, extra=extra
                     )
+                    extra = None
                 else:
                     # History only: stored, and the notifications the core plans are dropped.
                     await self.service.publish(

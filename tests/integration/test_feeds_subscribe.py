@@ -29,6 +29,7 @@ from feeds_support import (  # noqa: E402
 from harness import ServerProcess, connect, disconnect, run  # noqa: E402
 
 SERVICE = "pubsub.localhost"
+FEED_STATUS = "urn:pubsubd:feed-status:0"
 
 
 async def _stored_ids(client: Any, node: str) -> set[str]:
@@ -112,6 +113,10 @@ def test_three_ways_in_exactly_new_entries_and_no_duplicates_after_restart(tmp_p
                     assert message.find(f".//{{{ATOM}}}entry") is not None
                     body = message.findtext("{jabber:client}body") or ""
                     assert "Entry " in body and "3" in body, body
+                    # The feed's health rides along when it changed (here: first news of it).
+                    status = message.find(f"{{{FEED_STATUS}}}status")
+                    assert status is not None, "the first notification carries the feed status"
+                    assert status.find(f"{{{FEED_STATUS}}}http").get("code") == "200"
                 await disconnect(client)
 
             run(subscribe_three_ways())

@@ -126,15 +126,19 @@ class PubSubComponent(Module):
     # --- extension points ------------------------------------------------------------------
 
     async def publish_as_service(
-        self, node: str, payload_xml: str, item_id: str, text: str | None = None
+        self, node: str, payload_xml: str, item_id: str, text: str | None = None,
+        extra: str | None = None,
     ) -> None:
         """Publish as the service itself and notify; republishing identical bytes under the
-        same id changes nothing and notifies nobody (feeds are polled again and again)."""
+        same id changes nothing and notifies nobody (feeds are polled again and again).
+
+        ``extra`` is serialized XML added to each notification message beside the event
+        (the feed engine's status element when a feed's health changed)."""
         existing = await self.store.get_items(self.domain, node, [item_id])
         if existing and existing[0].payload == payload_xml:
             return
         outcome = await self.service.publish(self.domain, node, payload_xml, item_id, text=text)
-        await self.sender.send(outcome.notifications, text)
+        await self.sender.send(outcome.notifications, text, extra)
 
     async def send_notifications(self, notifications: Iterable[Notification]) -> None:
         await self.sender.send(notifications)
@@ -294,7 +298,9 @@ class PubSubComponent(Module):
         elif st.type == "probe":
             await router.send(builders.stanza("presence", to=str(st.from_), from_=to))  # §4.3.2
         elif st.type == "unsubscribe":
+            # RFC 6121 §3.3.3: confirm, and the user no longer sees the service as available.
             await router.send(builders.stanza("presence", to=who, from_=to, type_="unsubscribed"))
+            await router.send(builders.stanza("presence", to=who, from_=to, type_="unavailable"))
 
     # --- users' presence → delivery ---------------------------------------------------------
 

@@ -144,15 +144,17 @@ class NotificationSender:
         self.sessions = sessions
         self.hooks = hooks
 
-    async def send(self, notifications: Iterable[Notification], text: str | None = None) -> None:
+    async def send(self, notifications: Iterable[Notification], text: str | None = None,
+                   extra: str | None = None) -> None:
         for notification in notifications:
             try:
-                await self._send_one(notification, text)
+                await self._send_one(notification, text, extra or "")
             except Exception:
                 log.exception("could not send a %s notification of %s",
                               notification.kind, notification.node)
 
-    async def _send_one(self, notification: Notification, text: str | None) -> None:
+    async def _send_one(self, notification: Notification, text: str | None,
+                        extra: str = "") -> None:
         if not notification.recipients:
             return
         log.debug("%s notification of %s to %d recipient(s)", notification.kind,
@@ -166,7 +168,7 @@ class NotificationSender:
             data = (
                 f"<message xmlns='{ns.CLIENT}'{sender}{_attr('to', recipient.address)}"
                 f"{_attr('type', recipient.message_type.value)}>{event}{_headers(recipient)}"
-                f"{body if recipient.include_body else ''}</message>"
+                f"{body if recipient.include_body else ''}{extra}</message>"
             ).encode()
             await self.deliver(recipient.address, recipient.message_type.value, data)
 
