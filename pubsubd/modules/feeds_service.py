@@ -69,7 +69,8 @@ class PubSubComponent(Protocol):
     node_metadata_providers: list[Callable[[str], Awaitable[dict[str, list[str]]]]]
 
     async def publish_as_service(
-        self, node: str, payload_xml: str, item_id: str, text: str | None = None
+        self, node: str, payload_xml: str, item_id: str, text: str | None = None,
+        extra: str | None = None,
     ) -> Any: ...
 
     async def send_notifications(self, notifications: Sequence[Notification]) -> Any: ...
