@@ -145,6 +145,29 @@ class ControlConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class S2SConfig:
+    """Federation with other servers (RFC 6120 server-to-server, XEP-0220 dialback).
+    Times are in seconds."""
+
+    enabled: bool = True
+    # The dialback key secret (XEP-0185); None → random, kept under data_dir so keys handed
+    # out before a restart still verify.
+    dialback_secret: str | None = None
+    # Fixed addresses of peer domains, {domain: "host:port"}, used before DNS SRV lookups
+    # (tests, private federations).
+    routes: dict[str, str] = field(default_factory=dict)
+    # RFC 6120 §5.3.1 / RFC 7590: refuse federation over unencrypted streams.
+    require_tls: bool = True
+    # Accept peers whose certificates do not verify (self-signed); dialback then proves the
+    # peer's identity (XEP-0220 §1).
+    allow_unverified_certificates: bool = True
+    connect_timeout: float = 10.0
+    handshake_timeout: float = 30.0  # stream, STARTTLS and dialback together
+    idle_timeout: float = 600.0  # an unused connection is closed after this long
+    max_queue: int = 500  # stanzas held per remote domain while its connection is set up
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     domains: tuple[str, ...] = ("localhost",)
     listeners: tuple[Listener, ...] = (Listener(),)
@@ -160,6 +183,7 @@ class Config:
     feeds: FeedsConfig = field(default_factory=FeedsConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     control: ControlConfig = field(default_factory=ControlConfig)
+    s2s: S2SConfig = field(default_factory=S2SConfig)
 
     @property
     def primary_domain(self) -> str:
@@ -281,6 +305,10 @@ def validate(config: Config) -> Config:
         value = getattr(config.tls, key)
         if value is not None and not Path(value).is_file():
             raise ConfigError(f"tls.{key}: file not found: {value}")
+    for domain, route in config.s2s.routes.items():
+        host, sep, port = route.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) <= 65535:
+            raise ConfigError(f"s2s.routes.{domain}: expected \"host:port\", not {route!r}")
     if config.limits.max_stanza_bytes < 10000:
         raise ConfigError("limits.max_stanza_bytes: must be at least 10000 (RFC 6120 §13.12)")
     return config

@@ -84,3 +84,7 @@ C_SHOW = clark(CLIENT, "show")
 C_STATUS = clark(CLIENT, "status")
 C_PRIORITY = clark(CLIENT, "priority")
 STANZA_TAGS = frozenset({C_MESSAGE, C_PRESENCE, C_IQ})
+
+# Server Dialback (XEP-0220) elements on server-to-server streams.
+DB_RESULT = clark(DIALBACK, "result")
+DB_VERIFY = clark(DIALBACK, "verify")

@@ -21,6 +21,7 @@ MODULES = [
     "pubsubd.modules.xep0133_admin:AdminModule",
     "pubsubd.modules.metrics_http:MetricsModule",
     "pubsubd.modules.control_socket:ControlSocketModule",
+    "pubsubd.modules.s2s:S2SModule",  # federation: the router's remote side, s2s listener
     "pubsubd.modules.rfc6121_roster:RosterModule",
     "pubsubd.modules.rfc6121_presence:PresenceModule",
     "pubsubd.modules.xep0160_offline:OfflineModule",

@@ -72,8 +72,13 @@ class StreamParser:
     the parser is unusable and the stream must be closed.
     """
 
-    def __init__(self, max_stanza_bytes: int = DEFAULT_MAX_STANZA_BYTES) -> None:
+    def __init__(self, max_stanza_bytes: int = DEFAULT_MAX_STANZA_BYTES, *,
+                 internal_ns: str | None = None) -> None:
+        """``internal_ns``: hand out content-namespace elements in this namespace instead, so
+        a server stream's ``jabber:server`` stanzas reach the router as ``jabber:client``
+        (RFC 6120 §4.8.3: the two content namespaces carry the same stanzas)."""
         self.max_stanza_bytes = max_stanza_bytes
+        self.internal_ns = internal_ns
         self._parser = etree.XMLPullParser(
             events=("start", "end", "comment", "pi"),
             # No DTD ever reaches lxml (see _check_prolog), so only the five predefined entities
@@ -206,7 +211,7 @@ class StreamParser:
                     root.remove(el)
                     root.text = None
                     self._completed += 1
-                    out.append(ElementReceived(_rehome(el, self._content_ns)))
+                    out.append(ElementReceived(_rehome(el, self._content_ns, self.internal_ns)))
                 elif self._depth == 0:
                     self._closed = True
                     out.append(StreamClosed())
@@ -223,18 +228,28 @@ class StreamParser:
         return StreamOpened(attrs=attrs, default_ns=root.nsmap.get(None), stream_prefix=root.prefix)
 
 
-def _rehome(el: etree._Element, content_ns: str | None) -> etree._Element:
+def _rehome(el: etree._Element, content_ns: str | None,
+            internal_ns: str | None = None) -> etree._Element:
     """Give a detached element its own default-namespace declaration.
 
     Detached from the stream root, lxml would invent an ``ns0:`` prefix for the content namespace,
-    which RFC 6120 §4.8.5 forbids on the wire; a fresh top element keeps it the default.
+    which RFC 6120 §4.8.5 forbids on the wire; a fresh top element keeps it the default. With
+    ``internal_ns``, the element and its descendants in the content namespace move to it.
     """
     if content_ns is None or etree.QName(el).namespace != content_ns:
         el.tail = None
         return el
-    top = etree.Element(el.tag, attrib=dict(el.attrib), nsmap={None: content_ns})
+    target = internal_ns or content_ns
+    tag = el.tag if target == content_ns else f"{{{target}}}{etree.QName(el).localname}"
+    top = etree.Element(tag, attrib=dict(el.attrib), nsmap={None: target})
     top.text = el.text
     top.extend(list(el))
+    if target != content_ns:
+        prefix = f"{{{content_ns}}}"
+        for node in top.iterdescendants():
+            if isinstance(node.tag, str) and node.tag.startswith(prefix):
+                node.tag = f"{{{target}}}{node.tag[len(prefix):]}"
+        etree.cleanup_namespaces(top)
     return top
 
 
