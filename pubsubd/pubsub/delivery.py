@@ -22,6 +22,15 @@ class PresenceView(Protocol):
         ...
 
 
+def presence_known(presence: PresenceView, bare: str) -> bool:
+    """Whether ``presence`` can tell where ``bare`` is online (its own users, not remote ones).
+
+    A view may answer with ``knows(bare)``; one that cannot is trusted for everybody.
+    """
+    knows = getattr(presence, "knows", None)
+    return True if knows is None else bool(knows(bare))
+
+
 @dataclass(frozen=True, slots=True)
 class Candidate:
     """A subscription that may receive a notification; ``collection`` is set when it was
@@ -121,6 +130,10 @@ def _addresses(sub: Subscription, config: NodeConfig, presence: PresenceView) ->
         # XEP-0060 §12.6 presence-based delivery and pubsub#show-values: only resources
         # whose presence allows it; an empty list means "held".
         return [jid for jid, show in resources.items() if shows is None or show in shows]
+    if not presence_known(presence, sub.bare_jid):
+        # A subscriber on another server: its presence is not ours to know, so its own server
+        # applies RFC 6121 delivery to the subscribed address.
+        return [sub.jid]
     if not resources and (sub.options.message_type or config.notification_type) is (
         MessageType.HEADLINE
     ):

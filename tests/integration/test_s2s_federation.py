@@ -128,13 +128,9 @@ def test_pubsub_subscription_and_notification_across_servers(
         co = await connect(b, owner, plugins=PUBSUB_PLUGINS)
         cr = await connect(a, reader, plugins=PUBSUB_PLUGINS)
         inr = Inbox(cr)
-        # Normal messages: a remote subscriber's presence is not known to the service, and
-        # headlines to a subscriber without known resources are held for catch-up instead.
-        form = co.plugin["xep_0004"].make_form(ftype="submit")
-        form.add_field(var="FORM_TYPE", ftype="hidden",
-                       value="http://jabber.org/protocol/pubsub#node_config")
-        form.add_field(var="pubsub#notification_type", value="normal")
-        await co.plugin["xep_0060"].create_node("pubsub.b.localhost", "news", config=form)
+        # Default configuration (headline notifications): the service cannot know a remote
+        # subscriber's presence, so it addresses the subscriber and the remote server delivers.
+        await co.plugin["xep_0060"].create_node("pubsub.b.localhost", "news")
         result = await cr.plugin["xep_0060"].subscribe("pubsub.b.localhost", "news", timeout=10)
         assert result["pubsub"]["subscription"]["subscription"] == "subscribed"
         from slixmpp import ET

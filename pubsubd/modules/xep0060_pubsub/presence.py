@@ -34,6 +34,11 @@ class ServerPresence:
         return getattr(self.server, "presence", None)
 
     # PresenceView
+    def knows(self, bare: str) -> bool:
+        """Presence is known for accounts of the served domains only."""
+        jid = _jid(bare)
+        return jid is not None and self.server.router.is_local(jid)
+
     def available_resources(self, bare: str) -> dict[str, str]:
         jid = _jid(bare)
         if jid is None:

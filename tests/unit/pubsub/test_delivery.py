@@ -141,3 +141,22 @@ async def test_digest_batches_after_frequency(world: World) -> None:
     assert [i.item_id for i in batch.items] == ["1", "2"]
     assert [r.address for r in batch.recipients] == [BOB]
     assert await world.service.due_digests(start + 600) == []
+
+
+def test_remote_subscriber_gets_headlines_addressed_to_its_jid() -> None:
+    """Presence of another server's user is unknown here: its server decides delivery."""
+    from pubsubd.pubsub.delivery import Candidate, plan_delivery
+    from pubsubd.pubsub.model import MessageType, NodeConfig, Subscription
+
+    class LocalOnly:
+        def available_resources(self, bare: str) -> dict[str, str]:
+            return {}
+
+        def knows(self, bare: str) -> bool:
+            return bare.endswith("@here.example")
+
+    config = NodeConfig(notification_type=MessageType.HEADLINE)
+    remote = Subscription(node="n", jid="bob@there.example", subid="1")
+    local = Subscription(node="n", jid="amy@here.example", subid="2")
+    plan = plan_delivery([Candidate(remote), Candidate(local)], config, LocalOnly())
+    assert [r.address for r in plan.recipients] == ["bob@there.example"]
