@@ -197,11 +197,9 @@ def client_tls_context(verify: bool) -> ssl.SSLContext:
 def _srv_targets(domain: str) -> list[tuple[str, int]]:
     """RFC 6120 §3.2.1: ``_xmpp-server._tcp`` SRV records in order; the domain itself on 5269
     when there are none (§3.2.2). Runs in a thread: resolvers block."""
-    try:
-        import dns.exception  # type: ignore[import-not-found, unused-ignore]
-        import dns.resolver  # type: ignore[import-not-found, unused-ignore]
-    except ImportError:
-        return [(domain, DEFAULT_PORT)]
+    import dns.exception
+    import dns.resolver
+
     try:
         answers = dns.resolver.resolve(f"_xmpp-server._tcp.{domain}", "SRV", lifetime=5.0)
     except dns.exception.DNSException:
