@@ -885,8 +885,15 @@ class FeedsModule(Module):
 
     async def _provision_samples(self) -> None:
         assert self.samples is not None and self.manager is not None
+        cfg = self.server.config.feeds
+        # The samples change every few minutes: poll them at that pace (within the configured
+        # minimum) so a newcomer sees entries arrive, instead of the default period.
+        period = max(cfg.min_interval, cfg.samples_new_entry_every)
+        store = self.manager.poller.store
         for entry in self.samples.catalogue():
-            await self.manager.add_pinned(entry)
+            state = await self.manager.add_pinned(entry)
+            if state.interval > period:
+                await store.put_feed(dataclasses.replace(state, interval=period))
         self.log.info("sample feeds served at %s", self.samples.base_url)
 
     def _fetched(self, result: FetchResult) -> None:
