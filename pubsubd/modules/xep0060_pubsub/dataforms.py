@@ -39,6 +39,7 @@ _OPTIONS: dict[str, Sequence[str]] = {
     "pubsub#itemreply": [r.value for r in ItemReply],
     "pubsub#publish_node_full": [p.value for p in NodeFullPolicy],
     "pubsub#subscription_type": ["items", "nodes"],
+    "pubsub#subscription_depth": ["1", "all"],  # XEP-0060 §16.4.2
     "pubsubd#message_type": ["", *(m.value for m in MessageType)],
 }
 
@@ -54,10 +55,15 @@ _TYPES: dict[str, FieldType] = {
     "pubsub#collection": "text-multi",
     "pubsub#children": "text-multi",
     "pubsub#description": "text-single",
+    # XEP-0060 §5.4 note and §16.4.3: pubsub#language SHOULD be list-single; clients with
+    # typed form models (aioxmpp's NodeConfigForm) refuse the form if it is text-single.
+    "pubsub#language": "list-single",
     "pubsubd#include_words": "text-multi",
     "pubsubd#exclude_words": "text-multi",
     "FORM_TYPE": "hidden",
 }
+
+_LANGUAGES = ("en", "de", "es", "fr", "it", "ja", "nl", "pl", "pt", "ru", "sv", "zh")
 
 _LABELS = {
     "pubsubd#include_words": "Only items containing one of these words",
@@ -78,6 +84,10 @@ def to_form(values: Mapping[str, Sequence[str]], type_: FormType) -> Form:
             options = [Option(v) for v in _OPTIONS[var]]
         elif type_ == "form" and var == "pubsub#show-values":
             options = [Option(v) for v in sorted(SHOW_VALUES)]
+        elif type_ == "form" and var == "pubsub#language":
+            # Offered choices only; any RFC 5646 tag is still accepted on submit.
+            current = [v for v in field_values if v and v not in _LANGUAGES]
+            options = [Option(v) for v in (*_LANGUAGES, *current)]
         fields.append(Field(var, kind, label=_LABELS.get(var), values=list(field_values),
                             options=options))
     return Form(type_, fields=fields)
