@@ -54,15 +54,35 @@ class DiscoRegistry:
 
 
 class Accounts:
-    """The router's view of accounts: does a local user exist?"""
+    """The router's view of accounts: does a local user exist?
 
-    def __init__(self, store: SqliteAccountStore) -> None:
+    Asked for every stanza to a local user, so the answer avoids the database when it can: a
+    user with a bound session exists, and accounts seen once are remembered until deleted.
+    """
+
+    def __init__(self, store: SqliteAccountStore, sessions: SessionRegistry,
+                 hooks: HookBus) -> None:
         self.store = store
+        self.sessions = sessions
+        self._known: set[JID] = set()
+        hooks.on("account/deleted", self._forget)
 
     async def exists(self, jid: JID) -> bool:
         if jid.local is None:
             return False
-        return await self.store.get(jid.local, jid.domain) is not None
+        bare = jid.bare
+        if bare in self._known or self.sessions.resources(bare):
+            return True
+        if await self.store.get(jid.local, jid.domain) is None:
+            return False
+        if len(self._known) > 100_000:
+            self._known.clear()
+        self._known.add(bare)
+        return True
+
+    async def _forget(self, jid: JID) -> bool:
+        self._known.discard(jid.bare)
+        return False
 
 
 class Server:
@@ -73,7 +93,8 @@ class Server:
         self.accounts = SqliteAccountStore(self.db, config.auth.scram_iterations)
         self.hooks = HookBus()
         self.sessions = SessionRegistry()
-        self.router = Router(config.domains, self.sessions, self.hooks, Accounts(self.accounts))
+        self.router = Router(config.domains, self.sessions, self.hooks,
+                             Accounts(self.accounts, self.sessions, self.hooks))
         self.disco = DiscoRegistry()
         self.disco.identities.append(Identity("server", "im", "pubsubd"))
         self.throttle = AuthThrottle(
