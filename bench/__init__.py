@@ -1,0 +1,1 @@
+"""Benchmarks of pubsubd against Prosody; run with ``python -m bench.run``."""

@@ -1,0 +1,107 @@
+"""Render the run as Markdown: the machine, the command, one table per scenario."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from bench.measure import ScenarioResult, ratio
+from bench.options import Options
+from bench.servers import ServerUnderTest
+
+if TYPE_CHECKING:
+    from bench.run import Scenario
+
+
+def machine() -> list[str]:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = ""
+    try:
+        kib = int(Path("/proc/meminfo").read_text().split()[1])
+        mem = f", {kib / 1024 / 1024:.0f} GiB RAM"
+    except (OSError, ValueError, IndexError):
+        pass
+    return [
+        f"- CPU: {os.cpu_count()} × {cpu} (nproc {len(os.sched_getaffinity(0))}){mem}",
+        f"- OS: {platform.system()} {platform.release()}",
+        f"- Python: {sys.version.split()[0]} ({platform.python_implementation()})",
+    ]
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return "—"
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def render(results: Sequence[ScenarioResult], scenarios: Sequence[Scenario],
+           servers: Sequence[ServerUnderTest], opts: Options, command: str,
+           elapsed: float) -> str:
+    names = [s.name for s in servers]
+    out = ["# Benchmark results", "",
+           f"Measured {time.strftime('%Y-%m-%d %H:%M %Z')} in {elapsed:.0f} s, with `{command}`.",
+           "", "## Machine", "", *machine()]
+    out += [f"- {s.name}: {s.version()}" for s in servers]
+    out += ["", "Both servers run on the same loopback, one after the other, with generated "
+            "configs (plaintext c2s, SASL PLAIN, hashed credentials with 4096 PBKDF2 "
+            "iterations, in-band registration, logging at warning level). The load comes from "
+            f"{opts.workers} processes of `bench/loadgen.py` on the same machine, so the load "
+            "generator and the server share the cores; *per server CPU-second* figures are "
+            "the fairest comparison (CPU time of the server process from /proc/<pid>/stat).",
+            ""]
+    compare = "pubsubd" in names and "Prosody" in names
+    for scenario in scenarios:
+        out += [f"## {scenario.title} (`{scenario.name}`)", ""]
+        by_server = {r.server: r for r in results if r.scenario == scenario.name}
+        header = "| metric | " + " | ".join(names)
+        rule = "|---|" + "---:|" * len(names)
+        if compare:
+            header += " | pubsubd / Prosody"
+            rule += "---:|"
+        out += [header + " |", rule]
+        for metric in scenario.metrics:
+            cells = [_fmt(by_server[n].values.get(metric.key)) if n in by_server else "—"
+                     for n in names]
+            row = f"| {metric.label} ({metric.unit}, {'↑' if metric.higher_is_better else '↓'}) | "
+            row += " | ".join(cells)
+            if compare:
+                a = by_server.get("pubsubd")
+                b = by_server.get("Prosody")
+                r = ratio(a.values.get(metric.key) if a else None,
+                          b.values.get(metric.key) if b else None)
+                row += f" | {'—' if r is None else f'{r:.2f}×'}"
+            out.append(row + " |")
+        out.append("")
+        for n in names:
+            found = by_server.get(n)
+            if found is None:
+                continue
+            if found.error:
+                out.append(f"- {n}: not measured — {found.error}")
+            out += [f"- {n}: {note}" for note in found.notes]
+        out.append("")
+    out += ["↑ higher is better, ↓ lower is better. Sizes: "
+            + ", ".join(f"{k}={v}" for k, v in _asdict(opts).items()) + ".", ""]
+    return "\n".join(out)
+
+
+def _asdict(opts: Options) -> dict[str, object]:
+    import dataclasses
+
+    return {f.name: getattr(opts, f.name) for f in dataclasses.fields(opts)}

@@ -1,0 +1,149 @@
+"""Run every scenario against pubsubd and Prosody in one go and write bench/RESULTS.md.
+
+    python -m bench.run                      # defaults: a few minutes in all
+    python -m bench.run --idle 2000 --duration 5 --only messages,idle
+    python -m bench.run --servers pubsubd    # without Prosody (no comparison)
+
+Each server is started once with a generated loopback config in a temporary directory, its
+accounts are created by in-band registration, then the scenarios run one after the other while
+the server's own CPU time and RSS are read from /proc. Everything is bounded: every wait has a
+deadline and the servers are stopped at the end, also on errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import shlex
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+from bench import prosody, report, scenario_core, scenario_presence, scenario_pubsub
+from bench.loadgen import raise_fd_limit
+from bench.measure import Metric, ScenarioResult
+from bench.options import Options
+from bench.servers import Pubsubd, ServerUnderTest
+
+log = logging.getLogger("bench")
+
+Runner = Callable[[ServerUnderTest, Options], ScenarioResult]
+
+
+@dataclasses.dataclass(frozen=True)
+class Scenario:
+    name: str
+    title: str
+    run: Runner
+    metrics: tuple[Metric, ...]
+    available: Callable[[ServerUnderTest], str | None] = lambda _server: None  # reason if not
+
+
+SCENARIOS = (
+    Scenario("messages", "1:1 message throughput", scenario_core.run_messages,
+             scenario_core.MESSAGES_METRICS),
+    Scenario("latency", "1:1 message latency, unloaded", scenario_core.run_latency,
+             scenario_core.LATENCY_METRICS),
+    Scenario("logins", "Logins per second", scenario_core.run_logins,
+             scenario_core.LOGIN_METRICS),
+    Scenario("idle", "Idle authenticated connections", scenario_core.run_idle,
+             scenario_core.IDLE_METRICS),
+    Scenario("presence", "Presence broadcast to online contacts", scenario_presence.run,
+             scenario_presence.METRICS, scenario_presence.unavailable),
+    Scenario("fanout", "Pubsub fan-out to online subscribers", scenario_pubsub.run,
+             scenario_pubsub.METRICS, scenario_pubsub.unavailable),
+)
+SERVERS: dict[str, type[ServerUnderTest]] = {"pubsubd": Pubsubd, "prosody": prosody.Prosody}
+
+
+def parse_args(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
+    defaults = Options()
+    p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    for f in dataclasses.fields(Options):
+        flag = "--" + f.name.replace("_", "-")
+        p.add_argument(flag, type=type(getattr(defaults, f.name)),
+                       default=getattr(defaults, f.name), help="(default: %(default)s)")
+    p.add_argument("--only", default="", help="comma-separated scenarios "
+                   f"({', '.join(s.name for s in SCENARIOS)}); default: all")
+    p.add_argument("--servers", default="pubsubd,prosody", help="(default: %(default)s)")
+    p.add_argument("--output", default=str(Path(__file__).parent / "RESULTS.md"),
+                   help="the Markdown report (default: bench/RESULTS.md)")
+    p.add_argument("--keep", action="store_true", help="keep the servers' temporary directories")
+    args = p.parse_args(argv)
+    opts = Options(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Options)})
+    return opts, args
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    opts, args = parse_args(argv)
+    fds = raise_fd_limit()
+    if fds < opts.idle // max(1, opts.workers) + 1000:
+        log.warning("open-files limit %d may be too low for %d idle connections", fds, opts.idle)
+    wanted = {s.strip() for s in args.only.split(",") if s.strip()}
+    scenarios = [s for s in SCENARIOS if not wanted or s.name in wanted]
+    server_names = [s.strip().lower() for s in args.servers.split(",") if s.strip()]
+    if "prosody" in server_names and not prosody.installed():
+        log.warning("prosody is not installed (apt-get install prosody); measuring pubsubd only")
+        server_names.remove("prosody")
+    results: list[ScenarioResult] = []
+    servers_seen: list[ServerUnderTest] = []
+    started = time.monotonic()
+    root = Path(tempfile.mkdtemp(prefix="pubsubd-bench-"))
+    for name in server_names:
+        server = SERVERS[name](root / name)
+        servers_seen.append(server)
+        results.extend(run_server(server, scenarios, opts))
+    elapsed = time.monotonic() - started
+    command = "python -m bench.run " + shlex.join(argv if argv is not None else sys.argv[1:])
+    text = report.render(results, scenarios, servers_seen, opts, command.strip(), elapsed)
+    Path(args.output).write_text(text)
+    log.info("wrote %s (%.0f s in all)", args.output, elapsed)
+    if not args.keep:
+        import shutil
+
+        shutil.rmtree(root, ignore_errors=True)
+    return 1 if any(r.error for r in results) else 0
+
+
+def run_server(server: ServerUnderTest, scenarios: list[Scenario],
+               opts: Options) -> list[ScenarioResult]:
+    """Start ``server``, provision accounts, run each scenario, stop it (also on errors)."""
+    results: list[ScenarioResult] = []
+    log.info("starting %s", server.name)
+    server.start()
+    try:
+        log.info("%s: %s, registering accounts", server.name, server.version())
+        scenario_core.provision(server, opts)
+        for scenario in scenarios:
+            reason = scenario.available(server) if server.alive() else "server not running"
+            if reason:
+                log.info("%s / %s: skipped (%s)", server.name, scenario.name, reason)
+                results.append(ScenarioResult(scenario.name, server.name, error=reason))
+                continue
+            log.info("%s / %s ...", server.name, scenario.name)
+            t0 = time.monotonic()
+            try:
+                result = scenario.run(server, opts)
+            except Exception as exc:  # noqa: BLE001 - one failing scenario must not stop the run
+                log.error("%s / %s failed: %s", server.name, scenario.name, exc)
+                log.debug("%s", traceback.format_exc())
+                reason = str(exc) or "a deadline expired"
+                result = ScenarioResult(scenario.name, server.name,
+                                        error=f"{type(exc).__name__}: {reason}"[:300])
+            log.info("%s / %s: %s (%.0f s)", server.name, scenario.name,
+                     {k: round(v, 2) for k, v in result.values.items() if v is not None},
+                     time.monotonic() - t0)
+            results.append(result)
+    finally:
+        server.stop()
+    return results
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
