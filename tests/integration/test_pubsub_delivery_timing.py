@@ -98,8 +98,9 @@ def test_catch_up_survives_kill(tmp_path: Path) -> None:
             reader.send_presence()
             caught_up = await next_event(events)
             assert item_ids(caught_up) == ["m2", "m3"]  # the newest, in order, capped at 2
-            assert "1 older items were not kept" in (caught_up.findtext("{jabber:client}body")
-                                                     or "")
+            body = caught_up.findtext("{jabber:client}body") or ""
+            assert "1 more item appeared while you were away; fetch them with a pubsub " \
+                   "items request" in body, body
             await no_event(events)
             await disconnect(reader)
 

@@ -179,7 +179,10 @@ class NotificationSender:
                 text = "\n\n".join(filter(None, (readable_text(i.payload)
                                                   for i in notification.items)))
             if notification.skipped:
-                text = f"({notification.skipped} older items were not kept)\n\n{text}"
+                n = notification.skipped
+                text = (f"{text}\n\n{n} more item{'s' if n != 1 else ''} appeared while you "
+                        f"were away; fetch them with a pubsub items request to "
+                        f"{notification.service}, node {notification.node}.")
         elif notification.kind is NotificationKind.RETRACT:
             text = f"Removed from {notification.node}: {', '.join(notification.item_ids)}"
         elif notification.kind is NotificationKind.DELETE:
