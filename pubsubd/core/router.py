@@ -31,6 +31,9 @@ from pubsubd.xml import builders
 
 log = logging.getLogger(__name__)
 
+_KINDS = {ns.C_MESSAGE: "message", ns.C_PRESENCE: "presence", ns.C_IQ: "iq"}
+_PRE_HOOKS = {kind: f"{kind}/pre" for kind in _KINDS.values()}
+
 
 @dataclass(slots=True)
 class Stanza:
@@ -43,7 +46,9 @@ class Stanza:
 
     @property
     def kind(self) -> str:
-        return etree.QName(self.element).localname
+        tag = self.element.tag
+        kind = _KINDS.get(tag)  # asked several times per stanza: no QName object
+        return kind if kind is not None else etree.QName(tag).localname
 
     @property
     def type(self) -> str:
@@ -137,7 +142,7 @@ class Router:
             return
         if kind == "iq" and not await self._valid_iq(st):
             return
-        if await self.hooks.fire(f"{kind}/pre", st):
+        if await self.hooks.fire(_PRE_HOOKS[kind], st):
             return  # consumed by a filter (e.g. blocking)
         to = st.to
         if to is None:
@@ -220,9 +225,18 @@ class Router:
     async def _to_local_user(self, st: Stanza) -> None:
         assert st.to is not None
         to = st.to
-        if st.kind == "presence":
+        kind = st.kind
+        if kind == "presence":
             await self.hooks.fire("presence/in", st)
             return
+        if to.resource is not None:
+            # A bound full JID is an existing account: no need to ask the directory.
+            session = self.sessions.get(to)
+            if session is not None:
+                if kind == "message" and await self.hooks.fire("message/in", st):
+                    return
+                session.send(st.element)
+                return
         if not await self.accounts.exists(to.bare):
             # RFC 6121 §8.5.1: no such user
             if st.kind == "iq" or (st.kind == "message" and st.type != "error"):

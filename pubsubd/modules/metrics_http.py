@@ -10,10 +10,12 @@ query. ``/health`` answers 503 when either is too slow, or when the probes stopp
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import trio
 
+from pubsubd.core.hooks import Handler
 from pubsubd.core.module import Module
 from pubsubd.net.http import Request, Response, serve_http
 from pubsubd.core.router import Stanza
@@ -40,7 +42,11 @@ class MetricsModule(Module):
         live.sessions = lambda: len(server.sessions)
         live.connections = self._connections
         for kind in ("message", "presence", "iq"):
-            server.hooks.on(f"{kind}/pre", self._stanza_in, priority=10_000)
+            server.hooks.on(f"{kind}/pre", _counter_of_client_stanzas(
+                self.metrics.stanzas_in.labels(kind).inc), priority=10_000)
+        # Labelled children looked up once: counting is on the path of every stanza.
+        self._out_counters = {prefix: self.metrics.stanzas_out.labels(kind).inc
+                              for prefix, kind in _CountingOutbox.KINDS.items()}
         server.hooks.on("session/bound", self._count_outgoing, priority=10_000)
         _count_failures(server.throttle, self.metrics.auth_failures.inc)
         if cfg.enabled:
@@ -52,13 +58,8 @@ class MetricsModule(Module):
             counts[listener.name] = counts.get(listener.name, 0) + sum(listener.per_ip.values())
         return counts
 
-    async def _stanza_in(self, st: Stanza) -> bool:
-        if st.origin is not None:
-            self.metrics.stanza_in(st.kind)
-        return False  # only counting: routing goes on
-
     async def _count_outgoing(self, session: Session) -> bool:
-        counting = _CountingOutbox(session.outbox, self.metrics.stanza_out)
+        counting = _CountingOutbox(session.outbox, self._out_counters)
         session.outbox = counting  # type: ignore[assignment]
         return False
 
@@ -86,7 +87,7 @@ class MetricsModule(Module):
         """Seconds for ``SELECT 1`` through the storage thread; None if it timed out."""
         start = trio.current_time()
         with trio.move_on_after(self.storage_timeout):
-            await self.server.db.run(lambda conn: conn.execute("SELECT 1").fetchone())
+            await self.server.db.read(lambda conn: conn.execute("SELECT 1").fetchone())
             elapsed = trio.current_time() - start
             self.metrics.storage_latency.observe(elapsed)
             return elapsed
@@ -126,20 +127,32 @@ class MetricsModule(Module):
         return Response(404, b"not found: try /metrics or /health\n")
 
 
+def _counter_of_client_stanzas(inc: Callable[..., None]) -> Handler:
+    """A ``*/pre`` hook that counts the stanzas clients send, and lets routing go on."""
+
+    async def count(st: Stanza) -> bool:
+        if st.origin is not None:
+            inc()
+        return False
+
+    return count
+
+
 class _CountingOutbox:
     """A session outbox that counts what is queued by stanza kind, then passes it on."""
 
-    _KINDS = {b"<me": "message", b"<pr": "presence", b"<iq": "iq"}
+    KINDS = {b"<me": "message", b"<pr": "presence", b"<iq": "iq"}
 
-    def __init__(self, inner: trio.MemorySendChannel[bytes], count: Any) -> None:
+    def __init__(self, inner: trio.MemorySendChannel[bytes],
+                 counters: Mapping[bytes, Callable[..., None]]) -> None:
         self._inner = inner
-        self._count = count
+        self._counters = counters  # first three bytes of a stanza → its kind's increment
 
     def send_nowait(self, data: bytes) -> None:
         self._inner.send_nowait(data)
-        kind = self._KINDS.get(data[:3])
-        if kind is not None:
-            self._count(kind)
+        inc = self._counters.get(data[:3])
+        if inc is not None:
+            inc()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)

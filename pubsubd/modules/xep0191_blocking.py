@@ -55,8 +55,11 @@ class BlockingModule(Module):
         return matches(self.store.blocklist(owner), other)
 
     async def _filter(self, st: Stanza) -> bool:
-        router = self.server.router
         to = st.to
+        if to is None or not (self.store.has_blocklist(st.from_)
+                              or self.store.has_blocklist(to)):
+            return False  # the common case: neither party blocks anyone
+        router = self.server.router
         if st.from_.local is not None and router.is_local(st.from_) and to is not None \
                 and self.is_blocked(st.from_, to) and not _to_self(st):
             if st.origin is not None and st.type not in ("error", "result"):

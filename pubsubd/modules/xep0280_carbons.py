@@ -36,23 +36,42 @@ class CarbonsModule(Module):
     features = (ns.CARBONS,)
 
     def setup(self) -> None:
+        # Bare JID → how many of its sessions enabled carbons. Every message passes both
+        # hooks, and most users never enable carbons: one dict lookup settles those.
+        self._enabled: dict[JID, int] = {}
         router = self.server.router
         router.add_iq_handler("self", "set", ENABLE, self.enable)
         router.add_iq_handler("self", "set", DISABLE, self.disable)
         self.server.hooks.on("message/in", self._received, priority=50)
         self.server.hooks.on("message/pre", self._sent, priority=50)
+        self.server.hooks.on("session/closed", self._closed)
 
     async def enable(self, st: Stanza) -> None:
         if st.origin is not None:
-            st.origin.carbons = True  # §4
+            self._set(st.origin, True)  # §4
 
     async def disable(self, st: Stanza) -> None:
         if st.origin is not None:
-            st.origin.carbons = False  # §5
+            self._set(st.origin, False)  # §5
+
+    def _set(self, session: Session, enabled: bool) -> None:
+        if session.carbons == enabled:
+            return
+        session.carbons = enabled
+        bare = session.jid.bare
+        count = self._enabled.get(bare, 0) + (1 if enabled else -1)
+        if count > 0:
+            self._enabled[bare] = count
+        else:
+            self._enabled.pop(bare, None)
+
+    async def _closed(self, session: Session) -> bool:
+        self._set(session, False)
+        return False
 
     async def _received(self, st: Stanza) -> bool:
         to = st.to
-        if to is None or not eligible(st):
+        if to is None or to.bare not in self._enabled or not eligible(st):
             return False
         if to.resource is not None:
             session = self.server.sessions.get(to)
@@ -63,7 +82,7 @@ class CarbonsModule(Module):
         return False
 
     async def _sent(self, st: Stanza) -> bool:
-        if st.origin is None or not eligible(st):
+        if st.origin is None or st.from_.bare not in self._enabled or not eligible(st):
             return False
         self._copy(st.from_.bare, st, "sent", exclude=[st.origin])  # §7
         return False

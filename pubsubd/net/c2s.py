@@ -13,10 +13,12 @@ import base64
 import binascii
 import hashlib
 import logging
+import math
 import re
 import secrets
 import ssl
 from enum import Enum, auto
+from typing import TYPE_CHECKING
 
 import trio
 from lxml import etree
@@ -36,6 +38,9 @@ from pubsubd.stream.sasl import (
     verify_password,
 )
 from pubsubd.xml import builders
+
+if TYPE_CHECKING:
+    from pubsubd.storage.accounts import Account
 
 log = logging.getLogger(__name__)
 
@@ -94,12 +99,16 @@ class C2SConnection:
         self.sasl_failures = 0
         self._scram: ScramServer | None = None
         self._scram_user = ""
+        self._scram_account: Account | None = None
+        self._login_to_record: JID | None = None  # stamped off the bind's critical path
         send, recv = trio.open_memory_channel[bytes](ctx.config.limits.outbox_stanzas)
         self._outbox_send: trio.MemorySendChannel[bytes] = send
         self._outbox_recv: trio.MemoryReceiveChannel[bytes] = recv
         self._pending_error: StreamError | None = None
         self._cancel = trio.CancelScope()
         self._last_received = trio.current_time()
+        self._idle_scope: trio.CancelScope | None = None  # set while reading stanzas
+        self._idle_timeout = ctx.config.limits.idle_timeout
         self.log = ContextAdapter(log, {"peer": peer})  # merges each call's extra=
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -171,6 +180,20 @@ class C2SConnection:
             except (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, OSError):
                 pass
 
+    async def _record_login(self, jid: JID) -> None:
+        """Stamp the account's login time (XEP-0133 and XEP-0012 report it).
+
+        It runs beside the session rather than before it, so a login costs no database round
+        trip on its critical path; it is shielded so that a client that disconnects at once
+        still gets the stamp, before the logout stamp of :meth:`_finish`.
+        """
+        with trio.move_on_after(5) as scope:
+            scope.shield = True
+            try:
+                await self.ctx.accounts.record_login(jid.local or "", jid.domain)
+            except Exception:
+                self.log.exception("could not record the login of %s", jid)
+
     async def _record_logout(self, session: Session) -> None:
         """Stamp the account's logout time (XEP-0012 §4 answers "seconds since logout")."""
         with trio.move_on_after(5) as scope:
@@ -188,6 +211,8 @@ class C2SConnection:
             raise StreamError(StreamCondition.CONNECTION_TIMEOUT, "negotiation took too long")
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._writer)
+            if self._login_to_record is not None:
+                nursery.start_soon(self._record_login, self._login_to_record)
             try:
                 await self._read_stanzas()
             finally:
@@ -202,9 +227,19 @@ class C2SConnection:
         await self.stream.send_all(etree.tostring(el))
 
     async def _events(self):  # type: ignore[no-untyped-def]
-        """Parsed stream events, reading from the socket as needed."""
+        """Parsed stream events, reading from the socket as needed.
+
+        Once bound, the idle limit is a deadline on each socket read (one per read, not one
+        cancel scope per stanza: a read often brings many stanzas).
+        """
         while True:
-            data = await self.stream.receive_some(READ_SIZE)
+            idle = self._idle_scope
+            if idle is not None:
+                idle.deadline = trio.current_time() + self._idle_timeout
+                data = await self.stream.receive_some(READ_SIZE)
+                idle.deadline = math.inf  # routing what arrived is not idleness
+            else:
+                data = await self.stream.receive_some(READ_SIZE)
             if not data:
                 raise trio.BrokenResourceError("peer closed the connection")
             self._last_received = trio.current_time()
@@ -397,13 +432,14 @@ class C2SConnection:
         await self._throttle(username)
         account = await self.ctx.accounts.get(username, self.domain)
         creds = account.credentials.get("SHA-256") if account else None
+        # One PBKDF2-SHA-256 derivation, off the event loop (the SHA-1 keys are not tried too).
         ok = creds is not None and await trio.to_thread.run_sync(
             verify_password, password, creds, "SHA-256"
         )
         if not ok:
             await self._sasl_failure("not-authorized", username=username)
             return
-        await self._sasl_success(username, authzid, None)
+        await self._sasl_success(username, authzid, None, account)
 
     async def _scram_start(self, mechanism: str, client_first: bytes) -> None:
         try:
@@ -421,6 +457,7 @@ class C2SConnection:
         challenge = scram.server_first(creds)
         self._scram = scram
         self._scram_user = username
+        self._scram_account = account
         self.state = State.SASL_SCRAM
         await self._send(
             f"<challenge xmlns='{ns.SASL}'>{base64.b64encode(challenge).decode()}</challenge>".encode()
@@ -434,7 +471,8 @@ class C2SConnection:
         except SaslFailure as failure:
             await self._sasl_failure(failure.condition, username=self._scram_user)
             return
-        await self._sasl_success(self._scram_user, scram.authzid, server_final)
+        await self._sasl_success(self._scram_user, scram.authzid, server_final,
+                                 self._scram_account)
 
     async def _throttle(self, username: str) -> None:
         delay = self.ctx.throttle.delay_for(self.peer, username)
@@ -442,8 +480,8 @@ class C2SConnection:
             await trio.sleep(delay)
 
     async def _sasl_success(self, username: str, authzid: str | None,
-                            additional: bytes | None) -> None:
-        account = await self.ctx.accounts.get(username, self.domain)
+                            additional: bytes | None, account: Account | None) -> None:
+        """``account`` is the record the credentials were checked against (read once)."""
         if account is None:
             await self._sasl_failure("not-authorized", username=username)
             return
@@ -542,7 +580,7 @@ class C2SConnection:
         await self._send_el(result)
         self.state = State.BOUND
         self.log.info("bound %s", jid, extra={"event": "c2s.session_bound", "jid": str(jid)})
-        await self.ctx.accounts.record_login(jid.local or "", jid.domain)
+        self._login_to_record = jid  # written while the session already runs (see _serve)
         await self.ctx.hooks.notify("session/bound", session)
 
     async def _iq_error(self, iq: etree._Element, condition: str, type_: str) -> None:
@@ -558,33 +596,34 @@ class C2SConnection:
         assert self.session is not None
         session = self.session
         events = self._pending_events
-        idle = self.ctx.config.limits.idle_timeout
-        while True:
-            with trio.move_on_after(idle) as waiting:
-                event = await events.__anext__()
-            if waiting.cancelled_caught:
-                raise StreamError(StreamCondition.CONNECTION_TIMEOUT, "idle for too long")
-            match event:
-                case ElementReceived(element=el):
-                    if el.tag not in ns.STANZA_TAGS:
-                        if el.tag == T_STARTTLS or etree.QName(el).namespace in (ns.SASL, ns.BIND):
-                            raise StreamError(StreamCondition.POLICY_VIOLATION,
-                                              "negotiation is over")
-                        # RFC 6120 §4.9.3.23
-                        raise StreamError(StreamCondition.UNSUPPORTED_STANZA_TYPE)
-                    if el.get(ns.XML_LANG) is None and self.lang:
-                        el.set(ns.XML_LANG, self.lang)  # RFC 6120 §4.7.4
-                    if self._is_session_request(el):
-                        # RFC 3921 §3 (kept by RFC 6121 Appendix E): a no-op for old clients.
-                        result = builders.iq_result(el)
-                        result.attrib.pop("from", None)
-                        session.send(result)
-                        continue
-                    await self.ctx.router.route_from_client(session, el)
-                case StreamClosed():
-                    return
-                case StreamOpened():
-                    raise StreamError(StreamCondition.INVALID_XML)
+        route = self.ctx.router.route_from_client
+        with trio.CancelScope() as idle:
+            self._idle_scope = idle  # _events moves its deadline at each read
+            async for event in events:
+                match event:
+                    case ElementReceived(element=el):
+                        if el.tag not in ns.STANZA_TAGS:
+                            if el.tag == T_STARTTLS or etree.QName(el).namespace in (ns.SASL,
+                                                                                      ns.BIND):
+                                raise StreamError(StreamCondition.POLICY_VIOLATION,
+                                                  "negotiation is over")
+                            # RFC 6120 §4.9.3.23
+                            raise StreamError(StreamCondition.UNSUPPORTED_STANZA_TYPE)
+                        if self.lang and el.get(ns.XML_LANG) is None:
+                            el.set(ns.XML_LANG, self.lang)  # RFC 6120 §4.7.4
+                        if el.tag == ns.C_IQ and self._is_session_request(el):
+                            # RFC 3921 §3 (kept by RFC 6121 Appendix E): a no-op for old clients.
+                            result = builders.iq_result(el)
+                            result.attrib.pop("from", None)
+                            session.send(result)
+                            continue
+                        await route(session, el)
+                    case StreamClosed():
+                        return
+                    case StreamOpened():
+                        raise StreamError(StreamCondition.INVALID_XML)
+        if idle.cancelled_caught:
+            raise StreamError(StreamCondition.CONNECTION_TIMEOUT, "idle for too long")
 
     def _is_session_request(self, el: etree._Element) -> bool:
         if el.tag != ns.C_IQ or el.get("type") != "set" or len(el) != 1 or not el.get("id"):
@@ -593,20 +632,25 @@ class C2SConnection:
         return el[0].tag == T_SESSION and (to is None or to == self.domain)
 
     async def _writer(self) -> None:
+        """Send everything queued in one ``send_all``; a whitespace keep-alive when silent."""
         keepalive = self.ctx.config.limits.keepalive_interval
         recv = self._outbox_recv
         while True:
-            with trio.move_on_after(keepalive):
-                first = await recv.receive()
-                batch = [first]
-                while True:
-                    try:
-                        batch.append(recv.receive_nowait())
-                    except trio.WouldBlock:
-                        break
-                await self.stream.send_all(b"".join(batch))
-                continue
-            await self.stream.send_all(b" ")  # RFC 6120 §4.6.1 whitespace keep-alive
+            try:
+                first = recv.receive_nowait()  # busy: no timer needed
+            except trio.WouldBlock:
+                with trio.move_on_after(keepalive) as waiting:
+                    first = await recv.receive()
+                if waiting.cancelled_caught:
+                    await self.stream.send_all(b" ")  # RFC 6120 §4.6.1 whitespace keep-alive
+                    continue
+            batch = [first]
+            while True:
+                try:
+                    batch.append(recv.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            await self.stream.send_all(b"".join(batch) if len(batch) > 1 else first)
 
 
 def _decisive(group: BaseExceptionGroup) -> BaseException | None:

@@ -481,9 +481,8 @@ class PubSubService:
             raise unsupported("subscribe")  # §6.1.3.10
         context = await self._require(node, jid, Action.SUBSCRIBE)
         chosen = SubscriptionOptions.from_form(options) if options else SubscriptionOptions()
-        existing = [
-            s for s in await self.store.list_subscriptions(self.service, node_id) if s.jid == jid
-        ]
+        # Only this JID's subscriptions: a subscribe must not cost O(subscribers).
+        existing = await self.store.node_subscriptions_of(self.service, node_id, jid)
         if any(s.state is SubscriptionState.PENDING for s in existing):
             raise PubSubError("not-authorized", "pending-subscription")  # §6.1.3.7
         for sub in existing:
@@ -543,8 +542,7 @@ class PubSubService:
         return Notification(kind, self.service, node.node_id, recipients, subscription=sub)
 
     async def _find_subscription(self, node_id: str, jid: str, subid: str | None) -> Subscription:
-        subscriptions = await self.store.list_subscriptions(self.service, node_id)
-        mine = [s for s in subscriptions if s.jid == jid]
+        mine = await self.store.node_subscriptions_of(self.service, node_id, jid)
         if subid:
             for sub in mine:
                 if sub.subid == subid:

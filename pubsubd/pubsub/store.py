@@ -86,6 +86,13 @@ class PubSubStore(Protocol):
 
     async def list_subscriptions(self, service: str, node_id: str) -> list[Subscription]: ...
 
+    async def node_subscriptions_of(
+        self, service: str, node_id: str, jid: str
+    ) -> list[Subscription]:
+        """The subscriptions of exactly ``jid`` (as subscribed, full or bare) to one node,
+        oldest first: what a subscribe or unsubscribe checks, without reading the others."""
+        ...
+
     async def subscriptions_of(self, service: str, jid: str) -> list[Subscription]:
         """Every subscription whose JID has the bare JID of ``jid``."""
         ...
@@ -222,6 +229,12 @@ class MemoryPubSubStore:
 
     async def list_subscriptions(self, service: str, node_id: str) -> list[Subscription]:
         return list(self._subscriptions.get((service, node_id), {}).values())
+
+    async def node_subscriptions_of(
+        self, service: str, node_id: str, jid: str
+    ) -> list[Subscription]:
+        table = self._subscriptions.get((service, node_id), {})
+        return [sub for sub in table.values() if sub.jid == jid]
 
     async def subscriptions_of(self, service: str, jid: str) -> list[Subscription]:
         who = bare(jid)

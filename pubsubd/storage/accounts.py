@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from pubsubd.storage.sqlite import Database
@@ -79,6 +79,11 @@ class SqliteAccountStore:
         self.db = db
         self.iterations = iterations
         db.migrate("accounts", _SCHEMA)
+        # Login and logout stamps not yet written, (domain, username, column) → time. Every
+        # login writes two; they are written in group commits (see _stamp), and reads see
+        # them at once.
+        self._stamps: dict[tuple[str, str, str], float] = {}
+        self._flushing = False
 
     async def _derive(self, password: str) -> dict[str, ScramCredentials]:
         import trio
@@ -101,7 +106,16 @@ class SqliteAccountStore:
         await self.db.run(insert)
 
     async def get(self, username: str, domain: str) -> Account | None:
-        return await self.db.run(lambda c: _read(c, username, domain))
+        return self._with_stamps(await self.db.read(lambda c: _read(c, username, domain)))
+
+    def _with_stamps(self, account: Account | None) -> Account | None:
+        """``account`` with the stamps still waiting to be written."""
+        if account is None or not self._stamps:
+            return account
+        key = (account.domain, account.username)
+        login = self._stamps.get((*key, "last_login"), account.last_login)
+        logout = self._stamps.get((*key, "last_logout"), account.last_logout)
+        return replace(account, last_login=login, last_logout=logout)
 
     async def set_password(self, username: str, domain: str, password: str) -> bool:
         creds = await self._derive(password)
@@ -143,7 +157,8 @@ class SqliteAccountStore:
             ).fetchall()
             return [a for u, d in rows if (a := _read(conn, u, d)) is not None]
 
-        return await self.db.run(select)
+        accounts = await self.db.read(select)
+        return [a for a in map(self._with_stamps, accounts) if a is not None]
 
     async def record_login(self, username: str, domain: str) -> None:
         await self._stamp("last_login", username, domain)
@@ -152,12 +167,36 @@ class SqliteAccountStore:
         await self._stamp("last_logout", username, domain)
 
     async def _stamp(self, column: str, username: str, domain: str) -> None:
-        await self.db.run(
-            lambda c: c.execute(
-                f"UPDATE accounts SET {column} = ? WHERE domain = ? AND username = ?",
-                (time.time(), domain, username),
-            )
-        )
+        """Record a login or logout time, in a group commit with the others.
+
+        The first caller writes everything pending in one transaction, then again for what
+        arrived meanwhile, until nothing is left; callers that find a write in progress
+        return at once (their stamp rides in the next transaction). Under many logins this
+        is one database round trip for many stamps instead of two per login.
+        """
+        assert column in ("last_login", "last_logout")
+        self._stamps[(domain, username, column)] = time.time()
+        if self._flushing:
+            return
+        self._flushing = True
+        try:
+            while self._stamps:
+                batch = self._stamps.copy()
+
+                def write(conn: sqlite3.Connection, batch: dict[tuple[str, str, str], float]
+                          = batch) -> None:
+                    for (d, u, col), when in batch.items():
+                        conn.execute(
+                            f"UPDATE accounts SET {col} = ? WHERE domain = ? AND username = ?",
+                            (when, d, u),
+                        )
+
+                await self.db.run(write)
+                for key, when in batch.items():
+                    if self._stamps.get(key) == when:  # not stamped again meanwhile
+                        del self._stamps[key]
+        finally:
+            self._flushing = False
 
 
 def _write_creds(conn: sqlite3.Connection, username: str, domain: str,

@@ -242,6 +242,10 @@ class ImStore:
     def blocklist(self, owner: JID) -> set[str]:
         return set(self._blocked.get(owner.bare, ()))
 
+    def has_blocklist(self, owner: JID) -> bool:
+        """True if ``owner`` blocks anyone (asked for every stanza; copies nothing)."""
+        return bool(self._blocked.get(owner.bare))
+
     async def block(self, owner: JID, jids: list[str]) -> None:
         owner = owner.bare
         await self.db.run(lambda conn: conn.executemany(

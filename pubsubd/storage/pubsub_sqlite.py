@@ -79,6 +79,10 @@ MIGRATIONS = [
         FOREIGN KEY (service, node, bare_jid) REFERENCES pubsub_held ON DELETE CASCADE
     )
     """,
+    # A subscribe looks up the subscriber's own subscriptions to the node, not all of them.
+    """
+    CREATE INDEX pubsub_subscriptions_node_jid ON pubsub_subscriptions (service, node, jid)
+    """,
 ]
 
 _ITEM_COLUMNS = "item_id, payload, publisher, published, seq"
@@ -312,6 +316,18 @@ class SqlitePubSubStore:
                 "SELECT node, subid, jid, state, options FROM pubsub_subscriptions"
                 " WHERE service = ? AND node = ? ORDER BY rowid",
                 (service, node_id),
+            ).fetchall()
+        )
+        return [_subscription_row(row) for row in rows]
+
+    async def node_subscriptions_of(
+        self, service: str, node_id: str, jid: str
+    ) -> list[Subscription]:
+        rows = await self.db.read(
+            lambda conn: conn.execute(
+                "SELECT node, subid, jid, state, options FROM pubsub_subscriptions"
+                " WHERE service = ? AND node = ? AND jid = ? ORDER BY rowid",
+                (service, node_id, jid),
             ).fetchall()
         )
         return [_subscription_row(row) for row in rows]

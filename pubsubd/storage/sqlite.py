@@ -49,11 +49,17 @@ class Database:
             self._conn = self._connect()
         return self._conn
 
-    def run_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn`` in one transaction, in the calling thread (start-up, CLI, tests)."""
+    def run_sync(self, fn: Callable[[sqlite3.Connection], T], *, readonly: bool = False) -> T:
+        """Run ``fn`` in one transaction, in the calling thread (start-up, CLI, tests).
+
+        A write transaction starts ``IMMEDIATE`` (it takes the write lock up front, so it
+        never fails half-way on a busy lock) and is durable once this returns. A
+        ``readonly`` one starts deferred: it only reads a consistent snapshot and takes no
+        write lock, which is cheaper for the lookups on the hot paths (logins, routing).
+        """
         with self._thread_lock:
             conn = self.conn
-            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("BEGIN" if readonly else "BEGIN IMMEDIATE")
             try:
                 result = fn(conn)
             except BaseException:
@@ -62,9 +68,18 @@ class Database:
             conn.execute("COMMIT")
             return result
 
-    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def run(self, fn: Callable[[sqlite3.Connection], T], *, readonly: bool = False) -> T:
         """Run ``fn`` in one transaction on the database thread, off the event loop."""
+        if readonly:
+            return await trio.to_thread.run_sync(self._read_sync, fn, limiter=self._limiter)
         return await trio.to_thread.run_sync(self.run_sync, fn, limiter=self._limiter)
+
+    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """``run(fn, readonly=True)``: ``fn`` only reads."""
+        return await trio.to_thread.run_sync(self._read_sync, fn, limiter=self._limiter)
+
+    def _read_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return self.run_sync(fn, readonly=True)
 
     def migrate(self, name: str, steps: Sequence[str]) -> None:
         """Apply the not-yet-applied schema ``steps`` of store ``name`` (each a SQL script)."""

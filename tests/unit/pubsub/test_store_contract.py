@@ -95,6 +95,13 @@ async def test_subscriptions_round_trip(store: PubSubStore) -> None:
     await store.put_subscription(SVC, second)
     assert await store.list_subscriptions(SVC, "news") == [first]
     assert await store.subscriptions_of(SVC, "bob@example.org") == [first, second]
+    third = Subscription("news", "bob@example.org", "s3")
+    await store.put_subscription(SVC, third)
+    # Exactly the JID as subscribed, on that node only.
+    assert await store.node_subscriptions_of(SVC, "news", first.jid) == [first]
+    assert await store.node_subscriptions_of(SVC, "news", "bob@example.org") == [third]
+    assert await store.node_subscriptions_of(SVC, "other", first.jid) == []
+    assert await store.delete_subscription(SVC, "news", "s3")
     approved = Subscription("news", first.jid, "s1", SubscriptionState.SUBSCRIBED, options)
     await store.put_subscription(SVC, approved)
     assert await store.list_subscriptions(SVC, "news") == [approved]
