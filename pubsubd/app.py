@@ -30,6 +30,7 @@ from pubsubd.metrics import Metrics
 from pubsubd.modules.control_socket import ControlOp
 from pubsubd.net.listener import ConnectionHandler, Listener
 from pubsubd.net.tls import ensure_self_signed, server_context
+from pubsubd.net.websocket import WEBSOCKET_KINDS, WebSocketC2S, WebSocketSite, serve_websocket
 from pubsubd.storage.accounts import SqliteAccountStore
 from pubsubd.storage.sqlite import Database
 
@@ -164,7 +165,10 @@ class Server:
             if secured is None:
                 return
             stream = secured
-        conn = C2SConnection(self.ctx, stream, peer, direct_tls=direct_tls)
+        await self._serve_c2s(C2SConnection(self.ctx, stream, peer, direct_tls=direct_tls))
+
+    async def _serve_c2s(self, conn: C2SConnection) -> None:
+        """Run one client stream, tracked so a shutdown can close it properly."""
         if self.ctx.shutting_down:
             conn.close_with(StreamError(StreamCondition.SYSTEM_SHUTDOWN))
         self.connections.add(conn)
@@ -172,6 +176,19 @@ class Server:
             await conn.run()
         finally:
             self.connections.discard(conn)
+
+    async def _websocket(self, stream: trio.abc.Stream, peer: str, tls: bool) -> None:
+        """RFC 7395 client streams and XEP-0156 discovery on one HTTP listener."""
+        if tls:
+            secured = await self._direct_tls(stream)
+            if secured is None:
+                return
+            stream = secured
+        site = WebSocketSite(tls, self.config.limits.max_stanza_bytes,
+                             self.config.limits.handshake_timeout, self.config.primary_domain,
+                             self.listeners)
+        await serve_websocket(stream, site,
+                              lambda ws: self._serve_c2s(WebSocketC2S(self.ctx, ws, peer)))
 
     async def _refuse_c2s(self, stream: trio.abc.Stream, peer: str, direct_tls: bool) -> None:
         # RFC 6120 §4.9.3.18: exceeding a local limit is a policy-violation stream error.
@@ -222,7 +239,7 @@ class Server:
 
     def _per_ip(self, kind: str) -> Counter[str] | None:
         """Client listeners share one count of connections per address."""
-        return self._c2s_per_ip if kind in ("c2s", "c2s_tls") else None
+        return self._c2s_per_ip if kind in ("c2s", "c2s_tls", *WEBSOCKET_KINDS) else None
 
     def _refuser_for(self, kind: str):  # type: ignore[no-untyped-def]
         if kind in ("c2s", "c2s_tls"):
@@ -234,6 +251,8 @@ class Server:
             return lambda s, p: self._c2s(s, p, False)
         if kind == "c2s_tls":
             return lambda s, p: self._c2s(s, p, True)
+        if kind in WEBSOCKET_KINDS:
+            return lambda s, p: self._websocket(s, p, kind == "websocket_tls")
         extra = self.listener_kinds.get(kind) or self.ctx.pre_auth_iq.get(f"listener:{kind}")
         return extra
 

@@ -27,9 +27,11 @@ class ConfigError(Exception):
 @dataclass(frozen=True, slots=True)
 class Listener:
     """One listening socket. ``kind``: c2s (STARTTLS), c2s_tls (XEP-0368 direct TLS),
-    s2s (federation), metrics (HTTP: Prometheus text and /health)."""
+    s2s (federation), metrics (HTTP: Prometheus text and /health), websocket (RFC 7395
+    XMPP over WebSocket, plain: loopback only) and websocket_tls (the same over TLS);
+    the websocket kinds also answer XEP-0156 host-meta discovery."""
 
-    kind: Literal["c2s", "c2s_tls", "s2s", "metrics"] = "c2s"
+    kind: Literal["c2s", "c2s_tls", "s2s", "metrics", "websocket", "websocket_tls"] = "c2s"
     address: str = "127.0.0.1"
     port: int = 5222
 
@@ -168,6 +170,18 @@ class S2SConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class MamConfig:
+    """XEP-0313 message archives of users' one-to-one chats."""
+
+    enabled: bool = True
+    # Archiving preference of users who set none (XEP-0441 <prefs default=...>); "always" keeps
+    # every chat, as XEP-0313 §6.1.1 recommends; "roster" only chats with roster contacts.
+    default: Literal["always", "roster", "never"] = "always"
+    max_messages_per_user: int = 10000  # the oldest are dropped beyond this (XEP-0313 §3.2)
+    max_page_size: int = 100  # results sent for one query at most, whatever <max> asks
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     domains: tuple[str, ...] = ("localhost",)
     listeners: tuple[Listener, ...] = (Listener(),)
@@ -184,6 +198,7 @@ class Config:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     control: ControlConfig = field(default_factory=ControlConfig)
     s2s: S2SConfig = field(default_factory=S2SConfig)
+    mam: MamConfig = field(default_factory=MamConfig)
 
     @property
     def primary_domain(self) -> str:
@@ -294,6 +309,13 @@ def validate(config: Config) -> Config:
         if (listener.address, listener.port) in seen and listener.port != 0:
             raise ConfigError(f"listeners[{i}]: {listener.address}:{listener.port} is used twice")
         seen.add((listener.address, listener.port))
+        if listener.kind == "websocket" and not ip.is_loopback:
+            # A plain WebSocket cannot negotiate TLS (RFC 7395 §3.9): credentials would cross
+            # the network in the clear. On loopback it serves a local TLS-terminating proxy.
+            raise ConfigError(
+                f"listeners[{i}]: a plain websocket listener must be on loopback (put a "
+                f"TLS-terminating proxy in front of it, or use kind websocket_tls)"
+            )
         if listener.kind == "c2s" and not config.tls.require_c2s and not ip.is_loopback:
             raise ConfigError(
                 f"tls.require_c2s: may only be false when every c2s listener is on loopback "

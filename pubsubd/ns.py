@@ -60,7 +60,15 @@ FEED_STATUS = "urn:pubsubd:feed-status:0"
 # pubsubd's ad-hoc commands for operating the syndication side (feeds, nodes, delivery).
 SERVICE_ADMIN = "urn:pubsubd:service-admin:0"
 SID = "urn:xmpp:sid:0"
+MAM = "urn:xmpp:mam:2"
+MAM_EXTENDED = "urn:xmpp:mam:2#extended"
+PRIVATE = "jabber:iq:private"
 SM = "urn:xmpp:sm:3"
+
+# RFC 7395 XMPP over WebSocket: the <open/>/<close/> framing, and XEP-0156 discovery.
+FRAMING = "urn:ietf:params:xml:ns:xmpp-framing"
+XRD = "http://docs.oasis-open.org/ns/xri/xrd-1.0"
+ALT_CONNECTIONS_WEBSOCKET = "urn:xmpp:alt-connections:websocket"
 
 
 def clark(namespace: str, local: str) -> str:

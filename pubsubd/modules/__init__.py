@@ -30,6 +30,8 @@ MODULES = [
     "pubsubd.modules.xep0115_caps:CapsModule",
     "pubsubd.modules.xep0054_vcard:VCardModule",
     "pubsubd.modules.xep0012_last:LastActivityModule",
+    "pubsubd.modules.xep0049_private:PrivateStorageModule",
+    "pubsubd.modules.xep0313_mam:MamModule",
     "pubsubd.modules.xep0060_pubsub:PubSubComponent",
     "pubsubd.modules.xep0163_pep:PepModule",
     "pubsubd.modules.feeds_service:FeedsModule",  # after pubsub: feeds are its nodes

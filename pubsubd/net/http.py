@@ -41,10 +41,10 @@ async def serve_http(stream: trio.abc.Stream, handler: Handler, *, timeout: floa
         async with stream:
             while True:
                 with trio.move_on_after(timeout):
-                    request = await _next_request(conn, stream)
+                    request = await next_request(conn, stream)
                     if request is None:
                         return
-                    await _respond(conn, stream, request, await handler(_view(request)))
+                    await respond(conn, stream, request, await handler(request_view(request)))
                     if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
                         return
                     conn.start_next_cycle()
@@ -54,7 +54,7 @@ async def serve_http(stream: trio.abc.Stream, handler: Handler, *, timeout: floa
         return
 
 
-def _view(request: h11.Request) -> Request:
+def request_view(request: h11.Request) -> Request:
     return Request(
         method=request.method.decode("ascii", "replace"),
         path=request.target.decode("ascii", "replace").split("?", 1)[0],
@@ -62,7 +62,7 @@ def _view(request: h11.Request) -> Request:
     )
 
 
-async def _respond(conn: h11.Connection, stream: trio.abc.Stream, request: h11.Request,
+async def respond(conn: h11.Connection, stream: trio.abc.Stream, request: h11.Request,
                    response: Response) -> None:
     headers = [("Content-Type", response.content_type), *response.headers]
     if response.status != 304:  # RFC 9110 §15.4.5: a 304 has no content
@@ -73,7 +73,7 @@ async def _respond(conn: h11.Connection, stream: trio.abc.Stream, request: h11.R
     await stream.send_all(conn.send(h11.EndOfMessage()))
 
 
-async def _next_request(conn: h11.Connection, stream: trio.abc.Stream) -> h11.Request | None:
+async def next_request(conn: h11.Connection, stream: trio.abc.Stream) -> h11.Request | None:
     """The next complete request (a body, if any, is read and ignored); None when closed."""
     request: h11.Request | None = None
     while True:

@@ -1,0 +1,453 @@
+"""XEP-0313 Message Archive Management for users' one-to-one messages, with XEP-0359 stanza
+ids and XEP-0441 preferences.
+
+Archiving happens in two hooks, so each archive gets a message exactly once (XEP-0313 §6.1.1):
+``message/pre`` keeps a local client's message in the sender's archive (except messages to
+the sender's own account, which arrive through the other path), and ``message/in`` keeps a
+message about to be delivered to a local user in the recipient's archive and stamps it with
+the archive id. Writes are queued and committed in batches by one background task, so
+routing never waits for the disk; a query first commits whatever is queued.
+
+The archive is exposed on the account's bare JID only (XEP-0313 §3.3.1); the server's own
+JID has none, so ``urn:xmpp:mam:2`` is an account feature, not a server feature.
+"""
+
+from __future__ import annotations
+
+import datetime
+import secrets
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+from xml.sax.saxutils import quoteattr
+
+import trio
+from lxml import etree
+
+from pubsubd import ns
+from pubsubd.core.module import Module
+from pubsubd.core.router import Stanza
+from pubsubd.errors import Condition, StanzaError
+from pubsubd.jid import JID, InvalidJID
+from pubsubd.storage.im_sqlite import im_store
+from pubsubd.storage.mam_sqlite import ArchivedMessage, MamStore, Page, Prefs, Query
+from pubsubd.xml import builders
+from pubsubd.xml.forms import Field, Form, FormError
+
+if TYPE_CHECKING:
+    from pubsubd.app import Server
+
+QUERY = ns.clark(ns.MAM, "query")
+PREFS = ns.clark(ns.MAM, "prefs")
+METADATA = ns.clark(ns.MAM, "metadata")
+FLIP_PAGE = ns.clark(ns.MAM, "flip-page")
+RESULT = ns.clark(ns.MAM, "result")
+STANZA_ID = ns.clark(ns.SID, "stanza-id")
+RSM_SET = ns.clark(ns.RSM, "set")
+NO_STORE = ns.clark(ns.HINTS, "no-store")
+NO_PERMANENT_STORE = ns.clark(ns.HINTS, "no-permanent-store")
+X_DATA = ns.clark(ns.DATA_FORMS, "x")
+XDATA_VALIDATE = "http://jabber.org/protocol/xdata-validate"
+# Never archived: wrappers the server makes (carbon copies, archive results), and pubsub
+# notifications, which are syndication rather than conversation (XEP-0313 §3 expects
+# "meaningful content"), stay fetchable from their node, and would crowd chats out of the
+# bounded archive when a feed has pubsub#include_body on.
+SKIPPED_TAGS = frozenset({ns.clark(ns.CARBONS, "received"), ns.clark(ns.CARBONS, "sent"),
+                          RESULT, NO_STORE, NO_PERMANENT_STORE,
+                          ns.clark(ns.PUBSUB_EVENT, "event")})
+POLICIES = ("always", "never", "roster")
+# XEP-0313 §4.1 fields, with the #extended ones (before-id, after-id, ids) we implement.
+FORM_FIELDS = frozenset({"FORM_TYPE", "with", "start", "end", "before-id", "after-id", "ids"})
+MAX_IDS = 500  # archive ids one query may name in the 'ids' field
+
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+_MICROSECOND = datetime.timedelta(microseconds=1)
+
+
+def archivable(st: Stanza) -> bool:
+    """XEP-0313 §6.1.1: normal and chat messages with a body; not errors, not copies the
+    server made or pubsub notifications, not messages hinted away from storage (XEP-0334 §4)."""
+    if st.type not in ("chat", "normal"):
+        return False
+    el = st.element
+    if el.find(ns.C_BODY) is None:
+        return False
+    return not any(child.tag in SKIPPED_TAGS for child in el)
+
+
+def new_uid() -> str:
+    """An archive id: unique and unpredictable (XEP-0313 §3, XEP-0359 §3 rule 1)."""
+    return secrets.token_urlsafe(12)
+
+
+def strip_stanza_ids(el: etree._Element, by: str) -> None:
+    """XEP-0359 §3 rule 2: drop any stanza-id claiming to be ours, whoever added it."""
+    for child in el.findall(STANZA_ID):
+        if child.get("by") == by:
+            el.remove(child)
+
+
+def add_stanza_id(el: etree._Element, uid: str, by: str) -> None:
+    sid = builders.child(el, ns.SID, "stanza-id")
+    sid.set("id", uid)
+    sid.set("by", by)
+
+
+def stamp_text(micros: int) -> str:
+    """XEP-0082 DateTime in UTC with microseconds."""
+    return (_EPOCH + micros * _MICROSECOND).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_stamp(text: str, var: str) -> int:
+    """A XEP-0082 DateTime (the zone is required) as microseconds since the epoch."""
+    try:
+        when = datetime.datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise StanzaError(Condition.BAD_REQUEST, f"{var}: not a XEP-0082 DateTime") from None
+    if when.tzinfo is None:
+        raise StanzaError(Condition.BAD_REQUEST, f"{var}: a time zone is required")
+    return (when - _EPOCH) // _MICROSECOND
+
+
+class MamModule(Module):
+    name = "mam"
+
+    def __init__(self, server: Server) -> None:
+        super().__init__(server)
+        self.config = server.config.mam
+        self.store = MamStore(server.db)
+        self.roster = im_store(server.db)
+        self._pending: list[ArchivedMessage] = []
+        self._wake = trio.Event()
+        self._flush_lock = trio.Lock()
+
+    def setup(self) -> None:
+        if not self.config.enabled:
+            return
+        router = self.server.router
+        router.add_iq_handler("self", "set", QUERY, self.query)
+        router.add_iq_handler("self", "get", QUERY, self.query_form)
+        router.add_iq_handler("self", "get", PREFS, self.get_prefs)
+        router.add_iq_handler("self", "set", PREFS, self.set_prefs)
+        router.add_iq_handler("self", "get", METADATA, self.metadata)
+        for type_, tag in (("set", QUERY), ("get", QUERY), ("get", PREFS), ("set", PREFS),
+                           ("get", METADATA)):
+            router.add_iq_handler("bare", type_, tag, self.forbidden)
+        hooks = self.server.hooks
+        # After blocking (100) drops what the user refuses (XEP-0313 §6.1), before carbons
+        # (50) so that carbon copies carry the stanza-id (XEP-0313 §3.5).
+        hooks.on("message/in", self._incoming, priority=60)
+        hooks.on("message/pre", self._outgoing, priority=60)
+        hooks.on("message/pre", self._unstamp_outgoing, priority=40)
+        hooks.on("account/deleted", self._account_deleted)
+        disco = self.server.module("disco")
+        if disco is not None:
+            # XEP-0313 §7: advertised on the archiving JIDs, i.e. accounts.
+            disco.account_features.update((ns.MAM, ns.MAM_EXTENDED))  # type: ignore[attr-defined]
+
+    async def run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake = trio.Event()
+            await self._flush()
+
+    async def stop(self) -> None:
+        await self._flush()
+
+    # --- archiving ----------------------------------------------------------------------
+
+    def _allowed(self, owner: JID, remote: JID) -> bool:
+        """XEP-0441 preferences: the never list, then the always list, then the default."""
+        prefs = self.store.prefs(owner) or Prefs(self.config.default)
+        contact = str(remote.bare)
+        if contact in prefs.never:
+            return False
+        if contact in prefs.always:
+            return True
+        if prefs.default == "roster":
+            return self.roster.item(owner, remote) is not None
+        return prefs.default == "always"
+
+    def _archive(self, owner: JID, uid: str, remote: JID, stanza: bytes) -> None:
+        self._pending.append(ArchivedMessage(owner, uid, time.time_ns() // 1000, remote, stanza))
+        self._wake.set()
+
+    async def _flush(self) -> None:
+        async with self._flush_lock:
+            batch, self._pending = self._pending, []
+            if not batch:
+                return
+            try:
+                await self.store.append(batch, self.config.max_messages_per_user)
+            except Exception:
+                self.log.exception("could not archive %d messages", len(batch))
+
+    async def _incoming(self, st: Stanza) -> bool:
+        """The recipient's copy, stamped with its archive id (XEP-0313 §3.5)."""
+        if st.to is None:
+            return False
+        owner = st.to.bare
+        by = str(owner)
+        strip_stanza_ids(st.element, by)
+        if not archivable(st) or not self._allowed(owner, st.from_):
+            return False
+        uid = new_uid()
+        add_stanza_id(st.element, uid, by)
+        self._archive(owner, uid, st.from_, etree.tostring(st.element, with_tail=False))
+        return False
+
+    async def _outgoing(self, st: Stanza) -> bool:
+        """The sender's copy of a local client's message."""
+        if st.origin is None:
+            return False
+        owner = st.from_.bare
+        by = str(owner)
+        strip_stanza_ids(st.element, by)
+        to = st.to
+        if to is None or to.bare == owner or not archivable(st) or not self._allowed(owner, to):
+            return False  # messages to oneself are archived once, on the way in
+        uid = new_uid()
+        self._archive(owner, uid, to, etree.tostring(st.element, with_tail=False))
+        # Only for the sent carbon copies (XEP-0313 §3.5); removed before the message leaves.
+        add_stanza_id(st.element, uid, by)
+        return False
+
+    async def _unstamp_outgoing(self, st: Stanza) -> bool:
+        if st.origin is not None:
+            # XEP-0313 §3.5: the contact may not see the sender's archive id.
+            strip_stanza_ids(st.element, str(st.from_.bare))
+        return False
+
+    async def _account_deleted(self, jid: JID) -> bool:
+        await self._flush()
+        await self.store.forget(jid)
+        return False
+
+    # --- queries (XEP-0313 §4) ------------------------------------------------------------
+
+    async def forbidden(self, st: Stanza) -> None:
+        raise StanzaError(Condition.FORBIDDEN, "an archive is open to its owner only")  # §8.1
+
+    async def query_form(self, st: Stanza) -> etree._Element:
+        """XEP-0313 §4.1.5: the fields we support, none of them required."""
+        form = Form.with_form_type("form", ns.MAM, [
+            Field("with", "jid-single"), Field("start", "text-single"),
+            Field("end", "text-single"), Field("before-id", "text-single"),
+            Field("after-id", "text-single"), Field("ids", "list-multi")])
+        x = form.to_element()
+        for field_el in x.iterfind(ns.clark(ns.DATA_FORMS, "field")):
+            if field_el.get("var") == "ids":
+                # XEP-0313 §4.1.5 / XEP-0122: the list is open to any value.
+                validate = etree.SubElement(field_el, ns.clark(XDATA_VALIDATE, "validate"),
+                                            nsmap={None: XDATA_VALIDATE}, datatype="xs:string")
+                etree.SubElement(validate, ns.clark(XDATA_VALIDATE, "open"))
+        result = builders.element(ns.MAM, "query")
+        result.append(x)
+        return result
+
+    async def query(self, st: Stanza) -> etree._Element:
+        request = st.element[0]
+        owner = st.from_.bare
+        if request.get("node") is not None:
+            raise StanzaError(Condition.ITEM_NOT_FOUND, "a user archive has no nodes")  # §6.1.3
+        filters = _read_form(request.find(X_DATA))
+        rsm = _read_rsm(request.find(RSM_SET))
+        await self._flush()  # what was routed before the query is in its results
+        ids = [i for i in (filters.after_id, filters.before_id, rsm.after, rsm.before) if i]
+        ids += filters.ids or ()
+        seqs = await self.store.seqs(owner, ids) if ids else {}
+        missing = [i for i in ids if i not in seqs]
+        if missing:
+            # §4.1.3 and §4.3.2: an unknown archive id is item-not-found.
+            raise StanzaError(Condition.ITEM_NOT_FOUND, f"not in the archive: {missing[0]}")
+        with_ = filters.with_
+        query = Query(
+            owner,
+            with_bare=str(with_.bare) if with_ is not None else None,
+            with_full=str(with_) if with_ is not None and with_.resource else None,
+            start=filters.start, end=filters.end,
+            after_seq=seqs[filters.after_id] if filters.after_id else None,
+            before_seq=seqs[filters.before_id] if filters.before_id else None,
+            uids=tuple(filters.ids) if filters.ids is not None else None)
+        page_size = self.config.max_page_size
+        limit = page_size if rsm.max is None else min(rsm.max, page_size)
+        page = await self.store.page(
+            query, limit, after_seq=seqs.get(rsm.after) if rsm.after else None,
+            before_seq=seqs.get(rsm.before) if rsm.before else None,
+            backward=rsm.before is not None)
+        self._send_results(st, owner, request.get("queryid"), page,
+                           flip=request.find(FLIP_PAGE) is not None)
+        # The index is optional (§4.3.2); it is left out of backward pages, whose index
+        # clients that page by "index + page size == count" would take for the end.
+        return _fin(page, with_index=rsm.before is None)
+
+    def _send_results(self, st: Stanza, owner: JID, queryid: str | None, page: Page,
+                      flip: bool) -> None:
+        """§4.2: one message per result, to the querying resource, before the IQ result.
+
+        Built as bytes around the stored stanza, which is never parsed again."""
+        session = st.origin or self.server.sessions.get(st.from_)
+        if session is None:
+            return
+        head = (b"<message xmlns='jabber:client' to=" + quoteattr(str(st.from_)).encode()
+                + b" from=" + quoteattr(str(owner)).encode())
+        query_attr = (b" queryid=" + quoteattr(queryid).encode()) if queryid is not None else b""
+        rows = reversed(page.rows) if flip else page.rows  # §4.3.4: only the order changes
+        for row in rows:
+            session.send(
+                head + b" id=" + quoteattr(builders.new_id()).encode()
+                + b"><result xmlns='urn:xmpp:mam:2'" + query_attr
+                + b" id=" + quoteattr(row.uid).encode()
+                + b"><forwarded xmlns='urn:xmpp:forward:0'><delay xmlns='urn:xmpp:delay' stamp='"
+                + stamp_text(row.stamp).encode() + b"'/>" + row.stanza
+                + b"</forwarded></result></message>")
+
+    async def metadata(self, st: Stanza) -> etree._Element:
+        """XEP-0313 §5: the first and last message of the archive (empty if none)."""
+        await self._flush()
+        result = builders.element(ns.MAM, "metadata")
+        bounds = await self.store.bounds(st.from_.bare)
+        if bounds is not None:
+            for name, row in zip(("start", "end"), bounds, strict=True):
+                etree.SubElement(result, ns.clark(ns.MAM, name), id=row.uid,
+                                 timestamp=stamp_text(row.stamp))
+        return result
+
+    # --- preferences (XEP-0441) -----------------------------------------------------------
+
+    async def get_prefs(self, st: Stanza) -> etree._Element:
+        return _prefs_element(self.store.prefs(st.from_) or Prefs(self.config.default))
+
+    async def set_prefs(self, st: Stanza) -> etree._Element:
+        request = st.element[0]
+        current = self.store.prefs(st.from_) or Prefs(self.config.default)
+        default = request.get("default", current.default)
+        if default not in POLICIES:
+            raise StanzaError(Condition.BAD_REQUEST, f"default must be one of {POLICIES}")
+        prefs = Prefs(default, _jid_list(request, "always"), _jid_list(request, "never"))
+        if prefs.always & prefs.never:
+            raise StanzaError(Condition.BAD_REQUEST, "a JID is both always and never archived")
+        await self.store.set_prefs(st.from_, prefs)
+        return _prefs_element(prefs)
+
+
+class _Rsm:
+    """The XEP-0059 request of a query: max, after, and before ('' for the last page)."""
+
+    def __init__(self, max_: int | None = None, after: str | None = None,
+                 before: str | None = None) -> None:
+        self.max = max_
+        self.after = after
+        self.before = before
+
+
+def _read_rsm(set_el: etree._Element | None) -> _Rsm:
+    if set_el is None:
+        return _Rsm()
+    if set_el.find(ns.clark(ns.RSM, "index")) is not None:
+        raise StanzaError(Condition.FEATURE_NOT_IMPLEMENTED, "paging by index is not supported")
+    max_text = set_el.findtext(ns.clark(ns.RSM, "max"))
+    max_: int | None = None
+    if max_text is not None:
+        try:
+            max_ = int(max_text.strip())
+        except ValueError:
+            max_ = -1
+        if max_ < 0:
+            raise StanzaError(Condition.BAD_REQUEST, "max must be a non-negative integer")
+    after = set_el.findtext(ns.clark(ns.RSM, "after"))
+    if after is not None and not after.strip():
+        raise StanzaError(Condition.BAD_REQUEST, "after needs an id")  # XEP-0059 §2.2
+    before = set_el.findtext(ns.clark(ns.RSM, "before"))
+    return _Rsm(max_, after.strip() if after else None,
+                before.strip() if before is not None else None)
+
+
+@dataclass(slots=True)
+class _Filters:
+    """The fields of a submitted query form (XEP-0313 §4.1)."""
+
+    with_: JID | None = None
+    start: int | None = None
+    end: int | None = None
+    after_id: str | None = None
+    before_id: str | None = None
+    ids: list[str] | None = None
+
+
+def _read_form(x: etree._Element | None) -> _Filters:
+    """The filters of a submitted query form, checked and parsed."""
+    filters = _Filters()
+    if x is None:
+        return filters
+    try:
+        form = Form.from_element(x)
+    except FormError as exc:
+        raise StanzaError(Condition.BAD_REQUEST, str(exc)) from None
+    if form.type != "submit":
+        raise StanzaError(Condition.BAD_REQUEST, "the query form must be submitted")
+    if form.form_type not in (None, ns.MAM):
+        raise StanzaError(Condition.BAD_REQUEST, f"unexpected FORM_TYPE {form.form_type}")
+    for field in form.fields:
+        var = field.var or ""
+        if var not in FORM_FIELDS:
+            # §4.1.5: an unknown field is feature-not-implemented.
+            raise StanzaError(Condition.FEATURE_NOT_IMPLEMENTED, f"unsupported field {var!r}")
+        if var == "ids":
+            if len(field.values) > MAX_IDS:
+                raise StanzaError(Condition.POLICY_VIOLATION, f"at most {MAX_IDS} ids")
+            filters.ids = [v.strip() for v in field.values]
+            continue
+        value = (field.value or "").strip()
+        if not value:
+            continue
+        if var == "with":
+            try:
+                filters.with_ = JID.parse(value)
+            except InvalidJID:
+                raise StanzaError(Condition.BAD_REQUEST, "with: not a JID") from None
+        elif var == "start":
+            filters.start = parse_stamp(value, var)  # §4.1.2
+        elif var == "end":
+            filters.end = parse_stamp(value, var)
+        elif var == "after-id":
+            filters.after_id = value
+        elif var == "before-id":
+            filters.before_id = value
+    return filters
+
+
+def _fin(page: Page, with_index: bool) -> etree._Element:
+    """§4.3: <fin> with the RSM summary of what was sent."""
+    fin = builders.element(ns.MAM, "fin", complete="true" if page.complete else "false")
+    set_el = builders.child(fin, ns.RSM, "set")
+    if page.rows:
+        first = etree.SubElement(set_el, ns.clark(ns.RSM, "first"))
+        if with_index:
+            first.set("index", str(page.first_index))
+        first.text = page.rows[0].uid
+        etree.SubElement(set_el, ns.clark(ns.RSM, "last")).text = page.rows[-1].uid
+    etree.SubElement(set_el, ns.clark(ns.RSM, "count")).text = str(page.count)
+    return fin
+
+
+def _prefs_element(prefs: Prefs) -> etree._Element:
+    el = builders.element(ns.MAM, "prefs", default=prefs.default)
+    for name, jids in (("always", prefs.always), ("never", prefs.never)):
+        holder = etree.SubElement(el, ns.clark(ns.MAM, name))
+        for jid in sorted(jids):
+            etree.SubElement(holder, ns.clark(ns.MAM, "jid")).text = jid
+    return el
+
+
+def _jid_list(prefs: etree._Element, name: str) -> frozenset[str]:
+    holder = prefs.find(ns.clark(ns.MAM, name))
+    if holder is None:
+        return frozenset()
+    jids = set()
+    for jid_el in holder.iterfind(ns.clark(ns.MAM, "jid")):
+        try:
+            jids.add(str(JID.parse((jid_el.text or "").strip()).bare))
+        except InvalidJID:
+            raise StanzaError(Condition.JID_MALFORMED, f"{name}: not a JID") from None
+    return frozenset(jids)
