@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -105,3 +106,43 @@ def _asdict(opts: Options) -> dict[str, object]:
     import dataclasses
 
     return {f.name: getattr(opts, f.name) for f in dataclasses.fields(opts)}
+
+
+_SECTION = re.compile(r"^## .* \(`([\w-]+)`\)$")
+_FOOTER = "↑ higher is better"
+
+
+def _split(text: str) -> tuple[list[str], dict[str, list[str]], list[str]]:
+    """(lines before the first scenario, each scenario's lines by name, the footer onwards)."""
+    head: list[str] = []
+    sections: dict[str, list[str]] = {}
+    tail: list[str] = []
+    current: list[str] | None = None
+    for line in text.splitlines():
+        found = _SECTION.match(line)
+        if tail or (line.startswith(_FOOTER) and sections):
+            tail.append(line)
+        elif found:
+            current = sections.setdefault(found.group(1), [])
+            current.append(line)
+        elif current is not None and line.startswith("## "):
+            tail.append(line)  # a hand-written section after the scenarios
+        else:
+            (current if current is not None else head).append(line)
+    return head, sections, tail
+
+
+def merge(previous: str, fresh: str, note: str) -> str:
+    """``previous`` with the scenario sections of ``fresh`` put in (replaced or appended).
+
+    A run of a few scenarios (``--only``) must not erase the figures of the others, nor the
+    notes written by hand below them; each merged section says when it was measured.
+    """
+    head, sections, tail = _split(previous)
+    if not sections:
+        return fresh
+    _, new_sections, _ = _split(fresh)
+    for name, lines in new_sections.items():
+        sections[name] = [lines[0], "", note, *lines[1:]]
+    body = [line for lines in sections.values() for line in lines]
+    return "\n".join(head + body + tail) + "\n"

@@ -23,7 +23,14 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import prosody, report, scenario_core, scenario_presence, scenario_pubsub
+from bench import (
+    prosody,
+    report,
+    scenario_core,
+    scenario_feeds,
+    scenario_presence,
+    scenario_pubsub,
+)
 from bench.loadgen import raise_fd_limit
 from bench.measure import Metric, ScenarioResult
 from bench.options import Options
@@ -41,6 +48,9 @@ class Scenario:
     run: Runner
     metrics: tuple[Metric, ...]
     available: Callable[[ServerUnderTest], str | None] = lambda _server: None  # reason if not
+    # A scenario of a feature the other servers lack: skipped on them without counting as a
+    # failure of the run; ``available`` gives the reason shown in the report.
+    only_for: str | None = None
 
 
 SCENARIOS = (
@@ -56,6 +66,8 @@ SCENARIOS = (
              scenario_presence.METRICS, scenario_presence.unavailable),
     Scenario("fanout", "Pubsub fan-out to online subscribers", scenario_pubsub.run,
              scenario_pubsub.METRICS, scenario_pubsub.unavailable),
+    Scenario("feeds", "Feed polling and normalizing (pubsubd only)", scenario_feeds.run,
+             scenario_feeds.METRICS, scenario_feeds.unavailable, only_for="pubsubd"),
 )
 SERVERS: dict[str, type[ServerUnderTest]] = {"pubsubd": Pubsubd, "prosody": prosody.Prosody}
 
@@ -69,7 +81,8 @@ def parse_args(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
         p.add_argument(flag, type=type(getattr(defaults, f.name)),
                        default=getattr(defaults, f.name), help="(default: %(default)s)")
     p.add_argument("--only", default="", help="comma-separated scenarios "
-                   f"({', '.join(s.name for s in SCENARIOS)}); default: all")
+                   f"({', '.join(s.name for s in SCENARIOS)}); default: all. The report "
+                   "then keeps its other sections and replaces only these")
     p.add_argument("--servers", default="pubsubd,prosody", help="(default: %(default)s)")
     p.add_argument("--output", default=str(Path(__file__).parent / "RESULTS.md"),
                    help="the Markdown report (default: bench/RESULTS.md)")
@@ -102,7 +115,12 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.monotonic() - started
     command = "python -m bench.run " + shlex.join(argv if argv is not None else sys.argv[1:])
     text = report.render(results, scenarios, servers_seen, opts, command.strip(), elapsed)
-    Path(args.output).write_text(text)
+    output = Path(args.output)
+    if wanted and output.exists():  # a partial run updates its sections only
+        note = (f"_Measured {time.strftime('%Y-%m-%d %H:%M %Z')} with `{command.strip()}`, "
+                "apart from the other sections._")
+        text = report.merge(output.read_text(), text, note)
+    output.write_text(text)
     log.info("wrote %s (%.0f s in all)", args.output, elapsed)
     if not args.keep:
         import shutil
@@ -122,6 +140,11 @@ def run_server(server: ServerUnderTest, scenarios: list[Scenario],
         scenario_core.provision(server, opts)
         for scenario in scenarios:
             reason = scenario.available(server) if server.alive() else "server not running"
+            if reason and scenario.only_for not in (None, server.name):
+                log.info("%s / %s: not measured (%s)", server.name, scenario.name, reason)
+                results.append(ScenarioResult(scenario.name, server.name,
+                                              notes=[f"not measured — {reason}"]))
+                continue
             if reason:
                 log.info("%s / %s: skipped (%s)", server.name, scenario.name, reason)
                 results.append(ScenarioResult(scenario.name, server.name, error=reason))

@@ -341,6 +341,10 @@ class Fetcher:
                     max_age=parse_max_age(response.headers, now),
                 )
                 if status == 304:
+                    # A 304 has no body (RFC 9110 §15.4.5), but httpcore only returns the
+                    # connection to the pool once the response was read to its end; unread,
+                    # every unchanged feed would cost a new TCP connection.
+                    await response.aread()
                     return FetchResult(**common)  # type: ignore[arg-type]
                 if status != 200:
                     retry = None

@@ -270,7 +270,12 @@ class Poller:
         events: list[FeedEvent],
         now: float,
     ) -> PollOutcome | None:
-        normalized = normalize_feed(parsed, fetched_at=now, base=result.final_url)
+        # Normalizing (sanitizing HTML, building Atom) costs as much as parsing: in the parse
+        # threads too, or a large feed would stall every XMPP stream for tens of milliseconds.
+        normalized = await trio.to_thread.run_sync(
+            lambda: normalize_feed(parsed, fetched_at=now, base=result.final_url),
+            limiter=self._parse_limiter,
+        )
         entries = normalized.entries
         known = await self.store.seen_hashes(state.feed_id, [e.item_id for e in entries])
         new = [e for e in entries if e.item_id not in known]

@@ -59,6 +59,7 @@ POLICIES = ("always", "never", "roster")
 # XEP-0313 §4.1 fields, with the #extended ones (before-id, after-id, ids) we implement.
 FORM_FIELDS = frozenset({"FORM_TYPE", "with", "start", "end", "before-id", "after-id", "ids"})
 MAX_IDS = 500  # archive ids one query may name in the 'ids' field
+FLUSH_DELAY = 0.05  # seconds archived messages may wait to be written together
 
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 _MICROSECOND = datetime.timedelta(microseconds=1)
@@ -148,6 +149,9 @@ class MamModule(Module):
     async def run(self) -> None:
         while True:
             await self._wake.wait()
+            # Let a burst of messages gather, so one transaction archives them all rather
+            # than one database round trip per message.
+            await trio.sleep(FLUSH_DELAY)
             self._wake = trio.Event()
             await self._flush()
 
