@@ -11,6 +11,7 @@ import signal
 import ssl
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from pathlib import Path
 
 import trio
@@ -25,14 +26,18 @@ from pubsubd.core.router import Router
 from pubsubd.core.session import SessionRegistry
 from pubsubd.errors import StreamCondition, StreamError
 from pubsubd.jid import JID
-from pubsubd.net.c2s import C2SConnection, refuse
 from pubsubd.metrics import Metrics
 from pubsubd.modules.control_socket import ControlOp
+from pubsubd.net.c2s import C2SConnection, refuse
 from pubsubd.net.listener import ConnectionHandler, Listener
 from pubsubd.net.tls import ensure_self_signed, server_context
 from pubsubd.net.websocket import WEBSOCKET_KINDS, WebSocketC2S, WebSocketSite, serve_websocket
 from pubsubd.storage.accounts import SqliteAccountStore
 from pubsubd.storage.sqlite import Database
+
+if TYPE_CHECKING:
+    from pubsubd.modules.xep0060_pubsub.component import PubSubComponent
+    from pubsubd.presence_view import PresenceView
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +92,10 @@ class Accounts:
 
 
 class Server:
+    # Set by the modules that provide them (RFC 6121 presence, the XEP-0060 component).
+    presence: PresenceView
+    pubsub: PubSubComponent
+
     def __init__(self, config: Config, *, base_dir: Path | None = None) -> None:
         self.config = config
         self.base_dir = base_dir or Path.cwd()

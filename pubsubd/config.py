@@ -273,12 +273,13 @@ def _join(path: str, key: str) -> str:
 
 
 def _kind(value: Any) -> str:
-    return {list: "a list", dict: "a mapping", str: "a string"}.get(type(value), repr(value))
+    names: dict[type, str] = {list: "a list", dict: "a mapping", str: "a string"}
+    return names.get(type(value), repr(value))
 
 
 def validate(config: Config) -> Config:
     """Cross-field checks the types cannot express."""
-    from pubsubd.jid import InvalidJID, JID
+    from pubsubd.jid import JID, InvalidJID
 
     if not config.domains:
         raise ConfigError("domains: at least one domain must be served")

@@ -17,10 +17,10 @@ import trio
 
 from pubsubd.core.hooks import Handler
 from pubsubd.core.module import Module
-from pubsubd.net.http import Request, Response, serve_http
 from pubsubd.core.router import Stanza
 from pubsubd.core.session import Session
 from pubsubd.metrics import CONTENT_TYPE
+from pubsubd.net.http import Request, Response, serve_http
 
 REQUEST_TIMEOUT = 10.0  # seconds for a scraper to send its request
 PROBE_INTERVAL = 1.0  # seconds between two event-loop / storage probes

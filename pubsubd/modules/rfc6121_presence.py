@@ -195,7 +195,7 @@ class PresenceModule(Module):
                 el.remove(old)
             delay = etree.SubElement(el, ns.clark(ns.DELAY, "delay"), nsmap={None: ns.DELAY})
             delay.set("from", owner.domain)
-            delay.set("stamp", datetime.datetime.fromtimestamp(when, datetime.timezone.utc)
+            delay.set("stamp", datetime.datetime.fromtimestamp(when, datetime.UTC)
                       .strftime("%Y-%m-%dT%H:%M:%S.%fZ"))  # XEP-0082 DateTime
         await self.server.router.route(Stanza(el, owner, prober, None))
 

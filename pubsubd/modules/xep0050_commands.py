@@ -254,9 +254,9 @@ async def handle_command_iq(registry: CommandRegistry, st: Stanza) -> etree._Ele
         if action != "execute":
             raise command_error(Condition.BAD_REQUEST, "bad-action",
                                 f"{action} needs a session; start with execute")
-        session = registry._open(command, requester, lang)
-        outcome = await command.steps[0](session, None)
-        return _answer(registry, command, session, outcome)
+        opened = registry._open(command, requester, lang)
+        outcome = await command.steps[0](opened, None)
+        return _answer(registry, command, opened, outcome)
     session = registry._sessions.get(sid)
     if session is None:
         if sid in registry._ended:

@@ -25,7 +25,7 @@ NO_PERMANENT_STORE = ns.clark(ns.HINTS, "no-permanent-store")
 
 def utc_stamp(when: datetime.datetime | None = None) -> str:
     """XEP-0082 DateTime in UTC, as XEP-0203 wants it."""
-    when = when or datetime.datetime.now(datetime.timezone.utc)
+    when = when or datetime.datetime.now(datetime.UTC)
     return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 

@@ -22,7 +22,7 @@ class TimeModule(Module):
         self.server.router.add_iq_handler("host", "get", TIME, self.answer)
 
     async def answer(self, st: Stanza) -> etree._Element:
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         el = builders.element(ns.TIME, "time")
         etree.SubElement(el, ns.clark(ns.TIME, "tzo")).text = "+00:00"
         etree.SubElement(el, ns.clark(ns.TIME, "utc")).text = (

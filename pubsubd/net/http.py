@@ -80,7 +80,7 @@ async def next_request(conn: h11.Connection, stream: trio.abc.Stream) -> h11.Req
         event = conn.next_event()
         if event is h11.NEED_DATA:
             data = await stream.receive_some(65536)
-            conn.receive_data(data)
+            conn.receive_data(bytes(data))
             if not data and conn.their_state is not h11.DONE:
                 return None
             continue

@@ -32,7 +32,7 @@ def ensure_self_signed(directory: Path, domains: list[str]) -> tuple[Path, Path]
         alt_names.append(x509.DNSName(domain))
         alt_names.append(x509.DNSName(f"*.{domain}"))
     alt_names.append(x509.IPAddress(ipaddress.ip_address("127.0.0.1")))
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)

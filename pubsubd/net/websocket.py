@@ -55,8 +55,8 @@ from pubsubd.net.http import (
     Request,
     Response,
     next_request,
-    respond,
     request_view,
+    respond,
 )
 from pubsubd.net.listener import Listener
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from .model import Item, MessageType, NodeConfig, Subscription, bare, is_full
+from .model import Item, MessageType, NodeConfig, Subscription, is_full
 from .notifications import Recipient
 
 

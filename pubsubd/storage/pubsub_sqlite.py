@@ -13,10 +13,11 @@ import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
 
+from pubsubd.pubsub.delivery import Hold
 from pubsubd.pubsub.model import (
     Affiliation,
-    MessageType,
     Item,
+    MessageType,
     Node,
     NodeConfig,
     Subscription,
@@ -24,7 +25,6 @@ from pubsubd.pubsub.model import (
     SubscriptionState,
     bare,
 )
-from pubsubd.pubsub.delivery import Hold
 from pubsubd.pubsub.notifications import Recipient
 from pubsubd.pubsub.store import HeldEntry, NewItem, PutResult
 
