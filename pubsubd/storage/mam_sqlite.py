@@ -93,6 +93,11 @@ class Page:
     first_index: int | None = None
 
 
+# An archive may exceed its limit by this many messages before the oldest are trimmed, so the
+# trim (an index walk of the whole archive) runs once per this many messages, not per batch.
+_TRIM_SLACK = 100
+
+
 class MamStore:
     """Archives and preferences; see the module docstring."""
 
@@ -100,6 +105,9 @@ class MamStore:
         self.db = db
         db.migrate("mam", _SCHEMA)
         self._prefs: dict[JID, Prefs] = {}
+        # Archive sizes as far as this process knows them (touched only on the database
+        # thread), so the retention trim runs when an archive outgrows the limit, not per batch.
+        self._sizes: dict[str, int] = {}
         db.run_sync(self._load)
 
     def _load(self, conn: sqlite3.Connection) -> None:
@@ -133,11 +141,23 @@ class MamStore:
                 " VALUES (?, ?, ?, ?, ?, ?)",
                 [(str(m.owner), m.uid, m.stamp, str(m.remote.bare), str(m.remote), m.stanza)
                  for m in messages])
-            for owner in {str(m.owner) for m in messages}:
-                conn.execute(
-                    "DELETE FROM mam_messages WHERE owner = ? AND seq <= (SELECT seq FROM"
-                    " mam_messages WHERE owner = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)",
-                    (owner, owner, keep))
+            added: dict[str, int] = {}
+            for m in messages:
+                added[str(m.owner)] = added.get(str(m.owner), 0) + 1
+            for owner, count in added.items():
+                size = self._sizes.get(owner)
+                if size is None:
+                    size = conn.execute("SELECT COUNT(*) FROM mam_messages WHERE owner = ?",
+                                        (owner,)).fetchone()[0]
+                else:
+                    size += count
+                if size > keep + _TRIM_SLACK or (size > keep and keep < _TRIM_SLACK):
+                    conn.execute(
+                        "DELETE FROM mam_messages WHERE owner = ? AND seq <= (SELECT seq FROM"
+                        " mam_messages WHERE owner = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)",
+                        (owner, owner, keep))
+                    size = keep
+                self._sizes[owner] = size
 
         await self.db.run(write)
 
@@ -214,6 +234,7 @@ class MamStore:
         def write(conn: sqlite3.Connection) -> None:
             conn.execute("DELETE FROM mam_messages WHERE owner = ?", (str(owner),))
             conn.execute("DELETE FROM mam_prefs WHERE owner = ?", (str(owner),))
+            self._sizes.pop(str(owner), None)
 
         await self.db.run(write)
         self._prefs.pop(owner, None)
