@@ -2,8 +2,9 @@
 
 The config mirrors the pubsubd one: plaintext c2s on loopback with SASL PLAIN allowed,
 hashed credentials at 4096 PBKDF2 iterations, in-band registration open, no rate limits, no
-s2s, and a XEP-0060 component on pubsub.<domain>. Only the modules that have a counterpart in
-pubsubd are loaded, so neither server pays for features the other lacks.
+s2s, and a XEP-0060 component on pubsub.<domain>. The modules mirror what pubsubd runs by default
+(carbons, blocking, offline storage, message archive with every message archived, PEP, private
+storage, vCard, last activity), so both servers pay for the same features.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ PROSODY = "prosody"
 
 MODULES = (
     "roster", "saslauth", "disco", "ping", "register", "version", "time",
+    "carbons", "blocklist", "offline", "mam", "pep", "private", "vcard_legacy", "lastactivity",
 )
 
 
@@ -59,6 +61,7 @@ admins = {{ {lua_string(f"{self.publisher}@{self.domain}")} }}
 authentication = "internal_hashed"
 default_iteration_count = 4096
 storage = "internal"
+default_archive_policy = true
 c2s_require_encryption = false
 allow_unencrypted_plain_auth = true
 allow_registration = true
