@@ -24,7 +24,8 @@ HELP = """I deliver web feeds (RSS and Atom) as messages. Say:
   help — this text
 Options for subscribe: only:word,word (entries mentioning one of these words),
 not:word,word (skip entries with these words), digest:60 (one summary every 60 minutes),
-catchup (receive what was missed while away), type:chat|headline|normal, body:off."""
+catchup (receive what was missed while away), type:chat|headline|normal (default chat),
+body:off."""
 
 VERBS = {
     "subscribe": "subscribe", "sub": "subscribe", "follow": "subscribe", "add": "subscribe",
@@ -167,7 +168,10 @@ async def answer(manager: FeedManager, user: str, text: str) -> str:
 
 
 async def _subscribe(manager: FeedManager, user: str, command: ChatCommand) -> str:
-    result = await manager.subscribe(user, command.target, command.options)
+    # Someone who subscribes in a chat reads entries in that chat: chat messages show in every
+    # client (some do not display headlines) and wait in offline storage while they are away.
+    options = {"pubsubd#message_type": ["chat"], **command.options}
+    result = await manager.subscribe(user, command.target, options)
     name = f"“{result.title}” ({result.node})" if result.title else result.node
     lines = [result.note] if result.note else []
     described = describe_options(command.options)

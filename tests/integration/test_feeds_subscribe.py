@@ -109,6 +109,9 @@ def test_three_ways_in_exactly_new_entries_and_no_duplicates_after_restart(tmp_p
                 got = inbox.item_notifications()
                 assert sorted((node, len(item_id) > 0) for node, item_id, _ in got) == sorted(
                     (u, True) for u in (url_a, url_b, url_c)), got
+                types = {node: message.get("type") for node, _, message in got}
+                # Chat subscribers read entries as chat messages; pubsub ones get headlines.
+                assert types[url_a] == "chat" and types[url_c] == "headline", types
                 for _node, _id, message in got:
                     assert message.find(f".//{{{ATOM}}}entry") is not None
                     body = message.findtext("{jabber:client}body") or ""
