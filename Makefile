@@ -14,14 +14,17 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-## Real peers some tests run against (Prosody for federation); installed when missing, if we can.
+## Real peers some tests run against (Prosody for federation, Profanity in tmux as a real
+## client); installed when missing, if we can.
+DEBIAN_PEERS := prosody profanity tmux
 debian-deps:
-	@command -v prosody >/dev/null 2>&1 || { \
+	@missing=""; for p in $(DEBIAN_PEERS); do command -v $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing prosody (federation interop tests)"; \
-	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prosody >/dev/null; } \
-	      || echo "could not install prosody: its interop tests will be skipped"; \
-	  else echo "prosody not installed: its interop tests will be skipped"; fi; }
+	    echo "installing$$missing (interop tests with real peers)"; \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; } \
+	      || echo "could not install$$missing: their interop tests will be skipped"; \
+	  else echo "not installed:$$missing: their interop tests will be skipped"; fi; fi
 
 ## Start the server with the example configuration (SQLite and a self-signed certificate under ./var/).
 run: install
