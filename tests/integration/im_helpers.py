@@ -40,12 +40,16 @@ class Inbox:
                 raise AssertionError(f"not received; got {[ET.tostring(e) for e in self.items]}")
             try:
                 await asyncio.wait_for(self.event.wait(), remaining)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     async def absent(self, pred: Callable[[ET.Element], bool], wait: float = 0.5) -> None:
         await asyncio.sleep(wait)
         assert not any(pred(el) for el in self.items), [ET.tostring(e) for e in self.items]
+
+    def bodies(self) -> list[str]:
+        return [el.findtext(f"{C}body") or "" for el in self.items
+                if el.tag == f"{C}message" and el.find(f"{C}body") is not None]
 
     async def push(self, contact: str) -> tuple[dict[str, str], str]:
         """The next roster push about ``contact``: its item's attributes and the push's ver."""

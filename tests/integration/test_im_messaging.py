@@ -4,7 +4,6 @@ with real slixmpp clients."""
 from __future__ import annotations
 
 import asyncio
-import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from pathlib import Path
@@ -12,41 +11,7 @@ from typing import Any
 
 from harness import ServerProcess, connect, disconnect, run
 
-C = "{jabber:client}"
-
-
-class Inbox:
-    """Every stanza a client receives, to wait for the one a step expects."""
-
-    def __init__(self, client: Any) -> None:
-        self.items: list[ET.Element] = []
-        self.event = asyncio.Event()
-        client.add_filter("in", self._in)
-
-    def _in(self, stanza: Any) -> Any:
-        self.items.append(stanza.xml)
-        self.event.set()
-        return stanza
-
-    async def wait(self, pred: Callable[[ET.Element], bool], timeout: float = 5.0) -> ET.Element:
-        deadline = time.monotonic() + timeout
-        while True:
-            for i, el in enumerate(self.items):
-                if pred(el):
-                    del self.items[i]
-                    return el
-            self.event.clear()
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError(f"not received; got {[ET.tostring(e) for e in self.items]}")
-            try:
-                await asyncio.wait_for(self.event.wait(), remaining)
-            except asyncio.TimeoutError:
-                pass
-
-    def bodies(self) -> list[str]:
-        return [el.findtext(f"{C}body") or "" for el in self.items
-                if el.tag == f"{C}message" and el.find(f"{C}body") is not None]
+from .im_helpers import C, Inbox
 
 
 def body(text: str) -> Callable[[ET.Element], bool]:

@@ -4,60 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from typing import Any
 
 from harness import RawClient, ServerProcess, connect, disconnect, run
 
+from . import im_helpers
+
 C = "{jabber:client}"
 R = "{jabber:iq:roster}"
 
 
-class Inbox:
-    """Every stanza a client receives, to wait for the one a step expects."""
-
-    def __init__(self, client: Any) -> None:
-        self.items: list[ET.Element] = []
-        self.event = asyncio.Event()
-        client.add_filter("in", self._in)
-
-    def _in(self, stanza: Any) -> Any:
-        self.items.append(stanza.xml)
-        self.event.set()
-        return stanza
-
-    async def wait(self, pred: Callable[[ET.Element], bool], timeout: float = 5.0) -> ET.Element:
-        deadline = time.monotonic() + timeout
-        while True:
-            for i, el in enumerate(self.items):
-                if pred(el):
-                    del self.items[i]
-                    return el
-            self.event.clear()
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError(f"not received; got {[ET.tostring(e) for e in self.items]}")
-            try:
-                await asyncio.wait_for(self.event.wait(), remaining)
-            except asyncio.TimeoutError:
-                pass
-
-    async def absent(self, pred: Callable[[ET.Element], bool], wait: float = 0.5) -> None:
-        await asyncio.sleep(wait)
-        assert not any(pred(el) for el in self.items), [ET.tostring(e) for e in self.items]
-
-    async def push(self, contact: str) -> dict[str, str]:
+class Inbox(im_helpers.Inbox):
+    async def push(self, contact: str) -> dict[str, str]:  # type: ignore[override]
         """The next roster push about ``contact``: its item's attributes."""
-        def match(el: ET.Element) -> bool:
-            item = el.find(f"{R}query/{R}item")
-            return el.tag == f"{C}iq" and el.get("type") == "set" and item is not None \
-                and item.get("jid") == contact
-        el = await self.wait(match)
-        item = el.find(f"{R}query/{R}item")
-        assert item is not None and el.find(f"{R}query").get("ver")  # type: ignore[union-attr]
-        return dict(item.attrib)
+        item, _ver = await super().push(contact)
+        return item
 
 
 def presence(type_: str | None = None, from_: str | None = None) -> Callable[[ET.Element], bool]:
