@@ -182,6 +182,17 @@ class MamConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class StreamManagementConfig:
+    """XEP-0198 acks and resumption of client streams."""
+
+    enabled: bool = True
+    # Seconds a resumable session whose connection dropped is kept (XEP-0198 §5, "max").
+    resume_timeout: float = 300.0
+    # Stanzas sent and not yet acknowledged before the session is cut off (memory bound).
+    max_unacked: int = 1000
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     domains: tuple[str, ...] = ("localhost",)
     listeners: tuple[Listener, ...] = (Listener(),)
@@ -199,6 +210,7 @@ class Config:
     control: ControlConfig = field(default_factory=ControlConfig)
     s2s: S2SConfig = field(default_factory=S2SConfig)
     mam: MamConfig = field(default_factory=MamConfig)
+    stream_management: StreamManagementConfig = field(default_factory=StreamManagementConfig)
 
     @property
     def primary_domain(self) -> str:
@@ -322,6 +334,11 @@ def validate(config: Config) -> Config:
                 f"tls.require_c2s: may only be false when every c2s listener is on loopback "
                 f"(listeners[{i}] is on {listener.address})"
             )
+    sm = config.stream_management
+    if sm.resume_timeout < 0:
+        raise ConfigError("stream_management.resume_timeout: must not be negative")
+    if sm.max_unacked < 1:
+        raise ConfigError("stream_management.max_unacked: must be at least 1")
     if (config.tls.certificate is None) != (config.tls.key is None):
         raise ConfigError("tls: set both certificate and key, or neither (self-signed)")
     for key in ("certificate", "key"):

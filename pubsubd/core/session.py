@@ -71,6 +71,11 @@ class Session:
             return False
         return True
 
+    def rebind(self, close: Callable[[StreamError], None], *, secure: bool) -> None:
+        """Hand the session to the connection that resumed it (XEP-0198 §5)."""
+        self._close = close
+        self.secure = secure
+
     def close(self, error: StreamError) -> None:
         if not self.closed:
             self.closed = True
@@ -82,6 +87,8 @@ class SessionRegistry:
 
     def __init__(self) -> None:
         self._by_bare: dict[JID, dict[str, Session]] = {}
+        # XEP-0198 §5: sessions that may be resumed, by SM-ID (still bound meanwhile).
+        self.resumable: dict[str, Session] = {}
 
     def add(self, session: Session) -> Session | None:
         """Register ``session``; return a session it displaced (same full JID), if any."""

@@ -17,6 +17,7 @@ import math
 import re
 import secrets
 import ssl
+from dataclasses import dataclass
 from enum import Enum, auto
 from typing import TYPE_CHECKING
 
@@ -25,8 +26,9 @@ from lxml import etree
 
 from pubsubd import ns
 from pubsubd.core.context import ServerContext
+from pubsubd.core.router import Stanza
 from pubsubd.core.session import Session
-from pubsubd.errors import StreamCondition, StreamError
+from pubsubd.errors import Condition, StanzaError, StreamCondition, StreamError
 from pubsubd.jid import JID, InvalidJID, prepare_localpart, prepare_resourcepart
 from pubsubd.logging_setup import ContextAdapter
 from pubsubd.stream.parser import ElementReceived, StreamClosed, StreamOpened, StreamParser
@@ -36,6 +38,15 @@ from pubsubd.stream.sasl import (
     ScramServer,
     mechanisms_offered,
     verify_password,
+)
+from pubsubd.stream.stream_management import (
+    HandledCountError,
+    HandledCountTooHigh,
+    StreamManagement,
+    failed,
+    is_stanza,
+    new_sm_id,
+    parse_h,
 )
 from pubsubd.xml import builders
 
@@ -67,15 +78,32 @@ T_RESPONSE = ns.clark(ns.SASL, "response")
 T_ABORT = ns.clark(ns.SASL, "abort")
 T_BIND = ns.clark(ns.BIND, "bind")
 T_SESSION = ns.clark(ns.SESSION, "session")
+T_SM_ENABLE = ns.clark(ns.SM, "enable")
+T_SM_RESUME = ns.clark(ns.SM, "resume")
+T_SM_REQUEST = ns.clark(ns.SM, "r")
+T_SM_ACK = ns.clark(ns.SM, "a")
+SM_TAGS = frozenset({T_SM_ENABLE, T_SM_RESUME, T_SM_REQUEST, T_SM_ACK})
+SM_KEY = "xep0198"  # Session.features key of the resumption state
 
 # The negotiation table: which first-level elements each state accepts.
 ALLOWED: dict[State, frozenset[str]] = {
     State.EXPECT_STARTTLS: frozenset({T_STARTTLS, ns.C_IQ}),
     State.EXPECT_AUTH: frozenset({T_STARTTLS, T_AUTH, ns.C_IQ}),
     State.SASL_SCRAM: frozenset({T_RESPONSE, T_ABORT}),
-    State.EXPECT_BIND: frozenset({ns.C_IQ}),
+    # XEP-0198 §3/§5: <enable/> here is refused (before binding); <resume/> replaces binding.
+    State.EXPECT_BIND: frozenset({ns.C_IQ, T_SM_ENABLE, T_SM_RESUME}),
     State.BOUND: ns.STANZA_TAGS,
 }
+
+
+@dataclass(eq=False, slots=True)
+class _Resumable:
+    """What a resumable session keeps across connections (XEP-0198 §5)."""
+
+    sm: StreamManagement
+    outbox: trio.MemoryReceiveChannel[bytes]  # the session's queue, drained by its owner
+    owner: C2SConnection
+    timeout: float
 
 
 class _Restart(Exception):
@@ -110,6 +138,18 @@ class C2SConnection:
         self._idle_scope: trio.CancelScope | None = None  # set while reading stanzas
         self._idle_timeout = ctx.config.limits.idle_timeout
         self.log = ContextAdapter(log, {"peer": peer})  # merges each call's extra=
+        # XEP-0198: the SM state, whether the writer counts yet (from <enabled/> on), and the
+        # hibernation of a resumable session whose connection dropped.
+        self.sm: StreamManagement | None = None
+        self._sm_counting = False
+        self._enabled_marker: bytes | None = None
+        self._resume_timeout = ctx.config.stream_management.resume_timeout
+        self._lost = False  # the transport failed: no clean </stream:stream>
+        self._taken_over = False  # a <resume/> on another connection replaces this one
+        self._hibernating = False
+        self._hibernated = trio.Event()
+        self._wake = trio.Event()
+        self._resumed = False
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -130,6 +170,7 @@ class C2SConnection:
         except (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, OSError) as exc:
             self.log.debug("connection lost: %s", exc)
             self._pending_error = None
+            self._lost = True
             await self._finish(send_close=False)
             return
         except Exception:
@@ -142,19 +183,15 @@ class C2SConnection:
         if self._pending_error is None:
             self._pending_error = error
         self._cancel.cancel()
+        if self._hibernating:
+            self._wake.set()  # ends the hibernation early (outbox overflow, shutdown)
 
     async def _finish(self, send_close: bool) -> None:
         session = self.session
         self.session = None
-        if session is not None:
-            session.closed = True
-            # A session displaced by a resource conflict is no longer in the registry, but
-            # its resource still went away: modules (presence) must hear of it too.
-            if self.ctx.sessions.remove(session) or session.displaced:
-                await self._record_logout(session)
-                self.log.info("session %s closed", session.jid,
-                              extra={"event": "c2s.session_closed", "jid": str(session.jid)})
-                await self.ctx.hooks.notify("session/closed", session)
+        hibernate = session is not None and self._may_hibernate(session)
+        if session is not None and not hibernate:
+            await self._end_session(session)
         with trio.move_on_after(5) as scope:
             scope.shield = True
             try:
@@ -179,6 +216,27 @@ class C2SConnection:
                 await self.stream.aclose()
             except (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, OSError):
                 pass
+        if hibernate:
+            assert session is not None
+            await self._hibernate(session)
+
+    async def _end_session(self, session: Session) -> None:
+        """The resource goes away for good: unregister it and tell the modules."""
+        sm = self.sm
+        resumable = self.ctx.sessions.resumable
+        if sm is not None and sm.id is not None and resumable.get(sm.id) is session:
+            del resumable[sm.id]
+        session.closed = True
+        leftovers = self._sm_leftovers() if sm is not None else []
+        # A session displaced by a resource conflict is no longer in the registry, but
+        # its resource still went away: modules (presence) must hear of it too.
+        if self.ctx.sessions.remove(session) or session.displaced:
+            await self._record_logout(session)
+            self.log.info("session %s closed", session.jid,
+                          extra={"event": "c2s.session_closed", "jid": str(session.jid)})
+            if leftovers:
+                await self._reroute(session, leftovers)
+            await self.ctx.hooks.notify("session/closed", session)
 
     async def _record_login(self, jid: JID) -> None:
         """Stamp the account's login time (XEP-0133 and XEP-0012 report it).
@@ -346,6 +404,8 @@ class C2SConnection:
             # RFC 3921 session establishment, optional per RFC 6121 Appendix E.
             session = builders.child(features, ns.SESSION, "session")
             etree.SubElement(session, ns.clark(ns.SESSION, "optional"))
+            if cfg.stream_management.enabled:
+                builders.child(features, ns.SM, "sm")  # XEP-0198 §2, offered with bind
             for feature in self.ctx.post_auth_features:
                 features.append(_copy(feature))
             self.state = State.EXPECT_BIND
@@ -390,6 +450,11 @@ class C2SConnection:
             await self._sasl_failure("aborted", count=False)
         elif tag == ns.C_IQ:
             await self._negotiation_iq(el)
+        elif tag == T_SM_ENABLE:
+            # XEP-0198 §3: not before resource binding.
+            await self._send(failed("unexpected-request"))
+        elif tag == T_SM_RESUME:
+            await self._resume(el)
 
     async def _starttls(self) -> None:
         if self.secure or self.ctx.tls is None:
@@ -602,6 +667,9 @@ class C2SConnection:
             async for event in events:
                 match event:
                     case ElementReceived(element=el):
+                        if el.tag in SM_TAGS:
+                            self._on_sm_element(el, session)
+                            continue
                         if el.tag not in ns.STANZA_TAGS:
                             if el.tag == T_STARTTLS or etree.QName(el).namespace in (ns.SASL,
                                                                                       ns.BIND):
@@ -609,6 +677,8 @@ class C2SConnection:
                                                   "negotiation is over")
                             # RFC 6120 §4.9.3.23
                             raise StreamError(StreamCondition.UNSUPPORTED_STANZA_TYPE)
+                        if self.sm is not None:
+                            self.sm.stanza_received()  # XEP-0198 §4: 'h' counts stanzas
                         if self.lang and el.get(ns.XML_LANG) is None:
                             el.set(ns.XML_LANG, self.lang)  # RFC 6120 §4.7.4
                         if el.tag == ns.C_IQ and self._is_session_request(el):
@@ -642,7 +712,10 @@ class C2SConnection:
                 with trio.move_on_after(keepalive) as waiting:
                     first = await recv.receive()
                 if waiting.cancelled_caught:
-                    await self.stream.send_all(b" ")  # RFC 6120 §4.6.1 whitespace keep-alive
+                    if self._sm_counting and self.sm is not None and self.sm.unacked:
+                        await self.stream.send_all(self.sm.request())  # XEP-0198 §4, on idle
+                    else:
+                        await self.stream.send_all(b" ")  # RFC 6120 §4.6.1 keep-alive
                     continue
             batch = [first]
             while True:
@@ -650,7 +723,211 @@ class C2SConnection:
                     batch.append(recv.receive_nowait())
                 except trio.WouldBlock:
                     break
-            await self.stream.send_all(b"".join(batch) if len(batch) > 1 else first)
+            if self.sm is not None:
+                batch = self._count_sent(batch)
+            await self.stream.send_all(b"".join(batch) if len(batch) > 1 else batch[0])
+
+    # --- XEP-0198 stream management ----------------------------------------------------------
+
+    def _count_sent(self, batch: list[bytes]) -> list[bytes]:
+        """Count each stanza (not each write) and keep it until acked; ask for acks now and then.
+
+        Counting starts with the <enabled/> itself (§4: "after sending <enabled/>"): stanzas
+        queued before it are not numbered.
+        """
+        sm = self.sm
+        assert sm is not None
+        out: list[bytes] = []
+        for data in batch:
+            out.append(data)
+            if data is self._enabled_marker:
+                self._sm_counting = True
+                self._enabled_marker = None
+            elif self._sm_counting and is_stanza(data) and sm.stanza_sent(data):
+                out.append(sm.request())
+        if sm.overflowing:
+            raise StreamError(StreamCondition.RESOURCE_CONSTRAINT,
+                              "too many stanzas left unacknowledged")
+        return out
+
+    def _on_sm_element(self, el: etree._Element, session: Session) -> None:
+        """<enable/>, <r/>, <a/> or a late <resume/> on a bound stream."""
+        tag = el.tag
+        sm = self.sm
+        if tag == T_SM_REQUEST:
+            if sm is not None:
+                session.send(sm.ack())  # §4: MUST answer; through the writer, in order
+        elif tag == T_SM_ACK:
+            if sm is None:
+                return
+            try:
+                h = parse_h(el.get("h"))
+            except ValueError:
+                raise StreamError(StreamCondition.INVALID_XML, "invalid 'h'") from None
+            try:
+                sm.acknowledged(h)
+            except HandledCountTooHigh as exc:
+                raise HandledCountError(exc) from None  # §6
+        elif tag == T_SM_ENABLE:
+            config = self.ctx.config.stream_management
+            if not config.enabled:
+                session.send(failed("feature-not-implemented"))
+            elif sm is not None:
+                session.send(failed("unexpected-request"))  # §3: at most one <enable/>
+            else:
+                self._enable(el, session)
+        else:  # <resume/> after binding: too late (§5 replaces binding)
+            session.send(failed("unexpected-request"))
+
+    def _enable(self, el: etree._Element, session: Session) -> None:
+        config = self.ctx.config.stream_management
+        resume = el.get("resume") in ("true", "1")
+        sm = StreamManagement(max_unacked=config.max_unacked,
+                              sm_id=new_sm_id() if resume else None)
+        self.sm = sm  # §4: the inbound count starts on receiving <enable/>
+        timeout = config.resume_timeout
+        wanted = el.get("max", "")
+        if wanted.isdigit():
+            timeout = min(timeout, float(wanted))  # §3: the client's preferred maximum
+        self._resume_timeout = timeout
+        if sm.id is not None:
+            self.ctx.sessions.resumable[sm.id] = session
+            session.features[SM_KEY] = _Resumable(sm, self._outbox_recv, self, timeout)
+        marker = sm.enabled(int(timeout))
+        self._enabled_marker = marker
+        session.send(marker)
+
+    async def _resume(self, el: etree._Element) -> None:
+        """XEP-0198 §5: take over a session whose stream was interrupted, instead of binding."""
+        assert self.authenticated is not None
+        if not self.ctx.config.stream_management.enabled:
+            await self._send(failed("feature-not-implemented"))  # §5
+            return
+        previd = el.get("previd", "")
+        try:
+            h = parse_h(el.get("h"))
+        except ValueError:
+            await self._send(failed("bad-request"))
+            return
+        session = self._resumable(previd)
+        link = session.features.get(SM_KEY) if session is not None else None
+        if session is None or not isinstance(link, _Resumable):
+            # §5: unknown or expired; the client may bind a resource on this same stream.
+            await self._send(failed("item-not-found"))
+            return
+        old = link.owner
+        if not old._hibernating:
+            # §5 Example 15: the old stream is still open: conflict, and it lets go.
+            old._taken_over = True
+            old.close_with(StreamError(StreamCondition.CONFLICT, "the session was resumed"))
+            with trio.move_on_after(5):
+                await old._hibernated.wait()
+            if self._resumable(previd) is not session or not old._hibernating:
+                await self._send(failed("item-not-found"))
+                return
+        sm = link.sm
+        try:
+            sm.acknowledged(h)  # §5: 'h' on <resume/> counts as an <a/>
+        except HandledCountTooHigh as exc:
+            raise HandledCountError(exc) from None
+        old._resumed = True
+        old._wake.set()
+        link.owner = self
+        self.sm = sm
+        self._sm_counting = True
+        self._resume_timeout = link.timeout
+        self.session = session
+        self._outbox_send = session.outbox
+        self._outbox_recv = link.outbox
+        session.rebind(self.close_with, secure=self.secure)
+        # §5: <resumed/>, then every stanza still unacknowledged, in order; what was queued
+        # during the hibernation follows through the writer.
+        await self._send(sm.resumed() + b"".join(sm.unacked))
+        self.state = State.BOUND
+        self.log.info("resumed %s", session.jid,
+                      extra={"event": "c2s.session_resumed", "jid": str(session.jid)})
+
+    def _resumable(self, previd: str) -> Session | None:
+        session = self.ctx.sessions.resumable.get(previd)
+        if session is None or session.closed or session.jid.bare != self.authenticated:
+            return None
+        return session
+
+    def _may_hibernate(self, session: Session) -> bool:
+        """§7: an unfinished stream keeps its session for a while; a clean close does not."""
+        if self.sm is None or not self.sm.resumable or session.closed or session.displaced:
+            return False
+        if self.ctx.shutting_down:
+            return False
+        timed_out = (self._pending_error is not None
+                     and self._pending_error.condition is StreamCondition.CONNECTION_TIMEOUT)
+        return self._lost or self._taken_over or timed_out
+
+    async def _hibernate(self, session: Session) -> None:
+        """Keep ``session`` bound (same JID, same presence) until resumed or expired.
+
+        Stanzas routed to it meanwhile wait in its bounded outbox; an overflow or a shutdown
+        closes it, which wakes this wait early.
+        """
+        self._hibernating = True
+        self._hibernated.set()
+        if session.closed or self.ctx.shutting_down:
+            self._wake.set()  # closed while the connection was winding down
+        self.log.info("session %s hibernated", session.jid,
+                      extra={"event": "c2s.session_hibernated", "jid": str(session.jid)})
+        try:
+            with trio.move_on_after(self._resume_timeout):
+                await self._wake.wait()
+        finally:
+            if not self._resumed:
+                with trio.move_on_after(5) as scope:
+                    scope.shield = True
+                    await self._end_session(session)
+
+    def _sm_leftovers(self) -> list[bytes]:
+        """Stanzas the client never acknowledged, then those never written (in order)."""
+        assert self.sm is not None
+        leftovers = list(self.sm.unacked)
+        self.sm.unacked.clear()
+        while True:
+            try:
+                leftovers.append(self._outbox_recv.receive_nowait())
+            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                return leftovers
+
+    async def _reroute(self, session: Session, leftovers: list[bytes]) -> None:
+        """§4: treat unacked stanzas as sent to an unavailable resource.
+
+        Chat and normal messages with a body go to offline storage (XEP-0160, which stamps a
+        delay); if it refuses them, and for iq requests, the sender gets service-unavailable.
+        Carbon copies and our own messages (from the account itself) are dropped.
+        """
+        try:
+            await self._reroute_each(session, leftovers)
+        except Exception:
+            self.log.exception("could not hand over the unacknowledged stanzas of %s", session.jid)
+
+    async def _reroute_each(self, session: Session, leftovers: list[bytes]) -> None:
+        for data in leftovers:
+            if not is_stanza(data):
+                continue
+            try:
+                el = etree.fromstring(data)
+                sender = JID.parse(el.get("from", ""))
+            except (etree.XMLSyntaxError, InvalidJID):
+                continue
+            st = Stanza(el, sender, session.jid.bare)
+            kind, type_ = st.kind, st.type
+            if kind == "message" and type_ in ("chat", "normal"):
+                if sender.bare == session.jid.bare or not any(
+                    etree.QName(child).localname == "body" for child in el
+                ):
+                    continue
+                if await self.ctx.hooks.fire("message/offline", st):
+                    continue
+                await self.ctx.router.bounce(st, StanzaError(Condition.SERVICE_UNAVAILABLE))
+            elif kind == "iq" and type_ in ("get", "set"):
+                await self.ctx.router.bounce(st, StanzaError(Condition.SERVICE_UNAVAILABLE))
 
 
 def _decisive(group: BaseExceptionGroup) -> BaseException | None:
