@@ -193,6 +193,19 @@ class StreamManagementConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class MucConfig:
+    """XEP-0045 multi-user chat rooms at <subdomain>.<domain>."""
+
+    enabled: bool = True
+    subdomain: str = "conference"  # the service JID is <subdomain>.<domain>
+    # Who may create rooms by entering one that does not exist: "admins", "local" (any local
+    # user) or "anyone" (users of other servers too).
+    creation_policy: Literal["admins", "local", "anyone"] = "local"
+    history_max: int = 20  # groupchat messages a room keeps for late joiners (XEP-0045 §7.2.15)
+    max_occupants: int = 200  # upper bound of a room's muc#roomconfig_maxusers
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     domains: tuple[str, ...] = ("localhost",)
     listeners: tuple[Listener, ...] = (Listener(),)
@@ -211,6 +224,7 @@ class Config:
     s2s: S2SConfig = field(default_factory=S2SConfig)
     mam: MamConfig = field(default_factory=MamConfig)
     stream_management: StreamManagementConfig = field(default_factory=StreamManagementConfig)
+    muc: MucConfig = field(default_factory=MucConfig)
 
     @property
     def primary_domain(self) -> str:

@@ -96,3 +96,10 @@ STANZA_TAGS = frozenset({C_MESSAGE, C_PRESENCE, C_IQ})
 # Server Dialback (XEP-0220) elements on server-to-server streams.
 DB_RESULT = clark(DIALBACK, "result")
 DB_VERIFY = clark(DIALBACK, "verify")
+
+# XEP-0045 Multi-User Chat
+MUC = "http://jabber.org/protocol/muc"
+MUC_USER = "http://jabber.org/protocol/muc#user"
+MUC_ADMIN = "http://jabber.org/protocol/muc#admin"
+MUC_OWNER = "http://jabber.org/protocol/muc#owner"
+MUC_ROOMCONFIG = "http://jabber.org/protocol/muc#roomconfig"

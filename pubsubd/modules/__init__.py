@@ -33,6 +33,7 @@ MODULES = [
     "pubsubd.modules.xep0049_private:PrivateStorageModule",
     "pubsubd.modules.xep0313_mam:MamModule",
     "pubsubd.modules.xep0060_pubsub:PubSubComponent",
+    "pubsubd.modules.xep0045_muc:MucComponent",  # conference.<domain>, a component like pubsub
     "pubsubd.modules.xep0163_pep:PepModule",
     "pubsubd.modules.feeds_service:FeedsModule",  # after pubsub: feeds are its nodes
     "pubsubd.modules.service_admin_commands:ServiceAdminModule",  # after feeds: its admin
