@@ -158,12 +158,17 @@ async def connect(server: ServerProcess, jid: str, password: str = "password1",
 
 
 async def disconnect(*clients: Any) -> None:
-    for client in clients:
-        client.disconnect()
-    for client in clients:
+    """Close each client's stream and wait (bounded) until its connection is gone.
+
+    slixmpp's ``disconnect()`` returns the task that completes when the stream has ended; that,
+    not the client's ``disconnected`` attribute, is what to wait on when several clients close
+    at once.
+    """
+    endings = [client.disconnect() for client in clients]
+    for ending in endings:
         try:
-            await asyncio.wait_for(client.disconnected, 5)
-        except (asyncio.TimeoutError, Exception):
+            await asyncio.wait_for(ending, 5)
+        except Exception:  # noqa: BLE001 - already gone, or the server closed first
             pass
 
 
