@@ -189,7 +189,52 @@ STREAM_HEADER = (
 )
 
 
-class RawClient:
+class RawSocket:
+    """Reading an XMPP stream by hand: up to a marker, or everything until the peer closes."""
+
+    sock: socket.socket | ssl.SSLSocket
+    buffer: bytes
+
+    def read_until(self, marker: bytes, timeout: float = 10.0) -> str:
+        deadline = time.monotonic() + timeout
+        while marker not in self.buffer:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"{marker!r} not received; got {self.buffer!r}")
+            self.sock.settimeout(remaining)
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError(f"closed before {marker!r}; got {self.buffer!r}")
+            self.buffer += chunk
+        idx = self.buffer.index(marker) + len(marker)
+        out, self.buffer = self.buffer[:idx], self.buffer[idx:]
+        return out.decode(errors="replace")
+
+    def read_all(self, timeout: float = 5.0) -> str:
+        """Everything until the server closes the connection."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"connection not closed; got {self.buffer!r}")
+            self.sock.settimeout(remaining)
+            try:
+                chunk = self.sock.recv(65536)
+            except (ConnectionResetError, ssl.SSLError):
+                chunk = b""
+            if not chunk:
+                out, self.buffer = self.buffer, b""
+                return out.decode(errors="replace")
+            self.buffer += chunk
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+class RawClient(RawSocket):
     """A plain socket speaking XMPP by hand, for bad input and exact error checks."""
 
     def __init__(self, server: ServerProcess, *, tls: bool = False) -> None:
@@ -236,40 +281,3 @@ class RawClient:
         reply = self.read_until(b"</iq>")
         return reply.split("<jid>")[1].split("</jid>")[0]
 
-    def read_until(self, marker: bytes, timeout: float = 10.0) -> str:
-        deadline = time.monotonic() + timeout
-        while marker not in self.buffer:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(f"{marker!r} not received; got {self.buffer!r}")
-            self.sock.settimeout(remaining)
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise ConnectionError(f"closed before {marker!r}; got {self.buffer!r}")
-            self.buffer += chunk
-        idx = self.buffer.index(marker) + len(marker)
-        out, self.buffer = self.buffer[:idx], self.buffer[idx:]
-        return out.decode(errors="replace")
-
-    def read_all(self, timeout: float = 5.0) -> str:
-        """Everything until the server closes the connection."""
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(f"connection not closed; got {self.buffer!r}")
-            self.sock.settimeout(remaining)
-            try:
-                chunk = self.sock.recv(65536)
-            except (ConnectionResetError, ssl.SSLError):
-                chunk = b""
-            if not chunk:
-                out, self.buffer = self.buffer, b""
-                return out.decode(errors="replace")
-            self.buffer += chunk
-
-    def close(self) -> None:
-        try:
-            self.sock.close()
-        except OSError:
-            pass

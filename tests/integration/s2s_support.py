@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import ssl
-import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
-from harness import ServerProcess, free_port
+from harness import RawSocket, ServerProcess, free_port
+
+from . import im_helpers
 
 C = "{jabber:client}"
 SERVER_HEADER = (
@@ -33,35 +33,12 @@ def federated_server(workdir: Path, domain: str, s2s_port: int, routes: dict[str
     return proc
 
 
-class Inbox:
-    """Every stanza a slixmpp client receives, to wait for the one a step expects."""
-
-    def __init__(self, client: Any) -> None:
-        self.items: list[ET.Element] = []
-        self.event = asyncio.Event()
-        client.add_filter("in", self._in)
-
-    def _in(self, stanza: Any) -> Any:
-        self.items.append(stanza.xml)
-        self.event.set()
-        return stanza
+class Inbox(im_helpers.Inbox):
+    """The shared inbox, with the longer default wait federation needs (a second server)."""
 
     async def wait(self, pred: Callable[[ET.Element], bool],
                    timeout: float = 10.0) -> ET.Element:  # noqa: ASYNC109
-        deadline = time.monotonic() + timeout
-        while True:
-            for i, el in enumerate(self.items):
-                if pred(el):
-                    del self.items[i]
-                    return el
-            self.event.clear()
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError(f"not received; got {[ET.tostring(e) for e in self.items]}")
-            try:
-                await asyncio.wait_for(self.event.wait(), remaining)
-            except TimeoutError:
-                pass
+        return await super().wait(pred, timeout)
 
 
 def stanza(kind: str, type_: str | None = None, from_: str | None = None
@@ -83,7 +60,7 @@ def error_condition(el: ET.Element) -> str | None:
     return None
 
 
-class RawPeer:
+class RawPeer(RawSocket):
     """A hand-driven s2s connection to a server, playing a (possibly lying) peer server."""
 
     def __init__(self, port: int) -> None:
@@ -108,42 +85,6 @@ class RawPeer:
         self.buffer = b""
         return self.open(from_, to)
 
-    def read_until(self, marker: bytes, timeout: float = 10.0) -> str:
-        deadline = time.monotonic() + timeout
-        while marker not in self.buffer:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(f"{marker!r} not received; got {self.buffer!r}")
-            self.sock.settimeout(remaining)
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise ConnectionError(f"closed before {marker!r}; got {self.buffer!r}")
-            self.buffer += chunk
-        idx = self.buffer.index(marker) + len(marker)
-        out, self.buffer = self.buffer[:idx], self.buffer[idx:]
-        return out.decode(errors="replace")
-
-    def read_all(self, timeout: float = 10.0) -> str:
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(f"connection not closed; got {self.buffer!r}")
-            self.sock.settimeout(remaining)
-            try:
-                chunk = self.sock.recv(65536)
-            except (ConnectionResetError, ssl.SSLError):
-                chunk = b""
-            if not chunk:
-                out, self.buffer = self.buffer, b""
-                return out.decode(errors="replace")
-            self.buffer += chunk
-
-    def close(self) -> None:
-        try:
-            self.sock.close()
-        except OSError:
-            pass
 
 
 def silent_listener() -> tuple[socket.socket, int]:
