@@ -119,7 +119,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from pubsubd.app import serve
 
     base = Path.cwd()  # relative paths in the config are relative to where pubsubd runs
-    _print_welcome(config)
+    _print_welcome(config, args.config)
     try:
         restart = trio.run(serve, config, base)
     except OSError as exc:
@@ -132,13 +132,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_welcome(config: Config) -> None:
-    c2s = [f"{l.address}:{l.port}" for l in config.listeners if l.kind == "c2s"]
+def _print_welcome(config: Config, config_path: str) -> None:
+    """How to connect, in a few lines: where clients go, how to make an account."""
+    c2s = [f"{ls.address}:{ls.port}" for ls in config.listeners if ls.kind == "c2s"]
     domain = config.primary_domain
     print(f"pubsubd is starting for {', '.join(config.domains)}; clients connect to "
-          f"{', '.join(c2s) or 'no c2s listener'}.", file=sys.stderr)
-    print(f"Create an account with:  pubsubd user add you@{domain} --config <this config>",
-          file=sys.stderr)
+          f"{', '.join(c2s) or 'no c2s listener'} (STARTTLS).", file=sys.stderr)
+    print(f"Create an account:  pubsubd user add you@{domain} --config {config_path}"
+          "  (after make run: .venv/bin/pubsubd)", file=sys.stderr)
+    if config.pubsub.enabled and config.feeds.enabled:
+        print(f"Then chat with {config.pubsub.subdomain}.{domain} and say \"help\" to follow "
+              "feeds.", file=sys.stderr)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
