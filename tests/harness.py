@@ -63,23 +63,31 @@ class ServerProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = workdir / "server.log"
 
-    def start(self, timeout: float = 15.0) -> None:
+    def start(self, timeout: float = 15.0, *, wait_for: Iterable[str] | None = None) -> None:
+        """Start the server; return once the listeners (of the kinds in ``wait_for``, default
+        all) accept connections."""
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "pubsubd", "run", "--config", str(self.config_path)],
             cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT, env=env,
         )
+        # Listeners open one after the other: wait until every configured one accepts.
+        waiting = [(str(spec.get("address", "127.0.0.1")), int(spec["port"]))
+                   for spec in self.config["listeners"]
+                   if spec.get("port") and (wait_for is None or spec.get("kind") in wait_for)]
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while waiting and time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited early:\n{self.log()}")
+            address, port = waiting[0]
             try:
-                with socket.create_connection(("127.0.0.1", self.c2s_port), timeout=0.2):
-                    return
+                with socket.create_connection((address, port), timeout=0.2):
+                    waiting.pop(0)
             except OSError:
                 time.sleep(0.05)
-        raise RuntimeError(f"server did not start:\n{self.log()}")
+        if waiting:
+            raise RuntimeError(f"server did not start (no listener on {waiting}):\n{self.log()}")
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-20000:]
