@@ -87,6 +87,8 @@ class ServerProcess:
             except OSError:
                 time.sleep(0.05)
         if waiting:
+            self.proc.kill()  # a server that failed its start must not outlive the test
+            self.proc.wait()
             raise RuntimeError(f"server did not start (no listener on {waiting}):\n{self.log()}")
 
     def log(self) -> str:
