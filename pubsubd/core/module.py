@@ -1,7 +1,8 @@
 """The base of every protocol module: one module per RFC section or XEP.
 
 A module registers IQ handlers and hooks in :meth:`setup`, adds its disco features, and may run
-background tasks in :meth:`run`. It reaches the rest of the server only through ``self.server``.
+background tasks in :meth:`run`. Its constructor takes, as typed arguments, exactly what it may
+touch; the composition root (``pubsubd/app.py``) builds it.
 """
 
 from __future__ import annotations
@@ -18,8 +19,11 @@ class Module:
     # XEP-0030 features the server advertises because this module is loaded.
     features: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, server: Server) -> None:
-        self.server = server
+    def __init__(self, server: Server | None = None) -> None:
+        # Transitional: modules still reaching the server object pass it; explicitly wired
+        # modules pass nothing.
+        if server is not None:
+            self.server = server
         self.log = logging.getLogger(f"pubsubd.modules.{self.name}")
 
     def setup(self) -> None:
