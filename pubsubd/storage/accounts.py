@@ -4,43 +4,15 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from dataclasses import dataclass, replace
-from typing import Protocol
+from dataclasses import replace
 
+from pubsubd.storage.interfaces import Account, AccountExists, AccountStore
 from pubsubd.storage.sqlite import Database
 from pubsubd.stream.sasl import ScramCredentials, derive_scram_keys
 
 HASHES = ("SHA-1", "SHA-256")
 
-
-@dataclass(frozen=True, slots=True)
-class Account:
-    username: str  # the prepared localpart
-    domain: str
-    enabled: bool
-    created: float
-    last_login: float | None
-    last_logout: float | None
-    credentials: dict[str, ScramCredentials]
-
-    @property
-    def jid(self) -> str:
-        return f"{self.username}@{self.domain}"
-
-
-class AccountExists(Exception):
-    pass
-
-
-class AccountStore(Protocol):
-    async def create(self, username: str, domain: str, password: str) -> None: ...
-    async def get(self, username: str, domain: str) -> Account | None: ...
-    async def set_password(self, username: str, domain: str, password: str) -> bool: ...
-    async def delete(self, username: str, domain: str) -> bool: ...
-    async def set_enabled(self, username: str, domain: str, enabled: bool) -> bool: ...
-    async def list(self, domain: str | None = None) -> list[Account]: ...
-    async def record_login(self, username: str, domain: str) -> None: ...
-    async def record_logout(self, username: str, domain: str) -> None: ...
+__all__ = ["HASHES", "Account", "AccountExists", "AccountStore", "SqliteAccountStore", "derive_all"]
 
 
 _SCHEMA = [

@@ -17,7 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pubsubd.jid import JID
+from pubsubd.storage.interfaces import ROSTER_CHANGE_LOG, RosterItem
 from pubsubd.storage.sqlite import Database
+
+__all__ = ["ROSTER_CHANGE_LOG", "ImStore", "RosterItem", "SqliteImStore", "im_store"]
 
 _SCHEMA = [
     """
@@ -44,25 +47,12 @@ _SCHEMA = [
         stanza BLOB NOT NULL
     );
     CREATE INDEX offline_by_owner ON offline_messages (owner, id);
-    CREATE TABLE blocklist (owner TEXT NOT NULL, blocked TEXT NOT NULL, PRIMARY KEY (owner, blocked));
+    CREATE TABLE blocklist (
+        owner TEXT NOT NULL, blocked TEXT NOT NULL, PRIMARY KEY (owner, blocked)
+    );
     CREATE TABLE vcards (owner TEXT PRIMARY KEY, vcard BLOB NOT NULL)
     """,
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class RosterItem:
-    """One roster item (RFC 6121 §2.1.2); ``ask`` is the pending-out flag."""
-
-    contact: JID
-    name: str | None = None
-    groups: tuple[str, ...] = ()
-    subscription: str = "none"
-    ask: bool = False
-    approved: bool = False
-
-
-ROSTER_CHANGE_LOG = 64  # changes remembered per user for roster versioning (RFC 6121 §2.6.3)
 
 
 @dataclass(slots=True)
@@ -76,7 +66,7 @@ class _Roster:
     floor: int = 0
 
 
-class ImStore:
+class SqliteImStore:
     """Rosters, requests, offline messages, blocklists, vCards; see the module docstring."""
 
     def __init__(self, db: Database) -> None:
@@ -303,12 +293,14 @@ def _set_version(conn: sqlite3.Connection, owner: JID, version: int) -> None:
     conn.execute("INSERT OR REPLACE INTO roster_versions VALUES (?, ?)", (str(owner), version))
 
 
-_STORES: weakref.WeakKeyDictionary[Database, ImStore] = weakref.WeakKeyDictionary()
+ImStore = SqliteImStore  # the name modules import today
+
+_STORES: weakref.WeakKeyDictionary[Database, SqliteImStore] = weakref.WeakKeyDictionary()
 
 
-def im_store(db: Database) -> ImStore:
+def im_store(db: Database) -> SqliteImStore:
     """The one store per database, shared by the IM modules."""
     store = _STORES.get(db)
     if store is None:
-        store = _STORES[db] = ImStore(db)
+        store = _STORES[db] = SqliteImStore(db)
     return store

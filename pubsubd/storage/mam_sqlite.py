@@ -11,10 +11,19 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 from pubsubd.jid import JID
+from pubsubd.storage.interfaces import (
+    MAM_TRIM_SLACK,
+    ArchivedMessage,
+    Page,
+    Prefs,
+    Query,
+    Row,
+)
 from pubsubd.storage.sqlite import Database
+
+__all__ = ["ArchivedMessage", "MamStore", "Page", "Prefs", "Query", "Row", "SqliteMamStore"]
 
 _SCHEMA = [
     """
@@ -40,65 +49,12 @@ _SCHEMA = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class ArchivedMessage:
-    """One message to store in ``owner``'s archive; ``stamp`` in microseconds since the epoch,
-    ``remote`` the other party (the recipient of an outgoing message, else the sender)."""
-
-    owner: JID
-    uid: str
-    stamp: int
-    remote: JID
-    stanza: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Prefs:
-    """XEP-0441 preferences: a default policy and JIDs always or never archived."""
-
-    default: str
-    always: frozenset[str] = frozenset()
-    never: frozenset[str] = frozenset()
-
-
-@dataclass(frozen=True, slots=True)
-class Query:
-    """The filters of a query on one archive (XEP-0313 §4.1); ``start``/``end`` are inclusive
-    stamps, ``after_seq``/``before_seq`` exclusive bounds resolved from after-id/before-id.
-    A ``with_bare`` equal to the owner selects the messages between the owner's resources."""
-
-    owner: JID
-    with_bare: str | None = None
-    with_full: str | None = None
-    start: int | None = None
-    end: int | None = None
-    after_seq: int | None = None
-    before_seq: int | None = None
-    uids: tuple[str, ...] | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Row:
-    seq: int
-    uid: str
-    stamp: int
-    stanza: bytes
-
-
-@dataclass(slots=True)
-class Page:
-    rows: list[Row] = field(default_factory=list)
-    complete: bool = True
-    count: int = 0
-    first_index: int | None = None
-
-
 # An archive may exceed its limit by this many messages before the oldest are trimmed, so the
 # trim (an index walk of the whole archive) runs once per this many messages, not per batch.
-_TRIM_SLACK = 100
+_TRIM_SLACK = MAM_TRIM_SLACK
 
 
-class MamStore:
+class SqliteMamStore:
     """Archives and preferences; see the module docstring."""
 
     def __init__(self, db: Database) -> None:
@@ -238,6 +194,9 @@ class MamStore:
 
         await self.db.run(write)
         self._prefs.pop(owner, None)
+
+
+MamStore = SqliteMamStore  # the name modules import today
 
 
 def _where(q: Query) -> tuple[str, tuple[object, ...]]:

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import dataclass, field
 
+from pubsubd.storage.interfaces import StoredRoom
 from pubsubd.storage.sqlite import Database
+
+__all__ = ["SqliteMucStore", "StoredRoom"]
 
 _SCHEMA = [
     """
@@ -30,17 +32,6 @@ _SCHEMA = [
     )
     """,
 ]
-
-
-@dataclass(slots=True)
-class StoredRoom:
-    """What survives a restart: configuration (a JSON-able dict), subject, affiliations."""
-
-    room: str
-    config: dict[str, object]
-    subject: str = ""
-    subject_nick: str = ""
-    affiliations: dict[str, str] = field(default_factory=dict)
 
 
 class SqliteMucStore:

@@ -24,7 +24,7 @@ _SCHEMA = [
 ]
 
 
-class PrivateXmlStore:
+class SqlitePrivateStore:
     """Fragments per (owner, namespace, element name); the owner is always a bare JID."""
 
     def __init__(self, db: Database) -> None:
@@ -66,6 +66,9 @@ class PrivateXmlStore:
         """Delete everything stored for a deleted account."""
         await self.db.run(lambda conn: conn.execute(
             "DELETE FROM private_xml WHERE owner = ?", (str(owner.bare),)))
+
+
+PrivateXmlStore = SqlitePrivateStore  # the name modules import today
 
 
 class _TooMany(Exception):

@@ -1,0 +1,354 @@
+"""Every store the server uses, as ``typing.Protocol``s, with the records they speak in.
+
+This is the one place to look for what a storage backend must provide. Modules depend on these
+protocols only; :mod:`pubsubd.storage.backends` picks the implementations (SQLite, in-memory,
+later others) from the configuration. Each protocol lists exactly what modules call.
+
+Some reads are synchronous (rosters, subscription requests, blocklists, MAM preferences): they
+are asked for on every stanza, so every backend keeps them in memory, loaded when it opens, and
+writes through to durable storage before updating memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from feeds.store import FeedStore
+from pubsubd.jid import JID
+from pubsubd.pubsub.store import PubSubStore
+from pubsubd.stream.sasl import ScramCredentials
+
+__all__ = [
+    "ROSTER_CHANGE_LOG",
+    "Account",
+    "AccountExists",
+    "AccountStore",
+    "ArchivedMessage",
+    "BlocklistStore",
+    "FeedStore",
+    "ImStore",
+    "MAM_TRIM_SLACK",
+    "MamStore",
+    "MotdStore",
+    "MucStore",
+    "OfflineStore",
+    "Page",
+    "Prefs",
+    "PrivateStore",
+    "PubSubStore",
+    "Query",
+    "RosterItem",
+    "RosterStore",
+    "Row",
+    "StoredRoom",
+    "SubscriptionRequestStore",
+    "VCardStore",
+]
+
+
+# --- accounts ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    username: str  # the prepared localpart
+    domain: str
+    enabled: bool
+    created: float
+    last_login: float | None
+    last_logout: float | None
+    credentials: dict[str, ScramCredentials]
+
+    @property
+    def jid(self) -> str:
+        return f"{self.username}@{self.domain}"
+
+
+class AccountExists(Exception):
+    pass
+
+
+class AccountStore(Protocol):
+    """SCRAM credentials (never passwords) for every offered hash, enabled flag, login times."""
+
+    async def create(self, username: str, domain: str, password: str) -> None:
+        """Raises :class:`AccountExists` if the account is already there."""
+        ...
+
+    async def get(self, username: str, domain: str) -> Account | None: ...
+
+    async def set_password(self, username: str, domain: str, password: str) -> bool:
+        """New SCRAM keys; False if there is no such account."""
+        ...
+
+    async def delete(self, username: str, domain: str) -> bool: ...
+
+    async def set_enabled(self, username: str, domain: str, enabled: bool) -> bool: ...
+
+    async def list(self, domain: str | None = None) -> list[Account]:
+        """Every account (of ``domain``), ordered by domain then username."""
+        ...
+
+    async def record_login(self, username: str, domain: str) -> None: ...
+
+    async def record_logout(self, username: str, domain: str) -> None: ...
+
+
+# --- instant messaging (RFC 6121, XEP-0160, XEP-0191, XEP-0054) ----------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RosterItem:
+    """One roster item (RFC 6121 §2.1.2); ``ask`` is the pending-out flag."""
+
+    contact: JID
+    name: str | None = None
+    groups: tuple[str, ...] = ()
+    subscription: str = "none"
+    ask: bool = False
+    approved: bool = False
+
+
+ROSTER_CHANGE_LOG = 64  # changes remembered per user for roster versioning (RFC 6121 §2.6.3)
+
+
+class RosterStore(Protocol):
+    """Rosters with versions (RFC 6121 §2.6); every owner and contact is taken as bare."""
+
+    def roster(self, owner: JID) -> dict[JID, RosterItem]: ...
+
+    def item(self, owner: JID, contact: JID) -> RosterItem | None: ...
+
+    def version(self, owner: JID) -> int:
+        """0 for a roster never changed; every change adds one."""
+        ...
+
+    async def put_item(self, owner: JID, item: RosterItem) -> int:
+        """Create or replace an item; returns the roster's new version."""
+        ...
+
+    async def remove_item(self, owner: JID, contact: JID) -> int:
+        """Returns the roster's new version (a removal is a change too, §2.6.3)."""
+        ...
+
+    def changes_since(self, owner: JID, version: int) -> list[tuple[int, JID]] | None:
+        """The contacts changed after ``version``, each once with its latest version, oldest
+        first; None when the change log (:data:`ROSTER_CHANGE_LOG` entries, which need not
+        survive a restart) does not reach back that far, or ``version`` is not one handed out."""
+        ...
+
+
+class SubscriptionRequestStore(Protocol):
+    """Pending inbound subscription requests (RFC 6121 §3.1.3), kept to re-deliver them."""
+
+    def requests(self, owner: JID) -> dict[JID, bytes]: ...
+
+    def has_request(self, owner: JID, contact: JID) -> bool: ...
+
+    async def set_request(self, owner: JID, contact: JID, stanza: bytes | None) -> None:
+        """Remember the request's stanza, or with None forget it."""
+        ...
+
+
+class OfflineStore(Protocol):
+    """Messages for offline users (XEP-0160), in arrival order."""
+
+    async def store_offline(self, owner: JID, stanza: bytes, limit: int) -> bool:
+        """Append unless ``owner`` already has ``limit`` stored; True if stored."""
+        ...
+
+    async def take_offline(self, owner: JID) -> list[bytes]:
+        """Every stored message in arrival order, removed from storage."""
+        ...
+
+
+class BlocklistStore(Protocol):
+    """Blocked JIDs per owner (XEP-0191), as the strings the client sent."""
+
+    def blocklist(self, owner: JID) -> set[str]: ...
+
+    def has_blocklist(self, owner: JID) -> bool:
+        """True if ``owner`` blocks anyone (asked for every stanza, so it must be cheap)."""
+        ...
+
+    async def block(self, owner: JID, jids: list[str]) -> None: ...
+
+    async def unblock(self, owner: JID, jids: list[str] | None) -> None:
+        """Unblock ``jids``, or everything with None."""
+        ...
+
+
+class VCardStore(Protocol):
+    """One serialized vCard (XEP-0054) per owner."""
+
+    async def vcard(self, owner: JID) -> bytes | None: ...
+
+    async def set_vcard(self, owner: JID, vcard: bytes) -> None: ...
+
+
+class ImStore(RosterStore, SubscriptionRequestStore, OfflineStore, BlocklistStore, VCardStore,
+              Protocol):
+    """All instant-messaging state of an account, in one store so deletion is one call."""
+
+    async def forget(self, owner: JID) -> None:
+        """Delete everything stored for a deleted account."""
+        ...
+
+
+# --- message archives (XEP-0313) -----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ArchivedMessage:
+    """One message to store in ``owner``'s archive; ``stamp`` in microseconds since the epoch,
+    ``remote`` the other party (the recipient of an outgoing message, else the sender)."""
+
+    owner: JID
+    uid: str
+    stamp: int
+    remote: JID
+    stanza: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Prefs:
+    """XEP-0441 preferences: a default policy and JIDs always or never archived."""
+
+    default: str
+    always: frozenset[str] = frozenset()
+    never: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """The filters of a query on one archive (XEP-0313 §4.1); ``start``/``end`` are inclusive
+    stamps, ``after_seq``/``before_seq`` exclusive bounds resolved from after-id/before-id.
+    A ``with_bare`` equal to the owner selects the messages between the owner's resources."""
+
+    owner: JID
+    with_bare: str | None = None
+    with_full: str | None = None
+    start: int | None = None
+    end: int | None = None
+    after_seq: int | None = None
+    before_seq: int | None = None
+    uids: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    seq: int
+    uid: str
+    stamp: int
+    stanza: bytes
+
+
+@dataclass(slots=True)
+class Page:
+    rows: list[Row] = field(default_factory=list)
+    complete: bool = True
+    count: int = 0
+    first_index: int | None = None
+
+
+class MamStore(Protocol):
+    """Archives and archiving preferences. Order within an archive is a sequence number that
+    grows with every stored message and is never reused, even after deletion (XEP-0313 §3.1)."""
+
+    def prefs(self, owner: JID) -> Prefs | None: ...
+
+    async def set_prefs(self, owner: JID, prefs: Prefs) -> None: ...
+
+    async def append(self, messages: Sequence[ArchivedMessage], keep: int) -> None:
+        """Store ``messages`` at once, then drop each touched archive's oldest messages beyond
+        ``keep`` (XEP-0313 §3.2: only the oldest, never a hole). A backend may let an archive
+        of ``keep`` >= :data:`MAM_TRIM_SLACK` grow by up to that many before it trims."""
+        ...
+
+    async def seqs(self, owner: JID, uids: Sequence[str]) -> dict[str, int]:
+        """The sequence numbers of those of ``uids`` that are in ``owner``'s archive."""
+        ...
+
+    async def page(self, query: Query, limit: int, *, after_seq: int | None = None,
+                   before_seq: int | None = None, backward: bool = False) -> Page:
+        """At most ``limit`` rows matching ``query`` between the RSM bounds (exclusive), in
+        chronological order: the first ones, or with ``backward`` the last ones (XEP-0059
+        §2.5). ``count`` and ``first_index`` are about the whole result set, without the RSM
+        bounds (XEP-0059 §2.6); ``complete`` is False if more rows lie beyond ``limit``."""
+        ...
+
+    async def bounds(self, owner: JID) -> tuple[Row, Row] | None:
+        """The first and last message (stanza left empty) of an archive (XEP-0313 §5), None
+        if it is empty."""
+        ...
+
+    async def forget(self, owner: JID) -> None:
+        """Delete the archive and the preferences of a deleted account."""
+        ...
+
+
+MAM_TRIM_SLACK = 100
+"""How far an archive may outgrow its limit before a backend must trim it (see append)."""
+
+
+# --- multi-user chat (XEP-0045) ------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class StoredRoom:
+    """What survives a restart: configuration (a JSON-able dict), subject, affiliations."""
+
+    room: str
+    config: dict[str, object]
+    subject: str = ""
+    subject_nick: str = ""
+    affiliations: dict[str, str] = field(default_factory=dict)
+
+
+class MucStore(Protocol):
+    """Persistent rooms only (XEP-0045 §10.1.3), keyed by the room's bare JID."""
+
+    async def load(self, room: str) -> StoredRoom | None: ...
+
+    async def save(self, stored: StoredRoom) -> None:
+        """Replace the room's configuration, subject and whole affiliation list at once."""
+        ...
+
+    async def delete(self, room: str) -> None: ...
+
+    async def public_rooms(self) -> list[tuple[str, str]]:
+        """(room JID, name) of stored rooms whose configuration (``public``, default true)
+        makes them public; in no particular order."""
+        ...
+
+
+# --- private XML storage (XEP-0049) --------------------------------------------------------
+
+
+class PrivateStore(Protocol):
+    """Serialized fragments per (bare owner, namespace, element name)."""
+
+    async def get(self, owner: JID, namespace: str, name: str) -> bytes | None: ...
+
+    async def put(self, owner: JID, fragments: list[tuple[str, str, bytes]],
+                  max_entries: int) -> bool:
+        """Store every (namespace, name, data) at once, replacing older ones with the same key;
+        False (and nothing stored) if the owner would then hold more than ``max_entries``."""
+        ...
+
+    async def forget(self, owner: JID) -> None:
+        """Delete everything stored for a deleted account."""
+        ...
+
+
+# --- message of the day (XEP-0133 §4.24-4.26) ---------------------------------------------
+
+
+class MotdStore(Protocol):
+    """The one message of the day of the server, None when there is none."""
+
+    async def get(self) -> str | None: ...
+
+    async def set(self, text: str | None) -> None: ...
