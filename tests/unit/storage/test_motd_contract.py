@@ -1,0 +1,45 @@
+"""MotdStore contract. The SQLite store joins with its class: add "sqlite" to BACKENDS here
+once Stores.motd is filled by every backend."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pubsubd.storage.backends import Stores
+from pubsubd.storage.interfaces import MotdStore
+
+from .conftest import Backend
+
+BACKENDS = ["memory"]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    opened = Backend(request.param, tmp_path)
+    yield opened
+    opened.stores.close()
+
+
+def motd_of(stores: Stores) -> MotdStore:
+    assert stores.motd is not None
+    return stores.motd
+
+
+async def test_set_replace_and_delete(backend: Backend) -> None:
+    motd = motd_of(backend.stores)
+    assert await motd.get() is None
+    await motd.set("Welcome")
+    await motd.set("Maintenance at 10:00 — ünïcode kept")
+    assert await motd.get() == "Maintenance at 10:00 — ünïcode kept"
+    await motd.set(None)
+    assert await motd.get() is None
+    await motd.set("")  # an empty message is still a message
+    assert await motd.get() == ""
+
+
+async def test_survives_reopening(backend: Backend) -> None:
+    await motd_of(backend.stores).set("Hello")
+    assert await motd_of(backend.reopen()).get() == "Hello"
