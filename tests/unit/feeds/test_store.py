@@ -4,25 +4,23 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from feeds.model import FeedState
-from feeds.store import FeedStore, MemoryFeedStore
+from feeds.store import FeedStore
 from pubsubd.storage.feeds_sqlite import SqliteFeedStore
 from pubsubd.storage.sqlite import Database
+from tests.unit.storage.backend_params import BACKENDS, Backend
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[FeedStore]:
-    if request.param == "memory":
-        yield MemoryFeedStore()
-        return
-    db = Database(tmp_path / "feeds.sqlite")
-    yield SqliteFeedStore(db)
-    db.close()
+@pytest.fixture(params=BACKENDS)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[FeedStore]:
+    backend = Backend(request.param, tmp_path)
+    yield backend.stores.feeds
+    backend.stores.close()
 
 
 def feed(feed_id: str, **changes: object) -> FeedState:

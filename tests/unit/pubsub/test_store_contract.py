@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,22 +17,20 @@ from pubsubd.pubsub.model import (
     SubscriptionOptions,
     SubscriptionState,
 )
-from pubsubd.pubsub.store import MemoryPubSubStore, NewItem, PubSubStore
+from pubsubd.pubsub.store import NewItem, PubSubStore
 from pubsubd.storage.pubsub_sqlite import SqlitePubSubStore
 from pubsubd.storage.sqlite import Database
+from tests.unit.storage.backend_params import BACKENDS, Backend
 
 SVC = "pubsub.example.org"
 WHEN = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[PubSubStore]:
-    if request.param == "memory":
-        yield MemoryPubSubStore()
-        return
-    db = Database(tmp_path / "pubsub.db")
-    yield SqlitePubSubStore(db)
-    db.close()
+@pytest.fixture(params=BACKENDS)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PubSubStore]:
+    backend = Backend(request.param, tmp_path)
+    yield backend.stores.pubsub
+    backend.stores.close()
 
 
 def new(item_id: str, payload: str = "<x/>") -> NewItem:

@@ -1,40 +1,15 @@
-"""Backends every storage contract runs against; add a name to BACKENDS to cover a new one."""
+"""Fixtures of the storage contract suites: one run per backend of BACKENDS."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from pubsubd.storage.backends import Stores, open_backend
+from pubsubd.storage.backends import Stores
 
-BACKENDS = ["memory", "sqlite"]
-
-
-@dataclass(frozen=True, slots=True)
-class Settings:
-    backend: str
-    path: str
-
-
-class Backend:
-    """Opens the stores of one backend, and opens them again as a restarted server would."""
-
-    def __init__(self, name: str, base_dir: Path) -> None:
-        self.name = name
-        self.settings = Settings(name, "var/stores.sqlite3")
-        self.base_dir = base_dir
-        self.stores = open_backend(self.settings, base_dir)
-
-    def reopen(self) -> Stores:
-        """Close and reopen. An in-memory backend keeps its stores: it only promises to keep
-        data for the life of the process, which this stands for."""
-        if self.name != "memory":
-            self.stores.close()
-            self.stores = open_backend(self.settings, self.base_dir)
-        return self.stores
+from .backend_params import BACKENDS, Backend
 
 
 @pytest.fixture(params=BACKENDS)

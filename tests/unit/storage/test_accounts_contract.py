@@ -10,7 +10,7 @@ from pubsubd.storage.accounts import HASHES
 from pubsubd.storage.interfaces import AccountExists, AccountStore
 from pubsubd.stream.sasl import verify_password
 
-from .conftest import Backend
+from .backend_params import Backend
 
 
 @pytest.fixture

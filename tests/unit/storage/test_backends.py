@@ -12,8 +12,8 @@ from pubsubd.jid import JID
 from pubsubd.storage.backends import BACKENDS, UnknownBackend, open_backend
 from pubsubd.storage.interfaces import RosterItem
 
-from .conftest import BACKENDS as CONTRACT_BACKENDS
-from .conftest import Settings
+from .backend_params import BACKENDS as CONTRACT_BACKENDS
+from .backend_params import Settings
 
 ALICE, BOB = JID.parse("alice@example.org"), JID.parse("bob@example.org")
 

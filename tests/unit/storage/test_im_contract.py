@@ -8,7 +8,7 @@ import pytest
 from pubsubd.jid import JID
 from pubsubd.storage.interfaces import ROSTER_CHANGE_LOG, ImStore, RosterItem
 
-from .conftest import Backend
+from .backend_params import Backend
 
 ALICE = JID.parse("alice@example.org")
 ALICE_DESK = JID.parse("alice@example.org/desk")

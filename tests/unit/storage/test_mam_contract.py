@@ -15,7 +15,7 @@ from pubsubd.storage.interfaces import (
     Row,
 )
 
-from .conftest import Backend
+from .backend_params import Backend
 
 ALICE = JID.parse("alice@example.org")
 BOB_PHONE = JID.parse("bob@example.org/phone")

@@ -11,7 +11,7 @@ import pytest
 from pubsubd.storage.backends import Stores
 from pubsubd.storage.interfaces import MotdStore
 
-from .conftest import Backend
+from .backend_params import Backend
 
 BACKENDS = ["memory"]
 

@@ -6,7 +6,7 @@ import pytest
 
 from pubsubd.storage.interfaces import MucStore, StoredRoom
 
-from .conftest import Backend
+from .backend_params import Backend
 
 ROOM = "coffee@conference.example.org"
 

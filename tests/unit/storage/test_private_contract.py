@@ -7,7 +7,7 @@ import pytest
 from pubsubd.jid import JID
 from pubsubd.storage.interfaces import PrivateStore
 
-from .conftest import Backend
+from .backend_params import Backend
 
 ALICE = JID.parse("alice@example.org")
 BOB = JID.parse("bob@example.org")
