@@ -1,9 +1,13 @@
 """The one place where the storage backend is chosen: ``open_backend(config.storage, base_dir)``.
 
 A backend is a function building every store of :class:`Stores` from the storage settings;
-:data:`BACKENDS` maps the configured name to it. Adding a backend (PostgreSQL, say) means
-writing its store classes against :mod:`pubsubd.storage.interfaces` and registering one
-opener here; modules only ever see the protocols.
+:data:`BACKENDS` maps the configured name (``storage.backend``) to it. Modules only ever see
+the protocols of :mod:`pubsubd.storage.interfaces`. To add a backend (PostgreSQL, say):
+
+1. write one class per protocol, e.g. ``im_postgres.py`` next to ``im_sqlite.py``;
+2. write its opener (like :func:`open_sqlite`) and register it in :data:`BACKENDS`;
+3. add its name to ``BACKENDS`` in ``tests/unit/storage/backend_params.py``: every contract
+   suite then runs on it.
 """
 
 from __future__ import annotations
