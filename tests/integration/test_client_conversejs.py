@@ -19,6 +19,7 @@ import json
 import os
 import queue
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -74,6 +75,7 @@ class Browser:
             ["node", "driver.mjs"], cwd=CLIENT_DIR, stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=self._stderr, text=True,
             env={**os.environ, "HOME": str(home), "CHROMIUM": CHROMIUM},
+            start_new_session=True,  # its own process group: Chromium goes with it on a kill
         )
         self._lines: queue.Queue[str] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
@@ -142,7 +144,7 @@ class Browser:
                 self.proc.stdin.close()
             self.proc.wait(15)
         except (OSError, subprocess.TimeoutExpired):
-            self.proc.kill()
+            os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
         self._stderr.close()
 
