@@ -25,6 +25,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from email.utils import formatdate
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -35,13 +36,26 @@ from harness import ROOT, ServerProcess, free_port
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from feeds_support import FEEDS_EXTRA, ThreadedFeedServer, rss  # noqa: E402
+from feeds_support import FEEDS_EXTRA, ThreadedFeedServer  # noqa: E402
 
 CLIENT_DIR = ROOT / "tests" / "clients" / "conversejs"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 COMMANDS = "feeds@pubsub.localhost"
 USER, PASSWORD = "carol", "secret12"
 FEED_TITLE = "Converse Test Feed"
+PUBLISHED = {"first-news": 1_700_000_000, "second-news": 1_700_003_600}
+
+
+def feed_document(*guids: str) -> str:
+    """An RSS 2.0 feed of the entries named ``guids`` ("Entry <guid>"); an entry reads the same
+    in every version of the document, so only new ones count as news."""
+    items = "".join(
+        f"<item><title>Entry {g}</title><link>http://example.org/{g}</link>"
+        f"<guid isPermaLink='false'>{g}</guid>"
+        f"<pubDate>{formatdate(PUBLISHED[g], usegmt=True)}</pubDate>"
+        f"<description>About {g}.</description></item>" for g in guids)
+    return (f"<?xml version='1.0'?><rss version='2.0'><channel><title>{FEED_TITLE}</title>"
+            f"<link>http://example.org/</link><description>d</description>{items}</channel></rss>")
 
 
 def missing_pieces() -> list[str]:
@@ -236,8 +250,7 @@ class QuietHandler(SimpleHTTPRequestHandler):
 @pytest.fixture
 def feeds() -> Iterator[ThreadedFeedServer]:
     with ThreadedFeedServer() as feeds:
-        feeds.set("/feed.xml", rss(FEED_TITLE, ["first-news"]),
-                  content_type="application/rss+xml")
+        feeds.set("/feed.xml", feed_document("first-news"), content_type="application/rss+xml")
         yield feeds
 
 
@@ -248,7 +261,8 @@ def ws_server(tmp_path: Path) -> Iterator[ServerProcess]:
     proc = ServerProcess(tmp_path, extra={
         "listeners": [{"kind": "c2s", "address": "127.0.0.1", "port": c2s},
                       {"kind": "websocket", "address": "127.0.0.1", "port": ws}],
-        "feeds": {**FEEDS_EXTRA, "first_poll": "last", "first_poll_count": 1},
+        # Fast polls for the test, and the first poll of a feed as configured by default.
+        "feeds": {**FEEDS_EXTRA, "first_poll": "last"},
     })
     proc.c2s_port = c2s
     proc.ws_port = ws  # type: ignore[attr-defined]
@@ -313,7 +327,7 @@ def test_conversejs_shows_feed_entries_from_the_feed_contact(
         converse.wait_for_message(contact, lambda text: "Entry first-news" in text,
                                   "the feed's latest entry")
 
-        feeds.set("/feed.xml", rss(FEED_TITLE, ["second-news", "first-news"]),
+        feeds.set("/feed.xml", feed_document("second-news", "first-news"),
                   content_type="application/rss+xml")
         ws_server.cli("feeds", "refresh", url)
         shown = converse.wait_for_message(contact, lambda text: "Entry second-news" in text,

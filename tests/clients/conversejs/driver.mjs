@@ -14,7 +14,9 @@ const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
 await page.route((url) => !['127.0.0.1', 'localhost'].includes(url.hostname),
                  (route) => route.abort('blockedbyclient'));
 const console_lines = [];
-page.on('console', (msg) => console_lines.push(`${msg.type()}: ${msg.text()}`));
+page.on('console', (msg) => {
+  if (!msg.text().includes('ERR_BLOCKED_BY_CLIENT')) console_lines.push(`${msg.type()}: ${msg.text()}`);
+});
 page.on('pageerror', (err) => console_lines.push(`pageerror: ${err.message}`));
 
 const ops = {
