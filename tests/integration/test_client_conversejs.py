@@ -281,8 +281,12 @@ def converse(tmp_path: Path, ws_server: ServerProcess) -> Iterator[ConverseSessi
     browser = Browser(tmp_path)
     session = ConverseSession(browser)
     try:
-        session.log_in(pages.url(ws_server.ws_port),  # type: ignore[attr-defined]
-                       f"{USER}@localhost", PASSWORD)
+        try:
+            session.log_in(pages.url(ws_server.ws_port),  # type: ignore[attr-defined]
+                           f"{USER}@localhost", PASSWORD)
+        except AssertionError:
+            browser.screenshot(tmp_path / "conversejs-login.png")
+            raise
         yield session
     finally:
         browser.close()
