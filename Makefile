@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 CONFIG ?= config.example.yaml
 
-.PHONY: install debian-deps run test bench lint clean
+.PHONY: install debian-deps npm-deps run test bench lint clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,10 +15,11 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 ## Real peers some tests run against (Prosody for federation, Profanity in tmux as a real
-## client); installed when missing, if we can.
-DEBIAN_PEERS := prosody profanity tmux
+## client, Chromium for converse.js); installed when missing, if we can. An entry is a command,
+## or command:package where the Debian package is named otherwise.
+DEBIAN_PEERS := prosody profanity tmux chromium node:nodejs npm
 debian-deps:
-	@missing=""; for p in $(DEBIAN_PEERS); do command -v $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@missing=""; for p in $(DEBIAN_PEERS); do command -v $${p%%:*} >/dev/null 2>&1 || missing="$$missing $${p#*:}"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing$$missing (interop tests with real peers)"; \
@@ -26,12 +27,24 @@ debian-deps:
 	      || echo "could not install$$missing: their interop tests will be skipped"; \
 	  else echo "not installed:$$missing: their interop tests will be skipped"; fi; fi
 
+## Real clients from npm (converse.js, and playwright-core to drive Chromium), pinned by each
+## folder's package-lock.json.
+NPM_CLIENTS := tests/clients/conversejs
+NPM_STAMPS  := $(NPM_CLIENTS:%=%/node_modules/.installed)
+npm-deps: $(NPM_STAMPS)
+%/node_modules/.installed: %/package.json %/package-lock.json | debian-deps
+	@if command -v npm >/dev/null 2>&1; then \
+	  echo "installing the npm packages of $*"; \
+	  (cd $* && npm ci --no-audit --no-fund --loglevel=error) && touch $@ \
+	    || echo "could not install the npm packages of $*: its client tests will be skipped"; \
+	else echo "npm is not installed: the client tests in $* will be skipped"; fi
+
 ## Start the server with the example configuration (SQLite and a self-signed certificate under ./var/).
 run: install
 	$(PY) -m pubsubd run --config $(CONFIG)
 
 ## Run the whole test suite.
-test: install debian-deps
+test: install debian-deps npm-deps
 	$(PY) -m pytest -q -p no:cacheprovider
 
 ## Benchmarks against Prosody (installs it with apt-get); writes bench/RESULTS.md.
