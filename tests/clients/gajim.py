@@ -8,8 +8,11 @@ certificate store, which is how a user who clicked "trust" ends up). What Gajim 
 back from its message archive (``~/.local/share/gajim/logs.db``) and from screenshots.
 
 Gajim is a single-instance GTK application: running ``gajim xmpp:JID?message;body=TEXT`` a second
-time on the same session bus hands the URI to the running Gajim, which opens its start-chat
-dialog with the JID and the message filled in — the same path as clicking such a link.
+time on the same session bus hands the link to the running Gajim — the same path as clicking it.
+For a conversation already in the sidebar, Gajim brings it to the front and types TEXT into its
+message input; the test then presses Enter in the window with xdotool. (For a new JID the link
+opens the start-chat dialog instead, whose list settles asynchronously, so the profile lists the
+conversations the test uses, as if the user had opened them before.)
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ CHAT_MSG_RECV = 4
 CHAT_MSG_SENT = 6
 # The settings database layout Gajim 1.7 creates (user_version 5 needs no migration).
 SETTINGS_VERSION = 5
-SCREEN = "1024x600"  # Gajim's main window is sized to fill it (mainwin_width/height)
+SCREEN = (1024, 600)  # Gajim's main window is sized to fill it (mainwin_width/height)
 
 
 def require_tools() -> None:
@@ -68,11 +71,13 @@ class Identity:
         return {"user": self.uid, "group": self.gid, "extra_groups": []}
 
     def own(self, path: Path) -> None:
-        if self.uid is not None:
-            for root, dirs, files in os.walk(path):
-                for name in [*dirs, *files]:
-                    os.chown(os.path.join(root, name), self.uid, self.gid or -1)
-            os.chown(path, self.uid, self.gid or -1)
+        """Give ``path`` and everything under it to this user."""
+        if self.uid is None or self.gid is None:
+            return
+        for root, dirs, files in os.walk(path):
+            for name in [*dirs, *files]:
+                os.chown(os.path.join(root, name), self.uid, self.gid)
+        os.chown(path, self.uid, self.gid)
 
 
 def desktop_identity() -> Identity:
@@ -83,7 +88,8 @@ def desktop_identity() -> Identity:
         entry = pwd.getpwnam(USER)
     except KeyError:
         # Another test may create it at the same moment: a failure here is fine if it exists now.
-        subprocess.run(["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
+        useradd = shutil.which("useradd") or "/usr/sbin/useradd"
+        subprocess.run([useradd, "--system", "--no-create-home", "--home-dir", "/nonexistent",
                         "--shell", "/usr/sbin/nologin", USER], capture_output=True, timeout=30)
         entry = pwd.getpwnam(USER)
     return Identity(entry.pw_uid, entry.pw_gid)
@@ -106,7 +112,8 @@ class Desktop:
 
     def __init__(self, identity: Identity) -> None:
         self.identity = identity
-        self.home = Path(tempfile.mkdtemp(prefix="pubsubd-gajim-"))
+        # Not under the caller's temporary directory: the desktop's user must be able to enter it.
+        self.home = Path(tempfile.mkdtemp(prefix="pubsubd-gajim-", dir="/tmp"))
         self.home.chmod(0o700)
         identity.own(self.home)
         self._procs: list[subprocess.Popen[bytes]] = []
@@ -117,12 +124,13 @@ class Desktop:
             os.makedirs("/tmp/.X11-unix", mode=0o1777, exist_ok=True)
             os.chmod("/tmp/.X11-unix", 0o1777)
         read_fd, write_fd = os.pipe()
-        self._start(["Xvfb", "-displayfd", str(write_fd), "-screen", "0", SCREEN + "x24",
+        width, height = SCREEN
+        self.start(["Xvfb", "-displayfd", str(write_fd), "-screen", "0", f"{width}x{height}x24",
                      "-nolisten", "tcp"], pass_fds=(write_fd,))
         os.close(write_fd)
         self.display = ":" + self._read_line(read_fd, "Xvfb did not report its display")
         read_fd, write_fd = os.pipe()
-        self._start(["dbus-daemon", "--session", "--nofork", f"--print-address={write_fd}"],
+        self.start(["dbus-daemon", "--session", "--nofork", f"--print-address={write_fd}"],
                     pass_fds=(write_fd,))
         os.close(write_fd)
         self.bus = self._read_line(read_fd, "dbus-daemon did not report its address")
@@ -153,7 +161,7 @@ class Desktop:
             env["DBUS_SESSION_BUS_ADDRESS"] = self.bus
         return env
 
-    def _start(self, argv: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+    def start(self, argv: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
         kwargs.setdefault("stdout", subprocess.DEVNULL)
         kwargs.setdefault("stderr", subprocess.DEVNULL)
         proc = subprocess.Popen(argv, cwd=self.home, env=self.env(),
@@ -207,7 +215,7 @@ class Gajim:
         self._write_profile(jid, password, host, port, certificate, open_chats)
         self.log_path = desktop.home / "gajim.log"
         self._log = open(self.log_path, "wb")
-        self.proc = desktop._start(["gajim", "-v"], stdout=self._log, stderr=subprocess.STDOUT)
+        self.proc = desktop.start(["gajim", "-v"], stdout=self._log, stderr=subprocess.STDOUT)
 
     def _write_profile(self, jid: str, password: str, host: str, port: int,
                        certificate: Path, open_chats: tuple[str, ...]) -> None:
@@ -224,7 +232,7 @@ class Gajim:
         }
         app = {"use_keyring": False, "is_window_visible": True, "check_for_update": False,
                "show_main_window_on_startup": "always",
-               "mainwin_width": int(SCREEN.split("x")[0]), "mainwin_height": int(SCREEN.split("x")[1])}
+               "mainwin_width": SCREEN[0], "mainwin_height": SCREEN[1]}
         # Conversations the user had opened before, listed in the sidebar (as Gajim stores them).
         chats = [{"account": self.ACCOUNT, "jid": {"__type": "JID", "value": chat},
                   "type": "chat", "pinned": False, "position": -1} for chat in open_chats]
@@ -289,9 +297,14 @@ class Gajim:
         return poll(probe, timeout, lambda: f"Gajim never showed {what}.\n{self.describe()}")
 
     def wait_connected(self, timeout: float = 30) -> None:
-        poll(lambda: True if "Connection established" in self.log() or
-             "Successfully bound" in self.log() else None, timeout,
-             lambda: f"Gajim did not log in.\n{self.describe()}")
+        """Until Gajim's stream is bound (its stanza log says so)."""
+        def bound() -> bool | None:
+            if self.proc.poll() is not None:
+                tail = self.log()[-3000:]
+                raise AssertionError(f"Gajim exited ({self.proc.returncode}):\n{tail}")
+            return True if "Successfully bound" in self.log() else None
+
+        poll(bound, timeout, lambda: f"Gajim did not log in.\n{self.describe()}")
 
     # --- driving the window ---------------------------------------------------------------
 

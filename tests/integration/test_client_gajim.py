@@ -13,6 +13,7 @@ or fail under ``PUBSUBD_REQUIRE_PEERS=1`` as ``make test`` sets it.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -42,14 +43,19 @@ def _start(tmp_path: Path) -> ServerProcess:
 
 
 def _account(server: ServerProcess) -> dict[str, object]:
+    certificate = server.workdir / "var" / "tls" / "selfsigned.crt"
     return {"jid": "carol@localhost", "password": PASSWORD, "host": "127.0.0.1",
-            "port": server.c2s_port, "certificate": server.workdir / "var" / "tls" / "selfsigned.crt"}
+            "port": server.c2s_port, "certificate": certificate}
 
 
 def _entry(message: ArchivedMessage, title: str) -> bool:
     """An entry titled ``title`` from a feed's contact (its body's first line names it)."""
     return (message.kind == CHAT_MSG_RECV and message.jid.endswith("@" + SERVICE)
             and message.jid != COMMANDS and title in message.message.split("\n")[0])
+
+
+def _help_from(contact: str) -> Callable[[ArchivedMessage], bool]:
+    return lambda m: m.kind == CHAT_MSG_RECV and m.jid == contact and "subscribe" in m.message
 
 
 def test_gajim_logs_in_and_shows_the_feed_service_replies(tmp_path: Path) -> None:
@@ -63,9 +69,7 @@ def test_gajim_logs_in_and_shows_the_feed_service_replies(tmp_path: Path) -> Non
             gajim.wait_connected()
             for contact in (COMMANDS, SERVICE):
                 gajim.say(contact, "help")
-                gajim.wait_for_message(
-                    lambda m, c=contact: m.kind == CHAT_MSG_RECV and m.jid == c  # type: ignore[misc]
-                    and "subscribe" in m.message, 20, f"the reply of {contact} to 'help'")
+                gajim.wait_for_message(_help_from(contact), 20, f"the reply of {contact} to 'help'")
             gajim.show_chat(COMMANDS)
             gajim.desktop.screenshot(tmp_path / "gajim" / "command-reply.png")
     finally:
@@ -89,8 +93,9 @@ def test_gajim_shows_a_feed_entry_from_the_feed_contact(tmp_path: Path) -> None:
                                        20, f"a reply of {COMMANDS} to 'subscribe'")
                 # rss() titles each entry "Entry <guid>"; the body starts with the title.
                 entry = gajim.wait_for_message(
-                    lambda m: _entry(m, "Entry first-light"), 30, "the feed's latest entry 'Entry first-light' from a feed contact "
-                        f"(<name>@{SERVICE}, not {COMMANDS})")
+                    lambda m: _entry(m, "Entry first-light"), 30,
+                    f"the feed's latest entry 'Entry first-light' from a feed contact "
+                    f"(<name>@{SERVICE}, not {COMMANDS})")
                 gajim.show_chat(entry.jid)
                 gajim.desktop.screenshot(tmp_path / "gajim" / "feed-entry.png")
 
