@@ -14,12 +14,16 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-## Real peers some tests run against (Prosody for federation, Profanity in tmux as a real
-## client, Chromium for converse.js); installed when missing, if we can. An entry is a command,
-## or command:package where the Debian package is named otherwise.
+## Real peers tests run against: Prosody for federation; Profanity and Poezio in tmux, Gajim on
+## a virtual X display (typed into with xdotool, photographed with imagemagick) and converse.js
+## in Chromium as real clients. An entry is a command, or command:package where the Debian
+## package is named otherwise.
 DEBIAN_PEERS := prosody profanity tmux chromium node:nodejs npm
+DEBIAN_GUI_PEERS := gajim Xvfb:xvfb xdotool import:imagemagick dbus-daemon:dbus
 debian-deps:
-	@missing=""; for p in $(DEBIAN_PEERS); do command -v $${p%%:*} >/dev/null 2>&1 || missing="$$missing $${p#*:}"; done; \
+	@missing=""; for entry in $(DEBIAN_PEERS) $(DEBIAN_GUI_PEERS); do \
+	  bin=$${entry%%:*}; pkg=$${entry#*:}; \
+	  command -v $$bin >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing$$missing (interop tests with real peers)"; \
