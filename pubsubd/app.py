@@ -1,4 +1,5 @@
-"""Composition root: storage, router, modules, listeners; owns the long-lived nurseries.
+"""The server process: builds everything through :mod:`pubsubd.composition` (the composition
+root), then runs the listeners and the modules' tasks in the long-lived nurseries.
 
 Shutdown is graceful in two steps: stop accepting, then close every stream with
 ``<system-shutdown/>`` (RFC 6120 §4.9.3.20), let modules flush, and close storage.
