@@ -213,7 +213,8 @@ def build_modules(s: Services, server: Server) -> None:
 
     # Components and PEP.
     pubsub = add(PubSubComponent(config=config, store=stores.pubsub, router=router,
-                                 sessions=sessions, hooks=hooks, presence=view, disco=s.disco))
+                                 sessions=sessions, hooks=hooks, presence=view,
+                                 disco_registry=s.disco))
     add(MucComponent(settings=config.muc, primary_domain=config.primary_domain,
                      admins=config.admins, store=stores.muc, router=router, disco=s.disco))
     add(PepModule(store=stores.pubsub, router=router, sessions=sessions, hooks=hooks,

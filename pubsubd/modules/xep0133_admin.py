@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 NODE = ns.ADMIN + "#"  # XEP-0133 §4: every node is "http://jabber.org/protocol/admin#<name>"
 DELAYS = ("0", "30", "60", "90", "120", "180", "240", "300")  # seconds; "0" is our "now"
 
+
 def xep0082(timestamp: float | None) -> str | None:
     """XEP-0082 DateTime in UTC, e.g. 2003-12-19T17:58:35Z."""
     if timestamp is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 import trio
@@ -12,6 +13,7 @@ import trio
 from pubsubd import ns
 from pubsubd.app import Server
 from pubsubd.config import loads
+from pubsubd.core.module import Module
 from pubsubd.modules.control_socket import ControlSocketModule
 from pubsubd.modules.metrics_http import MetricsModule
 from pubsubd.modules.rfc6121_presence import PresenceModule
@@ -46,7 +48,10 @@ control: {{socket: var/control.sock}}
     srv.services.stores.close()
 
 
-def module(server: Server, cls: type) -> object:
+M = TypeVar("M", bound=Module)
+
+
+def module(server: Server, cls: type[M]) -> M:
     found = [m for m in server.modules if isinstance(m, cls)]
     assert len(found) == 1, cls
     return found[0]
@@ -60,33 +65,30 @@ def test_modules_share_the_services_of_the_root(server: Server) -> None:
     s = server.services
     roster = module(server, RosterModule)
     presence = module(server, PresenceModule)
-    assert isinstance(presence, PresenceModule)
     assert presence.roster is roster
-    assert presence.store is s.stores.im is roster.store  # type: ignore[attr-defined]
+    assert presence.store is s.stores.im is roster.store
     blocking = module(server, BlockingModule)
-    assert blocking.presence is presence  # type: ignore[attr-defined]
+    assert blocking.presence is presence
     offline = module(server, OfflineModule)
-    assert offline.presence is presence.view  # type: ignore[attr-defined]
+    assert offline.presence is presence.view
     pubsub = module(server, PubSubComponent)
     pep = module(server, PepModule)
-    assert pubsub.store is pep.store is s.stores.pubsub  # type: ignore[attr-defined]
+    assert pubsub.store is pep.store is s.stores.pubsub
     assert server.pubsub is pubsub  # the feed modules still read it from the server
     mam = module(server, MamModule)
-    assert mam.store is s.stores.mam  # type: ignore[attr-defined]
+    assert mam.store is s.stores.mam
     control = module(server, ControlSocketModule)
-    assert control.path == server.base_dir / "var" / "control.sock"  # type: ignore[attr-defined]
+    assert control.path == server.base_dir / "var" / "control.sock"
 
 
 def test_modules_extend_each_other_through_typed_registries(server: Server) -> None:
     disco = module(server, DiscoModule)
-    assert isinstance(disco, DiscoModule)
     # MAM, private storage and PEP add account features; PEP its identity.
     assert {ns.MAM, ns.PRIVATE, ns.PUBSUB} <= disco.account_features
     assert ("pubsub", "pep") in disco.account_identities
     commands = module(server, CommandsModule)
-    assert isinstance(commands, CommandsModule)
     assert commands.registry.get(NODE + "add-user") is not None  # added by the admin module
-    assert isinstance(module(server, AdminModule), AdminModule)
+    assert module(server, AdminModule).commands is commands
     # Control operations of the control socket itself, the admin module and the feeds.
     assert {"ops", "users", "stats"} <= set(server.services.control_ops)
     assert any(name.startswith("feeds.") for name in server.services.control_ops)
@@ -95,7 +97,7 @@ def test_modules_extend_each_other_through_typed_registries(server: Server) -> N
 
 
 def test_failed_logins_reach_the_metrics_through_the_throttle(server: Server) -> None:
-    assert isinstance(module(server, MetricsModule), MetricsModule)
+    assert module(server, MetricsModule).throttle is server.services.throttle
     registry = server.services.metrics.registry
 
     async def fail_twice() -> None:

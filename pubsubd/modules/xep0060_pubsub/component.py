@@ -93,7 +93,7 @@ class PubSubComponent(Module):
 
     def __init__(self, *, config: Config, store: SqlitePubSubStore, router: Router,
                  sessions: SessionRegistry, hooks: HookBus, presence: PresenceView | None,
-                 disco: DiscoRegistry) -> None:
+                 disco_registry: DiscoRegistry) -> None:
         super().__init__()
         self.config = config
         self.store = store
@@ -101,7 +101,7 @@ class PubSubComponent(Module):
         self.sessions = sessions
         self.hooks = hooks
         self.view = presence
-        self.disco = disco
+        self.disco_registry = disco_registry  # the server's own disco#items lists the service
         self.domain = f"{config.pubsub.subdomain}.{config.primary_domain}"
 
     @property
@@ -133,7 +133,7 @@ class PubSubComponent(Module):
         if not config.pubsub.enabled:
             return
         self.router.add_component(self)
-        self.disco.items.append((self.domain, None, "Publish-Subscribe"))
+        self.disco_registry.items.append((self.domain, None, "Publish-Subscribe"))
         view = self.view
         if view is not None:
             view.on_available(self._user_available)
