@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pubsubd.cli_defaults import DEFAULT_CONFIG
 from pubsubd.config import load
 
 # Operation → names of its positional arguments; the last one takes the rest of the words.
@@ -104,8 +105,6 @@ def call(socket_path: Path, op: str, args: dict[str, Any]) -> Any:
 
 
 def cmd_admin(args: argparse.Namespace) -> int:
-    from pubsubd.cli import DEFAULT_CONFIG
-
     config = load(getattr(args, "config", DEFAULT_CONFIG))
     try:
         request = parse_params(args.op, args.params)

@@ -1,4 +1,5 @@
-"""Composition root: storage, router, modules, listeners; owns the long-lived nurseries.
+"""The server process: builds everything through :mod:`pubsubd.composition` (the composition
+root), then runs the listeners and the modules' tasks in the long-lived nurseries.
 
 Shutdown is graceful in two steps: stop accepting, then close every stream with
 ``<system-shutdown/>`` (RFC 6120 §4.9.3.20), let modules flush, and close storage.
@@ -10,151 +11,80 @@ import logging
 import signal
 import ssl
 from collections import Counter
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 import trio
-from lxml import etree
 
-from pubsubd.auth_throttle import AuthThrottle
+from pubsubd.composition import Services, build_modules, build_services
 from pubsubd.config import Config
-from pubsubd.core.context import ServerContext
+from pubsubd.core.control_ops import ControlOps
+from pubsubd.core.disco_registry import DiscoRegistry, Identity
 from pubsubd.core.hooks import HookBus
 from pubsubd.core.module import Module
 from pubsubd.core.router import Router
 from pubsubd.core.session import SessionRegistry
 from pubsubd.errors import StreamCondition, StreamError
-from pubsubd.jid import JID
 from pubsubd.metrics import Metrics
-from pubsubd.modules.control_socket import ControlOp
 from pubsubd.net.c2s import C2SConnection, refuse
 from pubsubd.net.listener import ConnectionHandler, Listener
-from pubsubd.net.tls import ensure_self_signed, server_context
 from pubsubd.net.websocket import WEBSOCKET_KINDS, WebSocketC2S, WebSocketSite, serve_websocket
-from pubsubd.storage.accounts import SqliteAccountStore
 from pubsubd.storage.sqlite import Database
 
 if TYPE_CHECKING:
     from pubsubd.modules.xep0060_pubsub.component import PubSubComponent
-    from pubsubd.presence_view import PresenceView
+
+__all__ = ["DiscoRegistry", "Identity", "Server", "serve"]
 
 log = logging.getLogger(__name__)
 
-
-@dataclass
-class Identity:
-    category: str
-    type: str
-    name: str
-
-
-@dataclass
-class DiscoRegistry:
-    """What the server says about itself in XEP-0030; modules add to it."""
-
-    identities: list[Identity] = field(default_factory=list)
-    features: set[str] = field(default_factory=set)
-    items: list[tuple[str, str | None, str | None]] = field(default_factory=list)  # jid, node, name
-    extensions: list[etree._Element] = field(default_factory=list)  # XEP-0128 forms
-
-
-class Accounts:
-    """The router's view of accounts: does a local user exist?
-
-    Asked for every stanza to a local user, so the answer avoids the database when it can: a
-    user with a bound session exists, and accounts seen once are remembered until deleted.
-    """
-
-    def __init__(self, store: SqliteAccountStore, sessions: SessionRegistry,
-                 hooks: HookBus) -> None:
-        self.store = store
-        self.sessions = sessions
-        self._known: set[JID] = set()
-        hooks.on("account/deleted", self._forget)
-
-    async def exists(self, jid: JID) -> bool:
-        if jid.local is None:
-            return False
-        bare = jid.bare
-        if bare in self._known or self.sessions.resources(bare):
-            return True
-        if await self.store.get(jid.local, jid.domain) is None:
-            return False
-        if len(self._known) > 100_000:
-            self._known.clear()
-        self._known.add(bare)
-        return True
-
-    async def _forget(self, jid: JID) -> bool:
-        self._known.discard(jid.bare)
-        return False
+M = TypeVar("M", bound=Module)
 
 
 class Server:
-    # Set by the modules that provide them (RFC 6121 presence, the XEP-0060 component).
-    presence: PresenceView
-    pubsub: PubSubComponent
+    """The running server: listeners, client streams and the modules' lifetimes.
+
+    What it shares with modules is built by :func:`pubsubd.composition.build_services`, the
+    modules by :func:`pubsubd.composition.build_modules`.
+    """
 
     def __init__(self, config: Config, *, base_dir: Path | None = None) -> None:
+        self.services: Services = build_services(config, base_dir or Path.cwd())
+        s = self.services
         self.config = config
-        self.base_dir = base_dir or Path.cwd()
-        self.db = Database(self._path(config.storage.path))
-        self.accounts = SqliteAccountStore(self.db, config.auth.scram_iterations)
-        self.hooks = HookBus()
-        self.sessions = SessionRegistry()
-        self.router = Router(config.domains, self.sessions, self.hooks,
-                             Accounts(self.accounts, self.sessions, self.hooks))
-        self.disco = DiscoRegistry()
-        self.disco.identities.append(Identity("server", "im", "pubsubd"))
-        self.throttle = AuthThrottle(
-            config.auth.failures_before_delay, config.auth.failure_window, 0.5,
-            config.auth.max_delay, trio.current_time if _in_trio() else _monotonic,
-        )
-        tls, cert_der = self._tls()
-        self.ctx = ServerContext(config, self.router, self.sessions, self.hooks, self.accounts,
-                                 self.throttle, tls, cert_der)
-        self.modules: list[Module] = []
-        self.listeners: list[Listener] = []
-        self.connections: set[C2SConnection] = set()  # every open client stream, bound or not
+        self.ctx = s.ctx
+        self.sessions: SessionRegistry = s.sessions
+        self.lifecycle = s.lifecycle
+        self.listeners: list[Listener] = s.listeners
+        self.connections: set[C2SConnection] = s.connections  # every open client stream
         self._c2s_per_ip: Counter[str] = Counter()
         self.ports: dict[str, int] = {}
-        self.metrics = Metrics()  # Prometheus counters and gauges any module may feed
-        # Listener kinds served by modules (e.g. "metrics" → an HTTP handler), set in setup().
-        self.listener_kinds: dict[str, ConnectionHandler] = {}
-        # Operations of the local control socket (`pubsubd admin`): name → async fn(args).
-        self.control_ops: dict[str, ControlOp] = {}
-        self.restart_requested = False  # set before shutdown() to have the process re-exec
-        self._shutdown = trio.Event()
-        self.started_at = 0.0
-        from pubsubd.modules import default_modules
+        # Read only by the feed modules (FeedsModule, ServiceAdminModule), which still take
+        # the server object; every other module gets what it needs as arguments.
+        self.base_dir: Path = s.base_dir
+        self.db: Database = s.stores.db
+        self.router: Router = s.router
+        self.hooks: HookBus = s.hooks
+        self.metrics: Metrics = s.metrics
+        self.control_ops: ControlOps = s.control_ops
+        self.pubsub: PubSubComponent | None = None
+        self.modules: list[Module] = []
+        build_modules(s, self)
 
-        for module_cls in default_modules():
-            self.add_module(module_cls(self))
-
-    def add_module(self, module: Module) -> None:
+    def add_module(self, module: M) -> M:
+        """Load ``module``: advertise its features, then set it up."""
         self.modules.append(module)
-        self.disco.features.update(module.features)
+        self.services.disco.features.update(module.features)
         module.setup()
+        return module
 
     def module(self, name: str) -> Module | None:
+        """A loaded module by name (only the feed modules still look modules up)."""
         return next((m for m in self.modules if m.name == name), None)
 
-    def _path(self, value: str) -> Path:
-        path = Path(value)
-        return path if path.is_absolute() else self.base_dir / path
-
-    def _tls(self) -> tuple[ssl.SSLContext | None, bytes | None]:
-        cfg = self.config.tls
-        if cfg.certificate and cfg.key:
-            cert, key = self._path(cfg.certificate), self._path(cfg.key)
-        else:
-            cert, key = ensure_self_signed(self._path(self.config.data_dir), list(self.config.domains))
-        from cryptography import x509
-        from cryptography.hazmat.primitives.serialization import Encoding
-
-        der = x509.load_pem_x509_certificate(cert.read_bytes()).public_bytes(Encoding.DER)
-        return server_context(cert, key), der
+    @property
+    def restart_requested(self) -> bool:
+        return self.lifecycle.restart_requested
 
     async def _direct_tls(self, stream: trio.abc.Stream) -> trio.abc.Stream | None:
         """XEP-0368: TLS from the first byte; None when the handshake fails."""
@@ -212,8 +142,7 @@ class Server:
 
     async def run(self, task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve until :meth:`shutdown`; report ``self`` (with bound ports) once listening."""
-        self.started_at = trio.current_time()
-        self.throttle._clock = trio.current_time
+        self.lifecycle.mark_started()
         try:
             async with trio.open_nursery() as services:
                 for module in self.modules:
@@ -234,7 +163,7 @@ class Server:
                             self.ports[f"{spec.kind}:{i}"] = port
                         task_status.started(self)
                         log.info("pubsubd serving %s", ", ".join(self.config.domains))
-                        await self._shutdown.wait()
+                        await self.lifecycle.wait_for_shutdown()
                         listeners.cancel_scope.cancel()  # step 1: accept no more
                     await self._close_sessions()  # step 2: close open streams properly
                     connections.cancel_scope.cancel()
@@ -243,27 +172,26 @@ class Server:
                         await module.stop()
                 services.cancel_scope.cancel()
         finally:
-            self.db.close()
+            self.services.stores.close()
             log.info("pubsubd stopped")
 
     def _per_ip(self, kind: str) -> Counter[str] | None:
         """Client listeners share one count of connections per address."""
         return self._c2s_per_ip if kind in ("c2s", "c2s_tls", *WEBSOCKET_KINDS) else None
 
-    def _refuser_for(self, kind: str):  # type: ignore[no-untyped-def]
+    def _refuser_for(self, kind: str) -> ConnectionHandler | None:
         if kind in ("c2s", "c2s_tls"):
             return lambda s, p: self._refuse_c2s(s, p, kind == "c2s_tls")
         return None
 
-    def _handler_for(self, kind: str):  # type: ignore[no-untyped-def]
+    def _handler_for(self, kind: str) -> ConnectionHandler | None:
         if kind == "c2s":
             return lambda s, p: self._c2s(s, p, False)
         if kind == "c2s_tls":
             return lambda s, p: self._c2s(s, p, True)
         if kind in WEBSOCKET_KINDS:
             return lambda s, p: self._websocket(s, p, kind == "websocket_tls")
-        extra = self.listener_kinds.get(kind) or self.ctx.pre_auth_iq.get(f"listener:{kind}")
-        return extra
+        return self.services.listener_kinds.get(kind)
 
     async def _close_sessions(self) -> None:
         """RFC 6120 §4.9.3.20: every stream, negotiating or bound, ends with system-shutdown."""
@@ -272,26 +200,14 @@ class Server:
             session.close(StreamError(StreamCondition.SYSTEM_SHUTDOWN, "the server is stopping"))
         for conn in list(self.connections):
             conn.close_with(StreamError(StreamCondition.SYSTEM_SHUTDOWN, "the server is stopping"))
+        # Streams and sessions end in many places (and detached resumable sessions end on
+        # their own): nothing signals "all gone", so poll for at most five seconds.
         with trio.move_on_after(5):
-            while self.connections or len(self.sessions):
+            while self.connections or len(self.sessions):  # noqa: ASYNC110
                 await trio.sleep(0.05)
 
     def shutdown(self) -> None:
-        self._shutdown.set()
-
-
-def _in_trio() -> bool:
-    try:
-        trio.lowlevel.current_task()
-    except RuntimeError:
-        return False
-    return True
-
-
-def _monotonic() -> float:
-    import time
-
-    return time.monotonic()
+        self.lifecycle.shutdown()
 
 
 async def serve(config: Config, base_dir: Path | None = None) -> bool:

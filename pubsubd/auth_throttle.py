@@ -45,6 +45,8 @@ class AuthThrottle:
         self._keep = max_failures + doublings + 1
         # Oldest-touched first; evicted from the front when full.
         self._failures: OrderedDict[tuple[str, str], deque[float]] = OrderedDict()
+        # Called once per recorded failure (e.g. a metrics counter); observers, not policy.
+        self.on_failure: list[Callable[[], None]] = []
 
     def __len__(self) -> int:
         """How many keys are tracked (for tests and metrics)."""
@@ -82,6 +84,8 @@ class AuthThrottle:
                 self._failures.move_to_end(key)
             stamps.append(now)
         self._evict(now)
+        for observer in self.on_failure:
+            observer()
 
     def success(self, ip: str, username: str) -> None:
         """Forget the account's failures: its owner got in.

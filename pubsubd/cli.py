@@ -10,10 +10,12 @@ from pathlib import Path
 
 import trio
 
+from pubsubd import admin_cli
+from pubsubd.cli_defaults import DEFAULT_CONFIG
 from pubsubd.config import Config, ConfigError, load
 from pubsubd.logging_setup import setup_logging
 
-DEFAULT_CONFIG = "config.example.yaml"
+__all__ = ["DEFAULT_CONFIG", "main"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,8 +69,6 @@ def _parser() -> argparse.ArgumentParser:
             a.add_argument("--json", action="store_true", help="machine-readable output")
     user.set_defaults(func=cmd_user)
 
-    from pubsubd import admin_cli
-
     admin_cli.add_parser(command("admin", "operate the running server (users, online, stats...)"))
 
     feeds = command("feeds", "manage polled feeds on the running server")
@@ -84,8 +84,6 @@ def _parser() -> argparse.ArgumentParser:
 
 def cmd_feeds(args: argparse.Namespace) -> int:
     """``pubsubd feeds ACTION``: the feed operations of the control socket (feeds.*)."""
-    from pubsubd import admin_cli
-
     config = _load(args)
     request: dict[str, object] = {}
     if args.action == "import":

@@ -2,7 +2,7 @@
 
 A module registers IQ handlers and hooks in :meth:`setup`, adds its disco features, and may run
 background tasks in :meth:`run`. Its constructor takes, as typed arguments, exactly what it may
-touch; the composition root (``pubsubd/app.py``) builds it.
+touch; the composition root (``pubsubd/composition.py``) builds it.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ class Module:
     features: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, server: Server | None = None) -> None:
-        # Transitional: modules still reaching the server object pass it; explicitly wired
-        # modules pass nothing.
+        # Transitional, for the feed modules only (FeedsModule, ServiceAdminModule): they still
+        # take the server object. Every other module passes nothing.
         if server is not None:
             self.server = server
         self.log = logging.getLogger(f"pubsubd.modules.{self.name}")

@@ -3,7 +3,7 @@
 Only the account running the server (and root) can connect: the socket file is created with
 mode 0600, so file permissions are the authentication. A request is
 ``{"op": "users", "args": {...}}``; the answer is ``{"ok": true, "result": ...}`` or
-``{"ok": false, "error": "one line"}``. Operations live in ``server.control_ops`` (name →
+``{"ok": false, "error": "one line"}``. Operations live in a :class:`ControlOps` registry (name →
 ``async fn(args) -> JSON value``), so any module adds its own (the feed service adds feed
 operations) without touching this file. An operation raises :class:`ControlError` for a refusal
 the operator should read.
@@ -14,17 +14,16 @@ from __future__ import annotations
 import json
 import os
 import socket
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import trio
 
+from pubsubd.core.control_ops import ControlOp, ControlOps
 from pubsubd.core.module import Module
 
 __all__ = ["ControlError", "ControlOp", "ControlSocketModule", "MAX_LINE"]
 
-ControlOp = Callable[[dict[str, Any]], Awaitable[Any]]
 MAX_LINE = 1 << 20  # bytes of one request line
 REQUEST_TIMEOUT = 60.0  # seconds a client may take to send a line, and an operation to run
 
@@ -36,17 +35,22 @@ class ControlError(Exception):
 class ControlSocketModule(Module):
     name = "control_socket"
 
+    def __init__(self, *, enabled: bool, socket_path: Path, ops: ControlOps) -> None:
+        super().__init__()
+        self.enabled = enabled
+        self.path = socket_path
+        self.ops = ops
+
     def setup(self) -> None:
-        self.path = self.server._path(self.server.config.control.socket)
-        self.server.control_ops["ops"] = self._ops
+        self.ops.register("ops", self._ops)
 
     async def _ops(self, args: dict[str, Any]) -> list[dict[str, str]]:
         """The operations this server offers, with their first docstring line."""
         return [{"op": name, "help": ((fn.__doc__ or "").strip().splitlines() or [""])[0]}
-                for name, fn in sorted(self.server.control_ops.items())]
+                for name, fn in sorted(self.ops.items())]
 
     async def run(self) -> None:
-        if not self.server.config.control.enabled:
+        if not self.enabled:
             return
         sock = await self._bind()
         if sock is None:
@@ -121,9 +125,9 @@ class ControlSocketModule(Module):
         args = request.get("args") or {}
         if not isinstance(args, dict):
             return _encode(False, "args must be an object")
-        op = self.server.control_ops.get(request["op"])
+        op = self.ops.get(request["op"])
         if op is None:
-            known = ", ".join(sorted(self.server.control_ops))
+            known = ", ".join(sorted(self.ops))
             return _encode(False, f"unknown operation {request['op']!r} (known: {known})")
         try:
             with trio.fail_after(REQUEST_TIMEOUT):

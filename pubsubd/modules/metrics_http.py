@@ -2,25 +2,30 @@
 
 This module also feeds the server-wide counters that need no other module: stanzas in (a
 ``*/pre`` hook sees every stanza a client sends), stanzas out (each session's outbox is wrapped
-when it is bound), authentication failures (through the throttle every failure passes), and two
-probes run in :meth:`MetricsModule.run`: event-loop lag and the round trip of a trivial storage
+when it is bound), authentication failures (observed on the throttle every failure passes), and
+two probes run in :meth:`MetricsModule.run`: event-loop lag and the round trip of a trivial storage
 query. ``/health`` answers 503 when either is too slow, or when the probes stopped running.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import trio
 
-from pubsubd.core.hooks import Handler
+from pubsubd.auth_throttle import AuthThrottle
+from pubsubd.config import MetricsConfig
+from pubsubd.core.hooks import Handler, HookBus
+from pubsubd.core.lifecycle import ServerLifecycle
 from pubsubd.core.module import Module
 from pubsubd.core.router import Stanza
-from pubsubd.core.session import Session
-from pubsubd.metrics import CONTENT_TYPE
+from pubsubd.core.session import Session, SessionRegistry
+from pubsubd.metrics import CONTENT_TYPE, Metrics
 from pubsubd.net.http import Request, Response, serve_http
+from pubsubd.net.listener import ConnectionHandler, Listener
+from pubsubd.storage.sqlite import Database
 
 REQUEST_TIMEOUT = 10.0  # seconds for a scraper to send its request
 PROBE_INTERVAL = 1.0  # seconds between two event-loop / storage probes
@@ -29,32 +34,46 @@ PROBE_INTERVAL = 1.0  # seconds between two event-loop / storage probes
 class MetricsModule(Module):
     name = "metrics"
 
+    def __init__(self, *, settings: MetricsConfig, metrics: Metrics, sessions: SessionRegistry,
+                 hooks: HookBus, throttle: AuthThrottle, database: Database,
+                 lifecycle: ServerLifecycle, listeners: Sequence[Listener],
+                 listener_kinds: dict[str, ConnectionHandler]) -> None:
+        super().__init__()
+        self.settings = settings
+        self.metrics = metrics
+        self.sessions = sessions
+        self.hooks = hooks
+        self.throttle = throttle
+        self.database = database
+        self.lifecycle = lifecycle
+        self.listeners = listeners  # filled once the server binds them
+        self.listener_kinds = listener_kinds
+
     def setup(self) -> None:
-        server = self.server
-        self.metrics = server.metrics
-        cfg = server.config.metrics
+        cfg = self.settings
+        sessions = self.sessions
         self.max_lag = cfg.health_max_lag
         self.storage_timeout = cfg.health_storage_timeout
         self.lag = 0.0
         self.storage_ok = True
         self.last_probe = 0.0
         live = self.metrics.live
-        live.sessions = lambda: len(server.sessions)
+        live.sessions = lambda: len(sessions)
         live.connections = self._connections
         for kind in ("message", "presence", "iq"):
-            server.hooks.on(f"{kind}/pre", _counter_of_client_stanzas(
+            self.hooks.on(f"{kind}/pre", _counter_of_client_stanzas(
                 self.metrics.stanzas_in.labels(kind).inc), priority=10_000)
         # Labelled children looked up once: counting is on the path of every stanza.
         self._out_counters = {prefix: self.metrics.stanzas_out.labels(kind).inc
                               for prefix, kind in _CountingOutbox.KINDS.items()}
-        server.hooks.on("session/bound", self._count_outgoing, priority=10_000)
-        _count_failures(server.throttle, self.metrics.auth_failures.inc)
+        self.hooks.on("session/bound", self._count_outgoing, priority=10_000)
+        self.throttle.on_failure.append(self.metrics.auth_failures.inc)
         if cfg.enabled:
-            server.listener_kinds["metrics"] = self.serve_http
+            self.listener_kinds["metrics"] = self.serve_http
 
     def _connections(self) -> dict[str, int]:
         counts: dict[str, int] = {}
-        for listener in self.server.listeners:
+        for listener in self.listeners:
             counts[listener.name] = counts.get(listener.name, 0) + sum(listener.per_ip.values())
         return counts
 
@@ -84,10 +103,10 @@ class MetricsModule(Module):
             await trio.sleep(PROBE_INTERVAL)
 
     async def storage_round_trip(self) -> float | None:
-        """Seconds for ``SELECT 1`` through the storage thread; None if it timed out."""
+        """Seconds for a trivial query through the storage thread; None if it timed out."""
         start = trio.current_time()
         with trio.move_on_after(self.storage_timeout):
-            await self.server.db.read(lambda conn: conn.execute("SELECT 1").fetchone())
+            await self.database.ping()
             elapsed = trio.current_time() - start
             self.metrics.storage_latency.observe(elapsed)
             return elapsed
@@ -98,7 +117,7 @@ class MetricsModule(Module):
         problems = []
         if self.lag > self.max_lag:
             problems.append(f"event loop lag {self.lag:.3f}s")
-        started = self.server.started_at
+        started = self.lifecycle.started_at
         if now - max(self.last_probe, started) > 3 * PROBE_INTERVAL + self.max_lag:
             problems.append("event loop probe is not running")
         latency = await self.storage_round_trip()
@@ -107,7 +126,7 @@ class MetricsModule(Module):
         report = {"status": "fail" if problems else "ok", "problems": problems,
                   "event_loop_lag": round(self.lag, 6),
                   "storage_latency": None if latency is None else round(latency, 6),
-                  "sessions": len(self.server.sessions)}
+                  "sessions": len(self.sessions)}
         return not problems, report
 
     # --- HTTP ----------------------------------------------------------------------------
@@ -156,14 +175,3 @@ class _CountingOutbox:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
-
-
-def _count_failures(throttle: Any, count: Any) -> None:
-    """Count every failed authentication: the c2s code reports each one to the throttle."""
-    original = throttle.failure
-
-    def failure(*args: Any, **kwargs: Any) -> Any:
-        count()
-        return original(*args, **kwargs)
-
-    throttle.failure = failure

@@ -6,7 +6,7 @@
 * Inbound ones arrive in ``presence/in`` and go through the same machine from the other side.
 * Presence broadcast (``presence/out``), directed presence (``presence/directed``), probes and
   abrupt disconnects (``session/closed``) keep each session's :class:`PresenceState` current;
-  :class:`PresenceView` (``server.presence``) exposes it to the rest of the server.
+  :class:`PresenceView` (:attr:`PresenceModule.view`) exposes it to the rest of the server.
 """
 
 from __future__ import annotations
@@ -18,9 +18,11 @@ import time
 from lxml import etree
 
 from pubsubd import ns
+from pubsubd.core.context import ServerContext
+from pubsubd.core.hooks import HookBus
 from pubsubd.core.module import Module
-from pubsubd.core.router import Stanza
-from pubsubd.core.session import Session
+from pubsubd.core.router import Router, Stanza
+from pubsubd.core.session import Session, SessionRegistry
 from pubsubd.jid import JID, InvalidJID
 from pubsubd.modules.rfc6121_roster import RosterModule
 from pubsubd.modules.rfc6121_subscription_states import (
@@ -30,7 +32,8 @@ from pubsubd.modules.rfc6121_subscription_states import (
     transition,
 )
 from pubsubd.presence_view import PresenceView
-from pubsubd.storage.im_sqlite import ImStore, RosterItem, im_store
+from pubsubd.storage.accounts import AccountStore
+from pubsubd.storage.im_sqlite import ImStore, RosterItem
 from pubsubd.xml import builders
 
 SHOW_VALUES = frozenset({"away", "chat", "dnd", "xa"})  # RFC 6121 §4.7.2.1
@@ -40,23 +43,26 @@ class PresenceModule(Module):
     name = "presence"
     features = ()  # pre-approval is a stream feature (§3.4)
 
-    def __init__(self, server) -> None:  # type: ignore[no-untyped-def]
-        super().__init__(server)
-        self.store: ImStore = im_store(server.db)
-        self.view = PresenceView(server.sessions, self.store)
-        server.presence = self.view
+    def __init__(self, *, store: ImStore, roster: RosterModule, router: Router, hooks: HookBus,
+                 sessions: SessionRegistry, accounts: AccountStore, ctx: ServerContext) -> None:
+        super().__init__()
+        self.store = store
+        self.roster = roster
+        self.router = router
+        self.hooks = hooks
+        self.sessions = sessions
+        self.accounts = accounts
+        self.ctx = ctx
+        self.view = PresenceView(sessions, store)
 
     def setup(self) -> None:
-        roster = self.server.module("roster")
-        assert isinstance(roster, RosterModule), "the roster module must load first"
-        self.roster = roster
-        hooks = self.server.hooks
+        hooks = self.hooks
         hooks.on("presence/pre", self._outbound_subscription)
         hooks.on("presence/out", self._broadcast)
         hooks.on("presence/directed", self._directed)
         hooks.on("presence/in", self._inbound)
         hooks.on("session/closed", self._session_closed)
-        self.server.ctx.post_auth_features.append(builders.element(ns.PRE_APPROVAL_FEATURE, "sub"))
+        self.ctx.post_auth_features.append(builders.element(ns.PRE_APPROVAL_FEATURE, "sub"))
 
     # --- subscription state -----------------------------------------------------------------
 
@@ -105,9 +111,9 @@ class PresenceModule(Module):
             el = copy.deepcopy(st.element)
             el.set("from", str(owner))
             el.set("to", str(contact))
-            await self.server.router.route(Stanza(el, owner, contact, None))
+            await self.router.route(Stanza(el, owner, contact, None))
         if not old.has_from and out.new.has_from:
-            await self._send_current_presence(owner, contact)  # §3.1.5
+            await self.send_current_presence(owner, contact)  # §3.1.5
         elif old.has_from and not out.new.has_from:
             await self._send_unavailable(owner, contact)  # §3.2.2
         return True
@@ -122,7 +128,7 @@ class PresenceModule(Module):
         elif type_ == "probe":
             await self._probe(st)
         elif st.to.resource is not None:
-            session = self.server.sessions.get(st.to)
+            session = self.sessions.get(st.to)
             if session is not None:
                 session.send(st.element)  # §8.5.3.1; otherwise silently dropped (§8.5.3.2.2)
         else:
@@ -130,14 +136,14 @@ class PresenceModule(Module):
         return True
 
     def _to_available(self, owner: JID, data: bytes) -> None:
-        for session in self.server.sessions.resources(owner):
+        for session in self.sessions.resources(owner):
             if session.presence.available:
                 session.send(data)
 
     async def _inbound_subscription(self, st: Stanza) -> None:
         assert st.to is not None
         owner, contact, type_ = st.to.bare, st.from_.bare, st.type
-        router = self.server.router
+        router = self.router
         if not await router.accounts.exists(owner):
             if type_ == "subscribe":
                 await self._send_type(owner, contact, "unsubscribed")  # §3.1.3
@@ -155,7 +161,7 @@ class PresenceModule(Module):
         if out.auto_reply is not None:
             await self._send_type(owner, contact, out.auto_reply)
         if not old.has_from and out.new.has_from:
-            await self._send_current_presence(owner, contact)  # pre-approved (§3.4)
+            await self.send_current_presence(owner, contact)  # pre-approved (§3.4)
         elif old.has_from and not out.new.has_from:
             await self._send_unavailable(owner, contact)  # §3.3.3
 
@@ -163,14 +169,14 @@ class PresenceModule(Module):
         """§4.3.2: answer with the last presence of every available resource."""
         assert st.to is not None
         owner, prober = st.to.bare, st.from_
-        router = self.server.router
+        router = self.router
         trusted = prober.bare == owner or (prober.local is None and (
             prober.domain in router.domains or prober.domain in router.components))
         if not trusted and (not await router.accounts.exists(owner)
                             or not self.state(owner, prober.bare).has_from):
             await self._send_type(owner, prober.bare, "unsubscribed")  # §4.3.2 (1)
             return
-        sessions = [s for s in self.server.sessions.resources(owner) if s.presence.available]
+        sessions = [s for s in self.sessions.resources(owner) if s.presence.available]
         if not sessions:
             await self._answer_probe_offline(owner, prober, st.id)
             return
@@ -186,7 +192,7 @@ class PresenceModule(Module):
             when: float | None = last[1]
         else:
             el = builders.stanza("presence", type_="unavailable", id_=probe_id or builders.new_id())
-            account = await self.server.accounts.get(owner.local or "", owner.domain)
+            account = await self.accounts.get(owner.local or "", owner.domain)
             when = account.last_logout if account is not None else None
         el.set("from", str(owner))  # the bare JID: no resource is available (§4.3.2)
         el.set("to", str(prober))
@@ -197,7 +203,7 @@ class PresenceModule(Module):
             delay.set("from", owner.domain)
             delay.set("stamp", datetime.datetime.fromtimestamp(when, datetime.UTC)
                       .strftime("%Y-%m-%dT%H:%M:%S.%fZ"))  # XEP-0082 DateTime
-        await self.server.router.route(Stanza(el, owner, prober, None))
+        await self.router.route(Stanza(el, owner, prober, None))
 
     # --- presence broadcast (§4.2, §4.4, §4.5) ----------------------------------------------
 
@@ -232,13 +238,13 @@ class PresenceModule(Module):
         for contact, item in roster.items():
             if item.subscription in ("from", "both"):
                 await self._send_presence_of(session, contact)
-        for own in self.server.sessions.resources(owner):
+        for own in self.sessions.resources(owner):
             if own.presence.available:
                 await self._send_presence_of(session, own.jid)  # §4.2.2, §4.4.2
         if initial:
             for request in self.store.requests(owner).values():
                 session.send(request)  # §3.1.3: pending requests, again
-            await self.server.hooks.notify("presence/initial", session)
+            await self.hooks.notify("presence/initial", session)
         await self.view.announce_available(session.jid, state.show)
 
     async def _unavailable(self, session: Session, el: etree._Element) -> None:
@@ -255,7 +261,7 @@ class PresenceModule(Module):
         if was_available:
             targets += [c for c, item in self.store.roster(owner).items()
                         if item.subscription in ("from", "both")]
-            targets += [s.jid for s in self.server.sessions.resources(owner)
+            targets += [s.jid for s in self.sessions.resources(owner)
                         if s.presence.available and s is not session]
         for entry in directed:  # §4.6.3: undo directed presence
             try:
@@ -271,7 +277,7 @@ class PresenceModule(Module):
         for target in dict.fromkeys(targets):
             out = copy.deepcopy(template)
             out.set("to", str(target))
-            await self.server.router.route(Stanza(out, session.jid, target, None))
+            await self.router.route(Stanza(out, session.jid, target, None))
         if was_available:
             await self.view.announce_unavailable(session.jid)
 
@@ -305,26 +311,27 @@ class PresenceModule(Module):
         el.set("from", str(session.jid))
         el.set("to", str(to))
         if to.resource is not None and to.bare == session.jid.bare:
-            target = self.server.sessions.get(to)
+            target = self.sessions.get(to)
             if target is not None:
                 target.send(el)
             return
-        await self.server.router.route(Stanza(el, session.jid, to, None))
+        await self.router.route(Stanza(el, session.jid, to, None))
 
-    async def _send_current_presence(self, owner: JID, contact: JID) -> None:
-        for session in self.server.sessions.resources(owner):
+    async def send_current_presence(self, owner: JID, contact: JID) -> None:
+        """Send ``contact`` the presence of each available resource of ``owner``."""
+        for session in self.sessions.resources(owner):
             if session.presence.available:
                 await self._send_presence_of(session, contact)
 
     async def _send_unavailable(self, owner: JID, contact: JID) -> None:
-        for session in self.server.sessions.resources(owner):
+        for session in self.sessions.resources(owner):
             if session.presence.available:
                 await self._send_type(session.jid, contact, "unavailable")
 
     async def _send_type(self, from_: JID, to: JID, type_: str) -> None:
         el = builders.stanza("presence", from_=str(from_), to=str(to), type_=type_,
                              id_=builders.new_id())
-        await self.server.router.route(Stanza(el, from_, to, None))
+        await self.router.route(Stanza(el, from_, to, None))
 
 
 def _priority(text: str | None) -> int:

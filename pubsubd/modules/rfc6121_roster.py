@@ -13,12 +13,14 @@ import copy
 from lxml import etree
 
 from pubsubd import ns
+from pubsubd.core.context import ServerContext
+from pubsubd.core.hooks import HookBus
 from pubsubd.core.module import Module
-from pubsubd.core.router import AlreadyAnswered, Stanza
-from pubsubd.core.session import Session
+from pubsubd.core.router import AlreadyAnswered, Router, Stanza
+from pubsubd.core.session import Session, SessionRegistry
 from pubsubd.errors import Condition, StanzaError
 from pubsubd.jid import JID, InvalidJID
-from pubsubd.storage.im_sqlite import ImStore, RosterItem, im_store
+from pubsubd.storage.im_sqlite import ImStore, RosterItem
 from pubsubd.xml import builders
 
 QUERY = ns.clark(ns.ROSTER, "query")
@@ -49,19 +51,25 @@ class RosterModule(Module):
     name = "roster"
     features = ()  # roster versioning is announced as a stream feature (§2.6.1)
 
-    def __init__(self, server) -> None:  # type: ignore[no-untyped-def]
-        super().__init__(server)
-        self.store: ImStore = im_store(server.db)
+    def __init__(self, *, store: ImStore, router: Router, hooks: HookBus,
+                 sessions: SessionRegistry, ctx: ServerContext, max_items: int) -> None:
+        super().__init__()
+        self.store = store
+        self.router = router
+        self.hooks = hooks
+        self.sessions = sessions
+        self.ctx = ctx
+        self.max_items = max_items  # config limits.roster_max_items
 
     def setup(self) -> None:
-        router = self.server.router
+        router = self.router
         router.add_iq_handler("self", "get", QUERY, self.get)
         router.add_iq_handler("self", "set", QUERY, self.set)
         # §2.1.5 security warning: only the account itself may read or change its roster.
         router.add_iq_handler("bare", "get", QUERY, self.forbidden)
         router.add_iq_handler("bare", "set", QUERY, self.forbidden)
-        self.server.ctx.post_auth_features.append(builders.element(ns.ROSTERVER_FEATURE, "ver"))
-        self.server.hooks.on("account/deleted", self._account_deleted)
+        self.ctx.post_auth_features.append(builders.element(ns.ROSTERVER_FEATURE, "ver"))
+        self.hooks.on("account/deleted", self._account_deleted)
 
     async def forbidden(self, st: Stanza) -> None:
         raise StanzaError(Condition.FORBIDDEN)
@@ -78,7 +86,7 @@ class RosterModule(Module):
             changes = self.store.changes_since(owner, int(asked))
             if changes is not None:
                 # §2.6.3: an empty result, then the changes as roster pushes to this resource.
-                await self.server.router.reply(st, None)
+                await self.router.reply(st, None)
                 for version, contact in changes:
                     item = self.store.item(owner, contact)
                     item_el = item_element(item) if item is not None else \
@@ -128,7 +136,7 @@ class RosterModule(Module):
 
     def check_room(self, owner: JID) -> None:
         """The per-user size limit, before adding a new item."""
-        if len(self.store.roster(owner)) >= self.server.config.limits.roster_max_items:
+        if len(self.store.roster(owner)) >= self.max_items:
             raise StanzaError(Condition.NOT_ALLOWED, "the roster is full")
 
     async def save(self, owner: JID, item: RosterItem) -> None:
@@ -142,7 +150,7 @@ class RosterModule(Module):
             raise StanzaError(Condition.ITEM_NOT_FOUND)  # §2.5.3
         version = await self.store.remove_item(owner, contact)
         self.push(owner, item_element(item, removed=True), version)
-        router = self.server.router
+        router = self.router
         if item.subscription in ("to", "both") or item.ask:
             await router.send(builders.stanza("presence", from_=str(owner), to=str(contact),
                                               type_="unsubscribe"))  # §2.5.2 (1)
@@ -154,14 +162,14 @@ class RosterModule(Module):
                                               type_="unsubscribed"))  # §2.5.2 (2)
             if item.subscription in ("from", "both"):
                 # §3.2.2: the contact no longer sees the user, so tell it the user is gone.
-                for session in self.server.sessions.resources(owner):
+                for session in self.sessions.resources(owner):
                     if session.presence.available:
                         await router.send(builders.stanza(
                             "presence", from_=str(session.jid), to=str(contact), type_="unavailable"))
 
     def push(self, owner: JID, item_el: etree._Element, version: int) -> None:
         """§2.1.6: send the changed item to every interested resource of ``owner``."""
-        for session in self.server.sessions.resources(owner):
+        for session in self.sessions.resources(owner):
             if not session.roster_requested:
                 continue
             session.send(self._push_iq(session, item_el, version))

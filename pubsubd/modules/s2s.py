@@ -8,9 +8,13 @@ handed out before a restart still verify afterwards.
 from __future__ import annotations
 
 import os
+import ssl
 from pathlib import Path
 
+from pubsubd.config import S2SConfig
 from pubsubd.core.module import Module
+from pubsubd.core.router import Router
+from pubsubd.net.listener import ConnectionHandler
 from pubsubd.net.s2s import S2SService
 from pubsubd.stream.dialback import new_secret
 
@@ -34,20 +38,27 @@ def load_or_create_secret(path: Path) -> str:
 class S2SModule(Module):
     name = "s2s"
 
-    def __init__(self, server) -> None:  # type: ignore[no-untyped-def]
-        super().__init__(server)
+    def __init__(self, *, settings: S2SConfig, data_dir: Path, router: Router,
+                 tls: ssl.SSLContext | None, max_stanza_bytes: int,
+                 listener_kinds: dict[str, ConnectionHandler]) -> None:
+        super().__init__()
+        self.settings = settings
+        self.data_dir = data_dir
+        self.router = router
+        self.tls = tls
+        self.max_stanza_bytes = max_stanza_bytes
+        self.listener_kinds = listener_kinds
         self.service: S2SService | None = None
 
     def setup(self) -> None:
-        config = self.server.config
-        if not config.s2s.enabled:
+        if not self.settings.enabled:
             return
-        secret = config.s2s.dialback_secret or load_or_create_secret(
-            self.server._path(config.data_dir) / "s2s" / "dialback.secret")
-        self.service = S2SService(config.s2s, self.server.router, secret, self.server.ctx.tls,
-                                  config.limits.max_stanza_bytes)
-        self.server.router.remote = self.service
-        self.server.listener_kinds["s2s"] = self.service.handle_incoming
+        secret = self.settings.dialback_secret or load_or_create_secret(
+            self.data_dir / "s2s" / "dialback.secret")
+        self.service = S2SService(self.settings, self.router, secret, self.tls,
+                                  self.max_stanza_bytes)
+        self.router.remote = self.service
+        self.listener_kinds["s2s"] = self.service.handle_incoming
 
     async def run(self) -> None:
         if self.service is not None:

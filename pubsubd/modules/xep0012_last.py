@@ -13,9 +13,12 @@ import trio
 from lxml import etree
 
 from pubsubd import ns
+from pubsubd.core.lifecycle import ServerLifecycle
 from pubsubd.core.module import Module
-from pubsubd.core.router import Stanza
+from pubsubd.core.router import Router, Stanza
 from pubsubd.errors import Condition, StanzaError
+from pubsubd.presence_view import PresenceView
+from pubsubd.storage.accounts import AccountStore
 from pubsubd.xml import builders
 
 QUERY = ns.clark(ns.LAST, "query")
@@ -25,24 +28,32 @@ class LastActivityModule(Module):
     name = "last"
     features = (ns.LAST,)
 
+    def __init__(self, *, router: Router, presence: PresenceView, accounts: AccountStore,
+                 lifecycle: ServerLifecycle) -> None:
+        super().__init__()
+        self.router = router
+        self.presence = presence
+        self.accounts = accounts
+        self.lifecycle = lifecycle
+
     def setup(self) -> None:
-        router = self.server.router
+        router = self.router
         router.add_iq_handler("host", "get", QUERY, self.uptime)
         router.add_iq_handler("bare", "get", QUERY, self.account)
 
     async def uptime(self, st: Stanza) -> etree._Element:
-        seconds = int(trio.current_time() - self.server.started_at)  # §5: server uptime
+        seconds = int(trio.current_time() - self.lifecycle.started_at)  # §5: server uptime
         return builders.element(ns.LAST, "query", seconds=str(max(0, seconds)))
 
     async def account(self, st: Stanza) -> etree._Element:
         assert st.to is not None
         owner = st.to.bare
-        presence = self.server.presence  # type: ignore[attr-defined]
+        presence = self.presence
         if presence.subscription(owner, st.from_.bare) not in ("from", "both"):
             raise StanzaError(Condition.FORBIDDEN)  # §4: subscribers only
         if presence.available_resources(owner):
             return builders.element(ns.LAST, "query", seconds="0")
-        account = await self.server.accounts.get(owner.local or "", owner.domain)
+        account = await self.accounts.get(owner.local or "", owner.domain)
         last = account.last_logout if account is not None else None
         if last is None:
             raise StanzaError(Condition.ITEM_NOT_FOUND, "never logged in")

@@ -7,13 +7,20 @@ XEP-0163 §6.1 identity when that module is loaded adds it through ``account_ide
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from lxml import etree
 
 from pubsubd import ns
+from pubsubd.core.disco_registry import DiscoRegistry
 from pubsubd.core.module import Module
-from pubsubd.core.router import Stanza
+from pubsubd.core.router import Router, Stanza
 from pubsubd.errors import Condition, StanzaError
+from pubsubd.jid import JID
 from pubsubd.xml import builders
+
+NodeHandler = Callable[[Stanza], Awaitable[etree._Element]]
+ItemsProvider = Callable[[JID, JID], Awaitable[list[etree._Element]]]
 
 INFO = ns.clark(ns.DISCO_INFO, "query")
 ITEMS = ns.clark(ns.DISCO_ITEMS, "query")
@@ -23,21 +30,27 @@ class DiscoModule(Module):
     name = "disco"
     features = (ns.DISCO_INFO, ns.DISCO_ITEMS)
 
+    def __init__(self, *, router: Router, registry: DiscoRegistry) -> None:
+        super().__init__()
+        self.router = router
+        self.registry = registry
+        # What other modules add to the answers about accounts and the host's nodes.
+        self.account_features: set[str] = set()
+        self.account_identities: list[tuple[str, str]] = [("account", "registered")]
+        # async (account, requester) -> disco#items <item/> elements (e.g. PEP nodes)
+        self.account_item_providers: list[ItemsProvider] = []
+        # node name → handler for disco#info/items on a node of the host (e.g. commands)
+        self.host_info_nodes: dict[str, NodeHandler] = {}
+        self.host_items_nodes: dict[str, NodeHandler] = {}
+
     def setup(self) -> None:
-        router = self.server.router
+        router = self.router
         router.add_iq_handler("host", "get", INFO, self.host_info)
         router.add_iq_handler("host", "get", ITEMS, self.host_items)
         router.add_iq_handler("self", "get", INFO, self.account_info)
         router.add_iq_handler("bare", "get", INFO, self.account_info)
         router.add_iq_handler("self", "get", ITEMS, self.account_items)
         router.add_iq_handler("bare", "get", ITEMS, self.account_items)
-        self.account_features: set[str] = set()
-        self.account_identities: list[tuple[str, str]] = [("account", "registered")]
-        # async (account, requester) -> disco#items <item/> elements (e.g. PEP nodes)
-        self.account_item_providers: list = []  # type: ignore[type-arg]
-        # node name → handler for disco#info/items on a node of the host (e.g. commands)
-        self.host_info_nodes: dict[str, object] = {}
-        self.host_items_nodes: dict[str, object] = {}
 
     async def host_info(self, st: Stanza) -> etree._Element:
         query = st.element[0]
@@ -46,8 +59,8 @@ class DiscoModule(Module):
             handler = self.host_info_nodes.get(node)
             if handler is None:
                 raise StanzaError(Condition.ITEM_NOT_FOUND)
-            return await handler(st)  # type: ignore[operator, no-any-return]
-        disco = self.server.disco
+            return await handler(st)
+        disco = self.registry
         result = builders.element(ns.DISCO_INFO, "query")
         for ident in disco.identities:
             etree.SubElement(result, ns.clark(ns.DISCO_INFO, "identity"),
@@ -65,9 +78,9 @@ class DiscoModule(Module):
             handler = self.host_items_nodes.get(node)
             if handler is None:
                 raise StanzaError(Condition.ITEM_NOT_FOUND)
-            return await handler(st)  # type: ignore[operator, no-any-return]
+            return await handler(st)
         result = builders.element(ns.DISCO_ITEMS, "query")
-        for jid, item_node, name in self.server.disco.items:
+        for jid, item_node, name in self.registry.items:
             item = etree.SubElement(result, ns.clark(ns.DISCO_ITEMS, "item"), jid=jid)
             if item_node:
                 item.set("node", item_node)

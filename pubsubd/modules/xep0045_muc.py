@@ -19,15 +19,17 @@ from __future__ import annotations
 import copy
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
 from lxml import etree
 
 from pubsubd import ns
+from pubsubd.config import MucConfig
+from pubsubd.core.disco_registry import DiscoRegistry
 from pubsubd.core.module import Module
-from pubsubd.core.router import Stanza
+from pubsubd.core.router import Router, Stanza
 from pubsubd.errors import Condition, StanzaError
 from pubsubd.jid import JID
 from pubsubd.storage.muc_sqlite import SqliteMucStore, StoredRoom
@@ -126,16 +128,22 @@ class MucComponent(Module):
 
     name = "muc"
 
-    def setup(self) -> None:
-        config = self.server.config
-        self.settings = config.muc
-        self.domain = f"{self.settings.subdomain}.{config.primary_domain}"
+    def __init__(self, *, settings: MucConfig, primary_domain: str, admins: Collection[str],
+                 store: SqliteMucStore, router: Router, disco: DiscoRegistry) -> None:
+        super().__init__()
+        self.settings = settings
+        self.admins = admins
+        self.store = store
+        self.router = router
+        self.disco = disco
+        self.domain = f"{settings.subdomain}.{primary_domain}"
         self.rooms: dict[str, Room] = {}
+
+    def setup(self) -> None:
         if not self.settings.enabled:
             return
-        self.store = SqliteMucStore(self.server.db)
-        self.server.router.add_component(self)
-        self.server.disco.items.append((self.domain, None, "Multi-User Chat"))
+        self.router.add_component(self)
+        self.disco.items.append((self.domain, None, "Multi-User Chat"))
 
     # --- rooms ------------------------------------------------------------------------------
 
@@ -167,8 +175,8 @@ class MucComponent(Module):
         if policy == "anyone":
             return True
         if policy == "local":
-            return jid.domain in self.server.router.domains
-        return str(jid.bare) in self.server.config.admins
+            return jid.domain in self.router.domains
+        return str(jid.bare) in self.admins
 
     def _forget_if_empty(self, room: Room) -> None:
         # §10.1.3: a temporary room is destroyed when its last occupant exits.
@@ -186,7 +194,7 @@ class MucComponent(Module):
             await self._iq(st)
 
     async def _send(self, to: JID, element: etree._Element) -> None:
-        await self.server.router.send_to(to, element)
+        await self.router.send_to(to, element)
 
     # --- presence: enter, change, leave (§7.2, §7.6, §7.7, §7.14) ---------------------------
 
@@ -451,7 +459,7 @@ class MucComponent(Module):
                 result = await self._service_items()
             else:
                 raise StanzaError(Condition.SERVICE_UNAVAILABLE)
-            await self.server.router.reply(st, result)
+            await self.router.reply(st, result)
             return
         room = await self._room(to)
         if to.resource is not None:
@@ -469,7 +477,7 @@ class MucComponent(Module):
             result = await self._admin(st, room, payload)
         else:
             raise StanzaError(Condition.SERVICE_UNAVAILABLE)
-        await self.server.router.reply(st, result)
+        await self.router.reply(st, result)
 
     async def _occupant_iq(self, st: Stanza, room: Room | None, nick: str,
                            payload: etree._Element) -> None:
@@ -481,7 +489,7 @@ class MucComponent(Module):
             raise StanzaError(Condition.NOT_ACCEPTABLE, "not joined")
         if occupant.nick != nick:
             raise StanzaError(Condition.SERVICE_UNAVAILABLE)
-        await self.server.router.reply(st, None)
+        await self.router.reply(st, None)
 
     # --- disco (§6) ------------------------------------------------------------------------
 

@@ -7,20 +7,17 @@ replaces the previous fragment with the same key.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from lxml import etree
 
 from pubsubd import ns
+from pubsubd.core.hooks import HookBus
 from pubsubd.core.module import Module
-from pubsubd.core.router import Stanza
+from pubsubd.core.router import Router, Stanza
 from pubsubd.errors import Condition, StanzaError
 from pubsubd.jid import JID
+from pubsubd.modules.xep0030_disco import DiscoModule
 from pubsubd.storage.private_sqlite import PrivateXmlStore
 from pubsubd.xml import builders
-
-if TYPE_CHECKING:
-    from pubsubd.app import Server
 
 QUERY = ns.clark(ns.PRIVATE, "query")
 # Namespaces a fragment may not use: stanza content and this protocol itself (XEP-0049 §2.3
@@ -35,21 +32,23 @@ _PARSER = etree.XMLParser(resolve_entities=False, no_network=True)
 class PrivateStorageModule(Module):
     name = "private"
 
-    def __init__(self, server: Server) -> None:
-        super().__init__(server)
-        self.store = PrivateXmlStore(server.db)
+    def __init__(self, *, store: PrivateXmlStore, router: Router, hooks: HookBus,
+                 disco: DiscoModule) -> None:
+        super().__init__()
+        self.store = store
+        self.router = router
+        self.hooks = hooks
+        self.disco = disco
 
     def setup(self) -> None:
-        router = self.server.router
+        router = self.router
         router.add_iq_handler("self", "get", QUERY, self.get)
         router.add_iq_handler("self", "set", QUERY, self.set)
         # XEP-0049 §2.3: another user's storage is off limits ("Forbidden" preferred).
         router.add_iq_handler("bare", "get", QUERY, self.forbidden)
         router.add_iq_handler("bare", "set", QUERY, self.forbidden)
-        disco = self.server.module("disco")
-        if disco is not None:
-            disco.account_features.add(ns.PRIVATE)  # type: ignore[attr-defined]
-        self.server.hooks.on("account/deleted", self._account_deleted)
+        self.disco.account_features.add(ns.PRIVATE)
+        self.hooks.on("account/deleted", self._account_deleted)
 
     async def forbidden(self, st: Stanza) -> None:
         raise StanzaError(Condition.FORBIDDEN, "private storage belongs to its owner only")

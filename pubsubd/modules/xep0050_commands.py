@@ -19,17 +19,20 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from copy import deepcopy
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from lxml import etree
 
 from pubsubd import ns
 from pubsubd.core.module import Module
-from pubsubd.core.router import Stanza
+from pubsubd.core.router import Router, Stanza
 from pubsubd.errors import Condition, StanzaError
 from pubsubd.jid import JID
 from pubsubd.xml import builders
 from pubsubd.xml.forms import Form, FormError
+
+if TYPE_CHECKING:
+    from pubsubd.modules.xep0030_disco import DiscoModule
 
 __all__ = [
     "Command",
@@ -378,23 +381,26 @@ class CommandsModule(Module):
     name = "commands"
     features = (ns.COMMANDS,)
 
-    def setup(self) -> None:
+    def __init__(self, *, router: Router, disco: DiscoModule, primary_domain: str) -> None:
+        super().__init__()
+        self.router = router
+        self.disco = disco
+        self.primary_domain = primary_domain
         self.registry = CommandRegistry()
-        self.server.router.add_iq_handler("host", "set", COMMAND, self.registry.handle)
-        disco = self.server.module("disco")
-        if disco is None:
-            return
-        disco.host_items_nodes[ns.COMMANDS] = self._items  # type: ignore[attr-defined]
-        disco.host_info_nodes[ns.COMMANDS] = self._info  # type: ignore[attr-defined]
-        self._info_nodes: dict[str, object] = disco.host_info_nodes  # type: ignore[attr-defined]
-        self.registry.on_added.append(lambda c: self._info_nodes.__setitem__(c.node, self._info))
+
+    def setup(self) -> None:
+        self.router.add_iq_handler("host", "set", COMMAND, self.registry.handle)
+        info_nodes = self.disco.host_info_nodes
+        self.disco.host_items_nodes[ns.COMMANDS] = self._items
+        info_nodes[ns.COMMANDS] = self._info
+        self.registry.on_added.append(lambda c: info_nodes.__setitem__(c.node, self._info))
 
     def add(self, command: Command) -> Command:
         """Offer ``command`` on the server domain."""
         return self.registry.add(command)
 
     async def _items(self, st: Stanza) -> etree._Element:
-        domain = st.to.domain if st.to is not None else self.server.config.primary_domain
+        domain = st.to.domain if st.to is not None else self.primary_domain
         return self.registry.items_element(domain, st.from_)
 
     async def _info(self, st: Stanza) -> etree._Element:

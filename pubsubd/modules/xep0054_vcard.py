@@ -6,9 +6,9 @@ from lxml import etree
 
 from pubsubd import ns
 from pubsubd.core.module import Module
-from pubsubd.core.router import Stanza
+from pubsubd.core.router import Router, Stanza
 from pubsubd.errors import Condition, StanzaError
-from pubsubd.storage.im_sqlite import ImStore, im_store
+from pubsubd.storage.im_sqlite import ImStore
 from pubsubd.xml import builders
 
 VCARD = ns.clark(ns.VCARD, "vCard")
@@ -19,12 +19,13 @@ class VCardModule(Module):
     name = "vcard"
     features = (ns.VCARD,)
 
-    def __init__(self, server) -> None:  # type: ignore[no-untyped-def]
-        super().__init__(server)
-        self.store: ImStore = im_store(server.db)
+    def __init__(self, *, store: ImStore, router: Router) -> None:
+        super().__init__()
+        self.store = store
+        self.router = router
 
     def setup(self) -> None:
-        router = self.server.router
+        router = self.router
         router.add_iq_handler("self", "get", VCARD, self.get)
         router.add_iq_handler("bare", "get", VCARD, self.get)
         router.add_iq_handler("self", "set", VCARD, self.set)

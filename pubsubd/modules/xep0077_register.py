@@ -11,11 +11,14 @@ from typing import TYPE_CHECKING
 from lxml import etree
 
 from pubsubd import ns
+from pubsubd.core.context import ServerContext
+from pubsubd.core.hooks import HookBus
 from pubsubd.core.module import Module
-from pubsubd.core.router import AlreadyAnswered, Stanza
+from pubsubd.core.router import AlreadyAnswered, Router, Stanza
+from pubsubd.core.session import SessionRegistry
 from pubsubd.errors import Condition, StanzaError, StreamCondition, StreamError
 from pubsubd.jid import InvalidJID, prepare_localpart
-from pubsubd.storage.accounts import AccountExists
+from pubsubd.storage.accounts import AccountExists, AccountStore
 from pubsubd.xml import builders
 
 if TYPE_CHECKING:
@@ -33,10 +36,20 @@ class RegisterModule(Module):
     name = "register"
     features = (ns.REGISTER,)
 
+    def __init__(self, *, open_registration: bool, ctx: ServerContext, router: Router,
+                 accounts: AccountStore, hooks: HookBus, sessions: SessionRegistry) -> None:
+        super().__init__()
+        self.open_registration = open_registration  # config registration.enabled
+        self.ctx = ctx
+        self.router = router
+        self.accounts = accounts
+        self.hooks = hooks
+        self.sessions = sessions
+
     def setup(self) -> None:
-        if self.server.config.registration.enabled:
-            self.server.ctx.pre_auth_iq[QUERY] = self.pre_auth
-        router = self.server.router
+        if self.open_registration:
+            self.ctx.pre_auth_iq[QUERY] = self.pre_auth
+        router = self.router
         router.add_iq_handler("self", "get", QUERY, self.get_registered)
         router.add_iq_handler("self", "set", QUERY, self.set_registered)
         router.add_iq_handler("host", "get", QUERY, self.get_registered)
@@ -70,7 +83,7 @@ class RegisterModule(Module):
             raise StanzaError(Condition.REGISTRATION_REQUIRED)  # nothing to remove yet
         username, password = self._credentials(query)
         try:
-            await self.server.accounts.create(username, conn.domain, password)
+            await self.accounts.create(username, conn.domain, password)
         except AccountExists:
             # XEP-0077 §3.1: the username is taken.
             raise StanzaError(Condition.CONFLICT, "that username is taken") from None
@@ -109,18 +122,18 @@ class RegisterModule(Module):
         assert user.local is not None
         if query.find(REMOVE) is not None:
             # XEP-0077 §3.2: cancel the registration, answer, then close the streams.
-            await self.server.accounts.delete(user.local, user.domain)
-            await self.server.hooks.notify("account/deleted", user.bare)
+            await self.accounts.delete(user.local, user.domain)
+            await self.hooks.notify("account/deleted", user.bare)
             self.log.info("account %s removed by its owner", user.bare)
-            await self.server.router.reply(st, None)
-            for session in self.server.sessions.resources(user.bare):
+            await self.router.reply(st, None)
+            for session in self.sessions.resources(user.bare):
                 session.close(StreamError(StreamCondition.NOT_AUTHORIZED, "account removed"))
             raise AlreadyAnswered
         username, password = self._credentials(query)
         if username != user.local:
             # XEP-0077 §3.3: one may change only one's own password.
             raise StanzaError(Condition.NOT_AUTHORIZED, "that is not your username")
-        await self.server.accounts.set_password(user.local, user.domain, password)
+        await self.accounts.set_password(user.local, user.domain, password)
         self.log.info("password changed for %s", user.bare)
         return None
 

@@ -8,7 +8,7 @@ from lxml import etree
 
 from pubsubd import ns
 from pubsubd.core.module import Module
-from pubsubd.core.router import Stanza
+from pubsubd.core.router import Router, Stanza
 from pubsubd.xml import builders
 
 QUERY = ns.clark(ns.VERSION, "query")
@@ -28,8 +28,12 @@ class VersionModule(Module):
     name = "version"
     features = (ns.VERSION,)
 
+    def __init__(self, *, router: Router) -> None:
+        super().__init__()
+        self.router = router
+
     def setup(self) -> None:
-        self.server.router.add_iq_handler("host", "get", QUERY, self.answer)
+        self.router.add_iq_handler("host", "get", QUERY, self.answer)
 
     async def answer(self, st: Stanza) -> etree._Element:
         query = builders.element(ns.VERSION, "query")

@@ -13,8 +13,12 @@ import hashlib
 from lxml import etree
 
 from pubsubd import ns
+from pubsubd.core.context import ServerContext
+from pubsubd.core.disco_registry import DiscoRegistry
+from pubsubd.core.hooks import HookBus
 from pubsubd.core.module import Module
-from pubsubd.core.router import Stanza
+from pubsubd.core.router import Router, Stanza
+from pubsubd.presence_view import PresenceView
 from pubsubd.xml import builders
 
 C = ns.clark(ns.CAPS, "c")
@@ -51,11 +55,21 @@ class CapsModule(Module):
     name = "caps"
     features = (ns.CAPS,)
 
+    def __init__(self, *, ctx: ServerContext, router: Router, hooks: HookBus,
+                 disco: DiscoRegistry, presence: PresenceView, domain: str) -> None:
+        super().__init__()
+        self.ctx = ctx
+        self.router = router
+        self.hooks = hooks
+        self.disco = disco
+        self.presence = presence
+        self.domain = domain  # the server JID disco#info queries come from
+
     def setup(self) -> None:
         # Filled in once every module has declared its features (see run()).
         self.stream_caps = builders.element(ns.CAPS, "c", hash="sha-1", node=SERVER_NODE, ver="")
-        self.server.ctx.post_auth_features.append(self.stream_caps)
-        self.server.hooks.on("presence/out", self._remember, priority=10)
+        self.ctx.post_auth_features.append(self.stream_caps)
+        self.hooks.on("presence/out", self._remember, priority=10)
         self._asking: set[str] = set()
 
     async def run(self) -> None:
@@ -63,12 +77,12 @@ class CapsModule(Module):
 
     def _server_info(self) -> etree._Element:
         info = builders.element(ns.DISCO_INFO, "query")
-        for ident in self.server.disco.identities:
+        for ident in self.disco.identities:
             etree.SubElement(info, ns.clark(ns.DISCO_INFO, "identity"), category=ident.category,
                              type=ident.type, name=ident.name)
-        for feature in self.server.disco.features:
+        for feature in self.disco.features:
             etree.SubElement(info, ns.clark(ns.DISCO_INFO, "feature"), var=feature)
-        for form in self.server.disco.extensions:
+        for form in self.disco.extensions:
             info.append(etree.fromstring(etree.tostring(form)))
         return info
 
@@ -83,7 +97,7 @@ class CapsModule(Module):
         algo = c.get("hash") or ""
         caps = (c.get("node", ""), c.get("ver", ""), algo)
         session.presence.caps = caps
-        known = self.server.presence.caps_features  # type: ignore[attr-defined]
+        known = self.presence.caps_features
         if algo in HASHES and caps[1] not in known and caps[1] not in self._asking:
             await self._ask(session.jid, caps)
         return False
@@ -91,7 +105,7 @@ class CapsModule(Module):
     async def _ask(self, full: object, caps: tuple[str, str, str]) -> None:
         node, ver, algo = caps
         self._asking.add(ver)
-        iq = builders.iq("get", to=str(full), from_=self.server.config.domains[0])
+        iq = builders.iq("get", to=str(full), from_=self.domain)
         builders.child(iq, ns.DISCO_INFO, "query", node=f"{node}#{ver}")
 
         async def answered(reply: Stanza) -> None:
@@ -102,9 +116,9 @@ class CapsModule(Module):
             if caps_hash(info, algo) == ver:  # §5.4: never trust an unverified ver
                 features = frozenset(f.get("var", "")
                                      for f in info.findall(ns.clark(ns.DISCO_INFO, "feature")))
-                self.server.presence.caps_features[ver] = features  # type: ignore[attr-defined]
+                self.presence.caps_features[ver] = features
             else:
                 self.log.info("caps ver %s of %s does not match its disco#info", ver, full)
 
-        self.server.router.iq_result_handlers[iq.get("id", "")] = answered
-        await self.server.router.send(iq)
+        self.router.iq_result_handlers[iq.get("id", "")] = answered
+        await self.router.send(iq)

@@ -2,7 +2,7 @@
 
 The work itself lives in :class:`AdminActions`, plain async methods that both front ends call:
 the ad-hoc commands of the server domain (XEP-0050 forms, registered here) and the local control
-socket of ``pubsubd admin`` (operations registered in ``server.control_ops``). Everyone but an
+socket of ``pubsubd admin`` (operations registered in :class:`ControlOps`). Everyone but an
 admin sees none of the commands and is answered ``<forbidden/>`` (XEP-0133 §5, §6).
 
 The message of the day is kept in the database and sent to each session when it is bound.
@@ -10,44 +10,44 @@ The message of the day is kept in the database and sent to each session when it 
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 from lxml import etree
 
 from pubsubd import ns
+from pubsubd.config import Config
+from pubsubd.core.control_ops import ControlOps
+from pubsubd.core.hooks import HookBus
+from pubsubd.core.lifecycle import ServerLifecycle
 from pubsubd.core.module import Module
-from pubsubd.core.session import Session
+from pubsubd.core.session import Session, SessionRegistry
 from pubsubd.errors import Condition, StanzaError, StreamCondition, StreamError
 from pubsubd.jid import JID, InvalidJID
 from pubsubd.modules.control_socket import ControlError
+from pubsubd.modules.rfc6121_roster import item_element
 from pubsubd.modules.xep0050_commands import (
     Command,
     CommandSession,
+    CommandsModule,
     Done,
     Note,
     Stage,
     command_error,
 )
-from pubsubd.storage.accounts import AccountExists
+from pubsubd.storage.accounts import AccountExists, AccountStore
+from pubsubd.storage.im_sqlite import ImStore
+from pubsubd.storage.motd_sqlite import SqliteMotdStore
 from pubsubd.xml import builders
 from pubsubd.xml.forms import Field, Form, Option
 
+if TYPE_CHECKING:
+    from pubsubd.net.c2s import C2SConnection
+
 NODE = ns.ADMIN + "#"  # XEP-0133 §4: every node is "http://jabber.org/protocol/admin#<name>"
 DELAYS = ("0", "30", "60", "90", "120", "180", "240", "300")  # seconds; "0" is our "now"
-
-_SCHEMA = [
-    """
-    CREATE TABLE admin_motd (
-        id INTEGER PRIMARY KEY CHECK (id = 1),
-        text TEXT NOT NULL,
-        set_at REAL NOT NULL
-    )
-    """,
-]
 
 
 def xep0082(timestamp: float | None) -> str | None:
@@ -71,7 +71,6 @@ class AdminActions:
 
     def __init__(self, module: AdminModule) -> None:
         self.module = module
-        self.server = module.server
         self.log = module.log
 
     # --- accounts ------------------------------------------------------------------------
@@ -82,7 +81,7 @@ class AdminActions:
             jid = JID.parse(text.strip())
         except InvalidJID as exc:
             raise StanzaError(Condition.JID_MALFORMED, f"{text}: {exc}") from None
-        if jid.local is None or jid.domain not in self.server.config.domains:
+        if jid.local is None or jid.domain not in self.module.config.domains:
             raise StanzaError(Condition.NOT_ACCEPTABLE, f"{text} is not a user of this server")
         return jid
 
@@ -90,22 +89,22 @@ class AdminActions:
         if not password:
             raise command_error(Condition.BAD_REQUEST, "bad-payload", "the password is empty")
         try:
-            await self.server.accounts.create(jid.local or "", jid.domain, password)
+            await self.module.accounts.create(jid.local or "", jid.domain, password)
         except AccountExists:
             raise StanzaError(Condition.CONFLICT, f"{jid.bare} already exists") from None
         self.log.info("admin: account %s created", jid.bare)
 
     async def delete_user(self, jid: JID) -> bool:
-        if not await self.server.accounts.delete(jid.local or "", jid.domain):
+        if not await self.module.accounts.delete(jid.local or "", jid.domain):
             return False
-        await self.server.hooks.notify("account/deleted", jid.bare)
+        await self.module.hooks.notify("account/deleted", jid.bare)
         # XEP-0133 §4.2: deleting a user SHOULD end its sessions.
         self.end_sessions(jid.bare, StreamCondition.NOT_AUTHORIZED, "account removed")
         self.log.info("admin: account %s deleted", jid.bare)
         return True
 
     async def set_enabled(self, jid: JID, enabled: bool) -> bool:
-        if not await self.server.accounts.set_enabled(jid.local or "", jid.domain, enabled):
+        if not await self.module.accounts.set_enabled(jid.local or "", jid.domain, enabled):
             return False
         if not enabled:
             # XEP-0133 §4.3: disabling MUST end the user's sessions; login is refused after.
@@ -116,7 +115,7 @@ class AdminActions:
     async def change_password(self, jid: JID, password: str) -> bool:
         if not password:
             raise command_error(Condition.BAD_REQUEST, "bad-payload", "the password is empty")
-        changed = await self.server.accounts.set_password(jid.local or "", jid.domain, password)
+        changed = await self.module.accounts.set_password(jid.local or "", jid.domain, password)
         if changed:
             self.log.info("admin: password of %s changed", jid.bare)
         return changed
@@ -124,7 +123,7 @@ class AdminActions:
     def end_sessions(self, jid: JID, condition: StreamCondition = StreamCondition.POLICY_VIOLATION,
                      text: str = "session ended by an administrator") -> int:
         """Close the sessions of a bare JID (all resources) or of one full JID."""
-        sessions = self.server.sessions
+        sessions = self.module.sessions
         targets = sessions.resources(jid) if jid.resource is None else [
             s for s in [sessions.get(jid)] if s is not None]
         for session in targets:
@@ -135,11 +134,11 @@ class AdminActions:
 
     def online_users(self) -> list[JID]:
         """XEP-0133 §4.15: users with at least one connected resource."""
-        return sorted(self.server.sessions.users(), key=str)
+        return sorted(self.module.sessions.users(), key=str)
 
     def active_users(self) -> list[JID]:
         """Online users with a resource that is available and not away, xa or dnd."""
-        return sorted({s.jid.bare for s in self.server.sessions
+        return sorted({s.jid.bare for s in self.module.sessions
                        if s.presence.available and s.presence.show in ("online", "chat")}, key=str)
 
     def idle_users(self) -> list[JID]:
@@ -148,41 +147,36 @@ class AdminActions:
 
     def peers_of(self, bare: JID) -> list[str]:
         """Client IP addresses of the user's connections."""
-        return sorted({conn.peer for conn in getattr(self.server, "connections", ())
-                       if getattr(conn, "session", None) is not None
+        return sorted({conn.peer for conn in self.module.connections
+                       if conn.session is not None
                        and conn.session.jid.bare == bare})
 
     def roster_of(self, bare: JID) -> etree._Element | None:
-        """The user's roster as a jabber:iq:roster query, if a roster module is loaded."""
-        roster = self.server.module("roster")
-        store = getattr(roster, "store", None)
-        if store is None:
-            return None
-        from pubsubd.modules.rfc6121_roster import item_element
-
+        """The user's roster as a jabber:iq:roster query."""
+        store = self.module.rosters
         query = builders.element(ns.ROSTER, "query")
         for item in sorted(store.roster(bare).values(), key=lambda i: str(i.contact)):
             query.append(item_element(item))
         return query
 
     async def counts(self) -> dict[str, int]:
-        accounts = await self.server.accounts.list()
+        accounts = await self.module.accounts.list()
         return {
             "registered": len(accounts),
             "disabled": sum(1 for a in accounts if not a.enabled),
             "online": len(self.online_users()),
             "active": len(self.active_users()),
             "idle": len(self.idle_users()),
-            "sessions": len(self.server.sessions),
+            "sessions": len(self.module.sessions),
         }
 
     # --- messages to users ---------------------------------------------------------------
 
     def announce(self, text: str) -> int:
         """XEP-0133 §4.23: a headline to every connected session; how many got it."""
-        domain = self.server.config.primary_domain
+        domain = self.module.config.primary_domain
         sent = 0
-        for session in list(self.server.sessions):
+        for session in list(self.module.sessions):
             sent += session.send(notice(session.jid, domain, "Announcement", text, "headline"))
         self.log.info("admin: announcement sent to %d sessions", sent)
         return sent
@@ -192,14 +186,7 @@ class AdminActions:
         return self.module.motd
 
     async def set_motd(self, text: str | None) -> None:
-        def write(conn: sqlite3.Connection) -> None:
-            if text is None:
-                conn.execute("DELETE FROM admin_motd")
-            else:
-                conn.execute("INSERT OR REPLACE INTO admin_motd (id, text, set_at)"
-                             " VALUES (1, ?, strftime('%s', 'now'))", (text,))
-
-        await self.server.db.run(write)
+        await self.module.motd_store.save(text)
         self.module.motd = text
         self.log.info("admin: message of the day %s", "deleted" if text is None else "set")
 
@@ -219,21 +206,32 @@ AdminStep = Callable[[CommandSession, Form | None], Awaitable[Stage | Done]]
 class AdminModule(Module):
     name = "admin"
 
+    def __init__(self, *, config: Config, accounts: AccountStore, hooks: HookBus,
+                 sessions: SessionRegistry, connections: Collection[C2SConnection],
+                 rosters: ImStore, motd: SqliteMotdStore, commands: CommandsModule,
+                 control_ops: ControlOps, lifecycle: ServerLifecycle) -> None:
+        super().__init__()
+        self.config = config
+        self.accounts = accounts
+        self.hooks = hooks
+        self.sessions = sessions
+        self.connections = connections  # every open client stream, bound or not (live)
+        self.rosters = rosters
+        self.motd_store = motd
+        self.commands = commands
+        self.control_ops = control_ops
+        self.lifecycle = lifecycle
+
     def setup(self) -> None:
-        self.server.db.migrate("admin", _SCHEMA)
-        row = self.server.db.run_sync(
-            lambda c: c.execute("SELECT text FROM admin_motd WHERE id = 1").fetchone())
-        self.motd: str | None = row[0] if row else None
-        self.admins = frozenset(JID.parse(a).bare for a in self.server.config.admins)
+        self.motd: str | None = self.motd_store.load()
+        self.admins = frozenset(JID.parse(a).bare for a in self.config.admins)
         self.actions = AdminActions(self)
         self._nursery: trio.Nursery | None = None
-        self.server.hooks.on("session/bound", self._send_motd)
-        commands = self.server.module("commands")
-        if commands is not None:
-            for command in self._commands():
-                commands.add(command)  # type: ignore[attr-defined]
+        self.hooks.on("session/bound", self._send_motd)
+        for command in self._commands():
+            self.commands.add(command)
         for name, op in self._control_ops().items():
-            self.server.control_ops[name] = op
+            self.control_ops.register(name, op)
 
     def is_admin(self, jid: JID) -> bool:
         return jid.bare in self.admins
@@ -246,8 +244,10 @@ class AdminModule(Module):
     def schedule(self, delay: float, restart: bool) -> None:
         async def later() -> None:
             await trio.sleep(delay)
-            self.server.restart_requested = restart
-            self.server.shutdown()
+            if restart:
+                self.lifecycle.request_restart()
+            else:
+                self.lifecycle.shutdown()
 
         if self._nursery is None:
             raise StanzaError(Condition.INTERNAL_SERVER_ERROR, "the server is not running yet")
@@ -255,7 +255,7 @@ class AdminModule(Module):
 
     async def _send_motd(self, session: Session) -> bool:
         if self.motd:
-            domain = self.server.config.primary_domain
+            domain = self.config.primary_domain
             session.send(notice(session.jid, domain, "Message of the Day", self.motd))
         return False
 
@@ -348,7 +348,7 @@ class AdminModule(Module):
             rows = []
             for text in form.values("accountjids"):
                 jid = a.local_user(text)
-                account = await self.server.accounts.get(jid.local or "", jid.domain)
+                account = await self.accounts.get(jid.local or "", jid.domain)
                 if account is None:
                     raise StanzaError(Condition.ITEM_NOT_FOUND, f"{jid.bare}: no such user")
                 rows.append((str(jid.bare), xep0082(account.last_login) or "never"))
@@ -361,10 +361,10 @@ class AdminModule(Module):
 
         async def user_stats(form: Form) -> Done:
             jid = a.local_user(form.value("accountjid") or "").bare
-            if await self.server.accounts.get(jid.local or "", jid.domain) is None:
+            if await self.accounts.get(jid.local or "", jid.domain) is None:
                 raise StanzaError(Condition.ITEM_NOT_FOUND, f"{jid}: no such user")
             roster = a.roster_of(jid)
-            resources = [s.jid.resource or "" for s in self.server.sessions.resources(jid)]
+            resources = [s.jid.resource or "" for s in self.sessions.resources(jid)]
             fields = [Field("onlineresources", "text-multi", "Online resources",
                             values=sorted(resources)),
                       Field("ipaddresses", "text-multi", "IP addresses", values=a.peers_of(jid))]
@@ -391,10 +391,10 @@ class AdminModule(Module):
             return run
 
         async def registered() -> list[JID]:
-            return [JID.parse(acc.jid) for acc in await self.server.accounts.list()]
+            return [JID.parse(acc.jid) for acc in await self.accounts.list()]
 
         async def disabled() -> list[JID]:
-            return [JID.parse(acc.jid) for acc in await self.server.accounts.list()
+            return [JID.parse(acc.jid) for acc in await self.accounts.list()
                     if not acc.enabled]
 
         async def online() -> list[JID]:
@@ -503,26 +503,26 @@ class AdminModule(Module):
         async def users(args: dict[str, Any]) -> list[dict[str, Any]]:
             """Accounts, with their state and last login."""
             rows = []
-            for acc in await self.server.accounts.list(args.get("domain")):
+            for acc in await self.accounts.list(args.get("domain")):
                 bare = JID.parse(acc.jid)
                 rows.append({"jid": acc.jid, "enabled": acc.enabled,
-                             "online": len(self.server.sessions.resources(bare)),
+                             "online": len(self.sessions.resources(bare)),
                              "last_login": xep0082(acc.last_login) or "never"})
             return rows
 
         async def online(args: dict[str, Any]) -> list[dict[str, Any]]:
             """Connected sessions, with their presence."""
-            peers = {conn.session.jid: conn.peer for conn in getattr(self.server, "connections", ())
-                     if getattr(conn, "session", None) is not None}
+            peers = {conn.session.jid: conn.peer for conn in self.connections
+                     if conn.session is not None}
             return [{"jid": str(s.jid), "available": s.presence.available,
                      "show": s.presence.show if s.presence.available else "-",
                      "priority": s.presence.priority, "address": peers.get(s.jid, "")}
-                    for s in sorted(self.server.sessions, key=lambda s: str(s.jid))]
+                    for s in sorted(self.sessions, key=lambda s: str(s.jid))]
 
         async def stats(args: dict[str, Any]) -> dict[str, Any]:
             """Uptime and user counts."""
-            uptime = trio.current_time() - self.server.started_at
-            return {"domains": ", ".join(self.server.config.domains),
+            uptime = trio.current_time() - self.lifecycle.started_at
+            return {"domains": ", ".join(self.config.domains),
                     "uptime_seconds": round(uptime), **(await a.counts()),
                     "motd": "set" if a.motd else "none"}
 

@@ -13,11 +13,14 @@ import datetime
 from lxml import etree
 
 from pubsubd import ns
+from pubsubd.core.hooks import HookBus
 from pubsubd.core.module import Module
 from pubsubd.core.router import Stanza
-from pubsubd.core.session import Session
+from pubsubd.core.session import Session, SessionRegistry
 from pubsubd.jid import JID
-from pubsubd.storage.im_sqlite import ImStore, im_store
+from pubsubd.metrics import Metrics
+from pubsubd.presence_view import PresenceView
+from pubsubd.storage.im_sqlite import ImStore
 
 NO_STORE = ns.clark(ns.HINTS, "no-store")
 NO_PERMANENT_STORE = ns.clark(ns.HINTS, "no-permanent-store")
@@ -33,18 +36,24 @@ class OfflineModule(Module):
     name = "offline"
     features = (ns.OFFLINE,)  # XEP-0160 §6 "msgoffline"
 
-    def __init__(self, server) -> None:  # type: ignore[no-untyped-def]
-        super().__init__(server)
-        self.store: ImStore = im_store(server.db)
+    def __init__(self, *, store: ImStore, presence: PresenceView, hooks: HookBus,
+                 sessions: SessionRegistry, metrics: Metrics, max_messages: int) -> None:
+        super().__init__()
+        self.store = store
+        self.presence = presence
+        self.hooks = hooks
+        self.sessions = sessions
+        self.metrics = metrics
+        self.max_messages = max_messages  # config limits.offline_max_messages
 
     def setup(self) -> None:
-        self.server.hooks.on("message/offline", self._store)
+        self.hooks.on("message/offline", self._store)
         # Not only at initial presence: a resource that starts at a negative priority gets
         # its messages once it raises the priority (XEP-0160 §3).
-        self.server.presence.on_available(self._available)  # type: ignore[attr-defined]
+        self.presence.on_available(self._available)
 
     async def _available(self, full: JID, show: str) -> None:
-        session = self.server.sessions.get(full)
+        session = self.sessions.get(full)
         if session is not None and not session.features.get("offline_delivered"):
             await self._deliver(session)
 
@@ -61,8 +70,8 @@ class OfflineModule(Module):
         delay.set("from", st.to.domain)  # XEP-0203 §3: the entity that delayed it
         delay.set("stamp", utc_stamp())
         delay.text = "Offline Storage"
-        limit = self.server.config.limits.offline_max_messages
-        return self.server.metrics.offline_stored(
+        limit = self.max_messages
+        return self.metrics.offline_stored(
             await self.store.store_offline(st.to.bare, etree.tostring(stored), limit))
 
     async def _deliver(self, session: Session) -> bool:

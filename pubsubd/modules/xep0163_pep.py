@@ -11,23 +11,27 @@ OMEMO device lists need.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 
 import trio
 from lxml import etree
 
 from pubsubd import ns
+from pubsubd.core.hooks import HookBus
 from pubsubd.core.module import Module
-from pubsubd.core.router import AlreadyAnswered, Stanza
+from pubsubd.core.router import AlreadyAnswered, Router, Stanza
+from pubsubd.core.session import SessionRegistry
 from pubsubd.jid import JID
+from pubsubd.modules.xep0030_disco import DiscoModule
 from pubsubd.modules.xep0060_pubsub.disco import PEP_FEATURES
 from pubsubd.modules.xep0060_pubsub.errors import reply_with_payload, to_stanza_error
 from pubsubd.modules.xep0060_pubsub.handlers import execute, rejected_entries_payload
 from pubsubd.modules.xep0060_pubsub.notify import NotificationSender
 from pubsubd.modules.xep0060_pubsub.presence import ServerPresence
 from pubsubd.modules.xep0060_pubsub.requests import PAYLOAD_TAGS, parse
+from pubsubd.presence_view import PresenceView
 from pubsubd.pubsub import PubSubError, PubSubService, RejectedEntries, ServiceConfig
 from pubsubd.pubsub.store import PubSubStore
-from pubsubd.storage.pubsub_sqlite import SqlitePubSubStore
 
 _CAPS_WAIT = 3.0  # how long to wait for a new client's caps to be resolved (XEP-0115 §6.3)
 _CAPS_POLL = 0.1
@@ -36,35 +40,36 @@ _CAPS_POLL = 0.1
 class PepModule(Module):
     name = "pep"
 
-    def setup(self) -> None:
-        server = self.server
-        component = getattr(server, "pubsub", None)
-        self.store: PubSubStore = (
-            component.store if component is not None else SqlitePubSubStore(server.db)
-        )
-        self.presence = ServerPresence(server)
-        self.sender = NotificationSender(server.router, server.sessions, server.hooks)
+    def __init__(self, *, store: PubSubStore, router: Router, sessions: SessionRegistry,
+                 hooks: HookBus, presence: PresenceView | None, disco: DiscoModule,
+                 max_payload_bytes: int, domains: Iterable[str]) -> None:
+        super().__init__()
+        self.store = store  # the one pubsub.<domain> uses too
+        self.router = router
+        self.view = presence
+        self.disco = disco
+        self.presence = ServerPresence(router, sessions, presence)
+        self.sender = NotificationSender(router, sessions, hooks)
         self.config = ServiceConfig.for_pep(
-            max_payload_size=server.config.pubsub.max_payload_bytes,
-            local_domains=frozenset(server.config.domains),
+            max_payload_size=max_payload_bytes,
+            local_domains=frozenset(domains),
         )
+
+    def setup(self) -> None:
         self._services: dict[str, PubSubService] = {}
         self._available: set[str] = set()
         self._nursery: trio.Nursery | None = None
-        router = server.router
+        router = self.router
         for scope in ("self", "bare"):
             for type_ in ("get", "set"):
                 for tag in PAYLOAD_TAGS:
                     router.add_iq_handler(scope, type_, tag, self._iq)
-        disco = server.module("disco")
-        if disco is not None:
-            # XEP-0163 §6.1: the account is a pubsub/pep entity with the pubsub features.
-            disco.account_identities.append(("pubsub", "pep"))  # type: ignore[attr-defined]
-            disco.account_features.update(  # type: ignore[attr-defined]
-                {ns.PUBSUB, f"{ns.PUBSUB}#publish", *PEP_FEATURES}
-            )
-            disco.account_item_providers.append(self._disco_items)  # type: ignore[attr-defined]
-        view = getattr(server, "presence", None)
+        disco = self.disco
+        # XEP-0163 §6.1: the account is a pubsub/pep entity with the pubsub features.
+        disco.account_identities.append(("pubsub", "pep"))
+        disco.account_features.update({ns.PUBSUB, f"{ns.PUBSUB}#publish", *PEP_FEATURES})
+        disco.account_item_providers.append(self._disco_items)
+        view = self.view
         if view is not None:
             view.on_available(self._user_available)
             view.on_unavailable(self._user_unavailable)
@@ -93,13 +98,13 @@ class PepModule(Module):
         try:
             answer = await execute(service, str(st.from_), request)
         except RejectedEntries as error:
-            await reply_with_payload(self.server.router, st, error, rejected_entries_payload(error))
+            await reply_with_payload(self.router, st, error, rejected_entries_payload(error))
             await self.sender.send(error.notifications)
             raise AlreadyAnswered from None
         except PubSubError as error:
             raise to_stanza_error(error) from None
         # Answer first, then notify (the publisher's own resources are notified too, §4.3.2).
-        await self.server.router.reply(st, answer.payload)
+        await self.router.reply(st, answer.payload)
         await self.sender.send(answer.notifications, answer.text)
         raise AlreadyAnswered
 
@@ -123,7 +128,7 @@ class PepModule(Module):
         if key in self._available:
             return  # only initial presence brings the last items (§4.3.4)
         self._available.add(key)
-        view = getattr(self.server, "presence", None)
+        view = self.view
         if (view is not None and view.caps(full) is not None and view.features(full) is None
                 and self._nursery is not None):
             # The caps module is still asking the client what its ``ver`` means.
@@ -132,7 +137,8 @@ class PepModule(Module):
         await self._send_last_items(full, show)
 
     async def _after_caps(self, full: JID, show: str) -> None:
-        view = self.server.presence  # type: ignore[attr-defined]
+        view = self.view
+        assert view is not None  # only scheduled when presence is known
         with trio.move_on_after(_CAPS_WAIT):
             while view.features(full) is None and view.caps(full) is not None:
                 await trio.sleep(_CAPS_POLL)

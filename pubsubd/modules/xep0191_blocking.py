@@ -11,11 +11,14 @@ from __future__ import annotations
 from lxml import etree
 
 from pubsubd import ns
+from pubsubd.core.hooks import HookBus
 from pubsubd.core.module import Module
-from pubsubd.core.router import Stanza
+from pubsubd.core.router import Router, Stanza
+from pubsubd.core.session import SessionRegistry
 from pubsubd.errors import Condition, StanzaError
 from pubsubd.jid import JID, InvalidJID
-from pubsubd.storage.im_sqlite import ImStore, im_store
+from pubsubd.modules.rfc6121_presence import PresenceModule
+from pubsubd.storage.im_sqlite import ImStore
 from pubsubd.xml import builders
 
 BLOCKLIST = ns.clark(ns.BLOCKING, "blocklist")
@@ -39,17 +42,22 @@ class BlockingModule(Module):
     name = "blocking"
     features = (ns.BLOCKING,)
 
-    def __init__(self, server) -> None:  # type: ignore[no-untyped-def]
-        super().__init__(server)
-        self.store: ImStore = im_store(server.db)
+    def __init__(self, *, store: ImStore, presence: PresenceModule, router: Router,
+                 hooks: HookBus, sessions: SessionRegistry) -> None:
+        super().__init__()
+        self.store = store
+        self.presence = presence
+        self.router = router
+        self.hooks = hooks
+        self.sessions = sessions
 
     def setup(self) -> None:
-        router = self.server.router
+        router = self.router
         router.add_iq_handler("self", "get", BLOCKLIST, self.get)
         router.add_iq_handler("self", "set", BLOCK, self.block)
         router.add_iq_handler("self", "set", UNBLOCK, self.unblock)
         for kind in ("message", "presence", "iq"):
-            self.server.hooks.on(f"{kind}/pre", self._filter, priority=100)
+            self.hooks.on(f"{kind}/pre", self._filter, priority=100)
 
     def is_blocked(self, owner: JID, other: JID) -> bool:
         return matches(self.store.blocklist(owner), other)
@@ -59,7 +67,7 @@ class BlockingModule(Module):
         if to is None or not (self.store.has_blocklist(st.from_)
                               or self.store.has_blocklist(to)):
             return False  # the common case: neither party blocks anyone
-        router = self.server.router
+        router = self.router
         if st.from_.local is not None and router.is_local(st.from_) and to is not None \
                 and self.is_blocked(st.from_, to) and not _to_self(st):
             if st.origin is not None and st.type not in ("error", "result"):
@@ -87,14 +95,14 @@ class BlockingModule(Module):
             raise StanzaError(Condition.BAD_REQUEST, "nothing to block")  # §3.3
         owner = st.from_.bare
         # §3.3: the blocked contacts see the user go offline, before the block hides it.
-        for session in self.server.sessions.resources(owner):
+        for session in self.sessions.resources(owner):
             if session.presence.available:
                 for jid in jids:
                     target = JID.parse(jid)
                     if target.local is not None:
                         el = builders.stanza("presence", from_=str(session.jid), to=jid,
                                              type_="unavailable")
-                        await self.server.router.route(Stanza(el, session.jid, target, None))
+                        await self.router.route(Stanza(el, session.jid, target, None))
         await self.store.block(owner, jids)
         self._push(owner, st.element[0])
 
@@ -103,17 +111,15 @@ class BlockingModule(Module):
         owner = st.from_.bare
         await self.store.unblock(owner, jids or None)  # §3.4: no items means everything
         self._push(owner, st.element[0])
-        presence = self.server.module("presence")
         # §3.4: contacts now see the user's presence again.
-        if presence is not None:
-            for jid in (jids or []):
-                target = JID.parse(jid)
-                if self.server.presence.subscription(owner, target.bare) in ("from", "both"):
-                    await presence._send_current_presence(owner, target)  # type: ignore[attr-defined]
+        for jid in (jids or []):
+            target = JID.parse(jid)
+            if self.presence.view.subscription(owner, target.bare) in ("from", "both"):
+                await self.presence.send_current_presence(owner, target)
 
     def _push(self, owner: JID, payload: etree._Element) -> None:
         """§3.3, §3.4: every resource that asked for the blocklist sees the change."""
-        for session in self.server.sessions.resources(owner):
+        for session in self.sessions.resources(owner):
             if not session.features.get(REQUESTED):
                 continue
             iq = builders.iq("set", to=str(session.jid))

@@ -8,7 +8,7 @@ from lxml import etree
 
 from pubsubd import ns
 from pubsubd.core.module import Module
-from pubsubd.core.router import Stanza
+from pubsubd.core.router import Router, Stanza
 from pubsubd.xml import builders
 
 TIME = ns.clark(ns.TIME, "time")
@@ -18,8 +18,12 @@ class TimeModule(Module):
     name = "time"
     features = (ns.TIME,)
 
+    def __init__(self, *, router: Router) -> None:
+        super().__init__()
+        self.router = router
+
     def setup(self) -> None:
-        self.server.router.add_iq_handler("host", "get", TIME, self.answer)
+        self.router.add_iq_handler("host", "get", TIME, self.answer)
 
     async def answer(self, st: Stanza) -> etree._Element:
         now = datetime.datetime.now(datetime.UTC)

@@ -9,9 +9,10 @@ from __future__ import annotations
 from lxml import etree
 
 from pubsubd import ns
+from pubsubd.core.hooks import HookBus
 from pubsubd.core.module import Module
-from pubsubd.core.router import Stanza
-from pubsubd.core.session import Session
+from pubsubd.core.router import Router, Stanza
+from pubsubd.core.session import Session, SessionRegistry
 from pubsubd.jid import JID
 from pubsubd.xml import builders
 
@@ -35,16 +36,22 @@ class CarbonsModule(Module):
     name = "carbons"
     features = (ns.CARBONS,)
 
+    def __init__(self, *, router: Router, hooks: HookBus, sessions: SessionRegistry) -> None:
+        super().__init__()
+        self.router = router
+        self.hooks = hooks
+        self.sessions = sessions
+
     def setup(self) -> None:
         # Bare JID → how many of its sessions enabled carbons. Every message passes both
         # hooks, and most users never enable carbons: one dict lookup settles those.
         self._enabled: dict[JID, int] = {}
-        router = self.server.router
+        router = self.router
         router.add_iq_handler("self", "set", ENABLE, self.enable)
         router.add_iq_handler("self", "set", DISABLE, self.disable)
-        self.server.hooks.on("message/in", self._received, priority=50)
-        self.server.hooks.on("message/pre", self._sent, priority=50)
-        self.server.hooks.on("session/closed", self._closed)
+        self.hooks.on("message/in", self._received, priority=50)
+        self.hooks.on("message/pre", self._sent, priority=50)
+        self.hooks.on("session/closed", self._closed)
 
     async def enable(self, st: Stanza) -> None:
         if st.origin is not None:
@@ -74,10 +81,10 @@ class CarbonsModule(Module):
         if to is None or to.bare not in self._enabled or not eligible(st):
             return False
         if to.resource is not None:
-            session = self.server.sessions.get(to)
+            session = self.sessions.get(to)
             targets = [session] if session is not None else []
         else:
-            targets = self.server.router.message_targets(to.bare, st.type)
+            targets = self.router.message_targets(to.bare, st.type)
         self._copy(to.bare, st, "received", exclude=targets)  # §6
         return False
 
@@ -88,7 +95,7 @@ class CarbonsModule(Module):
         return False
 
     def _copy(self, owner: JID, st: Stanza, direction: str, exclude: list[Session]) -> None:
-        copies = [s for s in self.server.sessions.resources(owner)
+        copies = [s for s in self.sessions.resources(owner)
                   if s.carbons and s.presence.available and s not in exclude]
         if not copies:
             return

@@ -18,24 +18,24 @@ import datetime
 import secrets
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 from xml.sax.saxutils import quoteattr
 
 import trio
 from lxml import etree
 
 from pubsubd import ns
+from pubsubd.config import MamConfig
+from pubsubd.core.hooks import HookBus
 from pubsubd.core.module import Module
-from pubsubd.core.router import Stanza
+from pubsubd.core.router import Router, Stanza
+from pubsubd.core.session import SessionRegistry
 from pubsubd.errors import Condition, StanzaError
 from pubsubd.jid import JID, InvalidJID
-from pubsubd.storage.im_sqlite import im_store
+from pubsubd.modules.xep0030_disco import DiscoModule
+from pubsubd.storage.im_sqlite import ImStore
 from pubsubd.storage.mam_sqlite import ArchivedMessage, MamStore, Page, Prefs, Query
 from pubsubd.xml import builders
 from pubsubd.xml.forms import Field, Form, FormError
-
-if TYPE_CHECKING:
-    from pubsubd.app import Server
 
 QUERY = ns.clark(ns.MAM, "query")
 PREFS = ns.clark(ns.MAM, "prefs")
@@ -113,11 +113,16 @@ def parse_stamp(text: str, var: str) -> int:
 class MamModule(Module):
     name = "mam"
 
-    def __init__(self, server: Server) -> None:
-        super().__init__(server)
-        self.config = server.config.mam
-        self.store = MamStore(server.db)
-        self.roster = im_store(server.db)
+    def __init__(self, *, settings: MamConfig, store: MamStore, rosters: ImStore, router: Router,
+                 hooks: HookBus, sessions: SessionRegistry, disco: DiscoModule) -> None:
+        super().__init__()
+        self.config = settings
+        self.store = store
+        self.roster = rosters
+        self.router = router
+        self.hooks = hooks
+        self.sessions = sessions
+        self.disco = disco
         self._pending: list[ArchivedMessage] = []
         self._wake = trio.Event()
         self._flush_lock = trio.Lock()
@@ -125,7 +130,7 @@ class MamModule(Module):
     def setup(self) -> None:
         if not self.config.enabled:
             return
-        router = self.server.router
+        router = self.router
         router.add_iq_handler("self", "set", QUERY, self.query)
         router.add_iq_handler("self", "get", QUERY, self.query_form)
         router.add_iq_handler("self", "get", PREFS, self.get_prefs)
@@ -134,17 +139,15 @@ class MamModule(Module):
         for type_, tag in (("set", QUERY), ("get", QUERY), ("get", PREFS), ("set", PREFS),
                            ("get", METADATA)):
             router.add_iq_handler("bare", type_, tag, self.forbidden)
-        hooks = self.server.hooks
+        hooks = self.hooks
         # After blocking (100) drops what the user refuses (XEP-0313 §6.1), before carbons
         # (50) so that carbon copies carry the stanza-id (XEP-0313 §3.5).
         hooks.on("message/in", self._incoming, priority=60)
         hooks.on("message/pre", self._outgoing, priority=60)
         hooks.on("message/pre", self._unstamp_outgoing, priority=40)
         hooks.on("account/deleted", self._account_deleted)
-        disco = self.server.module("disco")
-        if disco is not None:
-            # XEP-0313 §7: advertised on the archiving JIDs, i.e. accounts.
-            disco.account_features.update((ns.MAM, ns.MAM_EXTENDED))  # type: ignore[attr-defined]
+        # XEP-0313 §7: advertised on the archiving JIDs, i.e. accounts.
+        self.disco.account_features.update((ns.MAM, ns.MAM_EXTENDED))
 
     async def run(self) -> None:
         while True:
@@ -290,7 +293,7 @@ class MamModule(Module):
         """§4.2: one message per result, to the querying resource, before the IQ result.
 
         Built as bytes around the stored stanza, which is never parsed again."""
-        session = st.origin or self.server.sessions.get(st.from_)
+        session = st.origin or self.sessions.get(st.from_)
         if session is None:
             return
         head = (b"<message xmlns='jabber:client' to=" + quoteattr(str(st.from_)).encode()

@@ -81,6 +81,10 @@ class Database:
     def _read_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         return self.run_sync(fn, readonly=True)
 
+    async def ping(self) -> None:
+        """One trivial query through the database thread (a liveness probe)."""
+        await self.read(lambda conn: conn.execute("SELECT 1").fetchone())
+
     def migrate(self, name: str, steps: Sequence[str]) -> None:
         """Apply the not-yet-applied schema ``steps`` of store ``name`` (each a SQL script)."""
 

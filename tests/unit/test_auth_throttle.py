@@ -119,3 +119,13 @@ def test_rejects_bad_parameters() -> None:
         AuthThrottle(3, 0.0, 1.0, 8.0, Clock())
     with pytest.raises(ValueError):
         AuthThrottle(3, 60.0, 2.0, 1.0, Clock())
+
+
+def test_observers_see_each_failure_but_not_successes() -> None:
+    throttle = make(Clock())
+    seen: list[str] = []
+    throttle.on_failure.append(lambda: seen.append("failure"))
+    throttle.failure("1.2.3.4", "juliet")
+    throttle.success("1.2.3.4", "juliet")
+    throttle.failure("5.6.7.8", "romeo")
+    assert seen == ["failure", "failure"]

@@ -18,10 +18,16 @@ import trio
 from lxml import etree
 
 from pubsubd import ns
+from pubsubd.config import Config
+from pubsubd.core.disco_registry import DiscoRegistry
+from pubsubd.core.hooks import HookBus
 from pubsubd.core.module import Module
-from pubsubd.core.router import AlreadyAnswered, Stanza
+from pubsubd.core.router import AlreadyAnswered, Router, Stanza
+from pubsubd.core.session import SessionRegistry
 from pubsubd.errors import Condition, StanzaError
 from pubsubd.jid import JID
+from pubsubd.modules.xep0050_commands import CommandRegistry
+from pubsubd.presence_view import PresenceView
 from pubsubd.pubsub import (
     Notification,
     PubSubError,
@@ -54,11 +60,8 @@ _X = ns.clark(ns.DATA_FORMS, "x")
 _DIGEST_PERIOD = 1.0
 
 
-def pubsub_service_config(server_config: object) -> ServiceConfig:
+def pubsub_service_config(server_config: Config) -> ServiceConfig:
     """The component's :class:`ServiceConfig` from the ``pubsub`` section of the config."""
-    from pubsubd.config import Config
-
-    assert isinstance(server_config, Config)
     cfg = server_config.pubsub
     limit = max(1000, cfg.max_items)
     return ServiceConfig(
@@ -88,12 +91,27 @@ class PubSubComponent(Module):
 
     name = "pubsub"
 
-    def setup(self) -> None:
-        server = self.server
-        config = server.config
+    def __init__(self, *, config: Config, store: SqlitePubSubStore, router: Router,
+                 sessions: SessionRegistry, hooks: HookBus, presence: PresenceView | None,
+                 disco_registry: DiscoRegistry) -> None:
+        super().__init__()
+        self.config = config
+        self.store = store
+        self.router = router
+        self.sessions = sessions
+        self.hooks = hooks
+        self.view = presence
+        self.disco_registry = disco_registry  # the server's own disco#items lists the service
         self.domain = f"{config.pubsub.subdomain}.{config.primary_domain}"
-        self.presence = ServerPresence(server)
-        self.store = SqlitePubSubStore(server.db)
+
+    @property
+    def enabled(self) -> bool:
+        """Is ``pubsub.<domain>`` served (config ``pubsub.enabled``)?"""
+        return self.config.pubsub.enabled
+
+    def setup(self) -> None:
+        config = self.config
+        self.presence = ServerPresence(self.router, self.sessions, self.view)
         self.service = PubSubService(
             self.store,
             self.presence,
@@ -102,23 +120,21 @@ class PubSubComponent(Module):
             config=pubsub_service_config(config),
             clock=time.time,
         )
-        self.sender = NotificationSender(server.router, server.sessions, server.hooks)
+        self.sender = NotificationSender(self.router, self.sessions, self.hooks)
         self.missing_node_handlers: list[MissingNodeHandler] = []
         self.subscribed_handlers: list[SubscriptionHandler] = []
         self.unsubscribed_handlers: list[UnsubscribedHandler] = []
         self.message_handlers: list[MessageHandler] = []
         self.iq_handlers: dict[tuple[str, str], IqHandler] = {}
         self.node_metadata_providers: list[disco.MetadataProvider] = []
-        self.commands = _command_registry()
-        if self.commands is not None:
-            self.commands.add(get_pending_command(self.service, self.sender.send))
+        self.commands = CommandRegistry()  # XEP-0050 on the service JID
+        self.commands.add(get_pending_command(self.service, self.sender.send))
         self._available: set[str] = set()
         if not config.pubsub.enabled:
             return
-        server.router.add_component(self)
-        server.disco.items.append((self.domain, None, "Publish-Subscribe"))
-        server.pubsub = self  # type: ignore[attr-defined]
-        view = getattr(server, "presence", None)
+        self.router.add_component(self)
+        self.disco_registry.items.append((self.domain, None, "Publish-Subscribe"))
+        view = self.view
         if view is not None:
             view.on_available(self._user_available)
             view.on_unavailable(self._user_unavailable)
@@ -157,7 +173,7 @@ class PubSubComponent(Module):
         type_ = st.type
         if type_ not in ("get", "set"):
             return  # RFC 6120 §8.2.3: results and errors are never answered
-        router = self.server.router
+        router = self.router
         if st.to is not None and st.to.local is not None:
             raise StanzaError(Condition.SERVICE_UNAVAILABLE)  # no users on the service domain
         payload = st.element[0] if len(st.element) else None
@@ -206,7 +222,7 @@ class PubSubComponent(Module):
         except RejectedEntries as error:
             # §8.8.2.4 / §8.9.2.4: the error lists the refused entries; the rest took effect.
             payload = rejected_entries_payload(error)
-            await reply_with_payload(self.server.router, st, error, payload)
+            await reply_with_payload(self.router, st, error, payload)
             await self.sender.send(error.notifications)
             raise AlreadyAnswered from None
         except PubSubError as error:
@@ -280,7 +296,7 @@ class PubSubComponent(Module):
         try:
             notifications = await resolve_approval(self.service, str(st.from_), values)
         except PubSubError as error:
-            await self.server.router.bounce(st, to_stanza_error(error))
+            await self.router.bounce(st, to_stanza_error(error))
             return True
         await self.sender.send(notifications)
         return True
@@ -288,7 +304,7 @@ class PubSubComponent(Module):
     # --- the service's own presence (users may add it to their roster) ----------------------
 
     async def _presence(self, st: Stanza) -> None:
-        router = self.server.router
+        router = self.router
         to = self.domain
         who = str(st.from_.bare)
         if st.type == "subscribe":
@@ -333,12 +349,3 @@ def _copy(el: etree._Element) -> etree._Element:
     from copy import deepcopy
 
     return deepcopy(el)
-
-
-def _command_registry():  # type: ignore[no-untyped-def]
-    """The XEP-0050 registry of the service JID, when the commands framework is present."""
-    try:
-        from pubsubd.modules.xep0050_commands import CommandRegistry
-    except ImportError:
-        return None
-    return CommandRegistry()

@@ -1,19 +1,21 @@
 """The core's collaborator protocols (PresenceView, ContactsView, NotifyInterest,
 PresenceSubscribers) answered from the server's presence interface.
 
-The core speaks plain JID strings; ``server.presence`` speaks :class:`JID`. Without the IM
+The core speaks plain JID strings; :class:`PresenceView` speaks :class:`JID`. Without the IM
 modules (a stripped-down server) presence falls back to the session registry and nobody is a
 contact, which keeps the open access model working.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pubsubd.jid import JID, InvalidJID
 
 if TYPE_CHECKING:
-    from pubsubd.app import Server
+    from pubsubd.core.router import Router
+    from pubsubd.core.session import SessionRegistry
+    from pubsubd.presence_view import PresenceView
 
 
 def _jid(text: str) -> JID | None:
@@ -26,18 +28,17 @@ def _jid(text: str) -> JID | None:
 class ServerPresence:
     """One object satisfying every collaborator protocol of :class:`PubSubService`."""
 
-    def __init__(self, server: Server) -> None:
-        self.server = server
-
-    @property
-    def view(self) -> Any:
-        return getattr(self.server, "presence", None)
+    def __init__(self, router: Router, sessions: SessionRegistry,
+                 view: PresenceView | None) -> None:
+        self.router = router
+        self.sessions = sessions
+        self.view = view  # None when the IM modules are not loaded
 
     # PresenceView
     def knows(self, bare: str) -> bool:
         """Presence is known for accounts of the served domains only."""
         jid = _jid(bare)
-        return jid is not None and self.server.router.is_local(jid)
+        return jid is not None and self.router.is_local(jid)
 
     def available_resources(self, bare: str) -> dict[str, str]:
         jid = _jid(bare)
@@ -46,7 +47,7 @@ class ServerPresence:
         view = self.view
         if view is not None:
             return {str(full): show for full, show in view.available_resources(jid).items()}
-        return {str(s.jid): s.presence.show for s in self.server.sessions.resources(jid)
+        return {str(s.jid): s.presence.show for s in self.sessions.resources(jid)
                 if s.presence.available}
 
     # ContactsView

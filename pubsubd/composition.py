@@ -1,0 +1,228 @@
+"""The composition root: every shared service, then every module, in load order.
+
+Each module receives, as keyword arguments, exactly what it uses; modules never look each other
+up. The order below is the load order: a module's ``setup`` runs right after it is built, and
+a module that needs another is built after it.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+import trio
+
+from pubsubd.auth_throttle import AuthThrottle
+from pubsubd.config import Config
+from pubsubd.core.context import ServerContext
+from pubsubd.core.control_ops import ControlOps
+from pubsubd.core.disco_registry import DiscoRegistry, Identity
+from pubsubd.core.hooks import HookBus
+from pubsubd.core.lifecycle import ServerLifecycle
+from pubsubd.core.module import Module
+from pubsubd.core.router import Router
+from pubsubd.core.session import SessionRegistry
+from pubsubd.jid import JID
+from pubsubd.metrics import Metrics
+from pubsubd.modules.control_socket import ControlSocketModule
+from pubsubd.modules.feeds_service import FeedsModule
+from pubsubd.modules.metrics_http import MetricsModule
+from pubsubd.modules.rfc6121_presence import PresenceModule
+from pubsubd.modules.rfc6121_roster import RosterModule
+from pubsubd.modules.s2s import S2SModule
+from pubsubd.modules.service_admin_commands import ServiceAdminModule
+from pubsubd.modules.xep0012_last import LastActivityModule
+from pubsubd.modules.xep0030_disco import DiscoModule
+from pubsubd.modules.xep0045_muc import MucComponent
+from pubsubd.modules.xep0049_private import PrivateStorageModule
+from pubsubd.modules.xep0050_commands import CommandsModule
+from pubsubd.modules.xep0054_vcard import VCardModule
+from pubsubd.modules.xep0060_pubsub import PubSubComponent
+from pubsubd.modules.xep0077_register import RegisterModule
+from pubsubd.modules.xep0092_version import VersionModule
+from pubsubd.modules.xep0115_caps import CapsModule
+from pubsubd.modules.xep0133_admin import AdminModule
+from pubsubd.modules.xep0160_offline import OfflineModule
+from pubsubd.modules.xep0163_pep import PepModule
+from pubsubd.modules.xep0191_blocking import BlockingModule
+from pubsubd.modules.xep0199_ping import PingModule
+from pubsubd.modules.xep0202_time import TimeModule
+from pubsubd.modules.xep0280_carbons import CarbonsModule
+from pubsubd.modules.xep0313_mam import MamModule
+from pubsubd.net.listener import ConnectionHandler, Listener
+from pubsubd.net.tls import ensure_self_signed, server_context
+from pubsubd.storage import Stores, open_stores
+from pubsubd.storage.accounts import AccountStore
+
+if TYPE_CHECKING:
+    from pubsubd.app import Server
+    from pubsubd.net.c2s import C2SConnection
+
+M = TypeVar("M", bound=Module)
+
+
+class KnownAccounts:
+    """The router's view of accounts: does a local user exist?
+
+    Asked for every stanza to a local user, so the answer avoids the database when it can: a
+    user with a bound session exists, and accounts seen once are remembered until deleted.
+    """
+
+    def __init__(self, store: AccountStore, sessions: SessionRegistry, hooks: HookBus) -> None:
+        self.store = store
+        self.sessions = sessions
+        self._known: set[JID] = set()
+        hooks.on("account/deleted", self._forget)
+
+    async def exists(self, jid: JID) -> bool:
+        if jid.local is None:
+            return False
+        bare = jid.bare
+        if bare in self._known or self.sessions.resources(bare):
+            return True
+        if await self.store.get(jid.local, jid.domain) is None:
+            return False
+        if len(self._known) > 100_000:
+            self._known.clear()
+        self._known.add(bare)
+        return True
+
+    async def _forget(self, jid: JID) -> bool:
+        self._known.discard(jid.bare)
+        return False
+
+
+@dataclass
+class Services:
+    """What the server shares with its modules; built once by :func:`build_services`."""
+
+    config: Config
+    base_dir: Path  # relative paths of the configuration are relative to it
+    stores: Stores
+    hooks: HookBus
+    sessions: SessionRegistry
+    router: Router
+    disco: DiscoRegistry
+    metrics: Metrics  # Prometheus counters and gauges any module may feed
+    control_ops: ControlOps  # operations of the local control socket (`pubsubd admin`)
+    throttle: AuthThrottle
+    ctx: ServerContext  # what each connection needs
+    lifecycle: ServerLifecycle
+    # Listener kinds served by modules (e.g. "metrics" → an HTTP handler), set during setup.
+    listener_kinds: dict[str, ConnectionHandler] = field(default_factory=dict)
+    listeners: list[Listener] = field(default_factory=list)  # bound when the server runs
+    connections: set[C2SConnection] = field(default_factory=set)  # open client streams
+
+    def path(self, value: str) -> Path:
+        """A configured path, relative ones taken from :attr:`base_dir`."""
+        return resolve(self.base_dir, value)
+
+
+def resolve(base_dir: Path, value: str) -> Path:
+    path = Path(value)
+    return path if path.is_absolute() else base_dir / path
+
+
+def load_tls(config: Config, base_dir: Path) -> tuple[ssl.SSLContext, bytes]:
+    """The server's TLS context and its certificate in DER (for channel binding); a
+    self-signed certificate under ``data_dir`` when none is configured."""
+    cfg = config.tls
+    if cfg.certificate and cfg.key:
+        cert, key = resolve(base_dir, cfg.certificate), resolve(base_dir, cfg.key)
+    else:
+        cert, key = ensure_self_signed(resolve(base_dir, config.data_dir), list(config.domains))
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    der = x509.load_pem_x509_certificate(cert.read_bytes()).public_bytes(Encoding.DER)
+    return server_context(cert, key), der
+
+
+def build_services(config: Config, base_dir: Path) -> Services:
+    stores = open_stores(config, base_dir)
+    hooks = HookBus()
+    sessions = SessionRegistry()
+    router = Router(config.domains, sessions, hooks,
+                    KnownAccounts(stores.accounts, sessions, hooks))
+    disco = DiscoRegistry()
+    disco.identities.append(Identity("server", "im", "pubsubd"))
+    auth = config.auth
+    # Only consulted on connections, i.e. inside the trio run: the trio clock is right.
+    throttle = AuthThrottle(auth.failures_before_delay, auth.failure_window, 0.5,
+                            auth.max_delay, trio.current_time)
+    tls, cert_der = load_tls(config, base_dir)
+    ctx = ServerContext(config, router, sessions, hooks, stores.accounts, throttle, tls, cert_der)
+    return Services(config=config, base_dir=base_dir, stores=stores, hooks=hooks,
+                    sessions=sessions, router=router, disco=disco, metrics=Metrics(),
+                    control_ops=ControlOps(), throttle=throttle, ctx=ctx,
+                    lifecycle=ServerLifecycle())
+
+
+def build_modules(s: Services, server: Server) -> None:
+    """Build, register (``server.add_module``: disco features, then ``setup``) and order every
+    module. ``server`` is handed only to the feed modules, which still take it."""
+    add: Callable[[M], M] = server.add_module
+    config, stores = s.config, s.stores
+    router, hooks, sessions = s.router, s.hooks, s.sessions
+
+    # Server-level services.
+    disco = add(DiscoModule(router=router, registry=s.disco))
+    add(PingModule(router=router))
+    add(VersionModule(router=router))
+    add(TimeModule(router=router))
+    add(RegisterModule(open_registration=config.registration.enabled, ctx=s.ctx, router=router,
+                       accounts=stores.accounts, hooks=hooks, sessions=sessions))
+    commands = add(CommandsModule(router=router, disco=disco,
+                                  primary_domain=config.primary_domain))
+    add(AdminModule(config=config, accounts=stores.accounts, hooks=hooks, sessions=sessions,
+                    connections=s.connections, rosters=stores.im, motd=stores.motd,
+                    commands=commands, control_ops=s.control_ops, lifecycle=s.lifecycle))
+    add(MetricsModule(settings=config.metrics, metrics=s.metrics, sessions=sessions,
+                      hooks=hooks, throttle=s.throttle, database=stores.db,
+                      lifecycle=s.lifecycle, listeners=s.listeners,
+                      listener_kinds=s.listener_kinds))
+    add(ControlSocketModule(enabled=config.control.enabled,
+                            socket_path=s.path(config.control.socket), ops=s.control_ops))
+    # Federation: the router's remote side and the s2s listener.
+    add(S2SModule(settings=config.s2s, data_dir=s.path(config.data_dir), router=router,
+                  tls=s.ctx.tls, max_stanza_bytes=config.limits.max_stanza_bytes,
+                  listener_kinds=s.listener_kinds))
+
+    # Instant messaging (RFC 6121 and the XEPs clients expect of it).
+    roster = add(RosterModule(store=stores.im, router=router, hooks=hooks, sessions=sessions,
+                              ctx=s.ctx, max_items=config.limits.roster_max_items))
+    presence = add(PresenceModule(store=stores.im, roster=roster, router=router, hooks=hooks,
+                                  sessions=sessions, accounts=stores.accounts, ctx=s.ctx))
+    view = presence.view
+    add(OfflineModule(store=stores.im, presence=view, hooks=hooks, sessions=sessions,
+                      metrics=s.metrics, max_messages=config.limits.offline_max_messages))
+    add(BlockingModule(store=stores.im, presence=presence, router=router, hooks=hooks,
+                       sessions=sessions))
+    add(CarbonsModule(router=router, hooks=hooks, sessions=sessions))
+    add(CapsModule(ctx=s.ctx, router=router, hooks=hooks, disco=s.disco, presence=view,
+                   domain=config.domains[0]))
+    add(VCardModule(store=stores.im, router=router))
+    add(LastActivityModule(router=router, presence=view, accounts=stores.accounts,
+                           lifecycle=s.lifecycle))
+    add(PrivateStorageModule(store=stores.private, router=router, hooks=hooks, disco=disco))
+    add(MamModule(settings=config.mam, store=stores.mam, rosters=stores.im, router=router,
+                  hooks=hooks, sessions=sessions, disco=disco))
+
+    # Components and PEP.
+    pubsub = add(PubSubComponent(config=config, store=stores.pubsub, router=router,
+                                 sessions=sessions, hooks=hooks, presence=view,
+                                 disco_registry=s.disco))
+    add(MucComponent(settings=config.muc, primary_domain=config.primary_domain,
+                     admins=config.admins, store=stores.muc, router=router, disco=s.disco))
+    add(PepModule(store=stores.pubsub, router=router, sessions=sessions, hooks=hooks,
+                  presence=view, disco=disco, max_payload_bytes=config.pubsub.max_payload_bytes,
+                  domains=config.domains))
+
+    # The feed service (its nodes live on pubsub.<domain>) and its administration. These two
+    # still take the server object and read from it (see Server), so it must expose pubsub.
+    server.pubsub = pubsub if pubsub.enabled else None
+    add(FeedsModule(server))
+    add(ServiceAdminModule(server))
