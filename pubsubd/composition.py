@@ -181,7 +181,7 @@ def build_modules(s: Services, server: Server) -> None:
                     connections=s.connections, rosters=stores.im, motd=stores.motd,
                     commands=commands, control_ops=s.control_ops, lifecycle=s.lifecycle))
     add(MetricsModule(settings=config.metrics, metrics=s.metrics, sessions=sessions,
-                      hooks=hooks, throttle=s.throttle, database=stores.db,
+                      hooks=hooks, throttle=s.throttle, storage_ping=stores.ping,
                       lifecycle=s.lifecycle, listeners=s.listeners,
                       listener_kinds=s.listener_kinds))
     add(ControlSocketModule(enabled=config.control.enabled,

@@ -74,6 +74,8 @@ class LimitsConfig:
 
 @dataclass(frozen=True, slots=True)
 class StorageConfig:
+    # The backend every store uses (pubsubd/storage/backends.py); memory is for throw-away servers.
+    backend: Literal["sqlite", "memory"] = "sqlite"
     path: str = "var/pubsubd.sqlite3"
 
 

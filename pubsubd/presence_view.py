@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from lxml import etree
 
     from pubsubd.core.session import Session, SessionRegistry
-    from pubsubd.storage.im_sqlite import ImStore
+    from pubsubd.storage.interfaces import ImStore
 
 log = logging.getLogger(__name__)
 

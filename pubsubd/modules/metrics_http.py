@@ -10,7 +10,7 @@ query. ``/health`` answers 503 when either is too slow, or when the probes stopp
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import trio
@@ -25,7 +25,6 @@ from pubsubd.core.session import Session, SessionRegistry
 from pubsubd.metrics import CONTENT_TYPE, Metrics
 from pubsubd.net.http import Request, Response, serve_http
 from pubsubd.net.listener import ConnectionHandler, Listener
-from pubsubd.storage.sqlite import Database
 
 REQUEST_TIMEOUT = 10.0  # seconds for a scraper to send its request
 PROBE_INTERVAL = 1.0  # seconds between two event-loop / storage probes
@@ -35,7 +34,8 @@ class MetricsModule(Module):
     name = "metrics"
 
     def __init__(self, *, settings: MetricsConfig, metrics: Metrics, sessions: SessionRegistry,
-                 hooks: HookBus, throttle: AuthThrottle, database: Database,
+                 hooks: HookBus, throttle: AuthThrottle,
+                 storage_ping: Callable[[], Awaitable[None]],
                  lifecycle: ServerLifecycle, listeners: Sequence[Listener],
                  listener_kinds: dict[str, ConnectionHandler]) -> None:
         super().__init__()
@@ -44,7 +44,7 @@ class MetricsModule(Module):
         self.sessions = sessions
         self.hooks = hooks
         self.throttle = throttle
-        self.database = database
+        self.storage_ping = storage_ping  # raises or stalls when storage cannot answer
         self.lifecycle = lifecycle
         self.listeners = listeners  # filled once the server binds them
         self.listener_kinds = listener_kinds
@@ -106,7 +106,7 @@ class MetricsModule(Module):
         """Seconds for a trivial query through the storage thread; None if it timed out."""
         start = trio.current_time()
         with trio.move_on_after(self.storage_timeout):
-            await self.database.ping()
+            await self.storage_ping()
             elapsed = trio.current_time() - start
             self.metrics.storage_latency.observe(elapsed)
             return elapsed

@@ -33,7 +33,7 @@ from pubsubd.modules.rfc6121_subscription_states import (
 )
 from pubsubd.presence_view import PresenceView
 from pubsubd.storage.accounts import AccountStore
-from pubsubd.storage.im_sqlite import ImStore, RosterItem
+from pubsubd.storage.interfaces import ImStore, RosterItem
 from pubsubd.xml import builders
 
 SHOW_VALUES = frozenset({"away", "chat", "dnd", "xa"})  # RFC 6121 §4.7.2.1

@@ -20,7 +20,7 @@ from pubsubd.core.router import AlreadyAnswered, Router, Stanza
 from pubsubd.core.session import Session, SessionRegistry
 from pubsubd.errors import Condition, StanzaError
 from pubsubd.jid import JID, InvalidJID
-from pubsubd.storage.im_sqlite import ImStore, RosterItem
+from pubsubd.storage.interfaces import ImStore, RosterItem
 from pubsubd.xml import builders
 
 QUERY = ns.clark(ns.ROSTER, "query")

@@ -1,7 +1,7 @@
 """XEP-0045 Multi-User Chat on ``conference.<domain>``: an in-process component of the router.
 
 Rooms live in memory while they have occupants; rooms configured as persistent are also kept in
-:class:`SqliteMucStore` (configuration, subject, affiliations) and loaded on first use.
+:class:`MucStore` (configuration, subject, affiliations) and loaded on first use.
 
 Choices the specification leaves to the service:
 
@@ -32,7 +32,7 @@ from pubsubd.core.module import Module
 from pubsubd.core.router import Router, Stanza
 from pubsubd.errors import Condition, StanzaError
 from pubsubd.jid import JID
-from pubsubd.storage.muc_sqlite import SqliteMucStore, StoredRoom
+from pubsubd.storage.interfaces import MucStore, StoredRoom
 from pubsubd.xml import builders
 from pubsubd.xml.forms import Field, Form, FormError, Option
 
@@ -129,7 +129,7 @@ class MucComponent(Module):
     name = "muc"
 
     def __init__(self, *, settings: MucConfig, primary_domain: str, admins: Collection[str],
-                 store: SqliteMucStore, router: Router, disco: DiscoRegistry) -> None:
+                 store: MucStore, router: Router, disco: DiscoRegistry) -> None:
         super().__init__()
         self.settings = settings
         self.admins = admins

@@ -16,7 +16,7 @@ from pubsubd.core.router import Router, Stanza
 from pubsubd.errors import Condition, StanzaError
 from pubsubd.jid import JID
 from pubsubd.modules.xep0030_disco import DiscoModule
-from pubsubd.storage.private_sqlite import PrivateXmlStore
+from pubsubd.storage.interfaces import PrivateStore
 from pubsubd.xml import builders
 
 QUERY = ns.clark(ns.PRIVATE, "query")
@@ -32,7 +32,7 @@ _PARSER = etree.XMLParser(resolve_entities=False, no_network=True)
 class PrivateStorageModule(Module):
     name = "private"
 
-    def __init__(self, *, store: PrivateXmlStore, router: Router, hooks: HookBus,
+    def __init__(self, *, store: PrivateStore, router: Router, hooks: HookBus,
                  disco: DiscoModule) -> None:
         super().__init__()
         self.store = store

@@ -8,7 +8,7 @@ from pubsubd import ns
 from pubsubd.core.module import Module
 from pubsubd.core.router import Router, Stanza
 from pubsubd.errors import Condition, StanzaError
-from pubsubd.storage.im_sqlite import ImStore
+from pubsubd.storage.interfaces import ImStore
 from pubsubd.xml import builders
 
 VCARD = ns.clark(ns.VCARD, "vCard")

@@ -38,8 +38,7 @@ from pubsubd.modules.xep0050_commands import (
     command_error,
 )
 from pubsubd.storage.accounts import AccountExists, AccountStore
-from pubsubd.storage.im_sqlite import ImStore
-from pubsubd.storage.motd_sqlite import SqliteMotdStore
+from pubsubd.storage.interfaces import ImStore, MotdStore
 from pubsubd.xml import builders
 from pubsubd.xml.forms import Field, Form, Option
 
@@ -186,7 +185,7 @@ class AdminActions:
         return self.module.motd
 
     async def set_motd(self, text: str | None) -> None:
-        await self.module.motd_store.save(text)
+        await self.module.motd_store.set(text)
         self.module.motd = text
         self.log.info("admin: message of the day %s", "deleted" if text is None else "set")
 
@@ -208,7 +207,7 @@ class AdminModule(Module):
 
     def __init__(self, *, config: Config, accounts: AccountStore, hooks: HookBus,
                  sessions: SessionRegistry, connections: Collection[C2SConnection],
-                 rosters: ImStore, motd: SqliteMotdStore, commands: CommandsModule,
+                 rosters: ImStore, motd: MotdStore, commands: CommandsModule,
                  control_ops: ControlOps, lifecycle: ServerLifecycle) -> None:
         super().__init__()
         self.config = config

@@ -20,7 +20,7 @@ from pubsubd.core.session import Session, SessionRegistry
 from pubsubd.jid import JID
 from pubsubd.metrics import Metrics
 from pubsubd.presence_view import PresenceView
-from pubsubd.storage.im_sqlite import ImStore
+from pubsubd.storage.interfaces import ImStore
 
 NO_STORE = ns.clark(ns.HINTS, "no-store")
 NO_PERMANENT_STORE = ns.clark(ns.HINTS, "no-permanent-store")

@@ -18,7 +18,7 @@ from pubsubd.core.session import SessionRegistry
 from pubsubd.errors import Condition, StanzaError
 from pubsubd.jid import JID, InvalidJID
 from pubsubd.modules.rfc6121_presence import PresenceModule
-from pubsubd.storage.im_sqlite import ImStore
+from pubsubd.storage.interfaces import ImStore
 from pubsubd.xml import builders
 
 BLOCKLIST = ns.clark(ns.BLOCKING, "blocklist")

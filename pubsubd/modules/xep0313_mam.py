@@ -32,8 +32,8 @@ from pubsubd.core.session import SessionRegistry
 from pubsubd.errors import Condition, StanzaError
 from pubsubd.jid import JID, InvalidJID
 from pubsubd.modules.xep0030_disco import DiscoModule
-from pubsubd.storage.im_sqlite import ImStore
-from pubsubd.storage.mam_sqlite import ArchivedMessage, MamStore, Page, Prefs, Query
+from pubsubd.storage.interfaces import ImStore
+from pubsubd.storage.interfaces import ArchivedMessage, MamStore, Page, Prefs, Query
 from pubsubd.xml import builders
 from pubsubd.xml.forms import Field, Form, FormError
 

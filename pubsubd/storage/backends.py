@@ -42,6 +42,7 @@ from pubsubd.storage.memory import (
     MemoryPrivateStore,
     MemoryPubSubStore,
 )
+from pubsubd.storage.motd_sqlite import SqliteMotdStore
 from pubsubd.storage.muc_sqlite import SqliteMucStore
 from pubsubd.storage.private_sqlite import SqlitePrivateStore
 from pubsubd.storage.pubsub_sqlite import SqlitePubSubStore
@@ -51,8 +52,10 @@ DEFAULT_BACKEND = "sqlite"
 
 
 class StorageSettings(Protocol):
-    """What a backend reads of the ``[storage]`` configuration. The backend's name is read
-    as an optional ``backend`` attribute (default :data:`DEFAULT_BACKEND`)."""
+    """What a backend reads of the ``storage`` configuration."""
+
+    @property
+    def backend(self) -> str: ...
 
     @property
     def path(self) -> str: ...
@@ -77,11 +80,13 @@ class Stores:
     private: PrivateStore
     pubsub: PubSubStore
     feeds: FeedStore
-    motd: MotdStore | None = None  # the SQLite one arrives with the MOTD store class
+    motd: MotdStore
     ping: Callable[[], Awaitable[None]] = field(default=_nothing_to_check)
     """Raises if the backend cannot answer a trivial query (health checks)."""
     close: Callable[[], None] = field(default=_nothing_to_close)
     """Releases connections; the stores must not be used afterwards."""
+    db: Database | None = None
+    """The SQLite database, for the feed modules' state not yet behind a protocol."""
 
 
 Opener = Callable[[StorageSettings, Path, int], Stores]
@@ -117,8 +122,10 @@ def open_sqlite(settings: StorageSettings, base_dir: Path, scram_iterations: int
         private=SqlitePrivateStore(db),
         pubsub=SqlitePubSubStore(db),
         feeds=SqliteFeedStore(db),
+        motd=SqliteMotdStore(db),
         ping=ping,
         close=db.close,
+        db=db,
     )
 
 
@@ -136,7 +143,7 @@ class UnknownBackend(ValueError):
 def open_backend(settings: StorageSettings, base_dir: Path, *,
                  scram_iterations: int = 4096) -> Stores:
     """Open the configured backend's stores (``storage.backend``, default SQLite)."""
-    name = getattr(settings, "backend", DEFAULT_BACKEND)
+    name = settings.backend
     opener = BACKENDS.get(name)
     if opener is None:
         raise UnknownBackend(

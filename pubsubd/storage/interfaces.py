@@ -349,6 +349,10 @@ class PrivateStore(Protocol):
 class MotdStore(Protocol):
     """The one message of the day of the server, None when there is none."""
 
+    def load(self) -> str | None:
+        """The text, read synchronously once while the server starts (before any client)."""
+        ...
+
     async def get(self) -> str | None: ...
 
     async def set(self, text: str | None) -> None: ...

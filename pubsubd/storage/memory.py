@@ -383,6 +383,9 @@ class MemoryMotdStore:
     def __init__(self) -> None:
         self._text: str | None = None
 
+    def load(self) -> str | None:
+        return self._text
+
     async def get(self) -> str | None:
         return self._text
 

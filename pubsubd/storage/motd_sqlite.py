@@ -34,7 +34,14 @@ class SqliteMotdStore:
             readonly=True)
         return row[0] if row else None
 
-    async def save(self, text: str | None) -> None:
+    async def get(self) -> str | None:
+        def read(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute("SELECT text FROM admin_motd WHERE id = 1").fetchone()
+            return row[0] if row else None
+
+        return await self.db.read(read)
+
+    async def set(self, text: str | None) -> None:
         """Replace the text, or delete it with ``None``."""
 
         def write(conn: sqlite3.Connection) -> None:

@@ -36,7 +36,7 @@ from pubsubd.pubsub import (
     ServiceConfig,
 )
 from pubsubd.pubsub.model import NodeConfig
-from pubsubd.storage.pubsub_sqlite import SqlitePubSubStore
+from pubsubd.storage.interfaces import PubSubStore
 from pubsubd.xml import builders
 
 from . import disco
@@ -91,7 +91,7 @@ class PubSubComponent(Module):
 
     name = "pubsub"
 
-    def __init__(self, *, config: Config, store: SqlitePubSubStore, router: Router,
+    def __init__(self, *, config: Config, store: PubSubStore, router: Router,
                  sessions: SessionRegistry, hooks: HookBus, presence: PresenceView | None,
                  disco_registry: DiscoRegistry) -> None:
         super().__init__()
