@@ -47,6 +47,7 @@ from pubsubd.net.c2s_state import (
     State,
     StreamRestart,
 )
+from pubsubd.net.exception_groups import decisive
 from pubsubd.stream.parser import ElementReceived, StreamClosed, StreamOpened, StreamParser
 from pubsubd.stream.stream_management import StreamManagement
 from pubsubd.xml import builders
@@ -130,7 +131,7 @@ class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
                 except BaseExceptionGroup as group:
                     # The reader and writer share a nursery, which wraps what they raise; the
                     # handlers below want the one error that ended the connection.
-                    leaf = _decisive(group)
+                    leaf = decisive(group)
                     if leaf is None:
                         raise  # only cancellation: the scope absorbs it
                     raise leaf from None
@@ -470,21 +471,6 @@ class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
             if self.sm is not None:
                 batch = self._count_sent(batch)
             await self.stream.send_all(b"".join(batch) if len(batch) > 1 else batch[0])
-
-
-def _decisive(group: BaseExceptionGroup) -> BaseException | None:
-    """The error that ended a connection: a stream error first, then anything not Cancelled."""
-    leaves: list[BaseException] = []
-
-    def walk(exc: BaseException) -> None:
-        if isinstance(exc, BaseExceptionGroup):
-            for inner in exc.exceptions:
-                walk(inner)
-        elif not isinstance(exc, trio.Cancelled):
-            leaves.append(exc)
-
-    walk(group)
-    return next((e for e in leaves if isinstance(e, StreamError)), leaves[0] if leaves else None)
 
 
 def _version_ok(version: str) -> bool:
