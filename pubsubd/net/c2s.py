@@ -94,7 +94,8 @@ class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
         self.stream_id: str | None = None  # drawn with the first header of each stream
         self.authenticated: JID | None = None
         self.session: Session | None = None
-        self.sasl_failures = 0
+        self.sasl_failures = 0  # wrong credentials (RFC 6120 §6.4.5)
+        self.sasl_refusals = 0  # other refused SASL steps
         self._scram = None
         self._scram_user = ""
         self._scram_account = None
@@ -363,6 +364,13 @@ class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
                 mechs = builders.child(features, ns.SASL, "mechanisms")
                 for name in self._mechanisms():
                     etree.SubElement(mechs, ns.clark(ns.SASL, "mechanism")).text = name
+                if bindings := self._channel_bindings():
+                    # XEP-0440 §3: the types -PLUS can use here, so a client does not try one
+                    # this connection cannot give (tls-unique under TLS 1.3, tls-exporter).
+                    offered = builders.child(features, ns.SASL_CB, "sasl-channel-binding")
+                    for kind in bindings:
+                        etree.SubElement(offered, ns.clark(ns.SASL_CB, "channel-binding"),
+                                         type=kind)
                 if cfg.registration.enabled:
                     builders.child(features, ns.REGISTER_FEATURE, "register")
                 self.state = State.EXPECT_AUTH
