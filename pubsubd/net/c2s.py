@@ -195,15 +195,15 @@ class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
         """The resource goes away for good: unregister it and tell the modules."""
         self._forget_resumable(session)
         session.closed = True
-        leftovers = self._sm_leftovers() if self.sm is not None else []
+        handover = self._handover(session, self._sm_leftovers()) if self.sm is not None else []
         # A session displaced by a resource conflict is no longer in the registry, but
         # its resource still went away: modules (presence) must hear of it too.
         if self.ctx.sessions.remove(session) or session.displaced:
             await self._record_logout(session)
             self.log.info("session %s closed", session.jid,
                           extra={"event": "c2s.session_closed", "jid": str(session.jid)})
-            if leftovers:
-                await self._reroute(session, leftovers)
+            if handover:
+                await self._reroute(session, handover)
             await self.ctx.hooks.notify("session/closed", session)
 
     async def _record_login(self, jid: JID) -> None:
