@@ -48,6 +48,7 @@ class Session:
         self.secure = secure
         self.closed = False
         self.displaced = False  # replaced by a newer session for the same full JID
+        self.hibernated = False  # XEP-0198 §5: its connection dropped; it waits to be resumed
         self.features: dict[str, object] = {}  # per-session module state
         # Set by the registry: records messages for the XEP-0198 hand-over (delivery_ledger).
         self.deliveries: DeliveryLedger | None = None

@@ -201,6 +201,7 @@ class StreamResumption:
         self._outbox_send = session.outbox
         self._outbox_recv = link.outbox
         session.rebind(self.close_with, secure=self.secure)
+        session.hibernated = False
         # §5: <resumed/>, then every stanza still unacknowledged, in order; what was queued
         # during the hibernation follows through the writer.
         await self._send(sm.resumed() + b"".join(sm.unacked))
@@ -231,6 +232,7 @@ class StreamResumption:
         closes it, which wakes this wait early.
         """
         self._hibernating = True
+        session.hibernated = True
         self._hibernated.set()
         if session.closed or self.ctx.shutting_down:
             self._wake.set()  # closed while the connection was winding down
