@@ -343,6 +343,8 @@ def _read_rsm(set_el: etree._Element | None) -> ResultSet:
     if xml_rsm.has_index(set_el):
         raise StanzaError(Condition.FEATURE_NOT_IMPLEMENTED, "paging by index is not supported")
     request = xml_rsm.parse(set_el)
+    if request.max is None and xml_rsm.has_max(set_el):
+        raise StanzaError(Condition.BAD_REQUEST, "max must be a non-negative integer")
     after = request.after
     if after is not None and not after.strip():
         raise StanzaError(Condition.BAD_REQUEST, "after needs an id")  # XEP-0059 §2.2

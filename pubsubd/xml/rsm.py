@@ -50,6 +50,11 @@ def parse(set_el: etree._Element) -> ResultSet:
     )
 
 
+def has_max(set_el: etree._Element) -> bool:
+    """Whether ``<max/>`` is present (:func:`parse` reads an empty one as no limit)."""
+    return set_el.find(_MAX) is not None
+
+
 def has_index(set_el: etree._Element) -> bool:
     """Whether the request pages by index (§2.4), which some services do not offer."""
     return set_el.find(_INDEX) is not None

@@ -30,6 +30,8 @@ def test_an_empty_before_asks_for_the_last_page_and_absent_fields_are_none() -> 
     parsed = rsm.parse(rsm.find(set_element("<max> 5 </max><before/>")))  # type: ignore[arg-type]
     assert parsed == rsm.ResultSet(max=5, after=None, before="", index=None)
     assert not rsm.has_index(rsm.find(set_element("<before/>")))  # type: ignore[arg-type]
+    assert rsm.has_max(rsm.find(set_element("<max/>")))  # type: ignore[arg-type]
+    assert not rsm.has_max(rsm.find(set_element("<after>a</after>")))  # type: ignore[arg-type]
     assert rsm.has_index(rsm.find(set_element("<index>0</index>")))  # type: ignore[arg-type]
 
 
