@@ -21,11 +21,11 @@ from importlib import metadata
 from types import TracebackType
 from urllib.parse import urljoin, urlsplit
 
-import httpcore
 import httpx
 import trio
 
-from feeds.netguard import AddressPolicy, BlockedAddressError, GuardedBackend, ResolveError
+from feeds.guarded_transport import GuardedTransport
+from feeds.netguard import AddressPolicy, BlockedAddressError, ResolveError
 
 log = logging.getLogger(__name__)
 
@@ -213,20 +213,8 @@ class Fetcher:
         self._clock = clock
         self._global = trio.CapacityLimiter(self.config.max_concurrent)
         self._per_host: dict[str, trio.CapacityLimiter] = {}
-        transport = httpx.AsyncHTTPTransport(
-            trust_env=False,  # an environment proxy would bypass the address check
-            limits=httpx.Limits(max_connections=self.config.max_concurrent),
-        )
-        # httpx has no public hook for the network backend; the pool it wraps is httpcore's and
-        # accepts one, so the transport's pool is replaced by one using the guarded backend.
-        transport._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(trust_env=False),
-            max_connections=self.config.max_concurrent,
-            max_keepalive_connections=self.config.max_concurrent,
-            network_backend=GuardedBackend(self.config.policy),
-        )
         self._client = httpx.AsyncClient(
-            transport=transport,
+            transport=GuardedTransport(self.config.policy, self.config.max_concurrent),
             follow_redirects=False,
             trust_env=False,
             timeout=httpx.Timeout(

@@ -14,6 +14,7 @@ STREAMS_ERR = "urn:ietf:params:xml:ns:xmpp-streams"
 STANZAS_ERR = "urn:ietf:params:xml:ns:xmpp-stanzas"
 TLS = "urn:ietf:params:xml:ns:xmpp-tls"
 SASL = "urn:ietf:params:xml:ns:xmpp-sasl"
+SASL_CB = "urn:xmpp:sasl-cb:0"  # XEP-0440: the channel-binding types offered
 BIND = "urn:ietf:params:xml:ns:xmpp-bind"
 SESSION = "urn:ietf:params:xml:ns:xmpp-session"
 DIALBACK = "jabber:server:dialback"

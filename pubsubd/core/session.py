@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import trio
 from lxml import etree
 
+from pubsubd.core.delivery_ledger import DeliveryLedger
 from pubsubd.errors import StreamCondition, StreamError
 from pubsubd.jid import JID
 
@@ -47,7 +48,10 @@ class Session:
         self.secure = secure
         self.closed = False
         self.displaced = False  # replaced by a newer session for the same full JID
+        self.hibernated = False  # XEP-0198 §5: its connection dropped; it waits to be resumed
         self.features: dict[str, object] = {}  # per-session module state
+        # Set by the registry: records messages for the XEP-0198 hand-over (delivery_ledger).
+        self.deliveries: DeliveryLedger | None = None
 
     def __repr__(self) -> str:
         return f"<Session {self.jid}>"
@@ -69,6 +73,9 @@ class Session:
             return False
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             return False
+        ledger = self.deliveries
+        if ledger is not None and ledger.watching(self.jid.bare):
+            ledger.queued(self, data)
         return True
 
     def rebind(self, close: Callable[[StreamError], None], *, secure: bool) -> None:
@@ -89,6 +96,8 @@ class SessionRegistry:
         self._by_bare: dict[JID, dict[str, Session]] = {}
         # XEP-0198 §5: sessions that may be resumed, by SM-ID (still bound meanwhile).
         self.resumable: dict[str, Session] = {}
+        # XEP-0198 §4: who received what, so unacknowledged messages are handed over once.
+        self.deliveries = DeliveryLedger()
 
     def add(self, session: Session) -> Session | None:
         """Register ``session``; return a session it displaced (same full JID), if any."""
@@ -96,6 +105,7 @@ class SessionRegistry:
         assert session.jid.resource is not None
         old = resources.get(session.jid.resource)
         resources[session.jid.resource] = session
+        session.deliveries = self.deliveries
         return old
 
     def remove(self, session: Session) -> bool:

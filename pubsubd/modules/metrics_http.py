@@ -74,7 +74,8 @@ class MetricsModule(Module):
     def _connections(self) -> dict[str, int]:
         counts: dict[str, int] = {}
         for listener in self.listeners:
-            counts[listener.name] = counts.get(listener.name, 0) + sum(listener.per_ip.values())
+            # Not per_ip: client listeners share that counter for their common per-IP cap.
+            counts[listener.name] = counts.get(listener.name, 0) + listener.open_connections
         return counts
 
     async def _count_outgoing(self, session: Session) -> bool:

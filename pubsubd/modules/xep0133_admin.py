@@ -510,10 +510,13 @@ class AdminModule(Module):
             return rows
 
         async def online(args: dict[str, Any]) -> list[dict[str, Any]]:
-            """Connected sessions, with their presence."""
+            """Bound sessions, with their presence; a hibernated one (XEP-0198 §5: connection
+            lost, waiting to be resumed) is marked as such and has no address."""
             peers = {conn.session.jid: conn.peer for conn in self.connections
                      if conn.session is not None}
-            return [{"jid": str(s.jid), "available": s.presence.available,
+            return [{"jid": str(s.jid),
+                     "state": "hibernated" if s.hibernated else "connected",
+                     "available": s.presence.available,
                      "show": s.presence.show if s.presence.available else "-",
                      "priority": s.presence.priority, "address": peers.get(s.jid, "")}
                     for s in sorted(self.sessions, key=lambda s: str(s.jid))]

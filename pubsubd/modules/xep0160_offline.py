@@ -24,6 +24,15 @@ from pubsubd.storage.interfaces import ImStore
 
 NO_STORE = ns.clark(ns.HINTS, "no-store")
 NO_PERMANENT_STORE = ns.clark(ns.HINTS, "no-permanent-store")
+DELAY = ns.clark(ns.DELAY, "delay")
+
+
+def _own_delay(el: etree._Element, domain: str) -> etree._Element | None:
+    """The XEP-0203 delay this server put on the message, if any."""
+    for delay in el.findall(DELAY):
+        if delay.get("from") == domain:
+            return delay
+    return None
 
 
 def utc_stamp(when: datetime.datetime | None = None) -> str:
@@ -66,9 +75,13 @@ class OfflineModule(Module):
         if el.find(ns.C_BODY) is None and el.find(ns.C_SUBJECT) is None:
             return True  # chat states and receipts alone are not worth keeping; drop quietly
         stored = etree.fromstring(etree.tostring(el))
-        delay = etree.SubElement(stored, ns.clark(ns.DELAY, "delay"), nsmap={None: ns.DELAY})
-        delay.set("from", st.to.domain)  # XEP-0203 §3: the entity that delayed it
-        delay.set("stamp", utc_stamp())
+        delay = _own_delay(stored, st.to.domain)
+        if delay is None:
+            delay = etree.SubElement(stored, DELAY, nsmap={None: ns.DELAY})
+            delay.set("from", st.to.domain)  # XEP-0203 §3: the entity that delayed it
+            delay.set("stamp", utc_stamp())
+        # else: handed over by a session that lost it (XEP-0198 §4), already stamped with the
+        # time of its first delivery, which is when it was sent, not when it was stored.
         delay.text = "Offline Storage"
         limit = self.max_messages
         return self.metrics.offline_stored(

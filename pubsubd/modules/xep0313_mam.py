@@ -35,7 +35,9 @@ from pubsubd.modules.xep0030_disco import DiscoModule
 from pubsubd.storage.interfaces import ImStore
 from pubsubd.storage.interfaces import ArchivedMessage, MamStore, Page, Prefs, Query
 from pubsubd.xml import builders
+from pubsubd.xml import rsm as xml_rsm
 from pubsubd.xml.forms import Field, Form, FormError
+from pubsubd.xml.rsm import ResultSet
 
 QUERY = ns.clark(ns.MAM, "query")
 PREFS = ns.clark(ns.MAM, "prefs")
@@ -43,7 +45,6 @@ METADATA = ns.clark(ns.MAM, "metadata")
 FLIP_PAGE = ns.clark(ns.MAM, "flip-page")
 RESULT = ns.clark(ns.MAM, "result")
 STANZA_ID = ns.clark(ns.SID, "stanza-id")
-RSM_SET = ns.clark(ns.RSM, "set")
 NO_STORE = ns.clark(ns.HINTS, "no-store")
 NO_PERMANENT_STORE = ns.clark(ns.HINTS, "no-permanent-store")
 X_DATA = ns.clark(ns.DATA_FORMS, "x")
@@ -258,7 +259,7 @@ class MamModule(Module):
         if request.get("node") is not None:
             raise StanzaError(Condition.ITEM_NOT_FOUND, "a user archive has no nodes")  # §6.1.3
         filters = _read_form(request.find(X_DATA))
-        rsm = _read_rsm(request.find(RSM_SET))
+        rsm = _read_rsm(xml_rsm.find(request))
         await self._flush()  # what was routed before the query is in its results
         ids = [i for i in (filters.after_id, filters.before_id, rsm.after, rsm.before) if i]
         ids += filters.ids or ()
@@ -338,36 +339,21 @@ class MamModule(Module):
         return _prefs_element(prefs)
 
 
-class _Rsm:
+def _read_rsm(set_el: etree._Element | None) -> ResultSet:
     """The XEP-0059 request of a query: max, after, and before ('' for the last page)."""
-
-    def __init__(self, max_: int | None = None, after: str | None = None,
-                 before: str | None = None) -> None:
-        self.max = max_
-        self.after = after
-        self.before = before
-
-
-def _read_rsm(set_el: etree._Element | None) -> _Rsm:
     if set_el is None:
-        return _Rsm()
-    if set_el.find(ns.clark(ns.RSM, "index")) is not None:
+        return ResultSet()
+    if xml_rsm.has_index(set_el):
         raise StanzaError(Condition.FEATURE_NOT_IMPLEMENTED, "paging by index is not supported")
-    max_text = set_el.findtext(ns.clark(ns.RSM, "max"))
-    max_: int | None = None
-    if max_text is not None:
-        try:
-            max_ = int(max_text.strip())
-        except ValueError:
-            max_ = -1
-        if max_ < 0:
-            raise StanzaError(Condition.BAD_REQUEST, "max must be a non-negative integer")
-    after = set_el.findtext(ns.clark(ns.RSM, "after"))
+    request = xml_rsm.parse(set_el)
+    if request.max is None and xml_rsm.has_max(set_el):
+        raise StanzaError(Condition.BAD_REQUEST, "max must be a non-negative integer")
+    after = request.after
     if after is not None and not after.strip():
         raise StanzaError(Condition.BAD_REQUEST, "after needs an id")  # XEP-0059 §2.2
-    before = set_el.findtext(ns.clark(ns.RSM, "before"))
-    return _Rsm(max_, after.strip() if after else None,
-                before.strip() if before is not None else None)
+    before = request.before
+    return ResultSet(request.max, after.strip() if after else None,
+                     before.strip() if before is not None else None)
 
 
 @dataclass(slots=True)
@@ -427,14 +413,11 @@ def _read_form(x: etree._Element | None) -> _Filters:
 def _fin(page: Page, with_index: bool) -> etree._Element:
     """§4.3: <fin> with the RSM summary of what was sent."""
     fin = builders.element(ns.MAM, "fin", complete="true" if page.complete else "false")
-    set_el = builders.child(fin, ns.RSM, "set")
     if page.rows:
-        first = etree.SubElement(set_el, ns.clark(ns.RSM, "first"))
-        if with_index:
-            first.set("index", str(page.first_index))
-        first.text = page.rows[0].uid
-        etree.SubElement(set_el, ns.clark(ns.RSM, "last")).text = page.rows[-1].uid
-    etree.SubElement(set_el, ns.clark(ns.RSM, "count")).text = str(page.count)
+        fin.append(xml_rsm.answer(page.count, page.rows[0].uid, page.rows[-1].uid,
+                              page.first_index if with_index else None))
+    else:
+        fin.append(xml_rsm.answer(page.count))
     return fin
 
 

@@ -47,6 +47,7 @@ from pubsubd.net.c2s_state import (
     State,
     StreamRestart,
 )
+from pubsubd.net.exception_groups import decisive
 from pubsubd.stream.parser import ElementReceived, StreamClosed, StreamOpened, StreamParser
 from pubsubd.stream.stream_management import StreamManagement
 from pubsubd.xml import builders
@@ -93,7 +94,8 @@ class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
         self.stream_id: str | None = None  # drawn with the first header of each stream
         self.authenticated: JID | None = None
         self.session: Session | None = None
-        self.sasl_failures = 0
+        self.sasl_failures = 0  # wrong credentials (RFC 6120 §6.4.5)
+        self.sasl_refusals = 0  # other refused SASL steps
         self._scram = None
         self._scram_user = ""
         self._scram_account = None
@@ -130,7 +132,7 @@ class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
                 except BaseExceptionGroup as group:
                     # The reader and writer share a nursery, which wraps what they raise; the
                     # handlers below want the one error that ended the connection.
-                    leaf = _decisive(group)
+                    leaf = decisive(group)
                     if leaf is None:
                         raise  # only cancellation: the scope absorbs it
                     raise leaf from None
@@ -193,15 +195,15 @@ class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
         """The resource goes away for good: unregister it and tell the modules."""
         self._forget_resumable(session)
         session.closed = True
-        leftovers = self._sm_leftovers() if self.sm is not None else []
+        handover = self._handover(session, self._sm_leftovers()) if self.sm is not None else []
         # A session displaced by a resource conflict is no longer in the registry, but
         # its resource still went away: modules (presence) must hear of it too.
         if self.ctx.sessions.remove(session) or session.displaced:
             await self._record_logout(session)
             self.log.info("session %s closed", session.jid,
                           extra={"event": "c2s.session_closed", "jid": str(session.jid)})
-            if leftovers:
-                await self._reroute(session, leftovers)
+            if handover:
+                await self._reroute(session, handover)
             await self.ctx.hooks.notify("session/closed", session)
 
     async def _record_login(self, jid: JID) -> None:
@@ -362,6 +364,13 @@ class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
                 mechs = builders.child(features, ns.SASL, "mechanisms")
                 for name in self._mechanisms():
                     etree.SubElement(mechs, ns.clark(ns.SASL, "mechanism")).text = name
+                if bindings := self._channel_bindings():
+                    # XEP-0440 §3: the types -PLUS can use here, so a client does not try one
+                    # this connection cannot give (tls-unique under TLS 1.3, tls-exporter).
+                    offered = builders.child(features, ns.SASL_CB, "sasl-channel-binding")
+                    for kind in bindings:
+                        etree.SubElement(offered, ns.clark(ns.SASL_CB, "channel-binding"),
+                                         type=kind)
                 if cfg.registration.enabled:
                     builders.child(features, ns.REGISTER_FEATURE, "register")
                 self.state = State.EXPECT_AUTH
@@ -470,21 +479,6 @@ class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
             if self.sm is not None:
                 batch = self._count_sent(batch)
             await self.stream.send_all(b"".join(batch) if len(batch) > 1 else batch[0])
-
-
-def _decisive(group: BaseExceptionGroup) -> BaseException | None:
-    """The error that ended a connection: a stream error first, then anything not Cancelled."""
-    leaves: list[BaseException] = []
-
-    def walk(exc: BaseException) -> None:
-        if isinstance(exc, BaseExceptionGroup):
-            for inner in exc.exceptions:
-                walk(inner)
-        elif not isinstance(exc, trio.Cancelled):
-            leaves.append(exc)
-
-    walk(group)
-    return next((e for e in leaves if isinstance(e, StreamError)), leaves[0] if leaves else None)
 
 
 def _version_ok(version: str) -> bool:

@@ -9,12 +9,14 @@ when a hibernated session finally expires.
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import trio
 from lxml import etree
 
+from pubsubd import ns
 from pubsubd.core.context import ServerContext
 from pubsubd.core.router import Stanza
 from pubsubd.core.session import Session
@@ -33,6 +35,7 @@ from pubsubd.stream.stream_management import (
 )
 
 SM_KEY = "xep0198"  # Session.features key of the resumption state
+_DELAY = ns.clark(ns.DELAY, "delay")
 
 
 @dataclass(eq=False, slots=True)
@@ -113,9 +116,11 @@ class StreamResumption:
             except ValueError:
                 raise StreamError(StreamCondition.INVALID_XML, "invalid 'h'") from None
             try:
-                sm.acknowledged(h)
+                released = sm.release(h)
             except HandledCountTooHigh as exc:
                 raise HandledCountError(exc) from None  # §6
+            for data in released:
+                self.ctx.sessions.deliveries.acknowledged(session, data)
         elif tag == T_SM_ENABLE:
             config = self.ctx.config.stream_management
             if not config.enabled:
@@ -141,6 +146,8 @@ class StreamResumption:
         if sm.id is not None:
             self.ctx.sessions.resumable[sm.id] = session
             session.features[SM_KEY] = _Resumable(sm, self._outbox_recv, self, timeout)
+        # From here on what the session is given counts (after the marker) and may be lost.
+        self.ctx.sessions.deliveries.start_tracking(session)
         marker = sm.enabled(int(timeout))
         self._enabled_marker = marker
         session.send(marker)
@@ -179,9 +186,11 @@ class StreamResumption:
                 return
         sm = link.sm
         try:
-            sm.acknowledged(h)  # §5: 'h' on <resume/> counts as an <a/>
+            released = sm.release(h)  # §5: 'h' on <resume/> counts as an <a/>
         except HandledCountTooHigh as exc:
             raise HandledCountError(exc) from None
+        for data in released:
+            self.ctx.sessions.deliveries.acknowledged(session, data)
         old._resumed = True
         old._wake.set()
         link.owner = self
@@ -192,6 +201,7 @@ class StreamResumption:
         self._outbox_send = session.outbox
         self._outbox_recv = link.outbox
         session.rebind(self.close_with, secure=self.secure)
+        session.hibernated = False
         # §5: <resumed/>, then every stanza still unacknowledged, in order; what was queued
         # during the hibernation follows through the writer.
         await self._send(sm.resumed() + b"".join(sm.unacked))
@@ -222,6 +232,7 @@ class StreamResumption:
         closes it, which wakes this wait early.
         """
         self._hibernating = True
+        session.hibernated = True
         self._hibernated.set()
         if session.closed or self.ctx.shutting_down:
             self._wake.set()  # closed while the connection was winding down
@@ -254,20 +265,28 @@ class StreamResumption:
             except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
                 return leftovers
 
-    async def _reroute(self, session: Session, leftovers: list[bytes]) -> None:
-        """§4: treat unacked stanzas as sent to an unavailable resource.
+    def _handover(self, session: Session, leftovers: list[bytes]) -> list[tuple[bytes, float]]:
+        """Which leftovers this session must hand over: not those another resource of the
+        account received or still holds (XEP-0198 §4 for one account, not one stream)."""
+        return self.ctx.sessions.deliveries.ended(session, leftovers)
 
-        Chat and normal messages with a body go to offline storage (XEP-0160, which stamps a
-        delay); if it refuses them, and for iq requests, the sender gets service-unavailable.
-        Carbon copies and our own messages (from the account itself) are dropped.
+    async def _reroute(self, session: Session, handover: list[tuple[bytes, float]]) -> None:
+        """§4: treat unacked stanzas as sent to an unavailable resource (RFC 6121 §8.5.3.2).
+
+        A chat or normal message with a body goes to the account's other available resources
+        as if sent to the bare JID, else to offline storage (XEP-0160), stamped with the time
+        it was first delivered (§4 and XEP-0203), not the time the session ended; if both
+        fail, and for iq requests, the sender gets service-unavailable. Carbon copies and our
+        own messages (from the account itself) are dropped.
         """
         try:
-            await self._reroute_each(session, leftovers)
+            await self._reroute_each(session, handover)
         except Exception:
             self.log.exception("could not hand over the unacknowledged stanzas of %s", session.jid)
 
-    async def _reroute_each(self, session: Session, leftovers: list[bytes]) -> None:
-        for data in leftovers:
+    async def _reroute_each(self, session: Session, handover: list[tuple[bytes, float]]) -> None:
+        router = self.ctx.router
+        for data, first_sent in handover:
             if not is_stanza(data):
                 continue
             try:
@@ -275,15 +294,34 @@ class StreamResumption:
                 sender = JID.parse(el.get("from", ""))
             except (etree.XMLSyntaxError, InvalidJID):
                 continue
-            st = Stanza(el, sender, session.jid.bare)
+            bare = session.jid.bare
+            st = Stanza(el, sender, bare)
             kind, type_ = st.kind, st.type
             if kind == "message" and type_ in ("chat", "normal"):
-                if sender.bare == session.jid.bare or not any(
-                    etree.QName(child).localname == "body" for child in el
-                ):
+                if sender.bare == bare or el.find(ns.C_BODY) is None:
+                    continue
+                _stamp_delay(el, bare.domain, first_sent)
+                targets = [s for s in router.message_targets(bare, type_)
+                           if s is not session and not s.closed]
+                if targets:
+                    for target in targets:
+                        target.send(el)
                     continue
                 if await self.ctx.hooks.fire("message/offline", st):
                     continue
-                await self.ctx.router.bounce(st, StanzaError(Condition.SERVICE_UNAVAILABLE))
+                await router.bounce(st, StanzaError(Condition.SERVICE_UNAVAILABLE))
             elif kind == "iq" and type_ in ("get", "set"):
-                await self.ctx.router.bounce(st, StanzaError(Condition.SERVICE_UNAVAILABLE))
+                await router.bounce(st, StanzaError(Condition.SERVICE_UNAVAILABLE))
+
+
+def _stamp_delay(el: etree._Element, domain: str, when: float) -> None:
+    """XEP-0203 §3 (and XEP-0198 §4): when the server first tried to deliver the message.
+
+    A stamp this server already added (an earlier offline storage) is the older, truer one.
+    """
+    if any(delay.get("from") == domain for delay in el.findall(_DELAY)):
+        return
+    stamp = datetime.datetime.fromtimestamp(when, datetime.UTC)
+    delay = etree.SubElement(el, _DELAY, nsmap={None: ns.DELAY})
+    delay.set("from", domain)
+    delay.set("stamp", stamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import ssl
 from typing import TYPE_CHECKING
 
 import trio
+from cryptography import x509
 
 from pubsubd import ns
 from pubsubd.core.context import ServerContext
@@ -34,6 +36,10 @@ if TYPE_CHECKING:
     from pubsubd.storage.accounts import Account
 
 MAX_SASL_ATTEMPTS = 3  # RFC 6120 §6.4.5: allow a configurable number of retries (at least 2)
+# Refusals that are not wrong credentials (unknown mechanism, malformed data, abort, a binding
+# type the connection lacks): a client walks through its mechanisms with these, so the cap
+# only stops a loop. Generous: a client may know a dozen mechanisms.
+MAX_SASL_REFUSALS = 20
 
 
 class SaslNegotiation:
@@ -49,6 +55,7 @@ class SaslNegotiation:
     stream_id: str | None
     authenticated: JID | None
     sasl_failures: int
+    sasl_refusals: int
     log: ContextAdapter
     _scram: ScramServer | None
     _scram_user: str
@@ -58,21 +65,28 @@ class SaslNegotiation:
         async def _send(self, data: bytes) -> None: ...
 
     def _channel_bindings(self) -> list[str]:
-        if self.secure and self.ctx.tls_cert_der is not None:
-            return ["tls-server-end-point"]
-        return []
+        """The channel-binding types this connection can give, advertised with XEP-0440.
+
+        tls-server-end-point (RFC 5929 §4) binds to our certificate and works on every TLS
+        version. tls-unique (RFC 5929 §3) is undefined for TLS 1.3 (RFC 9266 §3). tls-exporter
+        (RFC 9266) would be the TLS 1.3 choice, but Python's ssl module cannot export keying
+        material, so it is never offered rather than offered and failed.
+        """
+        if not self.secure:
+            return []
+        kinds = [kind for kind in ("tls-server-end-point", "tls-unique")
+                 if self._channel_binding_data(kind) is not None]
+        return kinds
 
     def _channel_binding_data(self, kind: str) -> bytes | None:
         if not self.secure:
             return None
         if kind == "tls-server-end-point" and self.ctx.tls_cert_der is not None:
-            # RFC 5929 §4.1: SHA-256 of the certificate (its signature uses SHA-256).
-            return hashlib.sha256(self.ctx.tls_cert_der).digest()
+            return server_end_point(self.ctx.tls_cert_der)
         if kind == "tls-unique" and isinstance(self.stream, trio.SSLStream):
-            # RFC 5929 §3; undefined for TLS 1.3 (RFC 9266), where this returns None.
             try:
-                if self.stream.version() == "TLSv1.3":
-                    return None
+                if self.stream.version() != "TLSv1.2":
+                    return None  # RFC 9266 §3: not for TLS 1.3
                 data: bytes | None = self.stream.get_channel_binding("tls-unique")
                 return data
             except (ValueError, ssl.SSLError, AttributeError):
@@ -86,12 +100,12 @@ class SaslNegotiation:
     async def _auth(self, el: etree._Element) -> None:
         mechanism = el.get("mechanism", "")
         if mechanism not in self._mechanisms():
-            await self._sasl_failure("invalid-mechanism", count=False)
+            await self._sasl_failure("invalid-mechanism", text=f"{mechanism!r} is not offered")
             return
         try:
             initial = _b64(el.text)
         except SaslFailure as failure:
-            await self._sasl_failure(failure.condition)
+            await self._sasl_refused(failure)
             return
         if mechanism == "PLAIN":
             await self._plain(initial)
@@ -100,14 +114,14 @@ class SaslNegotiation:
 
     async def _sasl_abort(self) -> None:
         self._scram = None
-        await self._sasl_failure("aborted", count=False)
+        await self._sasl_failure("aborted")
 
     async def _plain(self, message: bytes) -> None:
         try:
             authzid, authcid, password = PlainServer.check(message)
             username = _localpart(authcid)
         except SaslFailure as failure:
-            await self._sasl_failure(failure.condition)
+            await self._sasl_refused(failure)
             return
         await self._throttle(username)
         account = await self.ctx.accounts.get(username, self.domain)
@@ -117,7 +131,7 @@ class SaslNegotiation:
             verify_password, password, creds, "SHA-256"
         )
         if not ok:
-            await self._sasl_failure("not-authorized", username=username)
+            await self._sasl_failure("not-authorized", username=username, credentials=True)
             return
         await self._sasl_success(username, authzid, None, account)
 
@@ -129,7 +143,7 @@ class SaslNegotiation:
             )
             username = _localpart(scram.start(client_first))
         except SaslFailure as failure:
-            await self._sasl_failure(failure.condition)
+            await self._sasl_refused(failure)
             return
         await self._throttle(username)
         account = await self.ctx.accounts.get(username, self.domain)
@@ -148,7 +162,7 @@ class SaslNegotiation:
         try:
             server_final = scram.finish(_b64(el.text))
         except SaslFailure as failure:
-            await self._sasl_failure(failure.condition, username=self._scram_user)
+            await self._sasl_refused(failure, username=self._scram_user)
             return
         await self._sasl_success(self._scram_user, scram.authzid, server_final,
                                  self._scram_account)
@@ -162,10 +176,10 @@ class SaslNegotiation:
                             additional: bytes | None, account: Account | None) -> None:
         """``account`` is the record the credentials were checked against (read once)."""
         if account is None:
-            await self._sasl_failure("not-authorized", username=username)
+            await self._sasl_failure("not-authorized", username=username, credentials=True)
             return
         if not account.enabled:
-            await self._sasl_failure("account-disabled", count=False)
+            await self._sasl_failure("account-disabled")
             return
         jid = JID.from_parts(username, self.domain)
         if authzid:
@@ -186,8 +200,22 @@ class SaslNegotiation:
         self.stream_id = None
         raise StreamRestart
 
+    async def _sasl_refused(self, failure: SaslFailure, *, username: str | None = None) -> None:
+        """Answer a failed step; only a credential failure is told the reason's details."""
+        text = None if failure.credentials else failure.text
+        await self._sasl_failure(failure.condition, credentials=failure.credentials,
+                                 username=username if failure.credentials else None, text=text)
+
     async def _sasl_failure(self, condition: str, *, username: str | None = None,
-                            count: bool = True) -> None:
+                            credentials: bool = False, text: str | None = None) -> None:
+        """Send ``<failure/>``; close the stream once the client used up its retries.
+
+        RFC 6120 §6.4.5 allows retries and asks for a limit on them. Only ``credentials``
+        failures (a wrong password or proof) count toward :data:`MAX_SASL_ATTEMPTS` and the
+        guessing throttle: a client trying the -PLUS variants it cannot complete, aborting, or
+        naming a mechanism we lack has guessed nothing. Those are capped separately and far
+        more loosely, so a client looping on them cannot hold the connection forever.
+        """
         self.state = State.EXPECT_AUTH
         if username is not None:
             self.ctx.throttle.failure(self.peer, username)
@@ -195,12 +223,22 @@ class SaslNegotiation:
                              username, self.domain, self.peer, condition,
                              extra={"event": "c2s.login_failed",
                                     "jid": f"{username}@{self.domain}", "status": condition})
-        await self._send(f"<failure xmlns='{ns.SASL}'><{condition}/></failure>".encode())
-        if count:
+        elif condition != "aborted":
+            self.log.info("SASL step refused from %s: %s%s", self.peer, condition,
+                          f" ({text})" if text else "",
+                          extra={"event": "c2s.sasl_refused", "status": condition})
+        detail = f"<text xml:lang='en'>{_escape(text)}</text>" if text else ""
+        await self._send(f"<failure xmlns='{ns.SASL}'><{condition}/>{detail}</failure>".encode())
+        if credentials:
             self.sasl_failures += 1
             if self.sasl_failures >= MAX_SASL_ATTEMPTS:
                 # RFC 6120 §6.4.5: after the allowed retries, close the stream.
                 raise StreamError(StreamCondition.POLICY_VIOLATION, "too many failed attempts")
+        else:
+            self.sasl_refusals += 1
+            if self.sasl_refusals >= MAX_SASL_REFUSALS:
+                raise StreamError(StreamCondition.POLICY_VIOLATION,
+                                  "too many refused authentication requests")
 
 
 def _b64(text: str | None) -> bytes:
@@ -218,3 +256,17 @@ def _localpart(username: str) -> str:
         return prepare_localpart(username)
     except InvalidJID:
         raise SaslFailure("not-authorized") from None
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+@functools.lru_cache(maxsize=4)
+def server_end_point(certificate_der: bytes) -> bytes:
+    """RFC 5929 §4.1: the certificate hashed with its signature's hash, MD5 and SHA-1 → SHA-256."""
+    algorithm = x509.load_der_x509_certificate(certificate_der).signature_hash_algorithm
+    name = algorithm.name if algorithm is not None else "sha256"
+    if name in ("md5", "sha1") or name not in hashlib.algorithms_available:
+        name = "sha256"
+    return hashlib.new(name, certificate_der).digest()

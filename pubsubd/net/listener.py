@@ -33,6 +33,7 @@ class Listener:
         self.max_per_ip = max_per_ip
         self.name = name
         self.per_ip: Counter[str] = per_ip if per_ip is not None else Counter()
+        self.open_connections = 0  # served by this listener alone (``per_ip`` may be shared)
         self.bound_port = port
 
     async def serve(self, connections: trio.Nursery | None = None, *,
@@ -72,9 +73,11 @@ class Listener:
                 await stream.aclose()
             return
         self.per_ip[peer] += 1
+        self.open_connections += 1
         try:
             await self.handler(stream, peer)
         finally:
+            self.open_connections -= 1
             self.per_ip[peer] -= 1
             if not self.per_ip[peer]:
                 del self.per_ip[peer]

@@ -31,6 +31,7 @@ from pubsubd.config import S2SConfig
 from pubsubd.core.router import Router, Stanza
 from pubsubd.errors import Condition, StanzaError, StreamCondition, StreamError
 from pubsubd.jid import JID, InvalidJID
+from pubsubd.net.exception_groups import decisive
 from pubsubd.stream import dialback
 from pubsubd.stream.parser import (
     ElementReceived,
@@ -572,7 +573,7 @@ class IncomingStream:
                         await self._serve(nursery)
                         nursery.cancel_scope.cancel()
                 except BaseExceptionGroup as group:
-                    leaf = _decisive(group)
+                    leaf = decisive(group)
                     if leaf is None:
                         raise
                     raise leaf from None
@@ -749,18 +750,3 @@ class IncomingStream:
             raise StreamError(StreamCondition.INVALID_FROM,
                               f"{from_.domain} is not verified for {to.domain}")
         await self.service.router.route(Stanza(el, from_, to, None))
-
-
-def _decisive(group: BaseExceptionGroup) -> BaseException | None:
-    """The error that ended a connection: a stream error first, then anything not Cancelled."""
-    leaves: list[BaseException] = []
-
-    def walk(exc: BaseException) -> None:
-        if isinstance(exc, BaseExceptionGroup):
-            for inner in exc.exceptions:
-                walk(inner)
-        elif not isinstance(exc, trio.Cancelled):
-            leaves.append(exc)
-
-    walk(group)
-    return next((e for e in leaves if isinstance(e, StreamError)), leaves[0] if leaves else None)

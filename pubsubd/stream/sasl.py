@@ -64,14 +64,22 @@ _FAKE_SALT_KEY: Final = secrets.token_bytes(32)
 
 
 class SaslFailure(Exception):
-    """Authentication failed; ``condition`` is the RFC 6120 §6.5 element to send."""
+    """Authentication failed; ``condition`` is the RFC 6120 §6.5 element to send.
 
-    def __init__(self, condition: SaslCondition, text: str | None = None) -> None:
+    ``credentials``: the client proved it does not know the password (a wrong proof or
+    password, or an unknown user). Only such failures count toward the retry limit of
+    RFC 6120 §6.4.5 and the guessing throttle; a malformed message or a channel-binding
+    type the connection cannot give says nothing about the password.
+    """
+
+    def __init__(self, condition: SaslCondition, text: str | None = None, *,
+                 credentials: bool = False) -> None:
         if condition not in _CONDITIONS:
             raise ValueError(f"unknown SASL condition {condition!r}")
         super().__init__(condition if text is None else f"{condition}: {text}")
         self.condition: SaslCondition = condition
         self.text = text
+        self.credentials = credentials
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,11 +327,13 @@ class ScramServer:
         if not self.plus:
             raise SaslFailure("malformed-request", "channel binding requested without -PLUS")
         kind = flag[2:]
-        if kind not in CHANNEL_BINDING_TYPES:
-            raise SaslFailure("not-authorized", f"unsupported channel binding type {kind!r}")
-        data = self._channel_binding(kind)
+        data = self._channel_binding(kind) if kind in CHANNEL_BINDING_TYPES else None
         if data is None:
-            raise SaslFailure("not-authorized", f"channel binding {kind!r} unavailable")
+            # RFC 5802 §7 'unsupported-channel-binding-type': this connection cannot give that
+            # binding (tls-unique under TLS 1.3, RFC 9266 §3). Like an unknown mechanism, it
+            # says nothing about the password; the client can pick another mechanism.
+            raise SaslFailure("invalid-mechanism",
+                              f"unsupported-channel-binding-type {kind!r} on this connection")
         self.channel_binding_type = kind
         self._binding_data = data
 
@@ -368,17 +378,19 @@ class ScramServer:
         auth_message = f"{self._client_first_bare},{self._server_first},{without_proof}".encode()
         signature = hmac.digest(self._creds.stored_key, auth_message, self._algorithm)
         if len(proof) != len(signature):
-            raise SaslFailure("not-authorized", "wrong proof length")
+            raise SaslFailure("not-authorized", "wrong proof length", credentials=True)
         client_key = bytes(a ^ b for a, b in zip(proof, signature, strict=True))
         key_ok = hmac.compare_digest(
             hashlib.new(self._algorithm, client_key).digest(), self._creds.stored_key
         )
-        if not binding_ok:
-            raise SaslFailure("not-authorized", "channel binding mismatch")
         if not nonce_ok:
-            raise SaslFailure("not-authorized", "nonce mismatch")
+            raise SaslFailure("not-authorized", "nonce mismatch", credentials=True)
         if not (key_ok and self._known_user):
-            raise SaslFailure("not-authorized")
+            raise SaslFailure("not-authorized", credentials=True)
+        if not binding_ok:
+            # The proof is right, so this is not password guessing: the client's TLS session
+            # is not ours (a man in the middle, RFC 5929 §2) or it computed the binding wrongly.
+            raise SaslFailure("not-authorized", "channel binding mismatch")
         verifier = hmac.digest(self._creds.server_key, auth_message, self._algorithm)
         return b"v=" + base64.b64encode(verifier)
 

@@ -118,13 +118,16 @@ class StreamManagement:
 
     def acknowledged(self, h: int) -> int:
         """Release the stanzas the peer's 'h' covers; return how many (wrap-around aware)."""
+        return len(self.release(h))
+
+    def release(self, h: int) -> list[bytes]:
+        """Release the stanzas the peer's 'h' covers and return them, oldest first."""
         newly = (h - self.acked) % MODULUS
         if newly > len(self.unacked):
             raise HandledCountTooHigh(h, self.outbound)
-        for _ in range(newly):
-            self.unacked.popleft()
+        released = [self.unacked.popleft() for _ in range(newly)]
         self.acked = h
-        return newly
+        return released
 
     @staticmethod
     def request() -> bytes:

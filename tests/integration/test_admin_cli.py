@@ -119,3 +119,28 @@ def test_restart_then_shutdown(tmp_path: Path) -> None:
         if srv.alive():
             srv.kill()
 
+
+
+def test_online_marks_a_hibernated_session(srv: ServerProcess) -> None:
+    """XEP-0198 §5: a session whose connection dropped is still bound, but not connected."""
+    from harness import RawClient
+
+    from .test_stream_management import _authenticate, _bind, _enable
+
+    srv.add_user("sleeper")
+    raw = RawClient(srv)
+    _authenticate(raw, "sleeper")
+    jid = _bind(raw, "phone")
+    _enable(raw, " max='30'")
+
+    def row() -> dict[str, object]:
+        rows = json.loads(admin(srv, "online", "--json"))
+        return next(r for r in rows if r["jid"] == jid)
+
+    assert row()["state"] == "connected"
+    raw.close()
+    deadline = time.monotonic() + 10
+    while (current := row())["state"] != "hibernated":  # each poll is a control round trip
+        assert time.monotonic() < deadline, current
+    assert current["address"] == ""
+    assert "hibernated" in admin(srv, "online")

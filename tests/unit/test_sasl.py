@@ -123,6 +123,7 @@ def test_wrong_password_is_not_authorized() -> None:
     with pytest.raises(SaslFailure) as info:
         run(ScramServer("SHA-256", False), ScramClient("SHA-256", "juliet", "guess"), creds)
     assert info.value.condition == "not-authorized"
+    assert info.value.credentials  # counts toward the retry limit (RFC 6120 §6.4.5)
 
 
 def test_unknown_user_looks_like_a_known_one_then_fails() -> None:
@@ -173,6 +174,18 @@ def test_plus_with_tampered_binding_fails() -> None:
     with pytest.raises(SaslFailure, match="channel binding") as info:
         run(server, client, creds)
     assert info.value.condition == "not-authorized"
+    assert not info.value.credentials  # the proof was right: no password guessing
+
+
+def test_tampered_binding_with_a_wrong_password_is_a_credential_failure() -> None:
+    creds = derive_scram_keys("pw", "SHA-256", iterations=FAST)
+    client = ScramClient(
+        "SHA-256", "u", "guess", gs2_header="p=tls-exporter,,", binding_data=b"attacker's"
+    )
+    server = ScramServer("SHA-256", True, binding({"tls-exporter": b"real"}))
+    with pytest.raises(SaslFailure) as info:
+        run(server, client, creds)
+    assert info.value.credentials
 
 
 def test_y_flag_when_plus_advertised_is_a_downgrade() -> None:
@@ -207,13 +220,18 @@ def test_binding_flag_must_match_mechanism(plus: bool, first: bytes) -> None:
     with pytest.raises(SaslFailure) as info:
         server.start(first)
     assert info.value.condition == "malformed-request"
+    assert not info.value.credentials
 
 
 @pytest.mark.parametrize("kind", ["tls-made-up", "tls-exporter"])
 def test_unsupported_or_unavailable_binding_type(kind: str) -> None:
+    # RFC 5802 §7 unsupported-channel-binding-type: refused like an unknown mechanism, so
+    # the client moves on; it is no evidence of a wrong password.
     server = ScramServer("SHA-256", True, binding({"tls-server-end-point": b"x"}))
-    with pytest.raises(SaslFailure, match="channel binding"):
+    with pytest.raises(SaslFailure, match="unsupported-channel-binding-type") as info:
         server.start(f"p={kind},,n=u,r=abc".encode())
+    assert info.value.condition == "invalid-mechanism"
+    assert not info.value.credentials
 
 
 def test_for_mechanism() -> None:

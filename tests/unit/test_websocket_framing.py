@@ -9,15 +9,13 @@ from pubsubd import ns
 from pubsubd.errors import StreamCondition, StreamError
 from pubsubd.net.listener import Listener
 from pubsubd.net.websocket import (
-    CLOSE_MESSAGE,
-    ServerFramer,
     WebSocketSite,
-    client_frame_to_stream,
     endpoint_urls,
     host_meta_json,
     host_meta_xrd,
 )
 from pubsubd.stream.parser import ElementReceived, StreamClosed, StreamOpened, StreamParser
+from pubsubd.stream.websocket_framing import CLOSE_MESSAGE, ServerFramer, client_frame_to_stream
 
 FRAMING = "urn:ietf:params:xml:ns:xmpp-framing"
 HEADER = (

@@ -14,10 +14,12 @@ from pubsubd import ns
 from pubsubd.errors import Condition, StanzaError
 from pubsubd.pubsub import PubSubError, PubSubService
 from pubsubd.xml import builders
+from pubsubd.xml.rsm import ResultSet
+from pubsubd.xml.rsm import answer as rsm_answer
 
 from .dataforms import meta_data_form
 from .errors import to_stanza_error
-from .requests import ResultSet, result_set
+from .requests import result_set
 
 MetadataProvider = Callable[[str], Awaitable[dict[str, list[str]]]]
 
@@ -141,13 +143,9 @@ def _page(elements: list[etree._Element], rsm: ResultSet | None,
     else:
         page = window[:size]
         first_index = start
-    answer = etree.Element(ns.clark(ns.RSM, "set"), nsmap={None: ns.RSM})
-    if page:
-        first = etree.SubElement(answer, ns.clark(ns.RSM, "first"), index=str(first_index))
-        first.text = key(page[0])
-        etree.SubElement(answer, ns.clark(ns.RSM, "last")).text = key(page[-1])
-    etree.SubElement(answer, ns.clark(ns.RSM, "count")).text = str(len(elements))
-    return page, answer
+    if not page:
+        return page, rsm_answer(len(elements))
+    return page, rsm_answer(len(elements), key(page[0]), key(page[-1]), first_index)
 
 
 async def items(

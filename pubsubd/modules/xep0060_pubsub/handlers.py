@@ -27,6 +27,7 @@ from pubsubd.pubsub import (
 )
 from pubsubd.pubsub.model import NodeType
 from pubsubd.xml import builders
+from pubsubd.xml.rsm import answer as rsm_answer
 
 from .dataforms import form_element
 from .notify import readable_text
@@ -154,11 +155,7 @@ async def items(service: PubSubService, requester: str, request: PubSubRequest) 
         for item in group.items:
             item_element(items_el, item)
     if rsm is not None:  # XEP-0059 §2.2
-        rsm_el = etree.SubElement(payload, ns.clark(ns.RSM, "set"), nsmap={None: ns.RSM})
-        if result.first is not None:
-            etree.SubElement(rsm_el, ns.clark(ns.RSM, "first")).text = result.first
-            etree.SubElement(rsm_el, ns.clark(ns.RSM, "last")).text = result.last
-        etree.SubElement(rsm_el, ns.clark(ns.RSM, "count")).text = str(result.count)
+        payload.append(rsm_answer(result.count, result.first, result.last))
     return Answer(payload)
 
 

@@ -18,7 +18,9 @@ from lxml import etree
 from pubsubd import ns
 from pubsubd.errors import Condition, StanzaError
 from pubsubd.jid import JID, InvalidJID
+from pubsubd.xml import rsm
 from pubsubd.xml.forms import Form, FormError
+from pubsubd.xml.rsm import ResultSet
 
 FormValues = dict[str, list[str]]
 
@@ -44,16 +46,6 @@ class Verb(StrEnum):
     NODE_SUBSCRIPTIONS_SET = "node-subscriptions-set"
     NODE_AFFILIATIONS_GET = "node-affiliations-get"
     NODE_AFFILIATIONS_SET = "node-affiliations-set"
-
-
-@dataclass(frozen=True, slots=True)
-class ResultSet:
-    """XEP-0059 ``<set/>``: ``before`` "" asks for the last page."""
-
-    max: int | None = None
-    after: str | None = None
-    before: str | None = None
-    index: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,19 +129,8 @@ def _int(value: str | None, what: str) -> int | None:
 
 
 def result_set(pubsub: etree._Element) -> ResultSet | None:
-    rsm = pubsub.find(ns.clark(ns.RSM, "set"))
-    if rsm is None:
-        return None
-    before_el = rsm.find(ns.clark(ns.RSM, "before"))
-    after_el = rsm.find(ns.clark(ns.RSM, "after"))
-    max_el = rsm.find(ns.clark(ns.RSM, "max"))
-    index_el = rsm.find(ns.clark(ns.RSM, "index"))
-    return ResultSet(
-        max=_int(max_el.text if max_el is not None else None, "max"),
-        after=(after_el.text or "") if after_el is not None else None,
-        before=(before_el.text or "") if before_el is not None else None,
-        index=_int(index_el.text if index_el is not None else None, "index"),
-    )
+    set_el = rsm.find(pubsub)
+    return None if set_el is None else rsm.parse(set_el)
 
 
 def _sibling(el: etree._Element, namespace: str, local: str) -> etree._Element | None:

@@ -182,3 +182,14 @@ async def test_unfetchable_urls() -> None:
     async with fetcher() as f:
         assert (await f.fetch("file:///etc/passwd")).error is ErrorKind.INVALID_URL
         assert (await f.fetch("http://nonexistent.invalid/")).error is ErrorKind.DNS
+
+
+async def test_refused_connection_is_a_connect_error() -> None:
+    sock = trio.socket.socket()
+    await sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()  # nothing listens on the port any more
+    async with fetcher() as f:
+        result = await f.fetch(f"http://127.0.0.1:{port}/feed")
+    assert result.error is ErrorKind.CONNECT
+    assert result.error_detail
