@@ -527,7 +527,7 @@ class FeedManager:
 
     async def subscribe(self, user: str, text: str,
                         options: Mapping[str, Sequence[str]] | None = None, *,
-                        at_once: bool = True) -> SubscribeResult:
+                        at_once: bool = True, title: str = "") -> SubscribeResult:
         """Subscribe ``user`` (bare JID) to the feed at ``text``, or update its options.
 
         ``at_once``: poll a never-fetched feed now and send its latest entries right away
@@ -547,7 +547,7 @@ class FeedManager:
             await self._check_quota(user)
             resolved = await self.resolve(url)
             node, note = resolved.feed_url, resolved.note
-            state = await self.ensure_feed(node, resolved.feed_url)
+            state = await self.ensure_feed(node, resolved.feed_url, title=title)
         else:
             state = await self.ensure_feed(node, state.url)
         if state.gone:
@@ -683,7 +683,7 @@ class FeedManager:
                 if user is None:
                     await self.add_pinned(entry)
                 else:
-                    await self.subscribe(user, entry.url, at_once=False)
+                    await self.subscribe(user, entry.url, at_once=False, title=entry.title)
                 added.append(entry.url)
             except FeedRefused as refused:
                 failed.append((entry.url, refused.message))
