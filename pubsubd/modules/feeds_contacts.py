@@ -16,6 +16,7 @@ service with a numeric suffix on collision, and persisted so they survive restar
 
 from __future__ import annotations
 
+import base64
 import logging
 import re
 import time
@@ -31,6 +32,7 @@ from pubsubd import ns
 from pubsubd.core.router import Stanza
 from pubsubd.errors import StanzaError
 from pubsubd.jid import JID
+from pubsubd.modules.feeds_avatar import FeedAvatars
 from pubsubd.storage.feed_contacts_sqlite import FeedContactStore
 from pubsubd.storage.im_sqlite import RosterItem
 from pubsubd.xml import builders
@@ -41,6 +43,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_SHORT = 40
+VCARD_UPDATE = "vcard-temp:x:update"
 _NOT_SLUG = re.compile(r"[^a-z0-9]+")
 _DISCO_INFO = ns.clark(ns.DISCO_INFO, "query")
 _VCARD = ns.clark(ns.VCARD, "vCard")
@@ -159,7 +162,7 @@ class FeedContacts:
     def __init__(self, domain: str, store: FeedContactStore, manager: FeedManager,
                  roster: Roster | None, accounts: Accounts, local_domains: frozenset[str],
                  send: Send, reply: Reply, *, command_local: str = "feeds",
-                 group: str = "Feeds") -> None:
+                 group: str = "Feeds", avatars: FeedAvatars | None = None) -> None:
         self.domain = domain
         self.store = store
         self.manager = manager
@@ -170,6 +173,7 @@ class FeedContacts:
         self.reply = reply
         self.command_local = command_local
         self.group = group
+        self.avatars = avatars
         self.clock: Callable[[], float] = time.time
         self._feed_of: dict[str, str] = {}  # short name → feed id
         self._short_of: dict[str, str] = {}  # feed id → short name
@@ -217,6 +221,8 @@ class FeedContacts:
     async def followed(self, user: str, state: FeedState) -> str:
         """Put the feed's contact in front of ``user`` (bare JID); its JID."""
         contact = await self.ensure(state)
+        if self.avatars is not None:
+            await self.avatars.photo(state)  # its hash goes into the contact's presence
         await self._befriend(JID.parse(user), JID.parse(contact), state.title or state.url)
         await self.send_presence(contact, user, state)
         return contact
@@ -264,7 +270,13 @@ class FeedContacts:
             delivering = sub is None or sub.options.deliver
         show, status = health(state, self.clock(), delivering,
                               self.manager.config.failing_after)
-        await self.send(presence(contact, to, show, status))
+        el = presence(contact, to, show, status)
+        photo = self.avatars.cached(node) if self.avatars is not None and node else None
+        if photo is not None:
+            # XEP-0153 §3.1: the avatar's hash, so that clients fetch the vCard's PHOTO.
+            update = builders.child(el, VCARD_UPDATE, "x")
+            etree.SubElement(update, ns.clark(VCARD_UPDATE, "photo")).text = photo.sha1
+        await self.send(el)
 
     async def announce(self, state: FeedState) -> None:
         """The feed's health changed: tell every follower through its contact's presence."""
@@ -342,6 +354,13 @@ class FeedContacts:
         else:
             desc = "Follows web feeds for you. Say “help”, or “subscribe” and an address."
         etree.SubElement(card, ns.clark(ns.VCARD, "DESC")).text = desc
+        photo = (await self.avatars.photo(state)
+                 if self.avatars is not None and state is not None else None)
+        if photo is not None:
+            photo_el = etree.SubElement(card, ns.clark(ns.VCARD, "PHOTO"))
+            etree.SubElement(photo_el, ns.clark(ns.VCARD, "TYPE")).text = photo.mime
+            etree.SubElement(photo_el, ns.clark(ns.VCARD, "BINVAL")).text = \
+                base64.b64encode(photo.data).decode()
         return card
 
     async def _message(self, st: Stanza, contact: str, node: str | None) -> None:

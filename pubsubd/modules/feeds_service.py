@@ -45,6 +45,7 @@ from pubsubd import ns
 from pubsubd.config import FeedsConfig
 from pubsubd.core.module import Module
 from pubsubd.core.router import Stanza
+from pubsubd.modules.feeds_avatar import FeedAvatars
 from pubsubd.modules.feeds_contacts import FeedContacts, next_check
 from pubsubd.modules.feeds_delivery import ChatDelivery
 from pubsubd.modules.xep0060_pubsub.notify import NotificationSender
@@ -917,7 +918,7 @@ class FeedsModule(Module):
             roster if isinstance(roster, RosterModule) else None, router.accounts,
             frozenset(router.domains),
             router.send, router.reply, command_local=cfg.command_contact,
-            group=cfg.contact_group,
+            group=cfg.contact_group, avatars=FeedAvatars(self.fetcher.fetch),
         )
 
     def _register_control_ops(self) -> None:

@@ -13,7 +13,6 @@ from xml.etree import ElementTree as ET
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from feeds_support import (  # noqa: E402
-    ATOM,
     COMMANDS,
     DATA,
     FEEDS_EXTRA,

@@ -9,6 +9,8 @@ roster push, an IQ answer) or on ``pubsubd feeds refresh``, which returns once a
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -43,6 +45,7 @@ MAM = "urn:xmpp:mam:2"
 VCARD = "vcard-temp"
 DISCO_INFO = "http://jabber.org/protocol/disco#info"
 C = "{jabber:client}"
+RSS = "application/rss+xml"
 
 
 class Pushes:
@@ -92,6 +95,18 @@ class Pushes:
                                  f"{[ET.tostring(i)[:300] for i in self.items]}") from None
 
 
+# A 1×1 PNG: the feed's logo, which becomes its contact's avatar.
+LOGO = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==")
+
+
+def with_logo(document: str, url: str) -> str:
+    """An RSS document with an <image> (its logo)."""
+    return document.replace("<description>d</description>",
+                            f"<description>d</description><image><url>{url}</url>"
+                            "<title>logo</title><link>http://example.org/</link></image>", 1)
+
+
 def entries_from(inbox: Inbox, contact: str) -> list[ET.Element]:
     return [m for m in inbox.messages if m.get("from", "").split("/")[0] == contact
             and m.get("type") == "chat" and "Entry " in (m.findtext(f"{C}body") or "")]
@@ -108,7 +123,12 @@ async def refresh(server: ServerProcess, url: str) -> None:
 
 def test_feed_contact_roster_chat_entries_archive_presence_and_unfollow(tmp_path: Path) -> None:
     with ThreadedFeedServer() as web:
-        web.set("/news.xml", rss("Daily News", ["n1", "n2"]), content_type="application/rss+xml")
+        web.set("/logo.png", LOGO, content_type="image/png")
+
+        def news_doc(guids: list[str]) -> str:
+            return with_logo(rss("Daily News", guids), web.url("/logo.png"))
+
+        web.set("/news.xml", news_doc(["n1", "n2"]), content_type=RSS)
         web.set("/other.xml", rss("Other Side", ["o1"]), content_type="application/rss+xml")
         news, other = web.url("/news.xml"), web.url("/other.xml")
         server = ServerProcess(tmp_path, extra={"feeds": FEEDS_EXTRA})
@@ -157,10 +177,12 @@ def test_feed_contact_roster_chat_entries_archive_presence_and_unfollow(tmp_path
                 status = pushes.presence_from(NEWS)
                 assert status is not None and status.get("type") in (None, "available")
                 assert "checked" in (status.findtext(f"{C}status") or "")
+                # ... and the feed's logo as its avatar (XEP-0153 hash of the vCard PHOTO).
+                assert status.findtext("{vcard-temp:x:update}x/{vcard-temp:x:update}photo") == \
+                    hashlib.sha1(LOGO).hexdigest()
 
                 # 2. A new entry: chat for alice, a headline event with Atom for bob.
-                web.set("/news.xml", rss("Daily News", ["n3", "n1", "n2"]),
-                        content_type="application/rss+xml")
+                web.set("/news.xml", news_doc(["n3", "n1", "n2"]), content_type=RSS)
                 await refresh(server, news)
                 await inbox.wait_for(lambda: len(entries_from(inbox, NEWS)) >= 2)
                 assert titles(entries_from(inbox, NEWS)) == ["*Entry n1*", "*Entry n3*"]
@@ -171,14 +193,13 @@ def test_feed_contact_roster_chat_entries_archive_presence_and_unfollow(tmp_path
 
                 # 3. Replies in the contact's conversation act on that feed.
                 assert "paused" in (await chat(client, inbox, NEWS, "pause")).lower()
-                web.set("/news.xml", rss("Daily News", ["n4", "n3", "n1", "n2"]),
-                        content_type="application/rss+xml")
+                web.set("/news.xml", news_doc(["n4", "n3", "n1", "n2"]), content_type=RSS)
                 await refresh(server, news)
                 assert "resumed" in (await chat(client, inbox, NEWS, "resume")).lower()
                 answer = await chat(client, inbox, NEWS, "only:n5")
                 assert "n5" in answer, answer
-                web.set("/news.xml", rss("Daily News", ["n6", "n5", "n4", "n3", "n1", "n2"]),
-                        content_type="application/rss+xml")
+                web.set("/news.xml", news_doc(["n6", "n5", "n4", "n3", "n1", "n2"]),
+                        content_type=RSS)
                 await refresh(server, news)
                 await inbox.wait_for(lambda: len(entries_from(inbox, NEWS)) >= 3)
                 assert titles(entries_from(inbox, NEWS)) == [
@@ -189,6 +210,9 @@ def test_feed_contact_roster_chat_entries_archive_presence_and_unfollow(tmp_path
                 card = await iq(client, NEWS, "get", f"<vCard xmlns='{VCARD}'/>")
                 assert card.findtext(f"{{{VCARD}}}vCard/{{{VCARD}}}FN") == "Daily News"
                 assert card.findtext(f"{{{VCARD}}}vCard/{{{VCARD}}}URL") == "http://example.org/"
+                photo = card.find(f"{{{VCARD}}}vCard/{{{VCARD}}}PHOTO")
+                assert photo is not None and photo.findtext(f"{{{VCARD}}}TYPE") == "image/png"
+                assert base64.b64decode(photo.findtext(f"{{{VCARD}}}BINVAL") or "") == LOGO
                 info = await iq(client, NEWS, "get", f"<query xmlns='{DISCO_INFO}'/>")
                 identity = info.find(f"{{{DISCO_INFO}}}query/{{{DISCO_INFO}}}identity")
                 assert identity is not None and identity.get("category") == "client"
