@@ -280,6 +280,8 @@ class NodePublisher:
         # The health last sent with a notification, per node: the status element rides along
         # again only when it changes.
         self._status_sent: dict[str, tuple[object, ...]] = {}
+        # The feed's contact JID (feeds_contacts), which tells chat followers of its events.
+        self.contact_of: Callable[[str], Awaitable[str | None]] | None = None
         # Told when a feed's health changes (moved, failing, recovered, gone).
         self.health_listeners: list[Callable[[FeedState], Awaitable[None]]] = []
 
@@ -397,8 +399,15 @@ class NodePublisher:
                 await listener(feed)
             except Exception:  # noqa: BLE001 - a listener's bug must not stop the poll
                 log.exception("feed health listener failed for %s", node)
+        contact = await self.contact_of(node) if self.contact_of is not None else None
+        chatting = {s.jid for s in subscriptions if s.active
+                    and s.options.message_type is MessageType.CHAT}
         for address in sorted({s.jid for s in subscriptions if s.active}):
-            message = builders.message(to=address, from_=self.jid, type_="normal")
+            # Followers by chat hear it in the feed's own conversation.
+            if contact is not None and address in chatting:
+                message = builders.message(to=address, from_=contact, type_="chat")
+            else:
+                message = builders.message(to=address, from_=self.jid, type_="normal")
             etree.SubElement(message, ns.C_SUBJECT).text = subject
             etree.SubElement(message, ns.C_BODY).text = f"{event.message}\n(node: {node})"
             status = status_element(feed)
@@ -896,6 +905,7 @@ class FeedsModule(Module):
         pubsub.sender.renderers.append(ChatDelivery(self.contacts.contact_of,
                                                     self.server.router.send))
         self.publisher.health_listeners.append(self.contacts.announce)
+        self.publisher.contact_of = self.contacts.contact_of
         pubsub.missing_node_handlers.append(manager.on_missing_node)
         pubsub.unsubscribed_handlers.append(manager.on_unsubscribed)
         pubsub.message_handlers.append(self._chat)

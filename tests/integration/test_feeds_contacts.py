@@ -225,6 +225,8 @@ def test_feed_contact_roster_chat_entries_archive_presence_and_unfollow(tmp_path
                 probe_answer = phone_pushes.presence_from(NEWS)
                 assert probe_answer is not None
                 assert "next" in (probe_answer.findtext(f"{C}status") or "")
+                await phone_pushes.wait_for(
+                    lambda: phone_pushes.presence_from(COMMAND_CONTACT) is not None)
                 fin = await iq(phone, alice, "set",
                                f"<query xmlns='{MAM}' queryid='q1'>"
                                + form_xml("submit", {"FORM_TYPE": [MAM], "with": [NEWS]})
@@ -276,6 +278,54 @@ def test_feed_contact_roster_chat_entries_archive_presence_and_unfollow(tmp_path
                 await disconnect(client, watcher)
 
             run(scenario())
+        finally:
+            if server.alive():
+                server.kill()
+
+
+def test_entries_wait_offline_once_and_are_in_the_archive(tmp_path: Path) -> None:
+    with ThreadedFeedServer() as web:
+        web.set("/news.xml", rss("Daily News", ["n1"]), content_type=RSS)
+        news = web.url("/news.xml")
+        server = ServerProcess(tmp_path, extra={"feeds": FEEDS_EXTRA})
+        server.start()
+        try:
+            alice = server.add_user("alice")
+
+            async def subscribe_and_leave() -> None:
+                client = await connect(server, alice)
+                inbox = Inbox(client)
+                assert "Subscribed" in await chat(client, inbox, COMMAND_CONTACT,
+                                                  f"subscribe {news}")
+                await inbox.wait_for(lambda: len(entries_from(inbox, NEWS)) == 1)
+                await disconnect(client)
+
+            run(subscribe_and_leave())
+            # A new entry while alice has no resource: it waits in offline storage
+            # (RFC 6121 §8.5.2.1.1 for a chat message to a bare JID).
+            web.set("/news.xml", rss("Daily News", ["n2", "n1"]), content_type=RSS)
+            server.cli("feeds", "refresh", news, "--json", check=False)
+
+            async def come_back() -> None:
+                client = await connect(server, alice + "/laptop", presence=False)
+                inbox = Inbox(client)
+                client.send_presence()
+                await inbox.wait_for(lambda: len(entries_from(inbox, NEWS)) >= 1)
+                # A later reply proves nothing else was queued before it.
+                await chat(client, inbox, COMMAND_CONTACT, "list")
+                entries = entries_from(inbox, NEWS)
+                assert titles(entries) == ["*Entry n2*"], titles(entries)
+                assert entries[0].find("{urn:xmpp:delay}delay") is not None, "from storage"
+                await iq(client, alice, "set",
+                         f"<query xmlns='{MAM}' queryid='q'>"
+                         + form_xml("submit", {"FORM_TYPE": [MAM], "with": [NEWS]})
+                         + "</query>")
+                archived = [(r.findtext(f".//{C}message/{C}body") or "").splitlines()[0]
+                            for m in inbox.messages for r in m.iter(f"{{{MAM}}}result")]
+                assert archived == ["*Entry n1*", "*Entry n2*"], archived
+                await disconnect(client)
+
+            run(come_back())
         finally:
             if server.alive():
                 server.kill()

@@ -113,6 +113,9 @@ def test_malformed_feed_isolated_gone_feed_told_once_and_cli(tmp_path: Path) -> 
                 told = [m for m in inbox.messages
                         if m.findtext("{jabber:client}subject", "").startswith("Feed gone")]
                 assert len(told) == 1, "a dead feed is announced once"
+                # ... in the feed's own conversation, for a follower by chat.
+                assert told[0].get("from") == "dying@pubsub.localhost"
+                assert told[0].get("type") == "chat"
                 status = told[0].find(f"{{{STATUS_NS}}}status")
                 assert status is not None and status.get("feed") == dying
                 assert status.find(f"{{{STATUS_NS}}}http").get("code") == "410"
