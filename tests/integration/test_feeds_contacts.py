@@ -268,6 +268,47 @@ def test_feed_contact_roster_chat_entries_archive_presence_and_unfollow(tmp_path
                 assert "Unsubscribed" in answer, answer
                 await pushes.wait_for(lambda: pushes.subscription(OTHER) == "remove")
 
+                # Subscribing to a feed's contact (the roster way) follows the feed again.
+                client.send_presence(pto=OTHER, ptype="subscribe")
+                await inbox.wait_for(lambda: len(entries_from(inbox, OTHER)) >= 2)
+                await pushes.wait_for(lambda: pushes.subscription(OTHER) == "both")
+                # My feeds: ticking a feed in the list-multi unfollows it.
+                listing = await iq(client, SERVICE, "set",
+                                   f"<command xmlns='{COMMANDS}' node='feeds/list' "
+                                   "action='execute'/>")
+                step = listing.find(f"{{{COMMANDS}}}command")
+                assert step is not None
+                done = await iq(client, SERVICE, "set",
+                                f"<command xmlns='{COMMANDS}' node='feeds/list' "
+                                f"sessionid='{step.get('sessionid')}' action='complete'>"
+                                + form_xml("submit", {"unfollow": [other]}) + "</command>")
+                notes = [n.text or "" for n in done.iter(f"{{{COMMANDS}}}note")]
+                assert notes and notes[0].startswith("Unfollowed 1 feed(s)"), notes
+                await pushes.wait_for(lambda: pushes.subscription(OTHER) == "remove")
+
+                # The per-feed options view (ad-hoc): shows the filter set by chat, changes it.
+                start = await iq(client, SERVICE, "set",
+                                 f"<command xmlns='{COMMANDS}' node='feeds/options' "
+                                 "action='execute'/>")
+                step = start.find(f"{{{COMMANDS}}}command")
+                assert step is not None
+                sid = step.get("sessionid")
+                shown = await iq(client, SERVICE, "set",
+                                 f"<command xmlns='{COMMANDS}' node='feeds/options' "
+                                 f"sessionid='{sid}' action='next'>"
+                                 + form_xml("submit", {"feed": [news]}) + "</command>")
+                values = {f.get("var"): [v.text for v in f.findall(f"{{{DATA}}}value")]
+                          for f in shown.iter(f"{{{DATA}}}field")}
+                assert values["pubsubd#include_words"] == ["n5"], values
+                assert values["pubsubd#message_type"] == ["chat"], values
+                await iq(client, SERVICE, "set",
+                         f"<command xmlns='{COMMANDS}' node='feeds/options' "
+                         f"sessionid='{sid}' action='complete'>"
+                         + form_xml("submit", {"pubsubd#include_words": [""],
+                                               "pubsub#deliver": ["1"]}) + "</command>")
+                assert "delivering; as chat messages." in await chat(
+                    client, inbox, NEWS, "options")
+
                 # 7. Removing the feed's contact from the roster unfollows the feed.
                 await iq(client, None, "set",
                          f"<query xmlns='{ROSTER}'><item jid='{NEWS}' subscription='remove'/>"
