@@ -34,7 +34,7 @@ from pubsubd.errors import StanzaError
 from pubsubd.jid import JID
 from pubsubd.modules.feeds_avatar import FeedAvatars
 from pubsubd.storage.feed_contacts_sqlite import FeedContactStore
-from pubsubd.storage.im_sqlite import RosterItem
+from pubsubd.storage.im_sqlite import ImStore, RosterItem
 from pubsubd.xml import builders
 
 if TYPE_CHECKING:
@@ -53,6 +53,8 @@ Reply = Callable[[Stanza, etree._Element | None], Awaitable[None]]
 
 class Roster(Protocol):
     """What this needs of the roster module (``RosterModule``)."""
+
+    store: ImStore
 
     async def save(self, owner: JID, item: RosterItem) -> None: ...
 
@@ -115,9 +117,12 @@ def next_check(state: FeedState, now: float) -> str:
         return "never (the feed is gone)"
     if state.paused:
         return "not scheduled (paused)"
-    if state.next_fetch is None or state.next_fetch <= now + 1:
+    due = state.next_fetch
+    if state.last_fetch is not None and (due is None or due <= state.last_fetch):
+        due = state.last_fetch + state.interval  # told mid-poll, before it is rescheduled
+    if due is None or due <= now + 1:
         return "now"
-    return "in " + span(state.next_fetch - now)
+    return "in " + span(due - now)
 
 
 def health(state: FeedState | None, now: float, delivering: bool = True,
@@ -231,8 +236,14 @@ class FeedContacts:
         if self._is_local(user) and self.roster is not None:
             if not await self.accounts.exists(user):
                 return
+            existing = self.roster.store.item(user, contact)
+            if existing is not None and existing.subscription == "both":
+                return  # already there: keep the name and groups the user gave it
             # RFC 6121 §2.1.6: a server-side roster change reaches the user as a roster push.
             item = RosterItem(contact, name[:1023] or None, (self.group,), "both")
+            if existing is not None:
+                item = RosterItem(contact, existing.name or item.name,
+                                  existing.groups or item.groups, "both")
             try:
                 await self.roster.save(user, item)
             except StanzaError as error:  # a full roster: entries still arrive, uncontacted
@@ -383,8 +394,7 @@ class FeedContacts:
         roster = self.roster
         if roster is None or not self._is_local(user) or user.local is None:
             return
-        store = getattr(roster, "store", None)
-        if store is not None and store.item(user, JID.parse(self.command_jid)) is not None:
+        if roster.store.item(user, JID.parse(self.command_jid)) is not None:
             return
         await self._befriend(user, JID.parse(self.command_jid), "Feeds")
         await self.send(presence(self.command_jid, str(user), None,
@@ -398,10 +408,12 @@ class FeedContacts:
             case "subscribe":
                 # §3.1.3: approved at once; subscribing to a feed's contact follows the feed.
                 if node is not None and await self.manager.subscription_of(user, node) is None:
+                    from pubsubd.modules.feeds_service import FeedRefused
+
                     try:
                         await self.manager.subscribe(user, node)
-                    except Exception as error:  # noqa: BLE001 - refused: say so, stay unsubscribed
-                        text = getattr(error, "message", str(error))
+                    except FeedRefused as refused:  # say why, and stay unsubscribed
+                        text = refused.message
                         await self.send(builders.stanza("presence", to=user, from_=contact,
                                                         type_="unsubscribed"))
                         await self.send(builders.message(to=user, from_=contact, type_="chat",

@@ -282,7 +282,7 @@ class NodePublisher:
         self._status_sent: dict[str, tuple[object, ...]] = {}
         # The feed's contact JID (feeds_contacts), which tells chat followers of its events.
         self.contact_of: Callable[[str], Awaitable[str | None]] | None = None
-        # Told when a feed's health changes (moved, failing, recovered, gone).
+        # Told when a feed's health changes (moved, failing, recovered, gone) or it has news.
         self.health_listeners: list[Callable[[FeedState], Awaitable[None]]] = []
 
     @property
@@ -373,11 +373,20 @@ class NodePublisher:
                 # Retrying would fail forever and block the feed's later entries.
                 log.warning("feed %s: entry %s skipped: %s", node, entry.item_id, exc,
                             extra={"event": "feed.entry_skipped", "feed": feed.url})
+        if entries and notify:
+            await self._tell_health(feed)  # "checked just now" for the followers to see
         if entries:
             log.info("feed %s: %d entries %s", node, len(entries),
                      "published and notified" if notify else "stored as history",
                      extra={"event": "feed.published" if notify else "feed.history",
                             "feed": feed.url, "node": node, "count": len(entries)})
+
+    async def _tell_health(self, feed: FeedState) -> None:
+        for listener in self.health_listeners:
+            try:
+                await listener(feed)
+            except Exception:  # noqa: BLE001 - a listener's bug must not stop the poll
+                log.exception("feed health listener failed for %s", feed.feed_id)
 
     async def feed_event(self, feed: FeedState, event: FeedEvent) -> None:
         """Tell each subscriber once, in words, with the status element (a normal message, so
@@ -394,11 +403,7 @@ class NodePublisher:
             FeedEventKind.FAILING: f"Feed failing: {title}",
             FeedEventKind.RECOVERED: f"Feed working again: {title}",
         }[event.kind]
-        for listener in self.health_listeners:
-            try:
-                await listener(feed)
-            except Exception:  # noqa: BLE001 - a listener's bug must not stop the poll
-                log.exception("feed health listener failed for %s", node)
+        await self._tell_health(feed)
         contact = await self.contact_of(node) if self.contact_of is not None else None
         chatting = {s.jid for s in subscriptions if s.active
                     and s.options.message_type is MessageType.CHAT}

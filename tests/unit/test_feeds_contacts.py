@@ -37,6 +37,8 @@ def test_health_says_when_checked_and_next() -> None:
     assert health(FeedState("u", "u", gone=True), NOW)[0] == "xa"
     assert health(state, NOW, delivering=False)[0] == "away"
     assert next_check(FeedState("u", "u"), NOW) == "now"
+    polling = FeedState("u", "u", last_fetch=NOW, next_fetch=NOW - 5, interval=1800)
+    assert next_check(polling, NOW) == "in 30 min"
     assert next_check(FeedState("u", "u", next_fetch=NOW + 3 * 3600), NOW) == "in 3 h"
 
 
