@@ -294,6 +294,9 @@ async def _list(manager: FeedManager, user: str) -> str:
         if feed.state is not None and feed.state.last_error:
             flags.append(f"error: {feed.state.last_error}")
         label = f"{feed.title} — {feed.node}" if feed.title else feed.node
+        contact = manager.contacts.jid_of(feed.node) if manager.contacts is not None else None
+        if contact:
+            flags.insert(0, f"from {contact}")
         lines.append(f"{number}. {label}" + (f" ({'; '.join(flags)})" if flags else ""))
     return "\n".join(lines)
 

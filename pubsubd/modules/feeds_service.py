@@ -129,6 +129,8 @@ class Followers(Protocol):
 
     async def announce(self, state: FeedState) -> None: ...
 
+    def jid_of(self, feed_id: str) -> str | None: ...
+
 
 @dataclass(frozen=True, slots=True)
 class UserFeed:

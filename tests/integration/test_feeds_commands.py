@@ -128,7 +128,7 @@ def test_commands_opml_and_last_subscriber_stops_polling(tmp_path: Path) -> None
                 # "pause" holds deliveries of every feed of the user until "resume".
                 reply = await chat(client, inbox, SERVICE, "pause")
                 assert reply.startswith("Deliveries paused for all 2 of your feeds"), reply
-                assert "(paused)" in await chat(client, inbox, SERVICE, "list")
+                assert f"(from {ONE}; paused)" in await chat(client, inbox, SERVICE, "list")
                 web.set("/one.xml", rss("Feed one", ["one3", "one2", "one1"]),
                         content_type="application/rss+xml")
                 await asyncio.sleep(2.0)
