@@ -56,6 +56,8 @@ class Roster(Protocol):
 
     store: ImStore
 
+    def check_room(self, owner: JID) -> None: ...
+
     async def save(self, owner: JID, item: RosterItem) -> None: ...
 
     async def remove(self, owner: JID, contact: JID) -> None: ...
@@ -245,6 +247,8 @@ class FeedContacts:
                 item = RosterItem(contact, existing.name or item.name,
                                   existing.groups or item.groups, "both")
             try:
+                if existing is None:
+                    self.roster.check_room(user)
                 await self.roster.save(user, item)
             except StanzaError as error:  # a full roster: entries still arrive, uncontacted
                 log.info("roster of %s: %s", user, error)
