@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 MAX_BYTES = 128 * 1024  # an avatar, not a poster
 TIMEOUT = 15.0
+RETRY_AFTER = 3600.0  # seconds before a feed without a usable image is looked at again
 _ATOM = "{http://www.w3.org/2005/Atom}"
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
                           recover=True)
@@ -69,7 +70,8 @@ class FeedAvatars:
 
     def __init__(self, fetch: Fetch) -> None:
         self.fetch = fetch
-        self._known: dict[str, Photo | None] = {}
+        self._known: dict[str, Photo] = {}
+        self._missing: dict[str, float] = {}  # feed id → when no image was found
 
     def cached(self, feed_id: str) -> Photo | None:
         return self._known.get(feed_id)
@@ -77,13 +79,18 @@ class FeedAvatars:
     async def photo(self, state: FeedState) -> Photo | None:
         if state.feed_id in self._known:
             return self._known[state.feed_id]
+        if trio.current_time() - self._missing.get(state.feed_id, -RETRY_AFTER) < RETRY_AFTER:
+            return None
         photo = None
         with trio.move_on_after(TIMEOUT):
             try:
                 photo = await self._load(state)
             except Exception:  # noqa: BLE001 - no avatar is fine
                 log.info("no avatar for feed %s", state.feed_id, exc_info=True)
-        self._known[state.feed_id] = photo
+        if photo is None:
+            self._missing[state.feed_id] = trio.current_time()
+        else:
+            self._known[state.feed_id] = photo
         return photo
 
     async def _load(self, state: FeedState) -> Photo | None:

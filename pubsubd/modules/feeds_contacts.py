@@ -225,10 +225,11 @@ class FeedContacts:
     def _is_local(self, user: JID) -> bool:
         return user.domain in self.local_domains
 
-    async def followed(self, user: str, state: FeedState) -> str:
-        """Put the feed's contact in front of ``user`` (bare JID); its JID."""
+    async def followed(self, user: str, state: FeedState, *, avatar: bool = True) -> str:
+        """Put the feed's contact in front of ``user`` (bare JID); its JID. ``avatar``: fetch
+        the feed's image now (not in bulk imports; a vCard request fetches it later)."""
         contact = await self.ensure(state)
-        if self.avatars is not None:
+        if avatar and self.avatars is not None:
             await self.avatars.photo(state)  # its hash goes into the contact's presence
         await self._befriend(JID.parse(user), JID.parse(contact), state.title or state.url)
         await self.send_presence(contact, user, state)

@@ -123,7 +123,7 @@ class SubscribeResult:
 class Followers(Protocol):
     """The person-facing side of following a feed (its contact, :mod:`feeds_contacts`)."""
 
-    async def followed(self, user: str, state: FeedState) -> str: ...
+    async def followed(self, user: str, state: FeedState, *, avatar: bool = True) -> str: ...
 
     async def unfollowed(self, user: str, node: str) -> None: ...
 
@@ -590,7 +590,7 @@ class FeedManager:
         contact = ""
         if self.contacts is not None:
             # The contact first, so that the entries below come from a known contact.
-            contact = await self.contacts.followed(user, state)
+            contact = await self.contacts.followed(user, state, avatar=at_once)
         await self.pubsub.send_notifications(notifications)
         return SubscribeResult(node, state.url, state.title, note, already, contact,
                                next_check(state, time.time()))
