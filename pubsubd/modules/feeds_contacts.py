@@ -393,6 +393,8 @@ class FeedContacts:
             reply = await answer_about_feed(self.manager, user, node, body)
         await self.send(builders.message(to=str(st.from_), from_=contact, type_="chat",
                                          body=reply))
+        if node is not None and await self.manager.subscription_of(user, node) is not None:
+            await self.send_presence(contact, user, node=node)  # e.g. away once paused
 
     async def _meet_command_contact(self, user: JID) -> None:
         """A local user's first chat with the command contact puts it in their roster."""

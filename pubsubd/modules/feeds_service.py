@@ -7,6 +7,12 @@ subscribers in words when a feed moves, fails, recovers or dies. :class:`FeedMan
 operations that the three ways in (chat, ad-hoc commands, a plain pubsub subscribe to the URL
 node) and the admin control socket share, so they all act on the same subscriptions.
 
+People read feeds in chats: a subscription made by chat, ad-hoc command or through a feed's
+contact delivers as chat, and :mod:`feeds_contacts` gives each feed a contact JID
+``<short-name>@pubsub.<domain>`` (roster item, presence telling its health, vCard) from which
+:mod:`feeds_delivery` sends the entries as plain chat messages. A new follower gets the
+feed's latest entry at once (a never-polled feed is polled first).
+
 Naming feeds' nodes by URL is what hosted feed-over-XMPP services do: a client subscribes to
 ``http://example.org/feed.xml`` on the pubsub service and the node comes into existence.
 

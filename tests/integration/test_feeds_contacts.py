@@ -193,6 +193,10 @@ def test_feed_contact_roster_chat_entries_archive_presence_and_unfollow(tmp_path
 
                 # 3. Replies in the contact's conversation act on that feed.
                 assert "paused" in (await chat(client, inbox, NEWS, "pause")).lower()
+                # The contact turns away while the follower's deliveries are paused.
+                await pushes.wait_for(lambda: (pushes.presence_from(NEWS) is not None and
+                                               pushes.presence_from(NEWS).findtext(f"{C}show")
+                                               == "away"))
                 web.set("/news.xml", news_doc(["n4", "n3", "n1", "n2"]), content_type=RSS)
                 await refresh(server, news)
                 assert "resumed" in (await chat(client, inbox, NEWS, "resume")).lower()
