@@ -129,6 +129,11 @@ class FeedsConfig:
     serve_samples: bool = False  # serve the shipped sample feeds on 127.0.0.1 (demo setup)
     samples_port: int = 8470
     samples_new_entry_every: float = 180.0  # a generated entry appears in the samples this often
+    # The service's command contact is <command_contact>@<pubsub subdomain>.<domain>; each
+    # followed feed is a contact <short-name>@... in the roster group contact_group.
+    command_contact: str = "feeds"
+    contact_group: str = "Feeds"
+    entries_on_subscribe: int = 1  # the latest entries sent at once to a new follower
 
 
 @dataclass(frozen=True, slots=True)

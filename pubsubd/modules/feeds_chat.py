@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from pubsubd.modules.feeds_service import FeedManager
+    from pubsubd.modules.feeds_service import FeedManager, SubscribeResult
+    from pubsubd.pubsub import SubscriptionOptions
 
 HELP = """I deliver web feeds (RSS and Atom) as messages. Say:
   subscribe <address> [options] — follow a feed (or a web page that has one)
@@ -21,7 +22,10 @@ HELP = """I deliver web feeds (RSS and Atom) as messages. Say:
   list — the feeds you follow, numbered
   pause [address or number] — hold deliveries (all feeds, or one)
   resume [address or number] — deliver again
+  options <address or number> — how a feed is delivered to you
   help — this text
+Each feed you follow is a contact of its own (in the group “Feeds”): its entries come from
+it, and you can answer it (pause, resume, only:word, unsubscribe, help).
 Options for subscribe: only:word,word (entries mentioning one of these words),
 not:word,word (skip entries with these words), digest:60 (one summary every 60 minutes),
 catchup (receive what was missed while away), type:chat|headline|normal (default chat),
@@ -31,7 +35,8 @@ VERBS = {
     "subscribe": "subscribe", "sub": "subscribe", "follow": "subscribe", "add": "subscribe",
     "unsubscribe": "unsubscribe", "unsub": "unsubscribe", "unfollow": "unsubscribe",
     "remove": "unsubscribe", "list": "list", "ls": "list", "feeds": "list", "pause": "pause",
-    "resume": "resume", "help": "help", "?": "help",
+    "resume": "resume", "help": "help", "?": "help", "options": "options",
+    "settings": "options",
 }
 MESSAGE_TYPES = ("headline", "chat", "normal")
 _OFF = ("off", "no", "0", "false")
@@ -65,7 +70,7 @@ def parse_chat(text: str) -> ChatCommand:
         return ChatCommand(verb, target, parse_options(options_words))
     if options_words:
         raise ChatError(f"“{verb}” takes no options; say “help” for the list.")
-    if verb == "unsubscribe" and not target:
+    if verb in ("unsubscribe", "options") and not target:
         raise ChatError("Which feed? Say “unsubscribe” followed by its address or its number "
                         "in “list”.")
     if verb in ("list", "help") and target:
@@ -152,6 +157,10 @@ async def answer(manager: FeedManager, user: str, text: str) -> str:
                 return f"Unsubscribed from {node}."
             case "list":
                 return await _list(manager, user)
+            case "options":
+                node = await _pick(manager, user, command.target)
+                sub = await manager.subscription_of(user, node)
+                return f"{node}: " + (options_in_words(sub.options) if sub else "not followed.")
             case _:
                 deliver = command.verb == "resume"
                 chosen = await _pick(manager, user, command.target) if command.target else None
@@ -172,16 +181,105 @@ async def _subscribe(manager: FeedManager, user: str, command: ChatCommand) -> s
     # client (some do not display headlines) and wait in offline storage while they are away.
     options = {"pubsubd#message_type": ["chat"], **command.options}
     result = await manager.subscribe(user, command.target, options)
+    return subscribed_text(result, describe_options(command.options))
+
+
+def subscribed_text(result: SubscribeResult, described: str = "") -> str:
+    """The confirmation of a subscription: what, from which contact, next check when."""
     name = f"“{result.title}” ({result.node})" if result.title else result.node
     lines = [result.note] if result.note else []
-    described = describe_options(command.options)
     if result.already:
         lines.append(f"You already follow {name}; options updated"
                      + (f": {described}." if described else "."))
     else:
-        lines.append(f"Subscribed to {name}" + (f", {described}" if described else "")
-                     + ". New entries will arrive as messages.")
+        lines.append(f"Subscribed to {name}" + (f", {described}" if described else "") + ".")
+        if result.contact:
+            lines.append(f"Its entries come from the contact {result.contact} (added to your "
+                         "contacts); answer it with “help” to see what you can say there.")
+        else:
+            lines.append("New entries will arrive as messages.")
+    if result.next_check:
+        lines.append(f"Next check of the feed: {result.next_check}.")
     return "\n".join(lines)
+
+
+def options_in_words(options: SubscriptionOptions) -> str:
+    """A subscription's options, as the per-feed options view says them."""
+    parts = ["delivering" if options.deliver else "paused (say “resume”)"]
+    kind = options.message_type.value if options.message_type is not None else "headline"
+    parts.append(f"as {kind} messages")
+    if options.include_words:
+        parts.append("only entries mentioning " + ", ".join(options.include_words))
+    if options.exclude_words:
+        parts.append("skipping " + ", ".join(options.exclude_words))
+    if options.digest:
+        parts.append(f"as a digest every {options.digest_frequency // 60_000} minutes")
+    if options.catch_up:
+        parts.append("with catch-up after absences")
+    return "; ".join(parts) + "."
+
+
+FEED_HELP = """I am one feed; its new entries arrive here. Say:
+  pause — hold its entries;  resume — deliver them again
+  only:word,word — only entries mentioning one of these words (only:off for all)
+  not:word,word — skip entries with these words (not:off to stop skipping)
+  options — how this feed is delivered to you
+  unsubscribe — stop following it (removing me from your contacts does the same)
+  subscribe — follow it (again)
+  help — this text"""
+
+
+async def answer_about_feed(manager: FeedManager, user: str, node: str, text: str) -> str:
+    """The reply of a feed's contact to ``user``: the commands act on that feed only."""
+    from pubsubd.modules.feeds_service import FeedRefused
+
+    words = text.strip().split()
+    verb = words[0].lower().rstrip(":") if words else ""
+    try:
+        if verb in ("help", "?", ""):
+            return FEED_HELP
+        if VERBS.get(verb) == "subscribe":
+            return subscribed_text(await manager.subscribe(user, node))
+        sub = await manager.subscription_of(user, node)
+        if sub is None:
+            return "You do not follow this feed; say “subscribe” to follow it."
+        match VERBS.get(verb, verb):
+            case "unsubscribe":
+                await manager.unsubscribe(user, node)
+                return f"Unsubscribed from {node}; you will get no more entries from me."
+            case "pause" | "resume":
+                deliver = VERBS[verb] == "resume"
+                await manager.set_delivery(user, deliver, node)
+                return ("Deliveries resumed." if deliver
+                        else "Deliveries paused; say “resume” to get entries again.")
+            case "options":
+                return options_in_words(sub.options)
+        form = _feed_filters(words)
+        await manager.set_options(user, node, form)
+        fresh = await manager.subscription_of(user, node)
+        return "Options updated: " + (options_in_words(fresh.options) if fresh else "")
+    except ChatError as error:
+        return str(error)
+    except FeedRefused as refused:
+        return refused.message
+
+
+def _feed_filters(words: Sequence[str]) -> dict[str, list[str]]:
+    """``only:a,b`` / ``not:c`` (``off`` clears them) and the other subscribe options."""
+    form: dict[str, list[str]] = {}
+    rest = []
+    for word in words:
+        key, _, value = word.partition(":")
+        if key.lower() in ("only", "include") and value.lower() in _OFF:
+            form["pubsubd#include_words"] = []
+        elif key.lower() in ("not", "except", "exclude") and value.lower() in _OFF:
+            form["pubsubd#exclude_words"] = []
+        elif _is_option(word):
+            rest.append(word)
+        else:
+            raise ChatError(f"I do not know “{word}”. Say “help” to see what I can do.")
+    form.update(parse_options(rest))
+    return form
 
 
 async def _list(manager: FeedManager, user: str) -> str:
@@ -196,6 +294,9 @@ async def _list(manager: FeedManager, user: str) -> str:
         if feed.state is not None and feed.state.last_error:
             flags.append(f"error: {feed.state.last_error}")
         label = f"{feed.title} — {feed.node}" if feed.title else feed.node
+        contact = manager.contacts.jid_of(feed.node) if manager.contacts is not None else None
+        if contact:
+            flags.insert(0, f"from {contact}")
         lines.append(f"{number}. {label}" + (f" ({'; '.join(flags)})" if flags else ""))
     return "\n".join(lines)
 

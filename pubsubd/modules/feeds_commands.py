@@ -8,6 +8,7 @@ client would set (XEP-0060 §6.3) and that chat sets with ``only:``, ``digest:``
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -19,10 +20,11 @@ from pubsubd.modules.xep0050_commands import (
     Note,
     Stage,
 )
+from pubsubd.pubsub import PubSubError
 from pubsubd.xml.forms import Field, Form, Option
 
 if TYPE_CHECKING:
-    from pubsubd.modules.feeds_service import FeedManager
+    from pubsubd.modules.feeds_service import FeedManager, UserFeed
 
 NODE_PREFIX = "feeds/"
 SUBSCRIBE = NODE_PREFIX + "subscribe"
@@ -30,6 +32,7 @@ UNSUBSCRIBE = NODE_PREFIX + "unsubscribe"
 MY_FEEDS = NODE_PREFIX + "list"
 IMPORT = NODE_PREFIX + "import-opml"
 EXPORT = NODE_PREFIX + "export-opml"
+OPTIONS = NODE_PREFIX + "options"
 
 # The subscription options the Subscribe form offers: field var → how a value is passed on.
 DIGEST_PERIODS = (("900000", "every 15 minutes"), ("3600000", "every hour"),
@@ -56,8 +59,9 @@ def subscribe_form() -> Form:
                   values=["86400000"], options=[Option(v, label) for v, label in DIGEST_PERIODS]),
             Field("pubsubd#catch_up", "boolean", "Catch up on entries missed while away",
                   values=["0"]),
+            # Chat, as on every person-facing way in: every client shows chat messages.
             Field("pubsubd#message_type", "list-single", "Message type",
-                  values=["headline"],
+                  values=["chat"],
                   options=[Option("headline", "Headline"), Option("chat", "Chat"),
                            Option("normal", "Normal")]),
             Field("pubsub#include_body", "boolean", "Include a readable body", values=["1"]),
@@ -75,6 +79,16 @@ def options_from(form: Form) -> dict[str, list[str]]:
     if chosen.get("pubsub#digest") not in (["1"], ["true"]):
         chosen.pop("pubsub#digest_frequency", None)
     return chosen
+
+
+def _feed_line(feed: UserFeed, now: float) -> str:
+    """One feed in words: title, address, delivery, health."""
+    from pubsubd.modules.feeds_contacts import health
+
+    delivering = feed.subscription.options.deliver
+    _, status = health(feed.state, now, delivering)
+    title = f"{feed.title} — {feed.node}" if feed.title else feed.node
+    return f"{title} ({'delivering' if delivering else 'paused'}; {status})"
 
 
 def _error(message: str) -> Done:
@@ -100,11 +114,9 @@ def build_commands(manager: FeedManager) -> list[Command]:
             result = await manager.subscribe(_user(session), url, options_from(form))
         except FeedRefused as refused:
             return _error(refused.message)
-        name = f"“{result.title}” ({result.node})" if result.title else result.node
-        notes = [Note(result.note)] if result.note else []
-        verb = "Options updated for" if result.already else "Subscribed to"
-        notes.append(Note(f"{verb} {name}."))
-        return Done(notes)
+        from pubsubd.modules.feeds_chat import subscribed_text
+
+        return Done([Note(line) for line in subscribed_text(result).splitlines() if line])
 
     async def unsubscribe_start(session: CommandSession, _: Form | None) -> Stage | Done:
         feeds = await manager.user_feeds(_user(session))
@@ -121,18 +133,72 @@ def build_commands(manager: FeedManager) -> list[Command]:
         return Done([Note(f"Unsubscribed from {len(removed)} feed(s).")])
 
     async def my_feeds(session: CommandSession, _: Form | None) -> Stage | Done:
+        # Fixed lines and a list-multi, which every client with commands renders (Profanity
+        # and Poezio show a form of only <reported> items as an empty form).
         feeds = await manager.user_feeds(_user(session))
-        reported = [Field("title", label="Title"), Field("url", label="Address"),
-                    Field("state", label="State"), Field("error", label="Last error")]
-        items = [
-            [Field("title", values=[f.title or f.node]), Field("url", values=[f.node]),
-             Field("state", values=["paused" if not f.subscription.options.deliver
-                                    else "delivering"]),
-             Field("error", values=[f.state.last_error if f.state else ""])]
-            for f in feeds
+        if not feeds:
+            return Done([Note("You follow no feeds yet.")])
+        now = time.time()
+        fields = [Field(None, "fixed", values=[f"You follow {len(feeds)} feed(s):"])]
+        for number, feed in enumerate(feeds, start=1):
+            fields.append(Field(None, "fixed", values=[f"{number}. {_feed_line(feed, now)}"]))
+        fields.append(Field("unfollow", "list-multi", "Tick feeds to unfollow",
+                            options=[Option(f.node, f.title or f.node) for f in feeds]))
+        return Stage(Form("form", title="My feeds", fields=fields), final=True)
+
+    async def my_feeds_done(session: CommandSession, form: Form | None) -> Stage | Done:
+        assert form is not None
+        removed = [node for node in form.values("unfollow")
+                   if await manager.unsubscribe(_user(session), node)]
+        if not removed:
+            return Done([Note("No change.")])
+        return Done([Note(f"Unfollowed {len(removed)} feed(s): {', '.join(removed)}.")])
+
+    async def options_start(session: CommandSession, _: Form | None) -> Stage | Done:
+        feeds = await manager.user_feeds(_user(session))
+        if not feeds:
+            return Done([Note("You follow no feeds.")])
+        field = Field("feed", "list-single", "Feed", required=True, values=[feeds[0].node],
+                      options=[Option(f.node, f.title or f.node) for f in feeds])
+        return Stage(Form("form", title="Feed options", fields=[field]), final=False)
+
+    async def options_form(session: CommandSession, form: Form | None) -> Stage | Done:
+        assert form is not None
+        node = form.value("feed") or ""
+        sub = await manager.subscription_of(_user(session), node)
+        if sub is None:
+            return _error(f"You do not follow {node}.")
+        session.data["feed"] = node
+        o = sub.options
+        kind = o.message_type.value if o.message_type is not None else "headline"
+        fields = [
+            Field(None, "fixed", values=[node]),
+            Field("pubsub#deliver", "boolean", "Deliver entries",
+                  values=["1" if o.deliver else "0"]),
+            Field("pubsubd#message_type", "list-single", "Message type", values=[kind],
+                  options=[Option("chat", "Chat"), Option("headline", "Headline"),
+                           Option("normal", "Normal")]),
+            Field("pubsubd#include_words", "text-single",
+                  "Only entries mentioning one of these words", values=[" ".join(o.include_words)]),
+            Field("pubsubd#exclude_words", "text-single",
+                  "Skip entries mentioning any of these words", values=[" ".join(o.exclude_words)]),
         ]
-        result = Form("result", title="My feeds", reported=reported, items=items)
-        return Done([Note(f"You follow {len(feeds)} feed(s).")], form=result)
+        return Stage(Form("form", title="Feed options", fields=fields), final=True)
+
+    async def options_done(session: CommandSession, form: Form | None) -> Stage | Done:
+        assert form is not None
+        node = str(session.data.get("feed", ""))
+        chosen = {var: [w for v in form.values(var) for w in v.split()]
+                  for var in ("pubsubd#include_words", "pubsubd#exclude_words")}
+        for var in ("pubsub#deliver", "pubsubd#message_type"):
+            if form.values(var):
+                chosen[var] = form.values(var)
+        try:
+            if not await manager.set_options(_user(session), node, chosen):
+                return _error(f"You do not follow {node}.")
+        except PubSubError as error:
+            return _error(f"Those options were refused: {error.text or error.condition}.")
+        return Done([Note(f"Options of {node} updated.")])
 
     async def import_start(session: CommandSession, _: Form | None) -> Stage | Done:
         field = Field("opml", "text-multi", "OPML document", required=True)
@@ -160,7 +226,8 @@ def build_commands(manager: FeedManager) -> list[Command]:
     return [
         Command(SUBSCRIBE, "Subscribe to a feed", [subscribe_start, subscribe_done]),
         Command(UNSUBSCRIBE, "Unsubscribe from feeds", [unsubscribe_start, unsubscribe_done]),
-        Command(MY_FEEDS, "My feeds", [my_feeds]),
+        Command(MY_FEEDS, "My feeds", [my_feeds, my_feeds_done]),
+        Command(OPTIONS, "Feed options", [options_start, options_form, options_done]),
         Command(IMPORT, "Import OPML", [import_start, import_done]),
         Command(EXPORT, "Export OPML", [export]),
     ]

@@ -7,6 +7,12 @@ subscribers in words when a feed moves, fails, recovers or dies. :class:`FeedMan
 operations that the three ways in (chat, ad-hoc commands, a plain pubsub subscribe to the URL
 node) and the admin control socket share, so they all act on the same subscriptions.
 
+People read feeds in chats: a subscription made by chat, ad-hoc command or through a feed's
+contact delivers as chat, and :mod:`feeds_contacts` gives each feed a contact JID
+``<short-name>@pubsub.<domain>`` (roster item, presence telling its health, vCard) from which
+:mod:`feeds_delivery` sends the entries as plain chat messages. A new follower gets the
+feed's latest entry at once (a never-polled feed is polled first).
+
 Naming feeds' nodes by URL is what hosted feed-over-XMPP services do: a client subscribes to
 ``http://example.org/feed.xml`` on the pubsub service and the node comes into existence.
 
@@ -23,7 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import sqlite3
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -45,10 +51,24 @@ from pubsubd import ns
 from pubsubd.config import FeedsConfig
 from pubsubd.core.module import Module
 from pubsubd.core.router import Stanza
-from pubsubd.pubsub import Notification, PubSubError, PubSubService, Subscription
+from pubsubd.modules.feeds_avatar import FeedAvatars
+from pubsubd.modules.feeds_contacts import FeedContacts, next_check
+from pubsubd.modules.feeds_delivery import ChatDelivery
+from pubsubd.modules.xep0060_pubsub.notify import NotificationSender
+from pubsubd.pubsub import (
+    Notification,
+    NotificationKind,
+    PubSubError,
+    PubSubService,
+    Subscription,
+)
 from pubsubd.pubsub.model import MessageType, NodeConfig, NodeType, SendLastPublished, bare
+from pubsubd.storage.feed_contacts_sqlite import (
+    FeedMarkStore,
+    SqliteFeedContactStore,
+    SqliteFeedMarkStore,
+)
 from pubsubd.storage.feeds_sqlite import SqliteFeedStore
-from pubsubd.storage.sqlite import Database
 from pubsubd.xml import builders
 
 log = logging.getLogger(__name__)
@@ -67,6 +87,8 @@ class PubSubComponent(Protocol):
     unsubscribed_handlers: list[Callable[[str, str, int], Awaitable[None]]]
     message_handlers: list[Callable[[Stanza], Awaitable[bool]]]
     node_metadata_providers: list[Callable[[str], Awaitable[dict[str, list[str]]]]]
+    contact_handlers: list[Callable[[Stanza], Awaitable[bool]]]
+    sender: NotificationSender
 
     async def publish_as_service(
         self, node: str, payload_xml: str, item_id: str, text: str | None = None,
@@ -100,6 +122,20 @@ class SubscribeResult:
     title: str
     note: str = ""
     already: bool = False
+    contact: str = ""  # the feed's contact JID, where its entries come from
+    next_check: str = ""  # when the feed is checked next, in words ("in 29 min")
+
+
+class Followers(Protocol):
+    """The person-facing side of following a feed (its contact, :mod:`feeds_contacts`)."""
+
+    async def followed(self, user: str, state: FeedState, *, avatar: bool = True) -> str: ...
+
+    async def unfollowed(self, user: str, node: str) -> None: ...
+
+    async def announce(self, state: FeedState) -> None: ...
+
+    def jid_of(self, feed_id: str) -> str | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,56 +245,6 @@ def feed_metadata(state: FeedState) -> dict[str, list[str]]:
     return {k: [v] if v else [] for k, v in fields.items()}
 
 
-# -- service-side bookkeeping ---------------------------------------------------------------
-
-_MIGRATIONS = [
-    """
-    CREATE TABLE feed_service (
-        feed_id TEXT PRIMARY KEY,
-        pinned INTEGER NOT NULL DEFAULT 0,
-        idle INTEGER NOT NULL DEFAULT 0
-    );
-    """,
-]
-
-
-class FeedMarks:
-    """Which feeds the admin pinned (polled without subscribers) and which sleep for want of
-    subscribers; an admin pause is not idleness, so a new subscriber never undoes it."""
-
-    def __init__(self, db: Database) -> None:
-        self.db = db
-        db.migrate("feed_service", _MIGRATIONS)
-
-    async def set(
-        self, feed_id: str, *, pinned: bool | None = None, idle: bool | None = None
-    ) -> None:
-        def write(conn: sqlite3.Connection) -> None:
-            conn.execute("INSERT OR IGNORE INTO feed_service (feed_id) VALUES (?)", (feed_id,))
-            if pinned is not None:
-                conn.execute("UPDATE feed_service SET pinned = ? WHERE feed_id = ?",
-                             (int(pinned), feed_id))
-            if idle is not None:
-                conn.execute("UPDATE feed_service SET idle = ? WHERE feed_id = ?",
-                             (int(idle), feed_id))
-
-        await self.db.run(write)
-
-    async def get(self, feed_id: str) -> tuple[bool, bool]:
-        """(pinned, idle)."""
-        def read(conn: sqlite3.Connection) -> tuple[bool, bool]:
-            row = conn.execute("SELECT pinned, idle FROM feed_service WHERE feed_id = ?",
-                               (feed_id,)).fetchone()
-            return (bool(row[0]), bool(row[1])) if row else (False, False)
-
-        return await self.db.run(read)
-
-    async def forget(self, feed_id: str) -> None:
-        await self.db.run(
-            lambda conn: conn.execute("DELETE FROM feed_service WHERE feed_id = ?", (feed_id,))
-        )
-
-
 # -- fetches, observed -----------------------------------------------------------------------
 
 
@@ -302,6 +288,10 @@ class NodePublisher:
         # The health last sent with a notification, per node: the status element rides along
         # again only when it changes.
         self._status_sent: dict[str, tuple[object, ...]] = {}
+        # The feed's contact JID (feeds_contacts), which tells chat followers of its events.
+        self.contact_of: Callable[[str], Awaitable[str | None]] | None = None
+        # Told when a feed's health changes (moved, failing, recovered, gone) or it has news.
+        self.health_listeners: list[Callable[[FeedState], Awaitable[None]]] = []
 
     @property
     def jid(self) -> str:
@@ -391,11 +381,20 @@ class NodePublisher:
                 # Retrying would fail forever and block the feed's later entries.
                 log.warning("feed %s: entry %s skipped: %s", node, entry.item_id, exc,
                             extra={"event": "feed.entry_skipped", "feed": feed.url})
+        if entries and notify:
+            await self._tell_health(feed)  # "checked just now" for the followers to see
         if entries:
             log.info("feed %s: %d entries %s", node, len(entries),
                      "published and notified" if notify else "stored as history",
                      extra={"event": "feed.published" if notify else "feed.history",
                             "feed": feed.url, "node": node, "count": len(entries)})
+
+    async def _tell_health(self, feed: FeedState) -> None:
+        for listener in self.health_listeners:
+            try:
+                await listener(feed)
+            except Exception:  # noqa: BLE001 - a listener's bug must not stop the poll
+                log.exception("feed health listener failed for %s", feed.feed_id)
 
     async def feed_event(self, feed: FeedState, event: FeedEvent) -> None:
         """Tell each subscriber once, in words, with the status element (a normal message, so
@@ -412,8 +411,16 @@ class NodePublisher:
             FeedEventKind.FAILING: f"Feed failing: {title}",
             FeedEventKind.RECOVERED: f"Feed working again: {title}",
         }[event.kind]
+        await self._tell_health(feed)
+        contact = await self.contact_of(node) if self.contact_of is not None else None
+        chatting = {s.jid for s in subscriptions if s.active
+                    and s.options.message_type is MessageType.CHAT}
         for address in sorted({s.jid for s in subscriptions if s.active}):
-            message = builders.message(to=address, from_=self.jid, type_="normal")
+            # Followers by chat hear it in the feed's own conversation.
+            if contact is not None and address in chatting:
+                message = builders.message(to=address, from_=contact, type_="chat")
+            else:
+                message = builders.message(to=address, from_=self.jid, type_="normal")
             etree.SubElement(message, ns.C_SUBJECT).text = subject
             etree.SubElement(message, ns.C_BODY).text = f"{event.message}\n(node: {node})"
             status = status_element(feed)
@@ -430,7 +437,7 @@ class FeedManager:
     """Subscribing users to feeds by address, and managing the set of polled feeds."""
 
     def __init__(self, config: FeedsConfig, pubsub: PubSubComponent, poller: Poller,
-                 fetcher: Fetcher, publisher: NodePublisher, marks: FeedMarks,
+                 fetcher: Fetcher, publisher: NodePublisher, marks: FeedMarkStore,
                  admins: frozenset[str], send: Send) -> None:
         self.config = config
         self.pubsub = pubsub
@@ -441,6 +448,7 @@ class FeedManager:
         self.marks = marks
         self.admins = admins
         self._send = send
+        self.contacts: Followers | None = None
 
     @property
     def jid(self) -> str:
@@ -541,11 +549,18 @@ class FeedManager:
     # -- the chat / command way in ----------------------------------------------------------
 
     async def subscribe(self, user: str, text: str,
-                        options: Mapping[str, Sequence[str]] | None = None) -> SubscribeResult:
-        """Subscribe ``user`` (bare JID) to the feed at ``text``, or update its options."""
+                        options: Mapping[str, Sequence[str]] | None = None, *,
+                        at_once: bool = True, title: str = "") -> SubscribeResult:
+        """Subscribe ``user`` (bare JID) to the feed at ``text``, or update its options.
+
+        ``at_once``: poll a never-fetched feed now and send its latest entries right away
+        (not for bulk imports, where that would mean a fetch and a message per feed)."""
         user = bare(user)
         url = normalize_url(text)
-        form = {"pubsub#include_body": ["1"], **{k: list(v) for k, v in (options or {}).items()}}
+        # A person reads entries in a chat (every client shows chat messages; some hide
+        # headlines), so chat is the default on every person-facing way in.
+        form = {"pubsub#include_body": ["1"], "pubsubd#message_type": ["chat"],
+                **{k: list(v) for k, v in (options or {}).items()}}
         state = await self.poller.store.get_feed(url)
         note = ""
         node = url
@@ -555,25 +570,94 @@ class FeedManager:
             await self._check_quota(user)
             resolved = await self.resolve(url)
             node, note = resolved.feed_url, resolved.note
-            state = await self.ensure_feed(node, resolved.feed_url)
+            state = await self.ensure_feed(node, resolved.feed_url, title=title)
         else:
             state = await self.ensure_feed(node, state.url)
         if state.gone:
             note = (note + "\n" if note else "") + (
                 f"Note: {state.url} answered 410 Gone and is no longer checked.")
+        if at_once:
+            state = await self._first_poll(state)
         existing = [s for s in await self.service.subscriptions(user, node) if s.jid == user]
+        notifications: Sequence[Notification] = ()
         try:
             if existing:
                 await self.service.set_options(user, node, user, form, existing[0].subid)
                 already = True
             else:
                 outcome = await self.service.subscribe(user, node, user, form)
-                await self.pubsub.send_notifications(outcome.notifications)
+                notifications = (await self._latest_entries(outcome.notifications) if at_once
+                                 else [n for n in outcome.notifications
+                                       if n.kind is not NotificationKind.ITEMS])
                 already = False
         except PubSubError as exc:
             raise FeedRefused(f"The subscription was refused: {exc.text or exc.condition}.",
                               exc.condition) from None
-        return SubscribeResult(node, state.url, state.title, note, already)
+        contact = ""
+        if self.contacts is not None:
+            # The contact first, so that the entries below come from a known contact.
+            contact = await self.contacts.followed(user, state, avatar=at_once)
+        await self.pubsub.send_notifications(notifications)
+        return SubscribeResult(node, state.url, state.title, note, already, contact,
+                               next_check(state, time.time()))
+
+    async def _first_poll(self, state: FeedState) -> FeedState:
+        """Poll a feed never fetched yet now, so that a new follower sees its latest entry
+        at once rather than after the first period."""
+        if state.last_fetch is not None or not state.active:
+            return state
+        node = state.feed_id
+        with trio.move_on_after(self.config.total_timeout + 5.0):
+            while True:
+                if await self.poller.refresh(node) is not None:
+                    break
+                # The poll loop is fetching it right now: wait for that poll to land.
+                await trio.sleep(0.05)
+                current = await self.poller.store.get_feed(node)
+                if current is None or current.last_fetch is not None:
+                    break
+        return await self.poller.store.get_feed(node) or state
+
+    async def _latest_entries(
+        self, notifications: Sequence[Notification]
+    ) -> list[Notification]:
+        """The new subscriber's last-item notification (XEP-0060 §6.1.7), widened to the
+        configured number of latest entries (or dropped for 0)."""
+        count = max(0, self.config.entries_on_subscribe)
+        chosen: list[Notification] = []
+        for n in notifications:
+            if n.kind is not NotificationKind.ITEMS:
+                chosen.append(n)
+            elif count == 1:
+                chosen.append(n)
+            elif count > 1:
+                latest = await self.service.store.get_items(self.jid, n.node, limit=count)
+                chosen.append(dataclasses.replace(n, items=tuple(reversed(latest))))
+        return chosen
+
+    async def subscription_of(self, user: str, node: str) -> Subscription | None:
+        """The user's own subscription to ``node`` (its bare JID's), if any."""
+        user = bare(user)
+        try:
+            subs = await self.service.subscriptions(user, node)
+        except PubSubError:
+            return None
+        return next((s for s in subs if s.jid == user), None)
+
+    async def followers(self, node: str) -> list[str]:
+        """Bare JIDs with an active subscription to ``node``."""
+        subs = await self.service.store.list_subscriptions(self.jid, node)
+        return sorted({bare(s.jid) for s in subs if s.active})
+
+    async def set_options(self, user: str, node: str,
+                          options: Mapping[str, Sequence[str]]) -> bool:
+        """Change options of the user's subscription to ``node``; False if there is none."""
+        sub = await self.subscription_of(user, node)
+        if sub is None:
+            return False
+        await self.service.set_options(bare(user), node, sub.jid,
+                                       {k: list(v) for k, v in options.items()}, sub.subid)
+        return True
 
     async def unsubscribe(self, user: str, node: str) -> bool:
         user = bare(user)
@@ -583,6 +667,8 @@ class FeedManager:
             await self.pubsub.send_notifications(outcome.notifications)
         if mine:
             await self.idle_if_unfollowed(node)
+            if self.contacts is not None:
+                await self.contacts.unfollowed(user, node)
         return bool(mine)
 
     async def user_feeds(self, user: str) -> list[UserFeed]:
@@ -620,7 +706,7 @@ class FeedManager:
                 if user is None:
                     await self.add_pinned(entry)
                 else:
-                    await self.subscribe(user, entry.url)
+                    await self.subscribe(user, entry.url, at_once=False, title=entry.title)
                 added.append(entry.url)
             except FeedRefused as refused:
                 failed.append((entry.url, refused.message))
@@ -823,8 +909,16 @@ class FeedsModule(Module):
         self.poller = Poller(self.store, self.publisher, self.fetcher, poller_config(cfg))
         admins = frozenset(bare(a) for a in self.server.config.admins)
         self.manager = FeedManager(cfg, pubsub, self.poller, self.fetcher, self.publisher,
-                                   FeedMarks(self.server.db), admins, self.server.router.send)
+                                   SqliteFeedMarkStore(self.server.db), admins,
+                                   self.server.router.send)
         manager = self.manager
+        self.contacts = self._contacts(pubsub, manager)
+        manager.contacts = self.contacts
+        pubsub.contact_handlers.append(self.contacts.handle)
+        pubsub.sender.renderers.append(ChatDelivery(self.contacts.contact_of,
+                                                    self.server.router.send))
+        self.publisher.health_listeners.append(self.contacts.announce)
+        self.publisher.contact_of = self.contacts.contact_of
         pubsub.missing_node_handlers.append(manager.on_missing_node)
         pubsub.unsubscribed_handlers.append(manager.on_unsubscribed)
         pubsub.message_handlers.append(self._chat)
@@ -835,6 +929,20 @@ class FeedsModule(Module):
 
             register_commands(commands, manager)
         self._register_control_ops()
+
+    def _contacts(self, pubsub: PubSubComponent, manager: FeedManager) -> FeedContacts:
+        from pubsubd.modules.rfc6121_roster import RosterModule
+
+        cfg = self.server.config.feeds
+        router = self.server.router
+        roster = self.server.module("roster")
+        return FeedContacts(
+            pubsub.service.service, SqliteFeedContactStore(self.server.db), manager,
+            roster if isinstance(roster, RosterModule) else None, router.accounts,
+            frozenset(router.domains),
+            router.send, router.reply, command_local=cfg.command_contact,
+            group=cfg.contact_group, avatars=FeedAvatars(self.fetcher.fetch),
+        )
 
     def _register_control_ops(self) -> None:
         ops: dict[str, Callable[[dict[str, Any]], Awaitable[Any]]] = self.server.control_ops
@@ -852,6 +960,7 @@ class FeedsModule(Module):
             if self.samples is not None:
                 await nursery.start(self.samples.serve)
                 await self._provision_samples()
+            await self.contacts.load()
             await self._provision_catalogue()
             await nursery.start(self.poller.run)
             nursery.start_soon(self._sweep_unfollowed)

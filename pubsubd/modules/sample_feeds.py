@@ -40,6 +40,7 @@ class SampleDocument:
 
     name: str
     original: bytes
+    base: str = "http://localhost/"  # where the sample server is reached; links point there
     generated: list[tuple[str, str, float]] = field(default_factory=list)  # (id, title, when)
     body: bytes = b""
     etag: str = ""
@@ -65,17 +66,39 @@ class SampleDocument:
         self.render()
 
     def render(self) -> None:
-        root = etree.fromstring(self.original, _SECURE_PARSER)
+        # The shipped documents link to http://localhost/...; served here, they link to pages
+        # of this server, so that a reader's click on an entry leads somewhere.
+        original = self.original.replace(b"http://localhost/", self.base.encode())
+        root = etree.fromstring(original, _SECURE_PARSER)
         if root.tag == f"{{{ATOM}}}feed":
-            _add_atom_entries(root, self.name, self.generated)
+            _add_atom_entries(root, self.name, self.generated, self.base)
         else:
-            _add_rss_items(root, self.name, self.generated)
+            _add_rss_items(root, self.name, self.generated, self.base)
         self.body = etree.tostring(root, xml_declaration=True, encoding="utf-8")
         self.etag = '"' + hashlib.sha256(self.body).hexdigest()[:16] + '"'
 
 
+def entry_page(document: bytes, link: str) -> bytes | None:
+    """A small HTML page for the entry of ``document`` whose link is ``link``, if any."""
+    root = etree.fromstring(document, _SECURE_PARSER)
+    for entry in root.iter(f"{{{ATOM}}}entry", "item"):
+        atom = entry.tag == f"{{{ATOM}}}entry"
+        href = (entry.find(f"{{{ATOM}}}link").get("href", "")  # type: ignore[union-attr]
+                if atom and entry.find(f"{{{ATOM}}}link") is not None
+                else entry.findtext("link") or "")
+        if href != link:
+            continue
+        title = entry.findtext(f"{{{ATOM}}}title" if atom else "title") or ""
+        text = (entry.findtext(f"{{{ATOM}}}summary") if atom
+                else entry.findtext("description")) or ""
+        return (f"<!DOCTYPE html><html><head><title>{html.escape(title)}</title></head><body>"
+                f"<h1>{html.escape(title)}</h1><p>{html.escape(text)}</p>"
+                "<p><a href=\"/\">All sample feeds</a></p></body></html>").encode()
+    return None
+
+
 def _add_atom_entries(root: etree._Element, name: str,
-                      generated: list[tuple[str, str, float]]) -> None:
+                      generated: list[tuple[str, str, float]], base: str) -> None:
     first = root.find(f"{{{ATOM}}}entry")
     position = list(root).index(first) if first is not None else len(root)
     for entry_id, title, when in reversed(generated):
@@ -85,7 +108,7 @@ def _add_atom_entries(root: etree._Element, name: str,
                           ("updated", stamp),
                           ("summary", f"A generated entry of {name}, to show delivery.")):
             etree.SubElement(entry, f"{{{ATOM}}}{tag}").text = text
-        etree.SubElement(entry, f"{{{ATOM}}}link", href=f"http://localhost/{name}/{entry_id}")
+        etree.SubElement(entry, f"{{{ATOM}}}link", href=f"{base}{name}/{entry_id}")
         root.insert(position, entry)
     updated = root.find(f"{{{ATOM}}}updated")
     if generated and updated is not None:
@@ -93,7 +116,7 @@ def _add_atom_entries(root: etree._Element, name: str,
 
 
 def _add_rss_items(root: etree._Element, name: str,
-                   generated: list[tuple[str, str, float]]) -> None:
+                   generated: list[tuple[str, str, float]], base: str) -> None:
     channel = root.find("channel")
     if channel is None:
         return
@@ -102,7 +125,7 @@ def _add_rss_items(root: etree._Element, name: str,
     for entry_id, title, when in reversed(generated):
         item = etree.Element("item")
         etree.SubElement(item, "title").text = title
-        etree.SubElement(item, "link").text = f"http://localhost/{name}/{entry_id}"
+        etree.SubElement(item, "link").text = f"{base}{name}/{entry_id}"
         etree.SubElement(item, "guid", isPermaLink="false").text = entry_id
         etree.SubElement(item, "pubDate").text = format_datetime(
             datetime.fromtimestamp(when, UTC), usegmt=True
@@ -119,7 +142,8 @@ class SampleFeedServer:
         self.port: int = sock.getsockname()[1]
         self.every = every
         self.documents = {
-            name: SampleDocument(name, sample_feed(name)) for name in sample_names()
+            name: SampleDocument(name, sample_feed(name), self.base_url)
+            for name in sample_names()
         }
         self._serial = 0
 
@@ -176,12 +200,20 @@ class SampleFeedServer:
     async def _connection(self, stream: trio.SocketStream) -> None:
         await serve_http(stream, self._respond)
 
+    def _entry_page(self, path: str) -> Response:
+        link = self.base_url + path.lstrip("/")
+        for doc in self.documents.values():
+            page = entry_page(doc.body, link)
+            if page is not None:
+                return Response(200, page, "text/html; charset=utf-8")
+        return Response(404, b"not found\n")
+
     async def _respond(self, request: Request) -> Response:
         doc = self.documents.get(request.path.lstrip("/"))
         if request.path == "/":
             return Response(200, self.index_page(), "text/html; charset=utf-8")
         if doc is None:
-            return Response(404, b"not found\n")
+            return self._entry_page(request.path)
         content_type = "application/atom+xml" if doc.is_atom else "application/rss+xml"
         headers = [("ETag", doc.etag), ("Cache-Control", "max-age=0")]
         tags = [t.strip() for t in request.headers.get("if-none-match", "").split(",")]

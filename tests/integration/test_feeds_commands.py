@@ -13,7 +13,6 @@ from xml.etree import ElementTree as ET
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from feeds_support import (  # noqa: E402
-    ATOM,
     COMMANDS,
     DATA,
     FEEDS_EXTRA,
@@ -29,6 +28,8 @@ from harness import ServerProcess, connect, disconnect, free_port, run  # noqa: 
 
 SERVICE = "pubsub.localhost"
 DISCO_ITEMS = "http://jabber.org/protocol/disco#items"
+ONE = "one@pubsub.localhost"  # named after its OPML title
+NOTES = "pubsubd-engineering-notes@pubsub.localhost"
 
 
 async def _command(
@@ -48,6 +49,24 @@ async def _command(
     result = done.find(f"{{{COMMANDS}}}command")
     assert result is not None and result.get("status") == "completed"
     return result
+
+
+def _get(url: str) -> str:
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=10) as answer:  # noqa: S310 - the test's own server
+        return str(answer.read().decode())
+
+
+def _options(command: ET.Element, var: str) -> list[str]:
+    return [o.findtext(f"{{{DATA}}}value") or "" for f in command.iter(f"{{{DATA}}}field")
+            if f.get("var") == var for o in f.findall(f"{{{DATA}}}option")]
+
+
+def _entries(inbox: Inbox, contact: str) -> list[ET.Element]:
+    """Entries received as chat messages from a feed's contact."""
+    return [m for m in inbox.messages if m.get("from", "").split("/")[0] == contact
+            and m.get("type") == "chat" and m.find("{jabber:x:oob}x") is not None]
 
 
 def _values(command: ET.Element, var: str) -> list[str]:
@@ -88,7 +107,7 @@ def test_commands_opml_and_last_subscriber_stops_polling(tmp_path: Path) -> None
                 notes = [n.text for n in imported.iter(f"{{{COMMANDS}}}note")]
                 assert notes[0] == "Subscribed to 2 feed(s).", notes
                 mine = await _command(client, "feeds/list")
-                assert sorted(_values(mine, "url")) == sorted([one, two])
+                assert sorted(_options(mine, "unfollow")) == sorted([one, two])
                 exported = await _command(client, "feeds/export-opml")
                 document = "\n".join(_values(exported, "opml"))
                 assert one in document and two in document
@@ -104,16 +123,16 @@ def test_commands_opml_and_last_subscriber_stops_polling(tmp_path: Path) -> None
                 await asyncio.sleep(1.5)
                 web.set("/one.xml", rss("Feed one", ["one2", "one1"]),
                         content_type="application/rss+xml")
-                await inbox.wait_for(lambda: len(inbox.item_notifications(one)) == 1)
-                assert inbox.item_notifications(one)[0][2].get("type") == "chat"
+                await inbox.wait_for(lambda: len(_entries(inbox, ONE)) == 1)
+                assert inbox.item_notifications(one) == [], "chat: no pubsub event"
                 # "pause" holds deliveries of every feed of the user until "resume".
                 reply = await chat(client, inbox, SERVICE, "pause")
                 assert reply.startswith("Deliveries paused for all 2 of your feeds"), reply
-                assert "(paused)" in await chat(client, inbox, SERVICE, "list")
+                assert f"(from {ONE}; paused)" in await chat(client, inbox, SERVICE, "list")
                 web.set("/one.xml", rss("Feed one", ["one3", "one2", "one1"]),
                         content_type="application/rss+xml")
                 await asyncio.sleep(2.0)
-                assert len(inbox.item_notifications(one)) == 1
+                assert len(_entries(inbox, ONE)) == 1
                 assert "resumed" in await chat(client, inbox, SERVICE, "resume 1")
                 # "unsubscribe 2" in chat is the second feed of "list"; the last subscriber
                 # leaving stops its polling, but not the other's.
@@ -151,16 +170,25 @@ def test_sample_feeds_deliver_without_internet(tmp_path: Path) -> None:
     server.start()
     try:
         jid = server.add_user("erin")
-        url = f"http://127.0.0.1:{feeds['samples_port']}/pubsubd-notes.xml"
+        base = f"http://127.0.0.1:{feeds['samples_port']}/"
+        url = base + "pubsubd-notes.xml"
 
         async def scenario() -> None:
             client = await connect(server, jid)
             inbox = Inbox(client)
             reply = await chat(client, inbox, SERVICE, f"subscribe {url}")
             assert "Subscribed" in reply and "pubsubd engineering notes" in reply, reply
+            # The latest entry at once, then generated ones, from the feed's contact; their
+            # links lead to pages of the sample server.
             await inbox.wait_for(lambda: any(
-                "Sample entry" in (m.findtext(f".//{{{ATOM}}}title") or "")
-                for _, _, m in inbox.item_notifications(url)))
+                "Sample entry" in (m.findtext("{jabber:client}body") or "")
+                for m in _entries(inbox, NOTES)))
+            links = [m.findtext("{jabber:x:oob}x/{jabber:x:oob}url") or ""
+                     for m in _entries(inbox, NOTES)]
+            assert all(link.startswith(base) for link in links), links
+            for link in (links[0], links[-1]):
+                page = await asyncio.to_thread(_get, link)
+                assert "<h1>" in page, page
             await disconnect(client)
 
         run(scenario())

@@ -4,8 +4,10 @@ isolated with its error in the node metadata, a dead feed announced once, and th
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +68,18 @@ def test_private_address_refused_by_default(tmp_path: Path) -> None:
             server.kill()
 
 
+GOOD = "good-news@pubsub.localhost"
+BAD = "bad@pubsub.localhost"
+
+
+def _guids(inbox: Inbox, contact: str) -> list[str]:
+    """Guids of the entries received as chat from a feed's contact, in order."""
+    return [(m.findtext("{jabber:client}body") or "").splitlines()[0].strip("*")
+            .removeprefix("Entry ")
+            for m in inbox.messages if m.get("from", "").split("/")[0] == contact
+            and (m.findtext("{jabber:client}body") or "").startswith("*Entry ")]
+
+
 def test_malformed_feed_isolated_gone_feed_told_once_and_cli(tmp_path: Path) -> None:
     with ThreadedFeedServer() as web:
         for name in ("good", "bad", "dying"):
@@ -79,8 +93,6 @@ def test_malformed_feed_isolated_gone_feed_told_once_and_cli(tmp_path: Path) -> 
             assert json.loads(added.stdout)["id"] == good
 
             async def scenario() -> None:
-                import asyncio
-
                 client = await connect(server, jid)
                 inbox = Inbox(client)
                 for url in (good, bad, dying):
@@ -91,8 +103,9 @@ def test_malformed_feed_isolated_gone_feed_told_once_and_cli(tmp_path: Path) -> 
                 web.set("/dying.xml", "gone\n", status=410, content_type="text/plain")
                 web.set("/good.xml", rss("good", ["good2", "good1"]),
                         content_type="application/rss+xml")
-                await inbox.wait_for(lambda: [i for _, i, _ in inbox.item_notifications()]
-                                     == ["good1", "good2"])
+                # Chat subscribers: the latest entry at once, then the new one, from the
+                # feed's contact.
+                await inbox.wait_for(lambda: _guids(inbox, GOOD) == ["good1", "good2"])
                 await inbox.wait_for(lambda: any(
                     m.findtext("{jabber:client}subject", "").startswith("Feed gone")
                     for m in inbox.messages))
@@ -100,6 +113,9 @@ def test_malformed_feed_isolated_gone_feed_told_once_and_cli(tmp_path: Path) -> 
                 told = [m for m in inbox.messages
                         if m.findtext("{jabber:client}subject", "").startswith("Feed gone")]
                 assert len(told) == 1, "a dead feed is announced once"
+                # ... in the feed's own conversation, for a follower by chat.
+                assert told[0].get("from") == "dying@pubsub.localhost"
+                assert told[0].get("type") == "chat"
                 status = told[0].find(f"{{{STATUS_NS}}}status")
                 assert status is not None and status.get("feed") == dying
                 assert status.find(f"{{{STATUS_NS}}}http").get("code") == "410"
@@ -120,10 +136,30 @@ def test_malformed_feed_isolated_gone_feed_told_once_and_cli(tmp_path: Path) -> 
                 web.set("/good.xml", rss("good", ["good3", "good2", "good1"]),
                         content_type="application/rss+xml")
                 await asyncio.sleep(2.5)
-                # good1 came on subscribing (the feed was polled before: XEP-0060 §6.1.7
-                # on_sub), good2 as new; good3 does not mention kittens.
-                assert [i for _, i, _ in inbox.item_notifications()] == ["good1", "good2"]
-                await disconnect(client)
+                # good1 came on subscribing, good2 as new; good3 does not mention kittens.
+                assert _guids(inbox, GOOD) == ["good1", "good2"]
+                assert inbox.item_notifications() == [], "chat deliveries carry no event"
+                # A failing feed's contact is away with the error; a healthy one available.
+                second = await connect(server, jid + "/second", presence=False)
+                seen: dict[str, ET.Element] = {}
+                arrived = asyncio.Event()
+
+                def on_presence(stanza: Any) -> None:
+                    seen[stanza["from"].bare] = stanza.xml
+                    arrived.set()
+
+                second.add_event_handler("presence", on_presence)
+                second.send_presence()  # initial presence: the contacts are probed
+                async with asyncio.timeout(15):
+                    while BAD not in seen or GOOD not in seen:
+                        arrived.clear()
+                        await arrived.wait()
+                bad_presence, good_presence = seen[BAD], seen[GOOD]
+                assert bad_presence.findtext("{jabber:client}show") in ("away", "xa")
+                assert "not-a-feed" in (bad_presence.findtext("{jabber:client}status") or "")
+                assert good_presence.findtext("{jabber:client}show") is None
+                assert "checked" in (good_presence.findtext("{jabber:client}status") or "")
+                await disconnect(client, second)
 
             run(scenario())
             listed = json.loads(server.cli("feeds", "list", "--json").stdout)

@@ -30,6 +30,19 @@ from harness import ServerProcess, connect, disconnect, run  # noqa: E402
 
 SERVICE = "pubsub.localhost"
 FEED_STATUS = "urn:pubsubd:feed-status:0"
+CONTACT_A = "feed-a@pubsub.localhost"
+CONTACT_B = "feed-b@pubsub.localhost"
+
+
+def _chat_entries(inbox: Inbox) -> list[tuple[str, str]]:
+    """(sender, entry guid) of the entries received as chat messages from feed contacts."""
+    found = []
+    for message in inbox.messages:
+        body = message.findtext("{jabber:client}body") or ""
+        if message.get("type") == "chat" and body.startswith("*Entry "):
+            found.append((message.get("from", "").split("/")[0],
+                          body.splitlines()[0].removeprefix("*Entry ").rstrip("*")))
+    return found
 
 
 async def _stored_ids(client: Any, node: str) -> set[str]:
@@ -98,20 +111,26 @@ def test_three_ways_in_exactly_new_entries_and_no_duplicates_after_restart(tmp_p
                     assert url in listing, listing
                 for url in (url_a, url_b, url_c):
                     await _wait_stored(client, url, 2)
+                # Chat and ad-hoc subscribers get the latest entry at once, from the feed's
+                # contact; the plain pubsub subscriber came before any entry, so nothing.
+                await inbox.wait_for(lambda: len(_chat_entries(inbox)) >= 2)
+                assert sorted(_chat_entries(inbox)) == [(CONTACT_A, "a1"), (CONTACT_B, "b1")]
                 assert inbox.item_notifications() == [], "history must not be notified"
-                # New entries appear: each arrives once, with the Atom entry and a body.
+                # New entries appear: each arrives once — as plain chat from the feed's contact
+                # for chat and ad-hoc subscribers, as a headline event with the Atom entry and
+                # a body for the pubsub subscriber.
                 for name in "abc":
                     web.set(f"/{name}.xml", rss(f"Feed {name}", [f"{name}3", f"{name}1",
                                                                   f"{name}2"]),
                             content_type="application/rss+xml")
-                await inbox.wait_for(lambda: len(inbox.item_notifications()) >= 3)
+                await inbox.wait_for(lambda: len(inbox.item_notifications()) >= 1
+                                     and len(_chat_entries(inbox)) >= 4)
                 await _settle(client)
+                assert sorted(_chat_entries(inbox)) == [
+                    (CONTACT_A, "a1"), (CONTACT_A, "a3"), (CONTACT_B, "b1"), (CONTACT_B, "b3")]
                 got = inbox.item_notifications()
-                assert sorted((node, len(item_id) > 0) for node, item_id, _ in got) == sorted(
-                    (u, True) for u in (url_a, url_b, url_c)), got
-                types = {node: message.get("type") for node, _, message in got}
-                # Chat subscribers read entries as chat messages; pubsub ones get headlines.
-                assert types[url_a] == "chat" and types[url_c] == "headline", types
+                assert [(node, message.get("type")) for node, _, message in got] == [
+                    (url_c, "headline")], got
                 for _node, _id, message in got:
                     assert message.find(f".//{{{ATOM}}}entry") is not None
                     body = message.findtext("{jabber:client}body") or ""
@@ -130,11 +149,14 @@ def test_three_ways_in_exactly_new_entries_and_no_duplicates_after_restart(tmp_p
                 inbox = Inbox(client)
                 await _settle(client, seconds=3.0)  # several poll periods
                 assert inbox.item_notifications() == [], "a restart must repeat nothing"
+                assert _chat_entries(inbox) == [], "a restart must repeat nothing"
                 web.set("/a.xml", rss("Feed a", ["a4", "a3", "a1", "a2"]),
                         content_type="application/rss+xml")
-                await inbox.wait_for(lambda: len(inbox.item_notifications()) >= 1)
+                # The feed's contact kept its name across the restart.
+                await inbox.wait_for(lambda: len(_chat_entries(inbox)) >= 1)
                 await _settle(client)
-                assert [n for n, _, _ in inbox.item_notifications()] == [url_a]
+                assert _chat_entries(inbox) == [(CONTACT_A, "a4")]
+                assert inbox.item_notifications() == []
                 await disconnect(client)
 
             run(after_restart())

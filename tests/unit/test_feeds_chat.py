@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from pubsubd.modules.feeds_chat import ChatError, describe_options, parse_chat, parse_options
+from pubsubd.modules.feeds_chat import (
+    ChatCommand,
+    ChatError,
+    describe_options,
+    parse_chat,
+    parse_options,
+)
 
 
 def test_subscribe_with_every_option() -> None:
@@ -61,3 +67,16 @@ def test_digest_off_and_options_in_words() -> None:
     words = describe_options(parse_options(["only:xmpp", "digest:15", "catchup"]))
     assert words == ("only entries mentioning xmpp; as a digest every 15 minutes; "
                      "with catch-up after absences")
+
+
+def test_options_verb_and_feed_chat_filters() -> None:
+    from pubsubd.modules.feeds_chat import _feed_filters
+
+    assert parse_chat("options 2") == ChatCommand("options", "2")
+    with pytest.raises(ChatError):
+        parse_chat("options")
+    assert _feed_filters(["only:a,b"]) == {"pubsubd#include_words": ["a", "b"]}
+    assert _feed_filters(["only:off", "not:off"]) == {"pubsubd#include_words": [],
+                                                      "pubsubd#exclude_words": []}
+    with pytest.raises(ChatError):
+        _feed_filters(["hello"])

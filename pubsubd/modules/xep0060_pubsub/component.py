@@ -52,6 +52,7 @@ SubscriptionHandler = Callable[[str, str], Awaitable[None]]
 UnsubscribedHandler = Callable[[str, str, int], Awaitable[None]]
 MessageHandler = Callable[[Stanza], Awaitable[bool]]
 IqHandler = Callable[[Stanza], Awaitable[etree._Element | None]]
+ContactHandler = Callable[[Stanza], Awaitable[bool]]
 
 _DISCO_INFO = ns.clark(ns.DISCO_INFO, "query")
 _DISCO_ITEMS = ns.clark(ns.DISCO_ITEMS, "query")
@@ -86,7 +87,11 @@ class PubSubComponent(Module):
     * ``message_handlers`` — chat/normal messages to the service JID (chat commands);
     * ``iq_handlers`` — ``{(type, clark tag): async (st) -> payload | None}`` for other IQs;
     * ``node_metadata_providers`` — extra ``pubsub#meta-data`` fields of a node;
-    * ``commands`` — the XEP-0050 command registry of the service JID.
+    * ``commands`` — the XEP-0050 command registry of the service JID;
+    * ``contact_handlers`` — ``async (st) -> bool`` for every stanza addressed to a JID with a
+      localpart on the service domain (the feed engine's contacts, ``<name>@pubsub.<domain>``);
+      True means handled;
+    * ``sender.renderers`` — a chance to deliver one recipient's notification otherwise.
     """
 
     name = "pubsub"
@@ -127,6 +132,7 @@ class PubSubComponent(Module):
         self.message_handlers: list[MessageHandler] = []
         self.iq_handlers: dict[tuple[str, str], IqHandler] = {}
         self.node_metadata_providers: list[disco.MetadataProvider] = []
+        self.contact_handlers: list[ContactHandler] = []
         self.commands = CommandRegistry()  # XEP-0050 on the service JID
         self.commands.add(get_pending_command(self.service, self.sender.send))
         self._available: set[str] = set()
@@ -162,12 +168,22 @@ class PubSubComponent(Module):
     # --- the component ---------------------------------------------------------------------
 
     async def receive(self, st: Stanza) -> None:
-        if st.kind == "iq":
+        if st.to is not None and st.to.local is not None:
+            await self._to_contact(st)
+        elif st.kind == "iq":
             await self._iq(st)
         elif st.kind == "message":
             await self._message(st)
         elif st.kind == "presence":
             await self._presence(st)
+
+    async def _to_contact(self, st: Stanza) -> None:
+        """A stanza for ``name@<service domain>``: an extension's contact, or nobody."""
+        for handler in self.contact_handlers:
+            if await handler(st):
+                return
+        if st.kind == "iq" or (st.kind == "message" and st.type != "error"):
+            raise StanzaError(Condition.SERVICE_UNAVAILABLE)  # RFC 6121 §8.5.1: no such user
 
     async def _iq(self, st: Stanza) -> None:
         type_ = st.type

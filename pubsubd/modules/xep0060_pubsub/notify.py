@@ -9,7 +9,7 @@ else (offline storage of ``normal`` messages, other domains) goes through the ro
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from xml.sax.saxutils import escape, quoteattr
 
 from lxml import etree
@@ -136,6 +136,11 @@ def _headers(recipient: Recipient) -> str:
     return f"<headers xmlns='{ns.SHIM}'>{''.join(headers)}</headers>"
 
 
+# ``async (notification, recipient) -> bool``: True when it delivered that recipient's copy
+# itself (the feed engine sends entries to chat subscribers as plain chat messages).
+Renderer = Callable[[Notification, Recipient], Awaitable[bool]]
+
+
 class NotificationSender:
     """Turns notifications into messages and hands them to sessions or the router."""
 
@@ -143,6 +148,7 @@ class NotificationSender:
         self.router = router
         self.sessions = sessions
         self.hooks = hooks
+        self.renderers: list[Renderer] = []
 
     async def send(self, notifications: Iterable[Notification], text: str | None = None,
                    extra: str | None = None) -> None:
@@ -165,12 +171,20 @@ class NotificationSender:
             body = self._body(notification, text)
         sender = _attr("from", notification.service)
         for recipient in notification.recipients:
+            if self.renderers and await self._rendered(notification, recipient):
+                continue
             data = (
                 f"<message xmlns='{ns.CLIENT}'{sender}{_attr('to', recipient.address)}"
                 f"{_attr('type', recipient.message_type.value)}>{event}{_headers(recipient)}"
                 f"{body if recipient.include_body else ''}{extra}</message>"
             ).encode()
             await self.deliver(recipient.address, recipient.message_type.value, data)
+
+    async def _rendered(self, notification: Notification, recipient: Recipient) -> bool:
+        for renderer in self.renderers:
+            if await renderer(notification, recipient):
+                return True
+        return False
 
     @staticmethod
     def _body(notification: Notification, text: str | None) -> str:

@@ -1,0 +1,140 @@
+"""Feed entries as plain chat messages from the feed's own contact.
+
+A person who follows a feed by chat, by ad-hoc command or through the feed's contact reads its
+entries in a conversation with ``<short-name>@pubsub.<domain>``. Such an entry is an ordinary
+``type="chat"`` message — a readable body (title with XEP-0393 strong styling, link, summary),
+an XEP-0066 ``jabber:x:oob`` link per web link or enclosure, an XEP-0359 origin-id — and no
+pubsub ``<event/>``: several clients (Profanity, Gajim) hide any message carrying one.
+
+It is routed like any chat message to the subscriber, so the recipient's server archives it
+(XEP-0313, which also stamps the XEP-0359 stanza-id), sends carbons, and stores it offline when
+no resource is available (RFC 6121 §8.5.2.1.1). Subscribers by plain XEP-0060 subscribe keep
+standard event notifications: only chat-type subscriptions to feed nodes are rendered here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from lxml import etree
+
+from feeds import html
+from pubsubd import ns
+from pubsubd.pubsub import Notification, NotificationKind, Recipient
+from pubsubd.pubsub.model import MessageType
+from pubsubd.xml import builders
+
+log = logging.getLogger(__name__)
+
+OOB = "jabber:x:oob"
+SUMMARY_CHARS = 400
+_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
+_A = "{" + ns.ATOM + "}"
+
+Send = Callable[[etree._Element], Awaitable[None]]
+ContactOf = Callable[[str], Awaitable[str | None]]  # feed node → contact JID, None if no feed
+
+
+@dataclass(frozen=True, slots=True)
+class EntryText:
+    """What a reader sees of an Atom entry."""
+
+    title: str
+    link: str
+    summary: str
+    enclosures: tuple[str, ...] = ()
+
+
+def read_entry(payload_xml: str) -> EntryText | None:
+    """The title, link, plain-text summary and enclosures of a serialized Atom entry."""
+    try:
+        root = etree.fromstring(payload_xml.encode(), _PARSER)
+    except etree.XMLSyntaxError:
+        return None
+    if root.tag != _A + "entry":
+        return None
+    link = ""
+    enclosures: list[str] = []
+    for el in root.findall(_A + "link"):
+        href = (el.get("href") or "").strip()
+        rel = el.get("rel") or "alternate"
+        if not href:
+            continue
+        if rel == "enclosure":
+            enclosures.append(href)
+        elif rel == "alternate" and not link:
+            link = href
+    summary = (root.findtext(_A + "summary") or "").strip()
+    if not summary:
+        content = root.find(_A + "content")
+        if content is not None and content.text:
+            summary = html.to_text(content.text) if content.get("type") == "html" \
+                else content.text
+    title = html.one_line(root.findtext(_A + "title") or "")
+    return EntryText(title, link, html.truncate(summary.strip(), SUMMARY_CHARS),
+                     tuple(enclosures))
+
+
+def styled_title(title: str) -> str:
+    """XEP-0393 §5.3.2 strong span, when the title can carry one unambiguously."""
+    if title and "*" not in title and title == title.strip():
+        return f"*{title}*"
+    return title
+
+
+def body_of(entry: EntryText) -> str:
+    """Title first, then the link, then the summary (when it says more than the title)."""
+    lines = [styled_title(entry.title)] if entry.title else []
+    if entry.link:
+        lines.append(entry.link)
+    if entry.summary and entry.summary != entry.title:
+        lines += ["", entry.summary]
+    for url in entry.enclosures:
+        lines.append(f"Attachment: {url}")
+    return "\n".join(lines)
+
+
+def entry_message(entry: EntryText, from_: str, to: str) -> etree._Element:
+    """The chat message of one entry (no pubsub element, so every client shows it)."""
+    message_id = builders.new_id()
+    message = builders.message(to=to, from_=from_, type_="chat", id_=message_id,
+                               body=body_of(entry))
+    for url in ([entry.link] if entry.link else []) + list(entry.enclosures):
+        oob = builders.child(message, OOB, "x")  # XEP-0066 §3
+        etree.SubElement(oob, ns.clark(OOB, "url")).text = url
+        if url == entry.link and entry.title:
+            etree.SubElement(oob, ns.clark(OOB, "desc")).text = entry.title
+    builders.child(message, ns.SID, "origin-id", id=message_id)  # XEP-0359 §4
+    return message
+
+
+class ChatDelivery:
+    """A :class:`NotificationSender` renderer: items of feed nodes to chat subscribers go out
+    as plain chat messages from the feed's contact, through ordinary routing."""
+
+    def __init__(self, contact_of: ContactOf, send: Send) -> None:
+        self.contact_of = contact_of
+        self.send = send
+
+    async def __call__(self, notification: Notification, recipient: Recipient) -> bool:
+        if notification.kind is not NotificationKind.ITEMS:
+            return False
+        if recipient.message_type is not MessageType.CHAT or not notification.items:
+            return False
+        contact = await self.contact_of(notification.node)
+        if contact is None:
+            return False
+        for item in notification.items:
+            entry = read_entry(item.payload)
+            if entry is None:
+                continue
+            await self.send(entry_message(entry, contact, recipient.address))
+        if notification.skipped:
+            n = notification.skipped
+            text = (f"{n} more entr{'ies' if n != 1 else 'y'} appeared while you were away; "
+                    "say “list” to the feeds contact to see your feeds.")
+            await self.send(builders.message(to=recipient.address, from_=contact,
+                                             type_="chat", body=text))
+        return True
