@@ -17,8 +17,9 @@ from clients.account import ClientAccount
 from clients.tmux import Terminal, compact
 
 LOGIN_TIMEOUT = 30.0
-# "MR 20261204T19:21:38Z 002 <nick>  first line", then (here) two more lines starting with " ".
-LOG_LINE = re.compile(r"^M[RI] \d{8}T\d{2}:\d{2}:\d{2}Z (\d{3}) (?:<([^>]*)>  )?(.*)$")
+# "MR 20261204T19:21:38Z 002 <nick> \u00a0first line", then (here) two lines starting with " ".
+EVENT = re.compile(r"DEBUG:xmlstream:Event triggered: (\w+)")
+LOG_LINE = re.compile(r"^M[RI] \d{8}T\d{2}:\d{2}:\d{2}Z (\d{3}) (?:<([^>]*)> \xa0?)?(.*)$")
 
 
 def config(jid: str, password: str, port: int, ca_cert: Path) -> str:
@@ -41,21 +42,43 @@ class Poezio:
         (settings / "poezio.cfg").write_text(config(jid, password, port, ca_cert))
         account.give(home)
         self.logs_dir = home / ".local" / "share" / "poezio" / "logs"
-        self.term = Terminal("poezio", ["poezio"],
+        self.debug_log = home / "poezio-debug.log"
+        self.term = Terminal("poezio", ["poezio", "--debug", str(self.debug_log)],
                              {"HOME": str(home), "TERM": "screen-256color", "LANG": "C.UTF-8",
                               "NCURSES_NO_UTF8_ACS": "1"},
                              switch_user=account.argv_prefix)
 
     def wait_logged_in(self) -> str:
-        """The screen once Poezio says which full JID it was bound to."""
-        return self.term.wait_for("Your JID is", LOGIN_TIMEOUT, what="a successful login")
+        """Wait until Poezio's session started (its debug log says so); return the screen."""
+        deadline = time.monotonic() + LOGIN_TIMEOUT
+        while "session_start" not in self.events():
+            if time.monotonic() >= deadline:
+                raise AssertionError(
+                    f"Poezio did not log in within {LOGIN_TIMEOUT:.0f} s; its connection "
+                    f"events: {self.events()}\nThe screen was:\n{compact(self.term.screen())}")
+            time.sleep(0.2)
+        return self.term.screen()
+
+    def events(self) -> list[str]:
+        """The connection events (slixmpp's: connected, auth_success, disconnected...) in
+        Poezio's debug log, in order."""
+        try:
+            text = self.debug_log.read_text(errors="replace")
+        except FileNotFoundError:
+            return []
+        return EVENT.findall(text)
 
     def command(self, text: str) -> None:
-        """Type a /command. Keys typed right after '/' can be lost in the roster tab, so '/' goes
-        alone first, and the rest once the input line shows it."""
+        """Type a /command and Enter. Poezio takes a burst of keys as a paste, in which Enter
+        can be lost, and keys typed right after '/' in the roster tab can be lost too: so '/'
+        goes alone first, then the text, and Enter once the input line shows it all."""
         self.term.type("/", enter=False)
         self.term.wait_for(lambda s: _input_line(s) == "/", what="'/' in the input line")
-        self.term.type(text)
+        self.term.type(text, enter=False)
+        tail = f"/{text}"[-40:]
+        self.term.wait_for(lambda s: _input_line(s).endswith(tail),
+                           what=f"{tail!r} in the input line")
+        self.term.keys("Enter")
 
     def say(self, to: str, text: str) -> None:
         """Open (or go to) the conversation with ``to`` and send ``text``."""
@@ -65,6 +88,11 @@ class Poezio:
         """Bring the conversation with ``jid`` to the screen, as a user picking it would."""
         self.command(f"message {jid}")
         self.term.wait_for(lambda s: f"[{jid}]" in s, what=f"the conversation with {jid}")
+
+    def wait_shown(self, text: str, what: str) -> str:
+        """Wait until the open tab shows ``text``, perhaps wrapped over lines; the screen."""
+        wanted = "".join(text.split())
+        return self.term.wait_for(lambda s: wanted in tab_text(s), what=what)
 
     def conversations(self) -> dict[str, list[tuple[str, str]]]:
         """(nick, text) of each message Poezio logged, per bare JID."""
@@ -113,8 +141,9 @@ def parse_log(text: str) -> list[tuple[str, str]]:
 
 
 def _input_line(screen: str) -> str:
+    """The bottom line, right of the vertical tab list."""
     lines = screen.rstrip("\n").split("\n")
-    return lines[-1].strip() if lines else ""
+    return lines[-1].rsplit("│", 1)[-1].strip() if lines else ""
 
 
 def _describe(logs: dict[str, list[tuple[str, str]]]) -> str:
@@ -122,3 +151,17 @@ def _describe(logs: dict[str, list[tuple[str, str]]]) -> str:
         return "  (nothing)"
     return "\n".join(f"  {jid}: <{nick}> {text[:120]!r}"
                      for jid, messages in sorted(logs.items()) for nick, text in messages)
+
+
+def tab_text(screen: str) -> str:
+    """The open tab's text (right of the vertical tab list) without whitespace, so that a
+    message wrapped over several lines is found whole."""
+    column = [line.split("│", 1)[-1] for line in screen.split("\n")]
+    return "".join("".join(column).split())
+
+
+def info_text(screen: str) -> str:
+    """The roster tab's information column (right of the last box line) without whitespace,
+    so that a message wrapped over several lines is found whole."""
+    column = [line.rsplit("│", 1)[-1] for line in screen.split("\n")]
+    return "".join("".join(column).split())
