@@ -14,9 +14,9 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-## Real peers some tests run against (Prosody for federation, Profanity in tmux as a real
-## client); installed when missing, if we can.
-DEBIAN_PEERS := prosody profanity tmux
+## Real peers some tests run against (Prosody for federation, Profanity and Poezio in tmux as
+## real clients); installed when missing, if we can.
+DEBIAN_PEERS := prosody profanity poezio tmux
 debian-deps:
 	@missing=""; for p in $(DEBIAN_PEERS); do command -v $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

@@ -12,6 +12,8 @@ import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from PIL import Image, ImageDraw, ImageFont
+
 FONT_DIRS = ("/usr/share/fonts/truetype/dejavu", "/usr/share/fonts/dejavu")
 FONT_SIZE = 15
 # The xterm palette for the 16 basic colours.
@@ -107,8 +109,7 @@ def parse(ansi: str) -> list[list[tuple[str, Style]]]:
     return rows
 
 
-def _font(bold: bool) -> object:
-    from PIL import ImageFont
+def _font(bold: bool) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
 
     name = "DejaVuSansMono-Bold.ttf" if bold else "DejaVuSansMono.ttf"
     for directory in FONT_DIRS:
@@ -120,12 +121,9 @@ def _font(bold: bool) -> object:
 
 def render(ansi: str, png: Path, columns: int) -> Path:
     """Draw the captured screen ``ansi`` (``columns`` wide) into ``png``."""
-    from PIL import Image, ImageDraw
-
     rows = parse(ansi)
     regular, bold = _font(False), _font(True)
-    left, top, right, bottom = regular.getbbox("M")  # type: ignore[attr-defined]
-    cell_w = int(regular.getlength("M"))  # type: ignore[attr-defined]
+    cell_w = int(regular.getlength("M"))
     cell_h = FONT_SIZE + 5
     pad = 8
     image = Image.new("RGB", (columns * cell_w + 2 * pad, max(len(rows), 1) * cell_h + 2 * pad),
@@ -140,8 +138,7 @@ def render(ansi: str, png: Path, columns: int) -> Path:
             if bg is not None:
                 draw.rectangle([box, (box[0] + cell_w - 1, box[1] + cell_h - 1)], fill=bg)
             if not ch.isspace():
-                draw.text((box[0], box[1] + 2), ch, fill=fg,
-                          font=bold if style.bold else regular)  # type: ignore[arg-type]
+                draw.text((box[0], box[1] + 2), ch, fill=fg, font=bold if style.bold else regular)
     png.parent.mkdir(parents=True, exist_ok=True)
     image.save(png)
     return png

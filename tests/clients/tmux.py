@@ -30,6 +30,8 @@ class Terminal:
         """Run ``argv`` with ``env`` added, after ``switch_user`` (e.g. ``runuser -u x --``)."""
         self.name = name
         self.socket = f"pubsubd-{name}-{uuid.uuid4().hex[:12]}"
+        # curses believes COLUMNS and LINES over the terminal itself: test runners may set them.
+        env = {"COLUMNS": str(WIDTH), "LINES": str(HEIGHT), **env}
         words = [*switch_user, "env", *(f"{k}={v}" for k, v in env.items()), *argv]
         command = " ".join(shlex.quote(w) for w in words)
         # A shell keeps the pane open after the client exits, so its last words stay readable.
