@@ -52,7 +52,7 @@ def rss(web: ThreadedFeedServer, path: str, titles: Sequence[str]) -> str:
         f"<item><title>{escape(title)}</title><link>{web.url(f'{path}/{n}.html')}</link>"
         f"<guid isPermaLink='false'>{path}-{n}</guid>"
         f"<pubDate>{formatdate(1_700_000_000 + 3600 * n, usegmt=True)}</pubDate>"
-        f"<description>{escape(title)}: the whole story.</description></item>"
+        "<description>The whole story, as told on the harbour office board.</description></item>"
         for n, title in reversed(list(enumerate(reversed(titles))))
     )
     return (f"<?xml version='1.0'?><rss version='2.0'><channel><title>{FEED_TITLE}</title>"

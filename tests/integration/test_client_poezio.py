@@ -141,5 +141,9 @@ def test_poezio_shows_feed_entries_from_the_feed_contact(world: FeedWorld,
     screen = poezio.wait_shown(NEXT_ENTRY,
                                what=f"{NEXT_ENTRY!r} in the conversation with {contact}")
     assert "".join(FIRST_ENTRY.split()) in tab_text(screen), "the first entry is still shown"
+    # Each entry received exactly once (issue 9 item 3). Poezio's screen may repeat an entry
+    # that opened a tab (it reloads the tab's history from its own log), so count the log.
+    received = [body for _, body in poezio.conversations()[contact]]
+    assert sum(FIRST_ENTRY in body.split("\n", 1)[0] for body in received) == 1, received
     keep(poezio.term.screen(colours=True), tmp_path, "poezio-feed-entry.png", WIDTH,
          publish=True)

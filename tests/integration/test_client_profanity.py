@@ -111,7 +111,10 @@ def test_profanity_shows_feed_entries_from_the_feed_contact(world: FeedWorld,
                                  what=f"the new entry {NEXT_ENTRY!r} from a feed contact")
     assert _sender_of(log, NEXT_ENTRY) == contact, "the new entry came from another contact"
     screen = profanity.term.wait_for(NEXT_ENTRY, what=f"{NEXT_ENTRY!r} in the chat with {contact}")
-    assert screen.count(FIRST_ENTRY) >= 1, "the first entry is still in the conversation"
+    # Each entry exactly once (issue 9 item 3), on screen and in the record.
+    assert screen.count(FIRST_ENTRY) == 1, f"the first entry is not shown once:\n{screen}"
+    received = [m.text for m in profanity.chat_log() if m.sender == contact]
+    assert [t for t in received if _headline(t, FIRST_ENTRY)] == received[:1], received
     keep(profanity.term.screen(colours=True), tmp_path, "profanity-feed-entry.png", WIDTH,
          publish=True)
 
