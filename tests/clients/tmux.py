@@ -15,6 +15,8 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from clients.screenshot import keep
+
 WIDTH, HEIGHT = 120, 34
 
 
@@ -73,13 +75,18 @@ class Terminal:
                                     f"the screen was:\n{compact(screen)}")
             time.sleep(0.2)
 
-    def save(self, directory: Path, stem: str) -> Path:
-        """Keep the screen as text (plain and with colours) for a person to read later."""
+    def save(self, directory: Path, stem: str, *, publish: bool = False) -> None:
+        """Keep the screen for a person to look at later: ``stem.txt``, ``stem.ansi`` (with
+        colours) and ``stem.png``; with ``publish``, the picture also goes to
+        ``$PUBSUBD_SCREENSHOT_DIR`` when set (that is how the pictures in ``docs/`` are made)."""
+        try:
+            plain, coloured = self.screen(), self.screen(colours=True)
+        except subprocess.SubprocessError:  # the terminal is gone: nothing left to keep
+            return
         directory.mkdir(parents=True, exist_ok=True)
-        (directory / f"{stem}.txt").write_text(self.screen())
-        coloured = directory / f"{stem}.ansi"
-        coloured.write_text(self.screen(colours=True))
-        return coloured
+        (directory / f"{stem}.txt").write_text(plain)
+        (directory / f"{stem}.ansi").write_text(coloured)
+        keep(coloured, directory, f"{stem}.png", WIDTH, publish=publish)
 
     def close(self) -> None:
         subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True,

@@ -28,8 +28,7 @@ from client_feeds_support import (  # noqa: E402
 from clients.account import client_account  # noqa: E402
 from clients.peers import require_peer  # noqa: E402
 from clients.poezio import Poezio, info_text, tab_text  # noqa: E402
-from clients.screenshot import keep  # noqa: E402
-from clients.tmux import WIDTH, compact  # noqa: E402
+from clients.tmux import compact  # noqa: E402
 
 ENTRY_TIMEOUT = 20.0
 Logs = dict[str, list[tuple[str, str]]]
@@ -60,7 +59,6 @@ def start_poezio(world: FeedWorld, tmp_path: Path) -> Iterator[Callable[[str], P
         finally:
             for client in started:
                 client.term.save(tmp_path, "screen")
-                keep(client.term.screen(colours=True), tmp_path, "screen.png", WIDTH)
                 client.close()
 
 
@@ -107,8 +105,7 @@ def test_poezio_subscribes_by_chat_and_shows_the_reply(world: FeedWorld,
                         what=f"the reply of {COMMAND_CONTACT}")
     screen = poezio.wait_shown(f"Subscribed to {url}", what="the reply on screen")
     assert f"[{COMMAND_CONTACT}]" in screen, "the reply is shown in the conversation"
-    keep(poezio.term.screen(colours=True), tmp_path, "poezio-subscribe-reply.png", WIDTH,
-         publish=True)
+    poezio.term.save(tmp_path, "poezio-subscribe-reply", publish=True)
 
 
 def test_poezio_shows_feed_entries_from_the_feed_contact(world: FeedWorld,
@@ -145,5 +142,4 @@ def test_poezio_shows_feed_entries_from_the_feed_contact(world: FeedWorld,
     # that opened a tab (it reloads the tab's history from its own log), so count the log.
     received = [body for _, body in poezio.conversations()[contact]]
     assert sum(FIRST_ENTRY in body.split("\n", 1)[0] for body in received) == 1, received
-    keep(poezio.term.screen(colours=True), tmp_path, "poezio-feed-entry.png", WIDTH,
-         publish=True)
+    poezio.term.save(tmp_path, "poezio-feed-entry", publish=True)

@@ -27,8 +27,6 @@ from client_feeds_support import (  # noqa: E402
 )
 from clients.peers import require_peer  # noqa: E402
 from clients.profanity import Logged, Profanity  # noqa: E402
-from clients.screenshot import keep  # noqa: E402
-from clients.tmux import WIDTH  # noqa: E402
 
 ENTRY_TIMEOUT = 20.0
 
@@ -47,7 +45,6 @@ def profanity(tmp_path: Path) -> Iterator[Profanity]:
         yield client
     finally:
         client.term.save(tmp_path, "screen")
-        keep(client.term.screen(colours=True), tmp_path, "screen.png", WIDTH)
         client.close()
 
 
@@ -81,8 +78,7 @@ def test_profanity_subscribes_by_chat_and_shows_the_reply(world: FeedWorld,
                            what=f"the reply of {COMMAND_CONTACT}")
     screen = profanity.term.wait_for("Subscribed to", what="the reply on screen")
     assert url in screen
-    keep(profanity.term.screen(colours=True), tmp_path, "profanity-subscribe-reply.png", WIDTH,
-         publish=True)
+    profanity.term.save(tmp_path, "profanity-subscribe-reply", publish=True)
 
 
 def test_profanity_shows_feed_entries_from_the_feed_contact(world: FeedWorld,
@@ -115,8 +111,7 @@ def test_profanity_shows_feed_entries_from_the_feed_contact(world: FeedWorld,
     assert screen.count(FIRST_ENTRY) == 1, f"the first entry is not shown once:\n{screen}"
     received = [m.text for m in profanity.chat_log() if m.sender == contact]
     assert [t for t in received if _headline(t, FIRST_ENTRY)] == received[:1], received
-    keep(profanity.term.screen(colours=True), tmp_path, "profanity-feed-entry.png", WIDTH,
-         publish=True)
+    profanity.term.save(tmp_path, "profanity-feed-entry", publish=True)
 
 
 def _sender_of(log: list[Logged], title: str) -> str:
