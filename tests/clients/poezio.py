@@ -17,8 +17,8 @@ from clients.account import ClientAccount
 from clients.tmux import Terminal, compact
 
 LOGIN_TIMEOUT = 30.0
-# "MR 20261204T19:21:38Z 002 <nick> \u00a0first line", then (here) two lines starting with " ".
 EVENT = re.compile(r"DEBUG:xmlstream:Event triggered: (\w+)")
+# "MR 20261204T19:21:38Z 002 <nick> \u00a0first line", then (here) two lines starting with " ".
 LOG_LINE = re.compile(r"^M[RI] \d{8}T\d{2}:\d{2}:\d{2}Z (\d{3}) (?:<([^>]*)> \xa0?)?(.*)$")
 
 
@@ -26,8 +26,7 @@ def config(jid: str, password: str, port: int, ca_cert: Path) -> str:
     """The settings a person would write: the self-signed certificate is trusted explicitly
     (``ca_cert_path``), since ``ignore_certificate`` alone does not get Poezio past it."""
     return (f"[Poezio]\njid = {jid}\npassword = {password}\ncustom_host = 127.0.0.1\n"
-            f"custom_port = {port}\nca_cert_path = {ca_cert}\nforce_encryption = true\n"
-            "use_bookmarks_method = local\n")
+            f"custom_port = {port}\nca_cert_path = {ca_cert}\nforce_encryption = true\n")
 
 
 class Poezio:
@@ -142,8 +141,7 @@ def parse_log(text: str) -> list[tuple[str, str]]:
 
 def _input_line(screen: str) -> str:
     """The bottom line, right of the vertical tab list."""
-    lines = screen.rstrip("\n").split("\n")
-    return lines[-1].rsplit("│", 1)[-1].strip() if lines else ""
+    return screen.removesuffix("\n").split("\n")[-1].rsplit("│", 1)[-1].strip()
 
 
 def _describe(logs: dict[str, list[tuple[str, str]]]) -> str:

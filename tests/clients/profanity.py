@@ -31,6 +31,7 @@ class Profanity:
     def __init__(self, home: Path) -> None:
         self.home = home
         self.jid = ""
+        home.mkdir(parents=True, exist_ok=True)
         self.term = Terminal("profanity", ["profanity"],
                              {"HOME": str(home), "TERM": "screen-256color", "LANG": "C.UTF-8"})
         self.term.wait_for("Profanity", what="Profanity's start screen")
