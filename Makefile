@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 CONFIG ?= config.example.yaml
 
-.PHONY: install debian-deps run test bench lint clean
+.PHONY: install debian-deps run test screenshots bench lint clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ run: install
 ## Run the whole test suite.
 test: install debian-deps
 	$(PY) -m pytest -q -p no:cacheprovider
+
+## Pictures of each real client showing a feed, for docs/: the client tests save them there.
+screenshots: install debian-deps
+	PUBSUBD_SCREENSHOT_DIR=docs $(PY) -m pytest -q -p no:cacheprovider tests/integration/test_client_*.py
 
 ## Benchmarks against Prosody (installs it with apt-get); writes bench/RESULTS.md.
 bench: install debian-deps
