@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 CONFIG ?= config.example.yaml
 
-.PHONY: install debian-deps npm-deps run test bench lint clean
+.PHONY: install debian-deps npm-deps run test screenshots bench lint clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,7 @@ install: $(VENV)/.installed
 ## a virtual X display (typed into with xdotool, photographed with imagemagick) and converse.js
 ## in Chromium as real clients. An entry is a command, or command:package where the Debian
 ## package is named otherwise.
-DEBIAN_PEERS := prosody profanity tmux chromium node:nodejs npm
+DEBIAN_PEERS := prosody profanity poezio tmux chromium node:nodejs npm
 DEBIAN_GUI_PEERS := gajim Xvfb:xvfb xdotool import:imagemagick dbus-daemon:dbus
 debian-deps:
 	@missing=""; for entry in $(DEBIAN_PEERS) $(DEBIAN_GUI_PEERS); do \
@@ -50,6 +50,10 @@ run: install
 ## Run the whole test suite.
 test: install debian-deps npm-deps
 	$(PY) -m pytest -q -p no:cacheprovider
+
+## Pictures of each real client showing a feed, for docs/: the client tests save them there.
+screenshots: install debian-deps npm-deps
+	PUBSUBD_SCREENSHOT_DIR=docs $(PY) -m pytest -q -p no:cacheprovider tests/integration/test_client_*.py
 
 ## Benchmarks against Prosody (installs it with apt-get); writes bench/RESULTS.md.
 bench: install debian-deps
