@@ -21,30 +21,42 @@ from typing import Any
 
 import yaml
 
+from pubsubd.ports_file import read as read_ports
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def free_port() -> int:
+    """A port free right now, for an address that must be known before any server starts
+    (routes between federated servers, a peer's config). It can be taken by someone else before
+    it is used: a server's own listeners use port 0 and report what they bound instead."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
 class ServerProcess:
-    """One pubsubd process with its own config and data directory."""
+    """One pubsubd process with its own config and data directory.
 
-    def __init__(self, workdir: Path, *, domain: str = "localhost", extra: dict[str, Any] | None = None,
-                 registration: bool = True) -> None:
+    Listeners configured with port 0 bind an ephemeral port; the server writes the bound ports
+    to ``ports.json`` once every listener accepts, and :meth:`start` reads them into
+    ``c2s_port``, ``tls_port``, ``metrics_port`` and ``ports`` (``{"kind": port,
+    "kind:index": port}``).
+    """
+
+    def __init__(self, workdir: Path, *, domain: str = "localhost",
+                 extra: dict[str, Any] | None = None, registration: bool = True) -> None:
         self.workdir = workdir
         self.domain = domain
-        self.c2s_port = free_port()
-        self.tls_port = free_port()
-        self.metrics_port = free_port()
+        self.c2s_port = 0
+        self.tls_port = 0
+        self.metrics_port = 0  # a test adding a metrics listener with this port gets port 0
+        self.ports: dict[str, int] = {}
         config: dict[str, Any] = {
             "domains": [domain],
             "listeners": [
-                {"kind": "c2s", "address": "127.0.0.1", "port": self.c2s_port},
-                {"kind": "c2s_tls", "address": "127.0.0.1", "port": self.tls_port},
+                {"kind": "c2s", "address": "127.0.0.1", "port": 0},
+                {"kind": "c2s_tls", "address": "127.0.0.1", "port": 0},
             ],
             "data_dir": str(workdir / "var"),
             "storage": {"path": str(workdir / "var" / "pubsubd.sqlite3")},
@@ -62,34 +74,48 @@ class ServerProcess:
         self.config_path.write_text(yaml.safe_dump(config))
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = workdir / "server.log"
+        self.ports_path = workdir / "ports.json"
 
-    def start(self, timeout: float = 15.0, *, wait_for: Iterable[str] | None = None) -> None:
-        """Start the server; return once the listeners (of the kinds in ``wait_for``, default
-        all) accept connections."""
+    def start(self, timeout: float = 15.0) -> None:
+        """Start the server; return once every listener accepts connections."""
+        if self.ports:
+            self._pin_ports()
+        self.ports_path.unlink(missing_ok=True)
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pubsubd", "run", "--config", str(self.config_path)],
+            [sys.executable, "-m", "pubsubd", "run", "--config", str(self.config_path),
+             "--ports-file", str(self.ports_path)],
             cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT, env=env,
         )
-        # Listeners open one after the other: wait until every configured one accepts.
-        waiting = [(str(spec.get("address", "127.0.0.1")), int(spec["port"]))
-                   for spec in self.config["listeners"]
-                   if spec.get("port") and (wait_for is None or spec.get("kind") in wait_for)]
+        # The server writes the file (atomically) only once every listener is accepting; polling
+        # for it waits on that event. The short interval bounds the latency, not the outcome.
         deadline = time.monotonic() + timeout
-        while waiting and time.monotonic() < deadline:
+        while not self.ports_path.exists():
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited early:\n{self.log()}")
-            address, port = waiting[0]
-            try:
-                with socket.create_connection((address, port), timeout=0.2):
-                    waiting.pop(0)
-            except OSError:
-                time.sleep(0.05)
-        if waiting:
-            self.proc.kill()  # a server that failed its start must not outlive the test
-            self.proc.wait()
-            raise RuntimeError(f"server did not start (no listener on {waiting}):\n{self.log()}")
+            if time.monotonic() > deadline:
+                self.proc.kill()  # a server that failed its start must not outlive the test
+                self.proc.wait()
+                raise RuntimeError(f"server did not start in {timeout}s:\n{self.log()}")
+            time.sleep(0.01)
+        self.ports = read_ports(self.ports_path)
+        self.c2s_port = self.ports.get("c2s", self.c2s_port)
+        self.tls_port = self.ports.get("c2s_tls", self.tls_port)
+        self.metrics_port = self.ports.get("metrics", self.metrics_port)
+
+    def port(self, kind: str) -> int:
+        """The bound port of the first listener of ``kind``."""
+        return self.ports[kind]
+
+    def _pin_ports(self) -> None:
+        """A restart binds the ports the previous run had: clients reconnect where they were
+        (SO_REUSEADDR lets the listener rebind while old connections linger in TIME_WAIT)."""
+        for i, spec in enumerate(self.config["listeners"]):
+            bound = self.ports.get(f"{spec['kind']}:{i}")
+            if not spec.get("port") and bound:
+                spec["port"] = bound
+        self.config_path.write_text(yaml.safe_dump(self.config))
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-20000:]
@@ -113,7 +139,8 @@ class ServerProcess:
         self.kill() if hard else self.stop()
         self.start()
 
-    def cli(self, *args: str, input_: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def cli(self, *args: str, input_: str | None = None,
+            check: bool = True) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "pubsubd", *args, "--config", str(self.config_path)],
             cwd=self.workdir, capture_output=True, text=True, input=input_, check=check, timeout=60,
@@ -283,7 +310,8 @@ class RawClient(RawSocket):
         self.starttls()
         self.open()
         token = base64.b64encode(f"\0{local}\0{password}".encode()).decode()
-        self.send(f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{token}</auth>")
+        self.send(f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>"
+                  f"{token}</auth>")
         self.read_until(b"<success")
         self.open()
         self.send(f"<iq type='set' id='bind'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"

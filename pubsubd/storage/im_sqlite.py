@@ -44,7 +44,8 @@ _SCHEMA = [
         stanza BLOB NOT NULL
     );
     CREATE INDEX offline_by_owner ON offline_messages (owner, id);
-    CREATE TABLE blocklist (owner TEXT NOT NULL, blocked TEXT NOT NULL, PRIMARY KEY (owner, blocked));
+    CREATE TABLE blocklist (owner TEXT NOT NULL, blocked TEXT NOT NULL,
+                            PRIMARY KEY (owner, blocked));
     CREATE TABLE vcards (owner TEXT PRIMARY KEY, vcard BLOB NOT NULL)
     """,
 ]

@@ -69,7 +69,8 @@ def test_client_that_never_reads_is_disconnected(tight: ServerProcess) -> None:
     body = "x" * 32768
     for n in range(400):  # ~13 MB: far more than the socket buffers and the outbox hold
         try:
-            flooder.send(f"<message to='sink@localhost/raw' id='m{n}'><body>{body}</body></message>")
+            flooder.send(f"<message to='sink@localhost/raw' id='m{n}'>"
+                         f"<body>{body}</body></message>")
         except OSError:
             break
     deadline = time.monotonic() + 10

@@ -83,7 +83,7 @@ def test_last_activity_and_probe_of_an_offline_contact(shared_server: ServerProc
         delay = answer.find(DELAY)
         assert delay is not None, answer
         stamp = datetime.datetime.fromisoformat(delay.get("stamp", "").replace("Z", "+00:00"))
-        age = datetime.datetime.now(datetime.timezone.utc) - stamp
+        age = datetime.datetime.now(datetime.UTC) - stamp
         assert datetime.timedelta(0) <= age < datetime.timedelta(seconds=60)
         await disconnect(b2, c)
 

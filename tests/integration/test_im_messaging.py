@@ -77,7 +77,8 @@ def test_offline_messages_survive_a_restart_in_order(tmp_path: Path) -> None:
             assert cin.bodies() == []
             c.send_presence(ppriority=1)
             for i in range(3):
-                el = await cin.wait(lambda e: e.tag == f"{C}message" and e.find(f"{C}body") is not None)
+                el = await cin.wait(
+                    lambda e: e.tag == f"{C}message" and e.find(f"{C}body") is not None)
                 assert el.findtext(f"{C}body") == f"note {i}"
                 delay = el.find("{urn:xmpp:delay}delay")
                 assert delay is not None and delay.get("stamp", "").endswith("Z")

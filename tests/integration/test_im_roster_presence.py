@@ -58,7 +58,8 @@ def test_two_users_subscribe_step_by_step(server: ServerProcess) -> None:
         await ain.wait(presence(None, str(b.boundjid)))
         # 3. Bob asks back and Alice approves: both.
         b.send_presence(pto=alice, ptype="subscribe")
-        assert (await bin_.push(alice)) == {"jid": alice, "subscription": "from", "ask": "subscribe"}
+        assert (await bin_.push(alice)) == {"jid": alice, "subscription": "from",
+                                            "ask": "subscribe"}
         await ain.wait(presence("subscribe", bob))
         a.send_presence(pto=bob, ptype="subscribed")
         assert (await ain.push(bob))["subscription"] == "both"
@@ -175,10 +176,12 @@ def test_roster_versioning_and_errors(server: ServerProcess) -> None:
         assert ver and result.xml.find(f"{R}query/{R}item/{R}group").text == "Services"
         same = await roster_iq("get", f"<query xmlns='jabber:iq:roster' ver='{ver}'/>")
         assert same.xml.find(f"{R}query") is None  # §2.6.3: unchanged, empty result
-        assert await error_of(q.format("<item jid='a@localhost'/><item jid='b@localhost'/>")) == "bad-request"
+        two_items = q.format("<item jid='a@localhost'/><item jid='b@localhost'/>")
+        assert await error_of(two_items) == "bad-request"
         assert await error_of(q.format("<item jid='a@localhost'><group>x</group><group>x</group>"
                                        "</item>")) == "bad-request"
-        assert await error_of(q.format("<item jid='a@localhost'><group/></item>")) == "not-acceptable"
+        empty_group = q.format("<item jid='a@localhost'><group/></item>")
+        assert await error_of(empty_group) == "not-acceptable"
         assert await error_of(q.format("<item jid='nobody@localhost' subscription='remove'/>")) \
             == "item-not-found"
         other = h.make_iq_get(ito="someone@localhost")
@@ -210,7 +213,8 @@ def test_roster_size_limit_and_features(tmp_path: Any) -> None:
             i.send_presence(pto="x@localhost", ptype="subscribe")
             await asyncio.sleep(0.3)
             iq = i.make_iq_set()
-            iq.append(ET.fromstring("<query xmlns='jabber:iq:roster'><item jid='y@localhost'/></query>"))
+            iq.append(ET.fromstring(
+                "<query xmlns='jabber:iq:roster'><item jid='y@localhost'/></query>"))
             try:
                 await iq.send()
                 raise AssertionError("no error")

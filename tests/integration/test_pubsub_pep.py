@@ -37,7 +37,8 @@ async def befriend(a: Any, b: Any) -> None:
         if item["subscription"] in ("from", "both"):
             return
         await asyncio.sleep(0.1)
-    raise AssertionError(f"no mutual subscription: {a.client_roster[b.boundjid.bare]['subscription']}")
+    state = a.client_roster[b.boundjid.bare]["subscription"]
+    raise AssertionError(f"no mutual subscription: {state}")
 
 
 def test_pep_notify_and_last_item(server: ServerProcess) -> None:

@@ -6,18 +6,14 @@ would. Skipped where Profanity or tmux is not installed (`make test` installs bo
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import time
 from pathlib import Path
 
-import pytest
 from harness import ServerProcess
+from peers import needs_peers
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("profanity") is None or shutil.which("tmux") is None,
-    reason="profanity and tmux are needed (Debian packages)",
-)
+required_peers = needs_peers("profanity", "tmux")
 
 
 class Terminal:
