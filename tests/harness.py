@@ -190,8 +190,30 @@ async def connect(server: ServerProcess, jid: str, password: str = "password1",
     await asyncio.wait_for(started, timeout)
     if presence:
         client.send_presence()
-        await asyncio.sleep(0.1)
+        await round_trip(client)  # the presence has been processed (and broadcast)
     return client
+
+
+async def round_trip(client: Any, to: str | None = None, timeout: float = 10.0) -> None:
+    """A ping (XEP-0199) to the server, or to ``to``, and its answer (a result or an error).
+
+    A server processes each stream's stanzas in order and delivers to a client in order (RFC
+    6120 §10.1): once the answer is back, everything this client sent before has been handled,
+    and everything the server had sent it by then has arrived. Over federation, pinging the
+    remote domain flushes the server-to-server stream the same way. This is how a test waits for
+    "processed", and what it does before asserting that something did NOT arrive.
+    """
+    from slixmpp.exceptions import IqError
+    from slixmpp.xmlstream import ET
+
+    iq = client.Iq()
+    iq["type"] = "get"
+    iq["to"] = to or client.boundjid.domain
+    iq.xml.append(ET.Element("{urn:xmpp:ping}ping"))
+    try:
+        await iq.send(timeout=timeout)
+    except IqError:
+        pass  # an error answer is an answer: the round trip is complete
 
 
 async def disconnect(*clients: Any) -> None:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from typing import Any
 
-from harness import RawClient, ServerProcess, connect, disconnect, run
+from harness import RawClient, ServerProcess, connect, disconnect, round_trip, run
 
 from . import im_helpers
 
@@ -68,7 +67,7 @@ def test_two_users_subscribe_step_by_step(server: ServerProcess) -> None:
         # 4. A second "subscribe" changes nothing and is answered by the server (A.3.1 [2]).
         b.send_presence(pto=alice, ptype="subscribe")
         await bin_.wait(presence("subscribed", alice))
-        await ain.absent(presence("subscribe", bob), 0.3)
+        await ain.absent(presence("subscribe", bob))
         # 5. Alice unsubscribes: from for her, to for him; she sees him go offline.
         a.send_presence(pto=bob, ptype="unsubscribe")
         assert (await ain.push(bob))["subscription"] == "from"
@@ -100,7 +99,7 @@ def test_pending_request_redelivered_and_pre_approval(server: ServerProcess) -> 
         c.send_presence(pto=dave, ptype="subscribed")
         item = await cin.push(dave)
         assert item.get("approved") == "true" and item["subscription"] == "none"
-        await din.absent(presence("subscribed", carol), 0.3)  # not routed (A.2.3)
+        await din.absent(presence("subscribed", carol))  # not routed (A.2.3)
         d.send_presence(pto=carol, ptype="subscribed")
         assert (await cin.push(dave))["subscription"] == "to"
         assert (await din.push(carol)) == {"jid": carol, "subscription": "from"}
@@ -109,7 +108,7 @@ def test_pending_request_redelivered_and_pre_approval(server: ServerProcess) -> 
         assert (await din.push(carol))["ask"] == "subscribe"
         assert (await din.push(carol)) == {"jid": carol, "subscription": "both"}
         assert (await cin.push(dave)) == {"jid": dave, "subscription": "both"}
-        await cin.absent(presence("subscribe", dave), 0.2)
+        await cin.absent(presence("subscribe", dave))
         await disconnect(c, d)
 
     run(scenario())
@@ -211,7 +210,7 @@ def test_roster_size_limit_and_features(tmp_path: Any) -> None:
             assert {"urn:xmpp:blocking", "urn:xmpp:carbons:2", "vcard-temp", "jabber:iq:last",
                     "msgoffline", "http://jabber.org/protocol/caps"} <= features
             i.send_presence(pto="x@localhost", ptype="subscribe")
-            await asyncio.sleep(0.3)
+            await round_trip(i)  # the subscription request has filled the roster
             iq = i.make_iq_set()
             iq.append(ET.fromstring(
                 "<query xmlns='jabber:iq:roster'><item jid='y@localhost'/></query>"))

@@ -165,7 +165,7 @@ def test_publish_subscribe_retract_purge(shared_server: ServerProcess) -> None:
         # §6.2 unsubscribe; again → unexpected-request + not-subscribed
         await ps.unsubscribe(svc, "feed2")
         await raw_iq(owner, svc, "set", publish_xml("feed2", "after", "After"))
-        await no_event(events)
+        await no_event(events, reader)
         assert await iq_error(reader, svc, "set", f"<pubsub xmlns='{PUBSUB}'><unsubscribe "
                               f"node='feed2' jid='{reader.boundjid.bare}'/></pubsub>") == (
             "cancel", "unexpected-request", "not-subscribed")
@@ -339,7 +339,7 @@ def test_options_bodies_and_collections(shared_server: ServerProcess) -> None:
                      f"jid='{reader_jid}' subid='{subid}'>"
                      f"{config_form('subscribe_options', deliver='false')}</options></pubsub>")
         await raw_iq(owner, svc, "set", publish_xml("opts", "cats2", "More kittens"))
-        await no_event(events)
+        await no_event(events, reader)
 
         # XEP-0248: a collection, a leaf inside, a subscriber of the collection gets its items
         await raw_iq(owner, svc, "set", f"<pubsub xmlns='{PUBSUB}'><create node='coll'/>"
