@@ -15,7 +15,7 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +88,12 @@ class ServerProcess:
              "--ports-file", str(self.ports_path)],
             cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT, env=env,
         )
+        self.await_ports(timeout)
+
+    def await_ports(self, timeout: float = 15.0) -> None:
+        """Wait until the server has written its ports file, then read it. After an in-place
+        restart (the admin ``restart`` command), delete the file first, then call this."""
+        assert self.proc is not None
         # The server writes the file (atomically) only once every listener is accepting; polling
         # for it waits on that event. The short interval bounds the latency, not the outcome.
         deadline = time.monotonic() + timeout
@@ -120,6 +126,16 @@ class ServerProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-20000:]
 
+    def wait_for_log(self, text: str, count: int = 1, timeout: float = 10.0) -> None:
+        """Return once ``text`` has appeared ``count`` times in the server's log: the event a
+        test waits for when nothing on the wire shows it. (From asyncio code, run it with
+        ``asyncio.to_thread``.)"""
+        deadline = time.monotonic() + timeout
+        while self.log_path.read_text(errors="replace").count(text) < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{text!r} not logged {count} times:\n{self.log()}")
+            time.sleep(0.01)
+
     def stop(self, timeout: float = 15.0) -> int:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGTERM)
@@ -145,6 +161,27 @@ class ServerProcess:
             [sys.executable, "-m", "pubsubd", *args, "--config", str(self.config_path)],
             cwd=self.workdir, capture_output=True, text=True, input=input_, check=check, timeout=60,
         )
+
+    def control(self, op: str, **args: Any) -> Any:
+        """One request on the server's control socket (what ``pubsubd admin`` sends)."""
+        from pubsubd.admin_cli import call
+
+        socket_path = self.config.get("control", {}).get("socket", "var/control.sock")
+        return call(self.workdir / socket_path, op, args)
+
+    def refresh_feed(self, url: str, timeout: float = 15.0) -> Any:
+        """Poll a feed now; return once its new entries have been published (the control
+        socket answers after the poll). A scheduled poll of that feed already under way makes
+        the server refuse: then ask again, until that poll has ended. (From asyncio code, run
+        it with ``asyncio.to_thread``.)"""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return self.control("feeds.refresh", url=url)
+            except RuntimeError as exc:
+                if "poll of this feed is running" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
 
     def add_user(self, local: str, password: str = "password1") -> str:
         jid = f"{local}@{self.domain}"
@@ -192,6 +229,16 @@ async def connect(server: ServerProcess, jid: str, password: str = "password1",
         client.send_presence()
         await round_trip(client)  # the presence has been processed (and broadcast)
     return client
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Wait until ``predicate()`` holds, checking often: for state with no event to wait on
+    (a counter another thread updates). Not a sleep: it returns as soon as the state is there."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.01)
 
 
 async def round_trip(client: Any, to: str | None = None, timeout: float = 10.0) -> None:

@@ -148,7 +148,7 @@ def test_client_vanishing_mid_stanza(shared_server: ServerProcess, watcher: RawC
     ghost.close()
     still_served(watcher)
     # The session is gone: an iq to its full JID is answered for it (RFC 6121 §8.5.3.2.1).
-    time.sleep(0.3)  # the server notices the closed socket asynchronously
+    shared_server.wait_for_log(f"session {jid} closed")  # it notices the closed socket
     watcher.send(f"<iq type='get' id='g' to='{jid}'><ping xmlns='urn:xmpp:ping'/></iq>")
     reply = watcher.read_until(b"</iq>", timeout=5)
     assert "service-unavailable" in reply

@@ -7,7 +7,7 @@ from typing import Any
 
 from harness import ServerProcess, connect, disconnect, run
 
-from .im_helpers import Inbox, R, caps_announced, roster_push
+from .im_helpers import Inbox, caps_announced, presence
 from .pubsub_helpers import EVENT, PUBSUB, iq_error, item_ids, message_queue, next_event, raw_iq
 
 NICK = "http://jabber.org/protocol/nick"
@@ -29,17 +29,14 @@ async def interested(client: Any) -> None:
 async def befriend(a: Any, b: Any) -> None:
     """Presence subscriptions both ways (slixmpp approves requests by default); what PEP needs
     is that ``b`` receives ``a``'s presence ("from" or "both" in a's roster)."""
-    b_bare = str(b.boundjid.bare)
-    a_in = Inbox(a)
-
-    def b_may_see_a(el: Any) -> bool:
-        return roster_push(b_bare)(el) and el.find(f"{R}query/{R}item").get(
-            "subscription") in ("from", "both")
-
-    a.send_presence_subscription(pto=b_bare)
-    b.send_presence_subscription(pto=a.boundjid.bare)
-    await a_in.wait(b_may_see_a)  # the server's roster push to a
-    a_in.close()
+    a_bare = str(a.boundjid.bare)
+    b_in = Inbox(b)
+    a.send_presence_subscription(pto=b.boundjid.bare)
+    b.send_presence_subscription(pto=a_bare)
+    # a's client approves b's request; the server updates a's roster, then tells b (RFC 6121
+    # §3.1.5), and sends b a's presence.
+    await b_in.wait(presence("subscribed", a_bare))
+    b_in.close()
 
 
 def test_pep_notify_and_last_item(server: ServerProcess) -> None:
