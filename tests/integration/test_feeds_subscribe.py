@@ -7,6 +7,7 @@ notifications with the Atom payload and a body, and a kill -9 restart repeats no
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from feeds_support import (  # noqa: E402
     items_of,
     rss,
 )
-from harness import ServerProcess, connect, disconnect, run  # noqa: E402
+from harness import ServerProcess, connect, disconnect, round_trip, run  # noqa: E402
 
 SERVICE = "pubsub.localhost"
 FEED_STATUS = "urn:pubsubd:feed-status:0"
@@ -36,19 +37,6 @@ async def _stored_ids(client: Any, node: str) -> set[str]:
     answer = await iq(client, SERVICE, "get",
                       f"<pubsub xmlns='{PUBSUB}'><items node='{node}'/></pubsub>")
     return {item.get("id", "") for item in items_of(answer)}
-
-
-async def _wait_stored(client: Any, node: str, count: int) -> None:
-    import asyncio
-
-    for _ in range(100):
-        try:
-            if len(await _stored_ids(client, node)) >= count:
-                return
-        except Exception:  # noqa: BLE001 - node not created yet
-            pass
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"{node} never held {count} items")
 
 
 def test_three_ways_in_exactly_new_entries_and_no_duplicates_after_restart(tmp_path: Path) -> None:
@@ -96,16 +84,19 @@ def test_three_ways_in_exactly_new_entries_and_no_duplicates_after_restart(tmp_p
                 listing = await chat(client, inbox, SERVICE, "list")
                 for url in (url_a, url_b, url_c):
                     assert url in listing, listing
-                for url in (url_a, url_b, url_c):
-                    await _wait_stored(client, url, 2)
+                for url in (url_a, url_b, url_c):  # the first poll (history) is done
+                    await asyncio.to_thread(server.refresh_feed, url)
+                    assert len(await _stored_ids(client, url)) >= 2
                 assert inbox.item_notifications() == [], "history must not be notified"
                 # New entries appear: each arrives once, with the Atom entry and a body.
                 for name in "abc":
                     web.set(f"/{name}.xml", rss(f"Feed {name}", [f"{name}3", f"{name}1",
                                                                   f"{name}2"]),
                             content_type="application/rss+xml")
+                for url in (url_a, url_b, url_c):
+                    await asyncio.to_thread(server.refresh_feed, url)
                 await inbox.wait_for(lambda: len(inbox.item_notifications()) >= 3)
-                await _settle(client)
+                await round_trip(client)  # anything more would have come by now
                 got = inbox.item_notifications()
                 assert sorted((node, len(item_id) > 0) for node, item_id, _ in got) == sorted(
                     (u, True) for u in (url_a, url_b, url_c)), got
@@ -128,12 +119,15 @@ def test_three_ways_in_exactly_new_entries_and_no_duplicates_after_restart(tmp_p
             async def after_restart() -> None:
                 client = await connect(server, jid)
                 inbox = Inbox(client)
-                await _settle(client, seconds=3.0)  # several poll periods
+                for url in (url_a, url_b, url_c):  # polls after the restart, published...
+                    await asyncio.to_thread(server.refresh_feed, url)
+                await round_trip(client)  # ... and delivered by now, were there anything
                 assert inbox.item_notifications() == [], "a restart must repeat nothing"
                 web.set("/a.xml", rss("Feed a", ["a4", "a3", "a1", "a2"]),
                         content_type="application/rss+xml")
+                await asyncio.to_thread(server.refresh_feed, url_a)
                 await inbox.wait_for(lambda: len(inbox.item_notifications()) >= 1)
-                await _settle(client)
+                await round_trip(client)
                 assert [n for n, _, _ in inbox.item_notifications()] == [url_a]
                 await disconnect(client)
 
@@ -141,9 +135,3 @@ def test_three_ways_in_exactly_new_entries_and_no_duplicates_after_restart(tmp_p
         finally:
             if server.alive():
                 server.kill()
-
-
-async def _settle(client: Any, seconds: float = 1.5) -> None:
-    import asyncio
-
-    await asyncio.sleep(seconds)
