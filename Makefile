@@ -27,17 +27,20 @@ debian-deps:
 	  echo "could not install$$missing" >&2; \
 	else echo "not installed:$$missing (and apt-get cannot run here)" >&2; fi; \
 	if [ -n "$${CI:-}" ]; then echo "CI: the interop tests need$$missing" >&2; exit 1; fi; \
-	echo "their interop tests will be skipped (see pytest -rs)" >&2
+	echo "make test will fail their interop tests (plain pytest skips them, see -rs)" >&2
 
 ## Start the server with the example configuration (SQLite and a self-signed certificate under ./var/).
 run: install
 	$(PY) -m pubsubd run --config $(CONFIG)
 
 ## Run the whole test suite. Interop tests fail (not skip) when their real peer is missing;
-## -rs lists every skip with its reason, --durations shows the slowest tests.
+## -rs lists every skip with its reason, --durations shows the slowest tests. Two workers, each
+## taking whole files: a module's shared server starts once, and the Prosody test keeps the one
+## fixed address it needs to itself.
 PYTEST_ARGS ?=
 test: install debian-deps
-	PUBSUBD_REQUIRE_PEERS=1 $(PY) -m pytest -q -p no:cacheprovider -rs --durations=20 $(PYTEST_ARGS)
+	PUBSUBD_REQUIRE_PEERS=1 $(PY) -m pytest -q -p no:cacheprovider -rs --durations=20 \
+	  -n 2 --dist loadfile $(PYTEST_ARGS)
 
 ## Benchmarks against Prosody (installs it with apt-get); writes bench/RESULTS.md.
 bench: install debian-deps
