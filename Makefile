@@ -17,19 +17,22 @@ install: $(VENV)/.installed
 ## Real peers tests run against: Prosody for federation; Profanity and Poezio in tmux, Gajim on
 ## a virtual X display (typed into with xdotool, photographed with imagemagick) and converse.js
 ## in Chromium as real clients. An entry is a command, or command:package where the Debian
-## package is named otherwise.
+## package is named otherwise. Installed when missing; in CI (CI=true) a peer that cannot be
+## installed is an error: its tests would not run.
 DEBIAN_PEERS := prosody profanity poezio tmux chromium node:nodejs npm
 DEBIAN_GUI_PEERS := gajim Xvfb:xvfb xdotool import:imagemagick dbus-daemon:dbus
 debian-deps:
 	@missing=""; for entry in $(DEBIAN_PEERS) $(DEBIAN_GUI_PEERS); do \
 	  bin=$${entry%%:*}; pkg=$${entry#*:}; \
 	  command -v $$bin >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
-	if [ -n "$$missing" ]; then \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing$$missing (interop tests with real peers)"; \
-	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; } \
-	      || echo "could not install$$missing: their interop tests will be skipped"; \
-	  else echo "not installed:$$missing: their interop tests will be skipped"; fi; fi
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing$$missing (interop tests with real peers)"; \
+	  if apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; then exit 0; fi; \
+	  echo "could not install$$missing" >&2; \
+	else echo "not installed:$$missing (and apt-get cannot run here)" >&2; fi; \
+	if [ -n "$${CI:-}" ]; then echo "CI: the interop tests need$$missing" >&2; exit 1; fi; \
+	echo "make test will fail their interop tests (plain pytest skips them, see -rs)" >&2
 
 ## Real clients from npm (converse.js, and playwright-core to drive Chromium), pinned by each
 ## folder's package-lock.json.
@@ -39,17 +42,22 @@ npm-deps: $(NPM_STAMPS)
 %/node_modules/.installed: %/package.json %/package-lock.json | debian-deps
 	@if command -v npm >/dev/null 2>&1; then \
 	  echo "installing the npm packages of $*"; \
-	  (cd $* && npm ci --no-audit --no-fund --loglevel=error) && touch $@ \
-	    || echo "could not install the npm packages of $*: its client tests will be skipped"; \
-	else echo "npm is not installed: the client tests in $* will be skipped"; fi
+	  if (cd $* && npm ci --no-audit --no-fund --loglevel=error); then touch $@; \
+	  else echo "could not install the npm packages of $*" >&2; [ -z "$${CI:-}" ] || exit 1; fi; \
+	else echo "npm is not installed: the client tests in $* cannot run" >&2; [ -z "$${CI:-}" ] || exit 1; fi
 
 ## Start the server with the example configuration (SQLite and a self-signed certificate under ./var/).
 run: install
 	$(PY) -m pubsubd run --config $(CONFIG)
 
-## Run the whole test suite.
+## Run the whole test suite. Interop tests fail (not skip) when their real peer is missing;
+## -rs lists every skip with its reason, --durations shows the slowest tests. Two workers, each
+## taking whole files: a module's shared server starts once, and the Prosody test keeps the one
+## fixed address it needs to itself.
+PYTEST_ARGS ?=
 test: install debian-deps npm-deps
-	$(PY) -m pytest -q -p no:cacheprovider
+	PUBSUBD_REQUIRE_PEERS=1 $(PY) -m pytest -q -p no:cacheprovider -rs --durations=20 \
+	  -n 2 --dist loadfile $(PYTEST_ARGS)
 
 ## Pictures of each real client showing a feed, for docs/: the client tests save them there.
 screenshots: install debian-deps npm-deps
@@ -59,9 +67,11 @@ screenshots: install debian-deps npm-deps
 bench: install debian-deps
 	$(PY) -m bench.run
 
+## ruff and mypy, pinned: a new release's new rules must not turn a green tree red overnight.
+LINT_TOOLS := ruff==0.17.6 mypy==2.4.1
 lint: install
-	$(PY) -m pip install -q ruff mypy
-	$(VENV)/bin/ruff check pubsubd feeds tests
+	$(PY) -m pip install -q $(LINT_TOOLS)
+	$(VENV)/bin/ruff check pubsubd feeds tests bench
 	$(VENV)/bin/mypy pubsubd feeds
 
 clean:

@@ -28,10 +28,10 @@ from feeds.parse import ParsedFeed
 log = logging.getLogger(__name__)
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
-_A = "{%s}" % ATOM_NS
+_A = f"{{{ATOM_NS}}}"
 MAX_ITEM_ID = 200
 # Printable ASCII without spaces: survives every XMPP client, URL and log line unchanged.
-_SAFE_ITEM_ID = re.compile(r"[\x21-\x7e]{1,%d}" % MAX_ITEM_ID)
+_SAFE_ITEM_ID = re.compile(rf"[\x21-\x7e]{{1,{MAX_ITEM_ID}}}")
 _IRI_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:\S+")
 SUMMARY_CHARS = 300
 HTML_TYPES = ("text/html", "application/xhtml+xml", "html", "xhtml")

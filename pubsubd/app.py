@@ -11,6 +11,7 @@ import logging
 import signal
 import ssl
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -212,8 +213,11 @@ class Server:
         self.lifecycle.shutdown()
 
 
-async def serve(config: Config, base_dir: Path | None = None) -> bool:
-    """Run a server until SIGTERM or SIGINT (or an admin's stop); True if a restart was asked."""
+async def serve(config: Config, base_dir: Path | None = None, *,
+                on_listening: Callable[[dict[str, int]], None] | None = None) -> bool:
+    """Run a server until SIGTERM or SIGINT (or an admin's stop); True if a restart was asked.
+
+    ``on_listening`` gets the bound ports once every listener accepts connections."""
     server = Server(config, base_dir=base_dir)
 
     async def stop_on_signal() -> None:
@@ -225,6 +229,12 @@ async def serve(config: Config, base_dir: Path | None = None) -> bool:
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(stop_on_signal)
-        await server.run()  # returns after a signal or an admin's shutdown / restart
-        nursery.cancel_scope.cancel()
+
+        async def run_then_stop(task_status: trio.TaskStatus[Server]) -> None:
+            await server.run(task_status)  # returns after a signal or an admin's stop / restart
+            nursery.cancel_scope.cancel()
+
+        await nursery.start(run_then_stop)
+        if on_listening is not None:
+            on_listening(dict(server.ports))
     return server.restart_requested

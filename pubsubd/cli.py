@@ -6,6 +6,7 @@ import argparse
 import getpass
 import json
 import sys
+from functools import partial
 from pathlib import Path
 
 import trio
@@ -14,6 +15,7 @@ from pubsubd import admin_cli
 from pubsubd.cli_defaults import DEFAULT_CONFIG
 from pubsubd.config import Config, ConfigError, load
 from pubsubd.logging_setup import setup_logging
+from pubsubd.ports_file import write as write_ports
 
 __all__ = ["DEFAULT_CONFIG", "main"]
 
@@ -49,6 +51,9 @@ def _parser() -> argparse.ArgumentParser:
         return c
 
     run = command("run", "start the server")
+    run.add_argument("--ports-file", type=Path, default=None,
+                     help="write the bound ports here (JSON) once every listener accepts; "
+                          "useful with listeners on port 0")
     run.set_defaults(func=cmd_run)
 
     check = command("check-config", "validate a configuration file")
@@ -119,7 +124,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     base = Path.cwd()  # relative paths in the config are relative to where pubsubd runs
     _print_welcome(config, args.config)
     try:
-        restart = trio.run(serve, config, base)
+        ports_file = args.ports_file
+        restart = trio.run(partial(
+            serve, config, base,
+            on_listening=None if ports_file is None else partial(write_ports, ports_file)))
     except OSError as exc:
         print(f"pubsubd: cannot start: {exc}", file=sys.stderr)
         return 1

@@ -52,9 +52,11 @@ class StreamError(Exception):
 
     def to_element(self) -> etree._Element:
         el = etree.Element(ns.STREAM_ERROR, nsmap={"stream": ns.STREAM})
-        etree.SubElement(el, ns.clark(ns.STREAMS_ERR, self.condition.value), nsmap={None: ns.STREAMS_ERR})
+        etree.SubElement(el, ns.clark(ns.STREAMS_ERR, self.condition.value),
+                         nsmap={None: ns.STREAMS_ERR})
         if self.text:
-            text = etree.SubElement(el, ns.clark(ns.STREAMS_ERR, "text"), nsmap={None: ns.STREAMS_ERR})
+            text = etree.SubElement(el, ns.clark(ns.STREAMS_ERR, "text"),
+                                    nsmap={None: ns.STREAMS_ERR})
             text.set(ns.XML_LANG, "en")
             text.text = self.text
         return el
@@ -146,11 +148,13 @@ class StanzaError(Exception):
         el = etree.Element(ns.C_ERROR, type=self.type, nsmap={None: ns.CLIENT})
         if self.by:
             el.set("by", self.by)
-        cond = etree.SubElement(el, ns.clark(ns.STANZAS_ERR, self.condition.value), nsmap={None: ns.STANZAS_ERR})
+        cond = etree.SubElement(el, ns.clark(ns.STANZAS_ERR, self.condition.value),
+                                nsmap={None: ns.STANZAS_ERR})
         if self.value:
             cond.text = self.value
         if self.text:
-            text = etree.SubElement(el, ns.clark(ns.STANZAS_ERR, "text"), nsmap={None: ns.STANZAS_ERR})
+            text = etree.SubElement(el, ns.clark(ns.STANZAS_ERR, "text"),
+                                    nsmap={None: ns.STANZAS_ERR})
             text.set(ns.XML_LANG, "en")
             text.text = self.text
         if self.app is not None:

@@ -15,36 +15,48 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from pubsubd.ports_file import read as read_ports
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def free_port() -> int:
+    """A port free right now, for an address that must be known before any server starts
+    (routes between federated servers, a peer's config). It can be taken by someone else before
+    it is used: a server's own listeners use port 0 and report what they bound instead."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
 class ServerProcess:
-    """One pubsubd process with its own config and data directory."""
+    """One pubsubd process with its own config and data directory.
 
-    def __init__(self, workdir: Path, *, domain: str = "localhost", extra: dict[str, Any] | None = None,
-                 registration: bool = True) -> None:
+    Listeners configured with port 0 bind an ephemeral port; the server writes the bound ports
+    to ``ports.json`` once every listener accepts, and :meth:`start` reads them into
+    ``c2s_port``, ``tls_port``, ``metrics_port`` and ``ports`` (``{"kind": port,
+    "kind:index": port}``).
+    """
+
+    def __init__(self, workdir: Path, *, domain: str = "localhost",
+                 extra: dict[str, Any] | None = None, registration: bool = True) -> None:
         self.workdir = workdir
         self.domain = domain
-        self.c2s_port = free_port()
-        self.tls_port = free_port()
-        self.metrics_port = free_port()
+        self.c2s_port = 0
+        self.tls_port = 0
+        self.metrics_port = 0  # a test adding a metrics listener with this port gets port 0
+        self.ports: dict[str, int] = {}
         config: dict[str, Any] = {
             "domains": [domain],
             "listeners": [
-                {"kind": "c2s", "address": "127.0.0.1", "port": self.c2s_port},
-                {"kind": "c2s_tls", "address": "127.0.0.1", "port": self.tls_port},
+                {"kind": "c2s", "address": "127.0.0.1", "port": 0},
+                {"kind": "c2s_tls", "address": "127.0.0.1", "port": 0},
             ],
             "data_dir": str(workdir / "var"),
             "storage": {"path": str(workdir / "var" / "pubsubd.sqlite3")},
@@ -62,37 +74,67 @@ class ServerProcess:
         self.config_path.write_text(yaml.safe_dump(config))
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = workdir / "server.log"
+        self.ports_path = workdir / "ports.json"
 
-    def start(self, timeout: float = 15.0, *, wait_for: Iterable[str] | None = None) -> None:
-        """Start the server; return once the listeners (of the kinds in ``wait_for``, default
-        all) accept connections."""
+    def start(self, timeout: float = 15.0) -> None:
+        """Start the server; return once every listener accepts connections."""
+        if self.ports:
+            self._pin_ports()
+        self.ports_path.unlink(missing_ok=True)
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pubsubd", "run", "--config", str(self.config_path)],
+            [sys.executable, "-m", "pubsubd", "run", "--config", str(self.config_path),
+             "--ports-file", str(self.ports_path)],
             cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT, env=env,
         )
-        # Listeners open one after the other: wait until every configured one accepts.
-        waiting = [(str(spec.get("address", "127.0.0.1")), int(spec["port"]))
-                   for spec in self.config["listeners"]
-                   if spec.get("port") and (wait_for is None or spec.get("kind") in wait_for)]
+        self.await_ports(timeout)
+
+    def await_ports(self, timeout: float = 15.0) -> None:
+        """Wait until the server has written its ports file, then read it. After an in-place
+        restart (the admin ``restart`` command), delete the file first, then call this."""
+        assert self.proc is not None
+        # The server writes the file (atomically) only once every listener is accepting; polling
+        # for it waits on that event. The short interval bounds the latency, not the outcome.
         deadline = time.monotonic() + timeout
-        while waiting and time.monotonic() < deadline:
+        while not self.ports_path.exists():
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited early:\n{self.log()}")
-            address, port = waiting[0]
-            try:
-                with socket.create_connection((address, port), timeout=0.2):
-                    waiting.pop(0)
-            except OSError:
-                time.sleep(0.05)
-        if waiting:
-            self.proc.kill()  # a server that failed its start must not outlive the test
-            self.proc.wait()
-            raise RuntimeError(f"server did not start (no listener on {waiting}):\n{self.log()}")
+            if time.monotonic() > deadline:
+                self.proc.kill()  # a server that failed its start must not outlive the test
+                self.proc.wait()
+                raise RuntimeError(f"server did not start in {timeout}s:\n{self.log()}")
+            time.sleep(0.01)
+        self.ports = read_ports(self.ports_path)
+        self.c2s_port = self.ports.get("c2s", self.c2s_port)
+        self.tls_port = self.ports.get("c2s_tls", self.tls_port)
+        self.metrics_port = self.ports.get("metrics", self.metrics_port)
+
+    def port(self, kind: str) -> int:
+        """The bound port of the first listener of ``kind``."""
+        return self.ports[kind]
+
+    def _pin_ports(self) -> None:
+        """A restart binds the ports the previous run had: clients reconnect where they were
+        (SO_REUSEADDR lets the listener rebind while old connections linger in TIME_WAIT)."""
+        for i, spec in enumerate(self.config["listeners"]):
+            bound = self.ports.get(f"{spec['kind']}:{i}")
+            if not spec.get("port") and bound:
+                spec["port"] = bound
+        self.config_path.write_text(yaml.safe_dump(self.config))
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-20000:]
+
+    def wait_for_log(self, text: str, count: int = 1, timeout: float = 10.0) -> None:
+        """Return once ``text`` has appeared ``count`` times in the server's log: the event a
+        test waits for when nothing on the wire shows it. (From asyncio code, run it with
+        ``asyncio.to_thread``.)"""
+        deadline = time.monotonic() + timeout
+        while self.log_path.read_text(errors="replace").count(text) < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{text!r} not logged {count} times:\n{self.log()}")
+            time.sleep(0.01)
 
     def stop(self, timeout: float = 15.0) -> int:
         assert self.proc is not None
@@ -113,11 +155,33 @@ class ServerProcess:
         self.kill() if hard else self.stop()
         self.start()
 
-    def cli(self, *args: str, input_: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def cli(self, *args: str, input_: str | None = None,
+            check: bool = True) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "pubsubd", *args, "--config", str(self.config_path)],
             cwd=self.workdir, capture_output=True, text=True, input=input_, check=check, timeout=60,
         )
+
+    def control(self, op: str, **args: Any) -> Any:
+        """One request on the server's control socket (what ``pubsubd admin`` sends)."""
+        from pubsubd.admin_cli import call
+
+        socket_path = self.config.get("control", {}).get("socket", "var/control.sock")
+        return call(self.workdir / socket_path, op, args)
+
+    def refresh_feed(self, url: str, timeout: float = 15.0) -> Any:
+        """Poll a feed now; return once its new entries have been published (the control
+        socket answers after the poll). A scheduled poll of that feed already under way makes
+        the server refuse: then ask again, until that poll has ended. (From asyncio code, run
+        it with ``asyncio.to_thread``.)"""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return self.control("feeds.refresh", url=url)
+            except RuntimeError as exc:
+                if "poll of this feed is running" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
 
     def add_user(self, local: str, password: str = "password1") -> str:
         jid = f"{local}@{self.domain}"
@@ -163,8 +227,40 @@ async def connect(server: ServerProcess, jid: str, password: str = "password1",
     await asyncio.wait_for(started, timeout)
     if presence:
         client.send_presence()
-        await asyncio.sleep(0.1)
+        await round_trip(client)  # the presence has been processed (and broadcast)
     return client
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Wait until ``predicate()`` holds, checking often: for state with no event to wait on
+    (a counter another thread updates). Not a sleep: it returns as soon as the state is there."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.01)
+
+
+async def round_trip(client: Any, to: str | None = None, timeout: float = 10.0) -> None:
+    """A ping (XEP-0199) to the server, or to ``to``, and its answer (a result or an error).
+
+    A server processes each stream's stanzas in order and delivers to a client in order (RFC
+    6120 §10.1): once the answer is back, everything this client sent before has been handled,
+    and everything the server had sent it by then has arrived. Over federation, pinging the
+    remote domain flushes the server-to-server stream the same way. This is how a test waits for
+    "processed", and what it does before asserting that something did NOT arrive.
+    """
+    from slixmpp.exceptions import IqError
+    from slixmpp.xmlstream import ET
+
+    iq = client.Iq()
+    iq["type"] = "get"
+    iq["to"] = to or client.boundjid.domain
+    iq.xml.append(ET.Element("{urn:xmpp:ping}ping"))
+    try:
+        await iq.send(timeout=timeout)
+    except IqError:
+        pass  # an error answer is an answer: the round trip is complete
 
 
 async def disconnect(*clients: Any) -> None:
@@ -283,7 +379,8 @@ class RawClient(RawSocket):
         self.starttls()
         self.open()
         token = base64.b64encode(f"\0{local}\0{password}".encode()).decode()
-        self.send(f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{token}</auth>")
+        self.send(f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>"
+                  f"{token}</auth>")
         self.read_until(b"<success")
         self.open()
         self.send(f"<iq type='set' id='bind'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"

@@ -34,7 +34,8 @@ class Response:
 Handler = Callable[[Request], Awaitable[Response]]
 
 
-async def serve_http(stream: trio.abc.Stream, handler: Handler, *, timeout: float = 30.0) -> None:
+async def serve_http(stream: trio.abc.Stream, handler: Handler, *,
+                     timeout: float = 30.0) -> None:  # noqa: ASYNC109 - per request, not overall
     """Answer requests on ``stream`` until the client is done, slow (``timeout``) or broken."""
     conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_REQUEST_BYTES)
     try:

@@ -8,24 +8,30 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from typing import Any
 
-from harness import ServerProcess, connect
+from harness import ServerProcess, connect, round_trip
 
 C = "{jabber:client}"
 R = "{jabber:iq:roster}"
 
 
 class Inbox:
-    """Every stanza a client receives, to wait for the one a step expects."""
+    """Every stanza a client receives (or, with ``direction="out"``, sends), to wait for the
+    one a step expects."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, direction: str = "in") -> None:
+        self.client = client
+        self.direction = direction
         self.items: list[ET.Element] = []
         self.event = asyncio.Event()
-        client.add_filter("in", self._in)
+        client.add_filter(direction, self._in)
 
     def _in(self, stanza: Any) -> Any:
         self.items.append(stanza.xml)
         self.event.set()
         return stanza
+
+    def close(self) -> None:
+        self.client.del_filter(self.direction, self._in)
 
     async def wait(self, pred: Callable[[ET.Element], bool], timeout: float = 5.0) -> ET.Element:
         deadline = time.monotonic() + timeout
@@ -43,8 +49,11 @@ class Inbox:
             except TimeoutError:
                 pass
 
-    async def absent(self, pred: Callable[[ET.Element], bool], wait: float = 0.5) -> None:
-        await asyncio.sleep(wait)
+    async def absent(self, pred: Callable[[ET.Element], bool], via: str | None = None) -> None:
+        """Nothing matching arrived. Checked after a round trip to the server (or to ``via``,
+        a remote domain whose stanzas would come over federation): the test must first have
+        done what would have produced the stanza."""
+        await round_trip(self.client, via)
         assert not any(pred(el) for el in self.items), [ET.tostring(e) for e in self.items]
 
     def bodies(self) -> list[str]:
@@ -67,6 +76,31 @@ def roster_push(contact: str) -> Callable[[ET.Element], bool]:
         return el.tag == f"{C}iq" and el.get("type") == "set" and item is not None \
             and item.get("jid") == contact
     return match
+
+
+def disco_info_query(el: ET.Element) -> bool:
+    return (el.tag == f"{C}iq" and el.get("type") == "get"
+            and el.find("{http://jabber.org/protocol/disco#info}query") is not None)
+
+
+def result_of(query: ET.Element) -> Callable[[ET.Element], bool]:
+    return lambda el: el.get("type") == "result" and el.get("id") == query.get("id")
+
+
+async def caps_announced(client: Any) -> None:
+    """Send presence with the client's current caps and return once the server has processed
+    it, and, if it asked the client's disco#info (XEP-0115 §6.2), has processed the answer."""
+    received, sent = Inbox(client), Inbox(client, "out")
+    try:
+        client.send_presence()
+        await round_trip(client)  # a disco#info query it sent, if any, came before the answer
+        query = next((el for el in received.items if disco_info_query(el)), None)
+        if query is not None:
+            await sent.wait(result_of(query))  # slixmpp answered
+            await round_trip(client)  # ... and the server has read the answer
+    finally:
+        received.close()
+        sent.close()
 
 
 def presence(type_: str | None = None, from_: str | None = None) -> Callable[[ET.Element], bool]:

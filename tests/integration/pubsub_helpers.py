@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from harness import round_trip
 from slixmpp import ET
 from slixmpp.exceptions import IqError
 from slixmpp.xmlstream.handler import Callback
@@ -38,8 +39,10 @@ async def next_event(queue: asyncio.Queue[Any], timeout: float = 5.0) -> ET.Elem
     return msg.xml
 
 
-async def no_event(queue: asyncio.Queue[Any], wait: float = 0.5) -> None:
-    await asyncio.sleep(wait)
+async def no_event(queue: asyncio.Queue[Any], client: Any) -> None:
+    """No event arrived for ``client``, checked after a round trip to its server (which every
+    stanza the server had already sent it precedes): first do what would have sent one."""
+    await round_trip(client)
     assert queue.empty(), ET.tostring(queue.get_nowait().xml)
 
 

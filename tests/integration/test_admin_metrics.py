@@ -97,9 +97,8 @@ def test_disabled_metrics_serve_nothing(tmp_path: Path) -> None:
     proc.config["listeners"].append(
         {"kind": "metrics", "address": "127.0.0.1", "port": proc.metrics_port})
     proc.config_path.write_text(yaml.safe_dump(proc.config))
-    proc.start(wait_for=("c2s",))  # the metrics listener is expected never to open
+    proc.start()
     try:
-        with pytest.raises(ConnectionRefusedError):
-            get(proc, "/metrics")
+        assert "metrics" not in proc.ports  # the listener never opened
     finally:
         proc.kill()

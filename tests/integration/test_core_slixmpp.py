@@ -117,7 +117,8 @@ def test_wrong_password_is_not_authorized(shared_server: ServerProcess) -> None:
         failures: list[str] = []
         failed: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         client.add_event_handler("failed_auth", lambda st: failures.append(st["condition"]))
-        client.add_event_handler("failed_all_auth", lambda _: failed.done() or failed.set_result(True))
+        client.add_event_handler("failed_all_auth",
+                                 lambda _: failed.done() or failed.set_result(True))
         client.connect(host="127.0.0.1", port=shared_server.c2s_port)
         await asyncio.wait_for(failed, 15)
         client.disconnect()

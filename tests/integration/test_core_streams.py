@@ -148,7 +148,7 @@ def test_client_vanishing_mid_stanza(shared_server: ServerProcess, watcher: RawC
     ghost.close()
     still_served(watcher)
     # The session is gone: an iq to its full JID is answered for it (RFC 6121 §8.5.3.2.1).
-    time.sleep(0.3)  # the server notices the closed socket asynchronously
+    shared_server.wait_for_log(f"session {jid} closed")  # it notices the closed socket
     watcher.send(f"<iq type='get' id='g' to='{jid}'><ping xmlns='urn:xmpp:ping'/></iq>")
     reply = watcher.read_until(b"</iq>", timeout=5)
     assert "service-unavailable" in reply
@@ -174,7 +174,8 @@ def ask(client: RawClient, data: str, id_: str) -> str:
 def test_unknown_iq_namespace_is_service_unavailable(user: tuple[RawClient, str]) -> None:
     client, _ = user
     for to in ("", " to='localhost'", " to='stanzas@localhost'"):
-        reply = ask(client, f"<iq type='get' id='u1'{to}><query xmlns='urn:example:nope'/></iq>", "u1")
+        reply = ask(client, f"<iq type='get' id='u1'{to}><query xmlns='urn:example:nope'/></iq>",
+                    "u1")
         assert 'type="error"' in reply and 'id="u1"' in reply
         assert "<service-unavailable" in reply and '<error type="cancel">' in reply
 
@@ -210,7 +211,8 @@ def test_malformed_iq_is_bad_request(user: tuple[RawClient, str], data: str) -> 
 
 def test_message_to_unknown_local_user(user: tuple[RawClient, str]) -> None:
     client, _ = user
-    reply = ask(client, "<message to='nobody@localhost' id='m1' type='chat'><body>x</body></message>", "m1")
+    reply = ask(client,
+                "<message to='nobody@localhost' id='m1' type='chat'><body>x</body></message>", "m1")
     assert 'type="error"' in reply and "<service-unavailable" in reply
     assert 'from="nobody@localhost"' in reply
 
@@ -221,7 +223,8 @@ def test_message_to_remote_domain(user: tuple[RawClient, str]) -> None:
     assert "<remote-server-not-found" in reply and '<error type="cancel">' in reply
 
 
-@pytest.mark.parametrize("to", ["@localhost", "a@b@localhost", "localhost/", "x" * 1100 + "@localhost"])
+@pytest.mark.parametrize("to", ["@localhost", "a@b@localhost", "localhost/",
+                                "x" * 1100 + "@localhost"])
 def test_malformed_address_is_jid_malformed(user: tuple[RawClient, str], to: str) -> None:
     client, _ = user
     reply = ask(client, f"<message to='{to}' id='j'><body>x</body></message>", "j")

@@ -24,7 +24,15 @@ from feeds_support import (  # noqa: E402
     iq,
     rss,
 )
-from harness import ServerProcess, connect, disconnect, free_port, run  # noqa: E402
+from harness import (  # noqa: E402
+    ServerProcess,
+    connect,
+    disconnect,
+    free_port,
+    round_trip,
+    run,
+    until,
+)
 
 SERVICE = "pubsub.localhost"
 DISCO_ITEMS = "http://jabber.org/protocol/disco#items"
@@ -120,9 +128,10 @@ def test_commands_opml_and_last_subscriber_stops_polling(tmp_path: Path) -> None
                                    f"jid='{jid}'/></pubsub>")
                 assert _values(options, "pubsubd#catch_up") == ["1"]
                 assert _values(options, "pubsubd#message_type") == ["chat"]
-                await asyncio.sleep(1.5)
+                await asyncio.to_thread(server.refresh_feed, one)  # one1 is history
                 web.set("/one.xml", rss("Feed one", ["one2", "one1"]),
                         content_type="application/rss+xml")
+                await asyncio.to_thread(server.refresh_feed, one)
                 await inbox.wait_for(lambda: len(_entries(inbox, ONE)) == 1)
                 assert inbox.item_notifications(one) == [], "chat: no pubsub event"
                 # "pause" holds deliveries of every feed of the user until "resume".
@@ -131,7 +140,8 @@ def test_commands_opml_and_last_subscriber_stops_polling(tmp_path: Path) -> None
                 assert f"(from {ONE}; paused)" in await chat(client, inbox, SERVICE, "list")
                 web.set("/one.xml", rss("Feed one", ["one3", "one2", "one1"]),
                         content_type="application/rss+xml")
-                await asyncio.sleep(2.0)
+                await asyncio.to_thread(server.refresh_feed, one)  # one3 is published...
+                await round_trip(client)  # ... and would have been delivered by now
                 assert len(_entries(inbox, ONE)) == 1
                 assert "resumed" in await chat(client, inbox, SERVICE, "resume 1")
                 # "unsubscribe 2" in chat is the second feed of "list"; the last subscriber
@@ -139,18 +149,19 @@ def test_commands_opml_and_last_subscriber_stops_polling(tmp_path: Path) -> None
                 listing = await chat(client, inbox, SERVICE, "list")
                 assert listing.index(one) < listing.index(two), listing
                 assert "Unsubscribed" in await chat(client, inbox, SERVICE, "unsubscribe 2")
-                await asyncio.sleep(1.0)
+                # Polling stops over time, so time is the subject here: while the other
+                # feed is polled twice more (at least one whole interval), it is not polled.
+                hits_one = web.hits("/one.xml")
+                await until(lambda: web.hits("/one.xml") >= hits_one + 1)
                 hits_two, hits_one = web.hits("/two.xml"), web.hits("/one.xml")
-                await asyncio.sleep(2.5)
+                await until(lambda: web.hits("/one.xml") >= hits_one + 2)
                 assert web.hits("/two.xml") == hits_two, "nobody follows it: not polled"
-                assert web.hits("/one.xml") > hits_one
                 answer = await iq(client, SERVICE, "get",
                                   f"<pubsub xmlns='{PUBSUB}'><items node='{two}'/></pubsub>")
                 assert list(answer.iter(f"{{{PUBSUB}}}item")), "the node and its items stay"
                 # A new subscriber wakes it up again.
                 assert "Subscribed" in await chat(client, inbox, SERVICE, f"subscribe {two}")
-                await asyncio.sleep(2.5)
-                assert web.hits("/two.xml") > hits_two
+                await until(lambda: web.hits("/two.xml") > hits_two)
                 await disconnect(client)
 
             run(scenario())

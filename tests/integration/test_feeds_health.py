@@ -24,7 +24,7 @@ from feeds_support import (  # noqa: E402
     iq,
     rss,
 )
-from harness import ServerProcess, connect, disconnect, run  # noqa: E402
+from harness import ServerProcess, connect, disconnect, round_trip, run, until  # noqa: E402
 
 SERVICE = "pubsub.localhost"
 DISCO_INFO = "http://jabber.org/protocol/disco#info"
@@ -97,19 +97,26 @@ def test_malformed_feed_isolated_gone_feed_told_once_and_cli(tmp_path: Path) -> 
                 inbox = Inbox(client)
                 for url in (good, bad, dying):
                     assert "Subscribed" in await chat(client, inbox, SERVICE, f"subscribe {url}")
-                await asyncio.sleep(1.5)  # first polls: history only
+                for url in (good, bad, dying):  # first polls: history only
+                    await asyncio.to_thread(server.refresh_feed, url)
                 web.set("/bad.xml", "Service temporarily replaced by this sentence.",
                         content_type="application/rss+xml")
                 web.set("/dying.xml", "gone\n", status=410, content_type="text/plain")
                 web.set("/good.xml", rss("good", ["good2", "good1"]),
                         content_type="application/rss+xml")
+                for url in (good, bad, dying):
+                    await asyncio.to_thread(server.refresh_feed, url)
                 # Chat subscribers: the latest entry at once, then the new one, from the
                 # feed's contact.
                 await inbox.wait_for(lambda: _guids(inbox, GOOD) == ["good1", "good2"])
                 await inbox.wait_for(lambda: any(
                     m.findtext("{jabber:client}subject", "").startswith("Feed gone")
                     for m in inbox.messages))
-                await asyncio.sleep(2.0)  # more polls of every feed
+                # Time is the subject: while the bad feed is polled twice more (a whole
+                # interval), the gone one is not, so it is not announced again.
+                hits_bad = web.hits("/bad.xml")
+                await until(lambda: web.hits("/bad.xml") >= hits_bad + 2)
+                await round_trip(client)
                 told = [m for m in inbox.messages
                         if m.findtext("{jabber:client}subject", "").startswith("Feed gone")]
                 assert len(told) == 1, "a dead feed is announced once"
@@ -135,7 +142,8 @@ def test_malformed_feed_isolated_gone_feed_told_once_and_cli(tmp_path: Path) -> 
                 assert "options updated" in reply, reply
                 web.set("/good.xml", rss("good", ["good3", "good2", "good1"]),
                         content_type="application/rss+xml")
-                await asyncio.sleep(2.5)
+                await asyncio.to_thread(server.refresh_feed, good)  # good3 is published
+                await round_trip(client)  # and would have been delivered by now
                 # good1 came on subscribing, good2 as new; good3 does not mention kittens.
                 assert _guids(inbox, GOOD) == ["good1", "good2"]
                 assert inbox.item_notifications() == [], "chat deliveries carry no event"

@@ -7,6 +7,7 @@ notifications with the Atom payload and a body, and a kill -9 restart repeats no
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from feeds_support import (  # noqa: E402
     items_of,
     rss,
 )
-from harness import ServerProcess, connect, disconnect, run  # noqa: E402
+from harness import ServerProcess, connect, disconnect, round_trip, run  # noqa: E402
 
 SERVICE = "pubsub.localhost"
 FEED_STATUS = "urn:pubsubd:feed-status:0"
@@ -49,19 +50,6 @@ async def _stored_ids(client: Any, node: str) -> set[str]:
     answer = await iq(client, SERVICE, "get",
                       f"<pubsub xmlns='{PUBSUB}'><items node='{node}'/></pubsub>")
     return {item.get("id", "") for item in items_of(answer)}
-
-
-async def _wait_stored(client: Any, node: str, count: int) -> None:
-    import asyncio
-
-    for _ in range(100):
-        try:
-            if len(await _stored_ids(client, node)) >= count:
-                return
-        except Exception:  # noqa: BLE001 - node not created yet
-            pass
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"{node} never held {count} items")
 
 
 def test_three_ways_in_exactly_new_entries_and_no_duplicates_after_restart(tmp_path: Path) -> None:
@@ -109,8 +97,9 @@ def test_three_ways_in_exactly_new_entries_and_no_duplicates_after_restart(tmp_p
                 listing = await chat(client, inbox, SERVICE, "list")
                 for url in (url_a, url_b, url_c):
                     assert url in listing, listing
-                for url in (url_a, url_b, url_c):
-                    await _wait_stored(client, url, 2)
+                for url in (url_a, url_b, url_c):  # the first poll (history) is done
+                    await asyncio.to_thread(server.refresh_feed, url)
+                    assert len(await _stored_ids(client, url)) >= 2
                 # Chat and ad-hoc subscribers get the latest entry at once, from the feed's
                 # contact; the plain pubsub subscriber came before any entry, so nothing.
                 await inbox.wait_for(lambda: len(_chat_entries(inbox)) >= 2)
@@ -123,9 +112,11 @@ def test_three_ways_in_exactly_new_entries_and_no_duplicates_after_restart(tmp_p
                     web.set(f"/{name}.xml", rss(f"Feed {name}", [f"{name}3", f"{name}1",
                                                                   f"{name}2"]),
                             content_type="application/rss+xml")
+                for url in (url_a, url_b, url_c):
+                    await asyncio.to_thread(server.refresh_feed, url)
                 await inbox.wait_for(lambda: len(inbox.item_notifications()) >= 1
                                      and len(_chat_entries(inbox)) >= 4)
-                await _settle(client)
+                await round_trip(client)  # anything more would have come by now
                 assert sorted(_chat_entries(inbox)) == [
                     (CONTACT_A, "a1"), (CONTACT_A, "a3"), (CONTACT_B, "b1"), (CONTACT_B, "b3")]
                 got = inbox.item_notifications()
@@ -147,14 +138,17 @@ def test_three_ways_in_exactly_new_entries_and_no_duplicates_after_restart(tmp_p
             async def after_restart() -> None:
                 client = await connect(server, jid)
                 inbox = Inbox(client)
-                await _settle(client, seconds=3.0)  # several poll periods
+                for url in (url_a, url_b, url_c):  # polls after the restart, published...
+                    await asyncio.to_thread(server.refresh_feed, url)
+                await round_trip(client)  # ... and delivered by now, were there anything
                 assert inbox.item_notifications() == [], "a restart must repeat nothing"
                 assert _chat_entries(inbox) == [], "a restart must repeat nothing"
                 web.set("/a.xml", rss("Feed a", ["a4", "a3", "a1", "a2"]),
                         content_type="application/rss+xml")
+                await asyncio.to_thread(server.refresh_feed, url_a)
                 # The feed's contact kept its name across the restart.
                 await inbox.wait_for(lambda: len(_chat_entries(inbox)) >= 1)
-                await _settle(client)
+                await round_trip(client)
                 assert _chat_entries(inbox) == [(CONTACT_A, "a4")]
                 assert inbox.item_notifications() == []
                 await disconnect(client)
@@ -163,9 +157,3 @@ def test_three_ways_in_exactly_new_entries_and_no_duplicates_after_restart(tmp_p
         finally:
             if server.alive():
                 server.kill()
-
-
-async def _settle(client: Any, seconds: float = 1.5) -> None:
-    import asyncio
-
-    await asyncio.sleep(seconds)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from harness import ServerProcess, connect, disconnect, run
 
-from .im_helpers import R, Inbox, client_for, raw_iq, roster_push
+from .im_helpers import Inbox, R, client_for, raw_iq, roster_push
 
 BLOCKING = "urn:xmpp:blocking"
 

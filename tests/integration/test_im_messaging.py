@@ -3,13 +3,12 @@ with real slixmpp clients."""
 
 from __future__ import annotations
 
-import asyncio
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from harness import ServerProcess, connect, disconnect, run
+from harness import ServerProcess, connect, disconnect, round_trip, run
 
 from .im_helpers import C, Inbox
 
@@ -28,7 +27,7 @@ async def online(server: ServerProcess, jid: str, priority: int = 0,
     client = await connect(server, jid, presence=False, plugins=plugins)
     inbox = Inbox(client)
     client.send_presence(ppriority=priority)
-    await asyncio.sleep(0.15)
+    await round_trip(client)  # available: the server routes to this resource from now on
     return client, inbox
 
 
@@ -44,8 +43,8 @@ def test_bare_jid_message_goes_to_highest_priority(shared_server: ServerProcess)
         b.send_message(mto=alice, mbody="to the best one", mtype="chat")
         await hin.wait(body("to the best one"))
         b.send_message(mto=alice + "/low", mbody="to low", mtype="chat")
-        await lin.wait(body("to low"))
-        await asyncio.sleep(0.3)
+        await lin.wait(body("to low"))  # sent after the first: that one would have come first
+        await round_trip(neg)
         assert "to the best one" not in lin.bodies() + nin.bodies()
         await disconnect(high, low, neg, b)
 
@@ -73,11 +72,12 @@ def test_offline_messages_survive_a_restart_in_order(tmp_path: Path) -> None:
             c = await connect(server, carol, presence=False)
             cin = Inbox(c)
             c.send_presence(ppriority=-1)  # negative priority: nothing yet (XEP-0160 §3)
-            await asyncio.sleep(0.4)
+            await round_trip(c)
             assert cin.bodies() == []
             c.send_presence(ppriority=1)
             for i in range(3):
-                el = await cin.wait(lambda e: e.tag == f"{C}message" and e.find(f"{C}body") is not None)
+                el = await cin.wait(
+                    lambda e: e.tag == f"{C}message" and e.find(f"{C}body") is not None)
                 assert el.findtext(f"{C}body") == f"note {i}"
                 delay = el.find("{urn:xmpp:delay}delay")
                 assert delay is not None and delay.get("stamp", "").endswith("Z")
@@ -86,7 +86,7 @@ def test_offline_messages_survive_a_restart_in_order(tmp_path: Path) -> None:
             c2 = await connect(server, carol, presence=False)
             c2in = Inbox(c2)
             c2.send_presence()
-            await asyncio.sleep(0.4)
+            await round_trip(c2)
             assert c2in.bodies() == []  # delivered once, then gone
             await disconnect(c2)
 
@@ -110,7 +110,8 @@ def test_blocked_user_messages_are_dropped(shared_server: ServerProcess) -> None
         e.send_message(mto=frank, mbody="go away", mtype="chat")
         el = await ein.wait(error("not-acceptable"))  # §3.6
         assert el.find(f"{C}error/{{urn:xmpp:blocking:errors}}blocked") is not None
-        await asyncio.sleep(0.2)
+        await round_trip(e)
+        await round_trip(f)
         assert "let me in" not in ein.bodies() and "go away" not in fin.bodies()
         await e.plugin["xep_0191"].unblock(frank)
         f.send_message(mto=erin, mbody="hello again", mtype="chat")
@@ -144,7 +145,7 @@ def test_carbons_copy_chats_to_other_resource(shared_server: ServerProcess) -> N
         # The phone did not enable carbons: it gets no copy of the desk's chat.
         desk.send_message(mto=hank, mbody="from desk", mtype="chat")
         await hin.wait(body("from desk"))
-        await asyncio.sleep(0.2)
+        await round_trip(phone)
         assert not any(e.find("{urn:xmpp:carbons:2}sent") is not None for e in pin.items)
         await disconnect(phone, desk, h)
 

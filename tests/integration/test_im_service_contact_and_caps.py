@@ -4,12 +4,20 @@ through PEP +notify filtering (XEP-0163 §4.2)."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
-from harness import ServerProcess, disconnect, run
+from harness import ServerProcess, disconnect, round_trip, run
 
-from .im_helpers import C, client_for, presence, raw_iq, roster_push
+from .im_helpers import (
+    C,
+    Inbox,
+    client_for,
+    disco_info_query,
+    presence,
+    raw_iq,
+    result_of,
+    roster_push,
+)
 
 SERVICE = "pubsub.localhost"
 PUBSUB = "http://jabber.org/protocol/pubsub"
@@ -76,12 +84,12 @@ def test_verified_caps_decide_pep_notifications(shared_server: ServerProcess) ->
             h.send_presence(pto=contact.boundjid.bare, ptype="subscribed")
             await contact_in.wait(presence("subscribed", hana))
         # The server asks ian's client for its disco#info once, for this ver, and checks the hash.
+        i_out = Inbox(i, "out")
         await announce_notify(i, METADATA)
-        query = await i_in.wait(lambda el: el.get("type") == "get"
-                                and el.find("{http://jabber.org/protocol/disco#info}query")
-                                is not None)
+        query = await i_in.wait(disco_info_query)
         assert query.get("from") == "localhost"
-        await asyncio.sleep(0.3)  # the answer is hashed and remembered
+        await i_out.wait(result_of(query))  # the client answered...
+        await round_trip(i)  # ... and the server has hashed and remembered the answer
         publish = (f"<pubsub xmlns='{PUBSUB}'><publish node='{METADATA}'><item id='abc'>"
                    f"<metadata xmlns='{METADATA}'><info id='abc' bytes='10' type='image/png'/>"
                    "</metadata></item></publish></pubsub>")

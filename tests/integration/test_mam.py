@@ -4,14 +4,13 @@ both ways to completion, preferences, storage hints, durability, access control.
 
 from __future__ import annotations
 
-import asyncio
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import RawClient, ServerProcess, connect, disconnect, run
+from harness import RawClient, ServerProcess, connect, disconnect, round_trip, run
 from slixmpp import JID
 from slixmpp.exceptions import IqError
 
@@ -110,8 +109,11 @@ def stanza_ids(el: ET.Element) -> dict[str, str]:
     return {sid.get("by", ""): sid.get("id", "") for sid in el.findall(SID)}
 
 
-async def settle() -> None:
-    await asyncio.sleep(0.2)
+async def settle(*archives: Archive) -> None:
+    """A round trip for each client: everything each one sent has been routed (and archived:
+    a query commits what is queued), and everything sent to each one has arrived."""
+    for archive in archives:
+        await round_trip(archive.client)
 
 
 async def close(*archives: Archive) -> None:
@@ -144,7 +146,7 @@ def test_both_archives_stanza_ids_hints_and_restart(server: ServerProcess) -> No
         a.client.send_raw(f"<message to='{bob}' type='chat'><active "
                           "xmlns='http://jabber.org/protocol/chatstates'/></message>")
         await b.inbox.wait(has_body("secret no-permanent-store"))
-        await settle()
+        await settle(a, b)
 
         # XEP-0313 §3.5: the recipient learns the id in its archive, and nothing else.
         ids = stanza_ids(first)
@@ -194,7 +196,7 @@ def test_paging_forward_and_backward_to_completion(shared_server: ServerProcess)
         for text in texts:
             c.client.send_message(mto=dave, mbody=text, mtype="chat")
         await d.inbox.wait(has_body("m6"))
-        await settle()
+        await settle(c, d)
 
         # Forward with <after/>, three at a time.
         seen: list[str] = []
@@ -248,11 +250,10 @@ def test_filters_with_start_end_and_extended_fields(shared_server: ServerProcess
         for i, (peer, inbox) in enumerate([(frank, f.inbox), (gina, g.inbox), (frank, f.inbox),
                                            (gina, g.inbox)]):
             e.client.send_message(mto=peer, mbody=f"e{i}", mtype="chat")
-            await inbox.wait(has_body(f"e{i}"))
-            await asyncio.sleep(0.02)
+            await inbox.wait(has_body(f"e{i}"))  # a round trip: distinct µs timestamps
         g.client.send_message(mto=f"{erin}/elsewhere", mbody="to a resource", mtype="chat")
         await e.inbox.wait(has_body("to a resource"))
-        await settle()
+        await settle(e, f, g)
         every, _ = await e.query()
         assert [r.body for r in every] == ["e0", "e1", "e2", "e3", "to a resource"]
 
@@ -348,7 +349,7 @@ def test_preferences_decide_what_is_archived(shared_server: ServerProcess) -> No
         await h.inbox.wait(has_body("dropped: from judy"))
         await h.inbox.wait(has_body("kept: from ivan"))
         await j.inbox.wait(has_body("dropped: default never"))
-        await settle()
+        await settle(h, i, j)
         results, _ = await h.query()
         assert sorted(r.body for r in results) == ["kept: from ivan", "kept: ivan is always"]
         # Judy's own archive follows her (default) preferences.
@@ -362,7 +363,7 @@ def test_preferences_decide_what_is_archived(shared_server: ServerProcess) -> No
         h.client.send_message(mto=ivan, mbody="never ivan", mtype="chat")
         await j.inbox.wait(has_body("not a contact"))
         await i.inbox.wait(has_body("never ivan"))
-        await settle()
+        await settle(h, i, j)
         results, _ = await h.query()
         assert len(results) == 2
         with pytest.raises(IqError) as err:
@@ -387,7 +388,7 @@ def test_carbon_copies_carry_the_owners_stanza_id(shared_server: ServerProcess) 
         delivered = await other.inbox.wait(has_body("sent from the phone"))
         other.client.send_message(mto=kate + "/phone", mbody="to the phone", mtype="chat")
         await phone.inbox.wait(has_body("to the phone"))
-        await settle()
+        await settle(desk, phone, other)
         copies = [el for el in desk.inbox.items if el.find(
             "{urn:xmpp:carbons:2}sent") is not None or el.find(
             "{urn:xmpp:carbons:2}received") is not None]
@@ -439,7 +440,7 @@ def test_retention_keeps_the_newest_messages(tmp_path: Path) -> None:
             for i in range(5):
                 o.client.send_message(mto=paul, mbody=f"r{i}", mtype="chat")
             await p.inbox.wait(has_body("r4"))
-            await settle()
+            await settle(o, p)
             # The server's page limit applies whatever the client asks for.
             results, fin = await o.query(rsm="<max>50</max>")
             assert [r.body for r in results] == ["r2", "r3"] and fin.complete == "false"

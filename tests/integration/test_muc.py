@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from harness import ServerProcess, connect, disconnect, run
+from harness import ServerProcess, connect, disconnect, round_trip, run
 from slixmpp import JID
 from slixmpp.exceptions import IqError, PresenceError
 from slixmpp.xmlstream.handler import Callback
@@ -254,7 +254,7 @@ def test_persistent_room_survives_restart(server: ServerProcess) -> None:
         submit.add_field(var="muc#roomconfig_roomname", value="Archive")
         await muc.set_room_config(room, submit, timeout=5)
         muc.set_subject(room, "kept")
-        await asyncio.sleep(0.3)
+        await round_trip(alice, room.domain)  # the room has handled the subject
         await disconnect(alice)
 
     async def check() -> None:

@@ -3,7 +3,6 @@ subscriptions (pubsub#expire = presence) and catch-up that survives a kill -9 of
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 from harness import ServerProcess, connect, disconnect, run
@@ -53,16 +52,15 @@ def test_digest_batches_and_temporary_subscription(server: ServerProcess) -> Non
             "daily", bob, pubsub__digest="1", pubsub__digest_frequency="2000"))
         for item_id in ("d1", "d2", "d3"):
             await raw_iq(publisher, svc, "set", publish_xml("daily", item_id))
-        await no_event(events, 1.0)  # nothing before the period has elapsed
+        await no_event(events, reader)  # nothing before the period (2 s) has elapsed
         batch = await next_event(events, 4.0)
         assert item_ids(batch) == ["d1", "d2", "d3"]  # one message with every item
-        await no_event(events, 0.3)
+        await no_event(events, reader)
 
         # XEP-0060 §12.5: pubsub#expire = presence ends with the subscriber's presence
         await raw_iq(reader, svc, "set", subscribe_xml("session", bob, pubsub__expire="presence"))
         assert sorted(await own_subscriptions(reader, svc)) == ["daily", "session"]
-        await disconnect(reader)
-        await asyncio.sleep(0.3)
+        await disconnect(reader)  # returns once the server has ended the session
         reader = await connect(server, bob, plugins=PUBSUB_PLUGINS)
         assert await own_subscriptions(reader, svc) == ["daily"]
         await disconnect(publisher, reader)
@@ -83,8 +81,7 @@ def test_catch_up_survives_kill(tmp_path: Path) -> None:
             await publisher.plugin["xep_0060"].create_node(svc, "news")
             await raw_iq(reader, svc, "set", subscribe_xml(
                 "news", bob, pubsubd__catch_up="1", pubsub__include_body="1"))
-            await disconnect(reader)
-            await asyncio.sleep(0.3)
+            await disconnect(reader)  # returns once the server has ended the session
             for item_id in ("m1", "m2", "m3"):
                 await raw_iq(publisher, svc, "set", publish_xml("news", item_id))
             await disconnect(publisher)
@@ -101,7 +98,7 @@ def test_catch_up_survives_kill(tmp_path: Path) -> None:
             body = caught_up.findtext("{jabber:client}body") or ""
             assert "1 more item appeared while you were away; fetch them with a pubsub " \
                    "items request" in body, body
-            await no_event(events)
+            await no_event(events, reader)
             await disconnect(reader)
 
         run(after())

@@ -3,11 +3,11 @@ coming online, and the account's disco identity."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from harness import ServerProcess, connect, disconnect, run
 
+from .im_helpers import Inbox, caps_announced, presence
 from .pubsub_helpers import EVENT, PUBSUB, iq_error, item_ids, message_queue, next_event, raw_iq
 
 NICK = "http://jabber.org/protocol/nick"
@@ -23,21 +23,20 @@ async def interested(client: Any) -> None:
     """Advertise ``nick+notify`` in the client's caps (XEP-0163 §4.2)."""
     client.plugin["xep_0030"].add_feature(f"{NICK}+notify")
     await client.plugin["xep_0115"].update_caps(jid=client.boundjid, broadcast=False)
-    client.send_presence()  # carries the new caps
-    await asyncio.sleep(0.5)  # the server asks the client's disco#info once
+    await caps_announced(client)  # the server asks the client's disco#info once
 
 
 async def befriend(a: Any, b: Any) -> None:
     """Presence subscriptions both ways (slixmpp approves requests by default); what PEP needs
     is that ``b`` receives ``a``'s presence ("from" or "both" in a's roster)."""
+    a_bare = str(a.boundjid.bare)
+    b_in = Inbox(b)
     a.send_presence_subscription(pto=b.boundjid.bare)
-    b.send_presence_subscription(pto=a.boundjid.bare)
-    for _ in range(50):
-        item = a.client_roster[b.boundjid.bare]
-        if item["subscription"] in ("from", "both"):
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"no mutual subscription: {a.client_roster[b.boundjid.bare]['subscription']}")
+    b.send_presence_subscription(pto=a_bare)
+    # a's client approves b's request; the server updates a's roster, then tells b (RFC 6121
+    # §3.1.5), and sends b a's presence.
+    await b_in.wait(presence("subscribed", a_bare))
+    b_in.close()
 
 
 def test_pep_notify_and_last_item(server: ServerProcess) -> None:
@@ -67,8 +66,7 @@ def test_pep_notify_and_last_item(server: ServerProcess) -> None:
                              "</pubsub>")
         assert items.find(f".//{{{NICK}}}nick").text == "Alice"
         # §4.3.4: coming online, the contact gets the last item it missed
-        await disconnect(pb)
-        await asyncio.sleep(0.3)
+        await disconnect(pb)  # returns once the server has ended the session
         await raw_iq(pa, None, "set", nick_xml("current", "Alice B."))
         pb = await connect(server, bob, plugins=PLUGINS, presence=False)
         events = message_queue(pb)

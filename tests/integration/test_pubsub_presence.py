@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from harness import ServerProcess, connect, disconnect, run
+from harness import ServerProcess, connect, disconnect, round_trip, run
 
 from .pubsub_helpers import (
     PUBSUB,
@@ -52,10 +52,10 @@ def test_show_values_with_two_resources(server: ServerProcess) -> None:
             "status", bob, options({"pubsub#show-values": ["online", "chat"]})))
         await raw_iq(publisher, svc, "set", publish_xml("status", "one"))
         assert item_ids(await next_event(desk_events)) == ["one"]
-        await no_event(away_events)
+        await no_event(away_events, away)
         # the away resource comes back: now it is allowed too
         away.send_presence()
-        await asyncio.sleep(0.3)
+        await round_trip(away)  # its new presence has been processed
         await raw_iq(publisher, svc, "set", publish_xml("status", "two"))
         assert item_ids(await next_event(away_events)) == ["two"]
         assert item_ids(await next_event(desk_events)) == ["two"]
@@ -75,8 +75,7 @@ def test_catch_up_delivers_missed_items_in_order(server: ServerProcess) -> None:
         await raw_iq(publisher, svc, "set", publish_xml("news", "before"))
         await raw_iq(reader, svc, "set", subscribe_xml("news", bob, options(
             {"pubsubd#catch_up": ["1"]})))
-        await disconnect(reader)
-        await asyncio.sleep(0.3)
+        await disconnect(reader)  # returns once the server has ended the session
         for item_id in ("m1", "m2", "m3"):
             await raw_iq(publisher, svc, "set", publish_xml("news", item_id))
         reader = await connect(server, bob, plugins=PUBSUB_PLUGINS, presence=False)
@@ -84,7 +83,7 @@ def test_catch_up_delivers_missed_items_in_order(server: ServerProcess) -> None:
         reader.send_presence()
         caught_up = await next_event(events)
         assert item_ids(caught_up) == ["m1", "m2", "m3"]
-        await no_event(events)  # nothing twice, no stale "last item"
+        await no_event(events, reader)  # nothing twice, no stale "last item"
         await disconnect(publisher, reader)
 
     run(scenario())

@@ -3,7 +3,6 @@ subscriptions, IQs and pubsub across domains; bounces for unreachable domains; l
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 import pytest
 from harness import ServerProcess, connect, disconnect, free_port, run
 
+from .im_helpers import R, roster_push
 from .s2s_support import (
     Inbox,
     RawPeer,
@@ -89,8 +89,9 @@ def test_presence_subscription_across_servers(pair: Pair) -> None:
         await inc.wait(stanza("presence", "subscribed", dave))
         # RFC 6121 §3.1.6: after approval, the contact's current presence follows.
         await inc.wait(stanza("presence", None, dave))
-        await asyncio.sleep(0.2)
-        assert cc.client_roster[dave]["subscription"] in ("to", "both")
+        push = await inc.wait(roster_push(dave))  # the push came before the presence
+        while push.find(f"{R}query/{R}item").get("subscription") not in ("to", "both"):
+            push = await inc.wait(roster_push(dave))
         cd.send_presence(pstatus="away for lunch", pshow="away")
         away = await inc.wait(stanza("presence", None, dave))
         assert away.findtext("{jabber:client}status") == "away for lunch"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import shutil
 import socket
 import subprocess
 import time
@@ -21,6 +20,7 @@ from typing import Any
 import pytest
 import yaml
 from harness import ServerProcess, connect, disconnect, free_port, make_client, run
+from peers import needs_peers
 
 from .s2s_support import Inbox, federated_server, stanza
 
@@ -38,10 +38,8 @@ def _port_free(host: str, port: int) -> bool:
     return True
 
 
-pytestmark = [
-    pytest.mark.skipif(shutil.which("prosody") is None, reason="Prosody is not installed"),
-    pytest.mark.skipif(not _port_free(OUR_DOMAIN, 5269), reason="127.0.0.2:5269 is taken"),
-]
+required_peers = needs_peers("prosody")
+pytestmark = pytest.mark.skipif(not _port_free(OUR_DOMAIN, 5269), reason="127.0.0.2:5269 is taken")
 
 
 def _self_signed(directory: Path, domain: str) -> tuple[Path, Path]:

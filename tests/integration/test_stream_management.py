@@ -8,7 +8,14 @@ import re
 from pathlib import Path
 from typing import Any
 
-from harness import RawClient, ServerProcess, disconnect, free_port, make_client, run
+from harness import (
+    RawClient,
+    ServerProcess,
+    disconnect,
+    make_client,
+    round_trip,
+    run,
+)
 
 from .im_helpers import C, Inbox, presence
 
@@ -60,9 +67,16 @@ def test_slixmpp_plugin_enables_and_acks(shared_server: ServerProcess) -> None:
         client = make_client(jid, "password1", ("xep_0030", "xep_0199", "xep_0198"))
         enabled: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         acked: list[Any] = []
+        all_acked = asyncio.Event()
         client.add_event_handler("sm_enabled", lambda ev: enabled.done() or enabled.set_result(ev))
         started: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        client.add_event_handler("stanza_acked", acked.append)
+
+        def on_acked(stanza: Any) -> None:
+            acked.append(stanza)
+            if len(acked) >= 6:
+                all_acked.set()
+
+        client.add_event_handler("stanza_acked", on_acked)
         client.add_event_handler("session_start",
                                  lambda _: started.done() or started.set_result(True))
         client.connect(host="127.0.0.1", port=shared_server.c2s_port)
@@ -73,11 +87,7 @@ def test_slixmpp_plugin_enables_and_acks(shared_server: ServerProcess) -> None:
         for _ in range(6):
             await client.plugin["xep_0199"].ping(shared_server.domain, timeout=5)
         sm.request_ack()
-        for _ in range(50):
-            if len(acked) >= 6:
-                break
-            await asyncio.sleep(0.1)
-        assert len(acked) >= 6  # the server's <a h=…/> covered every stanza sent
+        await asyncio.wait_for(all_acked.wait(), 5)  # the server's <a h=…/> covered them all
         assert sm.handled >= 6  # and the client counted the server's stanzas it handled
         await disconnect(client)
 
@@ -134,9 +144,9 @@ def test_resume_after_a_drop_keeps_session_and_presence(shared_server: ServerPro
         got = await asyncio.to_thread(raw.read_until, b"two</body>")
         assert "one</body>" in got
         raw.close()  # no </stream:stream>: the session hibernates
-        await asyncio.sleep(0.3)
+        await asyncio.to_thread(shared_server.wait_for_log, f"session {alice} hibernated")
         bob.send_message(mto=alice, mbody="three", mtype="chat")  # queued meanwhile
-        await asyncio.sleep(0.3)
+        await round_trip(bob)
 
         again = RawClient(shared_server)
         try:
@@ -240,13 +250,12 @@ def test_resume_while_old_stream_is_open_replaces_it(shared_server: ServerProces
 def test_acks_and_resumption_over_websocket(tmp_path: Path) -> None:
     from .test_websocket import WSClient, bind, plain_auth
 
-    c2s, ws = free_port(), free_port()
     proc = ServerProcess(tmp_path, extra={"listeners": [
-        {"kind": "c2s", "address": "127.0.0.1", "port": c2s},
-        {"kind": "websocket", "address": "127.0.0.1", "port": ws},
+        {"kind": "c2s", "address": "127.0.0.1", "port": 0},
+        {"kind": "websocket", "address": "127.0.0.1", "port": 0},
     ]})
-    proc.c2s_port = c2s
     proc.start()
+    ws = proc.port("websocket")
     try:
         proc.add_user("webby")
         first = WSClient(ws)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import ServerProcess, connect, disconnect, free_port, run
+from harness import ServerProcess, connect, disconnect, run
 from lxml import etree
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import (
@@ -199,19 +199,18 @@ def stream_error(client: WSClient, close_code: int = 1000) -> str:
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    c2s, c2s_tls, ws, wss = free_port(), free_port(), free_port(), free_port()
     proc = ServerProcess(tmp_path_factory.mktemp("ws"), extra={
         "listeners": [
-            {"kind": "c2s", "address": "127.0.0.1", "port": c2s},
-            {"kind": "c2s_tls", "address": "127.0.0.1", "port": c2s_tls},
-            {"kind": "websocket", "address": "127.0.0.1", "port": ws},
-            {"kind": "websocket_tls", "address": "127.0.0.1", "port": wss},
+            {"kind": "c2s", "address": "127.0.0.1", "port": 0},
+            {"kind": "c2s_tls", "address": "127.0.0.1", "port": 0},
+            {"kind": "websocket", "address": "127.0.0.1", "port": 0},
+            {"kind": "websocket_tls", "address": "127.0.0.1", "port": 0},
         ],
         "limits": {"keepalive_interval": 1.0, "max_stanza_bytes": 20000},
     })
-    proc.c2s_port, proc.tls_port = c2s, c2s_tls
-    proc.ws_port, proc.wss_port = ws, wss  # type: ignore[attr-defined]
     proc.start()
+    proc.ws_port = proc.port("websocket")  # type: ignore[attr-defined]
+    proc.wss_port = proc.port("websocket_tls")  # type: ignore[attr-defined]
     for local in ("alice", "bob", "carol", "dave"):
         proc.add_user(local)
     try:
@@ -401,13 +400,12 @@ def test_plain_websocket_listener_must_be_on_loopback(tmp_path: Path) -> None:
 
 
 def test_shutdown_closes_websocket_streams(tmp_path: Path) -> None:
-    ws_port = free_port()
     proc = ServerProcess(tmp_path, extra={"listeners": [
-        {"kind": "c2s", "address": "127.0.0.1", "port": (c2s := free_port())},
-        {"kind": "websocket", "address": "127.0.0.1", "port": ws_port},
+        {"kind": "c2s", "address": "127.0.0.1", "port": 0},
+        {"kind": "websocket", "address": "127.0.0.1", "port": 0},
     ]})
-    proc.c2s_port = c2s
     proc.start()
+    ws_port = proc.port("websocket")
     try:
         client = WSClient(ws_port)
         client.open()

@@ -27,7 +27,8 @@ def test_defaults() -> None:
 
 
 def test_values_are_read() -> None:
-    config = loads("domains: [example.org]\nlimits: {connections_per_ip: 7, handshake_timeout: 2}\n")
+    config = loads("domains: [example.org]\n"
+                   "limits: {connections_per_ip: 7, handshake_timeout: 2}\n")
     assert config.primary_domain == "example.org"
     assert config.limits.connections_per_ip == 7 and config.limits.handshake_timeout == 2.0
 

@@ -205,7 +205,8 @@ def test_stanzas_before_an_error_in_the_same_chunk_are_delivered() -> None:
                      id="utf16-with-bom"),
         pytest.param("<stream:stream xmlns:stream='x'>".encode("utf-16-le"), id="utf16-le"),
         pytest.param("<stream:stream xmlns:stream='x'>".encode("utf-16-be"), id="utf16-be"),
-        pytest.param(b"<?xml version='1.0' encoding='ISO-8859-1'?>" + HEADER[21:], id="latin1-decl"),
+        pytest.param(b"<?xml version='1.0' encoding='ISO-8859-1'?>" + HEADER[21:],
+                     id="latin1-decl"),
         pytest.param(HEADER + b"<message><body>caf\xe9</body></message>", id="latin1-bytes"),
     ],
 )
@@ -220,7 +221,8 @@ def test_wrong_stream_namespace() -> None:
 
 
 def test_other_stream_prefix_is_reported_for_the_negotiation_layer() -> None:
-    data = HEADER.replace(b"stream:stream", b"foobar:stream").replace(b"xmlns:stream", b"xmlns:foobar")
+    data = (HEADER.replace(b"stream:stream", b"foobar:stream")
+            .replace(b"xmlns:stream", b"xmlns:foobar"))
     (opened,) = feed_all(StreamParser(), data)
     assert isinstance(opened, StreamOpened) and opened.stream_prefix == "foobar"
 

@@ -82,7 +82,8 @@ def test_outbound_subscribed_pre_approves(existing: str) -> None:
     ("None", "From"), ("None + Pending Out", "From + Pending Out"), ("To", "Both")])
 def test_pre_approved_subscribe_is_accepted_at_once(existing: str, after: str) -> None:
     """A.3.1 [1]: auto-reply "subscribed", no delivery, and the approval is used up."""
-    outcome = transition(SubState.of(NAMES[existing], approved=True), Direction.INBOUND, "subscribe")
+    outcome = transition(SubState.of(NAMES[existing], approved=True), Direction.INBOUND,
+                         "subscribe")
     assert outcome.new.state is NAMES[after]
     assert outcome.auto_reply == "subscribed" and not outcome.forward
     assert not outcome.new.approved
@@ -105,7 +106,8 @@ def test_subscribe_from_subscriber_auto_replies(existing: str) -> None:
 
 def test_inbound_unsubscribe_with_change_auto_replies() -> None:
     """A.3.2 [1]."""
-    assert transition(SubState.of(State.BOTH), Direction.INBOUND, "unsubscribe").auto_reply == "unsubscribed"
+    outcome = transition(SubState.of(State.BOTH), Direction.INBOUND, "unsubscribe")
+    assert outcome.auto_reply == "unsubscribed"
     assert transition(SubState.of(State.TO), Direction.INBOUND, "unsubscribe").auto_reply is None
 
 

@@ -12,7 +12,7 @@ from feeds.normalize import ATOM_NS, normalize_feed, rfc3339, safe_item_id
 from feeds.parse import parse, parse_bytes, strip_doctype
 
 NOW = 1_700_000_000.0
-A = "{%s}" % ATOM_NS
+A = f"{{{ATOM_NS}}}"
 Load = Callable[[str], bytes]
 
 
