@@ -32,8 +32,7 @@ from pubsubd.core.session import SessionRegistry
 from pubsubd.errors import Condition, StanzaError
 from pubsubd.jid import JID, InvalidJID
 from pubsubd.modules.xep0030_disco import DiscoModule
-from pubsubd.storage.interfaces import ImStore
-from pubsubd.storage.interfaces import ArchivedMessage, MamStore, Page, Prefs, Query
+from pubsubd.storage.interfaces import ArchivedMessage, ImStore, MamStore, Page, Prefs, Query
 from pubsubd.xml import builders
 from pubsubd.xml import rsm as xml_rsm
 from pubsubd.xml.forms import Field, Form, FormError
