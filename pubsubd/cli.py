@@ -13,6 +13,7 @@ import trio
 
 from pubsubd import admin_cli
 from pubsubd.cli_defaults import DEFAULT_CONFIG
+from pubsubd.cli_feeds_table import feeds_table
 from pubsubd.config import Config, ConfigError, load
 from pubsubd.logging_setup import setup_logging
 from pubsubd.ports_file import write as write_ports
@@ -83,6 +84,8 @@ def _parser() -> argparse.ArgumentParser:
     feeds.add_argument("--title", default="", help="add: the feed's title")
     feeds.add_argument("--group", default="", help="add: the OPML folder it belongs to")
     feeds.add_argument("--json", action="store_true", help="machine-readable output")
+    feeds.add_argument("--wide", action="store_true",
+                       help="list: every field of every feed (wider than a terminal)")
     feeds.set_defaults(func=cmd_feeds)
     return p
 
@@ -108,7 +111,12 @@ def cmd_feeds(args: argparse.Namespace) -> int:
         else:
             print(result["opml"], end="")
         return 0
-    print(json.dumps(result, indent=2) if args.json else admin_cli.render(result))
+    if args.json:
+        print(json.dumps(result, indent=2))
+    elif args.action == "list" and not args.wide:
+        print(feeds_table(result))
+    else:
+        print(admin_cli.render(result))
     return 0
 
 

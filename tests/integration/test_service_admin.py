@@ -98,7 +98,10 @@ def test_cli_lists_feeds_and_refresh_really_fetches(env: Env) -> None:
     row = next(r for r in listed if r["url"] == env.url)
     assert row["subscribers"] == 0 and row["items"] == 1 and row["state"] == "ok"
     table = srv.cli("feeds", "list").stdout.splitlines()
-    assert "SUBSCRIBERS" in table[0] and env.url in table[1]
+    assert table[0].split() == ["TITLE", "URL", "STATE", "STATUS", "NEXT", "SUBS", "ITEMS"]
+    assert env.url in table[1] and all(len(line) <= 100 for line in table)
+    wide = srv.cli("feeds", "list", "--wide").stdout.splitlines()
+    assert "SUBSCRIBERS" in wide[0] and "LAST_ERROR" in wide[0]
 
     hits = web.hits("/news.xml")
     refreshed = cli_json(srv, "admin", "feeds.refresh", env.url)
