@@ -103,8 +103,9 @@ def test_poezio_subscribes_by_chat_and_shows_the_reply(world: FeedWorld,
     poezio.say(COMMAND_CONTACT, f"subscribe {url}")
     poezio.wait_for_log(_from(COMMAND_CONTACT, "Subscribed"), ENTRY_TIMEOUT,
                         what=f"the reply of {COMMAND_CONTACT}")
-    screen = poezio.wait_shown(f"Subscribed to {url}", what="the reply on screen")
-    assert f"[{COMMAND_CONTACT}]" in screen, "the reply is shown in the conversation"
+    screen = poezio.wait_shown(f"({url})", what="the reply, naming the feed, on screen")
+    assert "Subscribed to" in screen and f"[{COMMAND_CONTACT}]" in screen, \
+        "the reply is shown in the conversation"
     poezio.term.save(tmp_path, "poezio-subscribe-reply", publish=True)
 
 
