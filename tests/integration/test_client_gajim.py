@@ -12,6 +12,8 @@ or fail under ``PUBSUBD_REQUIRE_PEERS=1`` as ``make test`` sets it.
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -110,5 +112,9 @@ def test_gajim_shows_a_feed_entry_from_the_feed_contact(tmp_path: Path) -> None:
                 firsts = [m for m in gajim.archive() if _entry(m, "Entry first-light")]
                 assert len(firsts) == 1, f"the first entry was shown {len(firsts)} times.\n" \
                                          f"{gajim.describe()}"
+                published = os.environ.get("PUBSUBD_SCREENSHOT_DIR")  # make screenshots
+                if published:
+                    shutil.copyfile(tmp_path / "gajim" / "feed-entries.png",
+                                    Path(published) / "gajim-feed-entry.png")
         finally:
             server.kill()
