@@ -52,7 +52,8 @@ class Stanza:
 
     @property
     def type(self) -> str:
-        default = "normal" if self.kind == "message" else ("available" if self.kind == "presence" else "")
+        kind = self.kind
+        default = "normal" if kind == "message" else ("available" if kind == "presence" else "")
         return self.element.get("type") or default
 
     @property
@@ -181,10 +182,12 @@ class Router:
         type_ = st.element.get("type")
         if not st.id or type_ not in ("get", "set", "result", "error"):
             if type_ not in ("result", "error"):
-                await self.bounce(st, StanzaError(Condition.BAD_REQUEST, "iq needs an id and a valid type"))
+                await self.bounce(st, StanzaError(Condition.BAD_REQUEST,
+                                                  "iq needs an id and a valid type"))
             return False
         if type_ in ("get", "set") and len(st.element) != 1:
-            await self.bounce(st, StanzaError(Condition.BAD_REQUEST, "iq get/set needs exactly one child"))
+            await self.bounce(st, StanzaError(Condition.BAD_REQUEST,
+                                              "iq get/set needs exactly one child"))
             return False
         return True
 
@@ -297,10 +300,12 @@ class Router:
     # --- answers ------------------------------------------------------------------------
 
     async def reply(self, request: Stanza, payload: etree._Element | None) -> None:
-        await self.send_to(request.from_, builders.iq_result(request.element, payload), request.origin)
+        await self.send_to(request.from_, builders.iq_result(request.element, payload),
+                           request.origin)
 
     async def bounce(self, st: Stanza, error: StanzaError) -> None:
-        """Answer ``st`` with ``error`` — unless it is itself an error or a result (RFC 6120 §8.3.1)."""
+        """Answer ``st`` with ``error`` — unless it is itself an error or a result
+        (RFC 6120 §8.3.1)."""
         if st.element.get("type") in ("error", "result"):
             return
         if st.kind == "presence" and st.type not in ("available", "subscribe", "probe"):
@@ -310,7 +315,8 @@ class Router:
             reply.attrib.pop("from", None)
         await self.send_to(st.from_, reply, st.origin)
 
-    async def send_to(self, to: JID, element: etree._Element, origin: Session | None = None) -> None:
+    async def send_to(self, to: JID, element: etree._Element,
+                      origin: Session | None = None) -> None:
         """Deliver a server-generated stanza: straight to a local session, else by routing."""
         if origin is not None and origin.jid == to:
             origin.send(element)

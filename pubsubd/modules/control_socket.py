@@ -63,8 +63,7 @@ class ControlSocketModule(Module):
                         stream = await listener.accept()
                         nursery.start_soon(self._serve, stream)
         finally:
-            with trio.CancelScope(shield=True):
-                self._unlink()
+            self._unlink()  # synchronous: runs even while cancelled
 
     async def _bind(self) -> trio.socket.SocketType | None:
         path = self.path

@@ -139,7 +139,8 @@ class MetricsModule(Module):
         if request.method not in ("GET", "HEAD"):
             return Response(405, b"method not allowed\n")
         if request.path == "/metrics":
-            return Response(200, self.metrics.render(), CONTENT_TYPE, [("Cache-Control", "no-store")])
+            return Response(200, self.metrics.render(), CONTENT_TYPE,
+                            [("Cache-Control", "no-store")])
         if request.path == "/health":
             ok, report = await self.health()
             return Response(200 if ok else 503, json.dumps(report).encode() + b"\n",

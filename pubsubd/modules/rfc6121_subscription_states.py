@@ -176,4 +176,5 @@ def all_states() -> list[State]:
     return list(State)
 
 
-__all__ = ["State", "Direction", "SubState", "Outcome", "transition", "SUBSCRIPTION_TYPES", "all_states"]
+__all__ = ["State", "Direction", "SubState", "Outcome", "transition", "SUBSCRIPTION_TYPES",
+           "all_states"]

@@ -241,7 +241,7 @@ def _owner_affiliations(verb: Verb, el: etree._Element) -> PubSubRequest:
 
 
 Reader = Callable[[Verb, etree._Element], PubSubRequest]
-P, O = ns.PUBSUB, ns.PUBSUB_OWNER
+P, OWNER = ns.PUBSUB, ns.PUBSUB_OWNER
 
 VERBS: dict[tuple[str, str, str], tuple[Verb, Reader]] = {
     ("set", P, "create"): (Verb.CREATE, _create),  # §8.1
@@ -255,18 +255,18 @@ VERBS: dict[tuple[str, str, str], tuple[Verb, Reader]] = {
     ("get", P, "affiliations"): (Verb.AFFILIATIONS, _subscriptions),  # §5.7
     ("set", P, "publish"): (Verb.PUBLISH, _publish),  # §7.1
     ("set", P, "retract"): (Verb.RETRACT, _retract),  # §7.2
-    ("get", O, "configure"): (Verb.CONFIGURE_GET, _configure),  # §8.2
-    ("set", O, "configure"): (Verb.CONFIGURE_SET, _configure),  # §8.2.4
-    ("get", O, "default"): (Verb.DEFAULT_CONFIG, _default_config),  # §8.3
-    ("set", O, "delete"): (Verb.DELETE, _delete),  # §8.4
-    ("set", O, "purge"): (Verb.PURGE, _base),  # §8.5
-    ("get", O, "subscriptions"): (Verb.NODE_SUBSCRIPTIONS_GET, _owner_subscriptions),  # §8.8.1
-    ("set", O, "subscriptions"): (Verb.NODE_SUBSCRIPTIONS_SET, _owner_subscriptions),  # §8.8.2
-    ("get", O, "affiliations"): (Verb.NODE_AFFILIATIONS_GET, _owner_affiliations),  # §8.9.1
-    ("set", O, "affiliations"): (Verb.NODE_AFFILIATIONS_SET, _owner_affiliations),  # §8.9.2
+    ("get", OWNER, "configure"): (Verb.CONFIGURE_GET, _configure),  # §8.2
+    ("set", OWNER, "configure"): (Verb.CONFIGURE_SET, _configure),  # §8.2.4
+    ("get", OWNER, "default"): (Verb.DEFAULT_CONFIG, _default_config),  # §8.3
+    ("set", OWNER, "delete"): (Verb.DELETE, _delete),  # §8.4
+    ("set", OWNER, "purge"): (Verb.PURGE, _base),  # §8.5
+    ("get", OWNER, "subscriptions"): (Verb.NODE_SUBSCRIPTIONS_GET, _owner_subscriptions),  # §8.8.1
+    ("set", OWNER, "subscriptions"): (Verb.NODE_SUBSCRIPTIONS_SET, _owner_subscriptions),  # §8.8.2
+    ("get", OWNER, "affiliations"): (Verb.NODE_AFFILIATIONS_GET, _owner_affiliations),  # §8.9.1
+    ("set", OWNER, "affiliations"): (Verb.NODE_AFFILIATIONS_SET, _owner_affiliations),  # §8.9.2
 }
 
-PAYLOAD_TAGS = (ns.clark(P, "pubsub"), ns.clark(O, "pubsub"))
+PAYLOAD_TAGS = (ns.clark(P, "pubsub"), ns.clark(OWNER, "pubsub"))
 
 
 def parse(iq: etree._Element) -> PubSubRequest:
