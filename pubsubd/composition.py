@@ -202,8 +202,7 @@ def build_modules(s: Services, server: Server) -> None:
     add(BlockingModule(store=stores.im, presence=presence, router=router, hooks=hooks,
                        sessions=sessions))
     add(CarbonsModule(router=router, hooks=hooks, sessions=sessions))
-    add(CapsModule(ctx=s.ctx, router=router, hooks=hooks, disco=s.disco, presence=view,
-                   domain=config.domains[0]))
+    add(CapsModule(ctx=s.ctx, router=router, hooks=hooks, disco=s.disco, presence=view))
     add(VCardModule(store=stores.im, router=router))
     add(LastActivityModule(router=router, presence=view, accounts=stores.accounts,
                            lifecycle=s.lifecycle))

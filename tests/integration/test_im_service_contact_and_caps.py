@@ -80,7 +80,7 @@ def test_verified_caps_decide_pep_notifications(shared_server: ServerProcess) ->
         query = await i_in.wait(lambda el: el.get("type") == "get"
                                 and el.find("{http://jabber.org/protocol/disco#info}query")
                                 is not None)
-        assert query.get("from") == "localhost"
+        assert query.get("from") == ian  # the account asks, as its PEP service (XEP-0163)
         await asyncio.sleep(0.3)  # the answer is hashed and remembered
         publish = (f"<pubsub xmlns='{PUBSUB}'><publish node='{METADATA}'><item id='abc'>"
                    f"<metadata xmlns='{METADATA}'><info id='abc' bytes='10' type='image/png'/>"
