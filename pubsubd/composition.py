@@ -45,11 +45,13 @@ from pubsubd.modules.xep0077_register import RegisterModule
 from pubsubd.modules.xep0092_version import VersionModule
 from pubsubd.modules.xep0115_caps import CapsModule
 from pubsubd.modules.xep0133_admin import AdminModule
+from pubsubd.modules.xep0157_server_contacts import ServerContactsModule
 from pubsubd.modules.xep0160_offline import OfflineModule
 from pubsubd.modules.xep0163_pep import PepModule
 from pubsubd.modules.xep0191_blocking import BlockingModule
 from pubsubd.modules.xep0199_ping import PingModule
 from pubsubd.modules.xep0202_time import TimeModule
+from pubsubd.modules.xep0215_external_services import ExternalServicesModule
 from pubsubd.modules.xep0280_carbons import CarbonsModule
 from pubsubd.modules.xep0313_mam import MamModule
 from pubsubd.net.listener import ConnectionHandler, Listener
@@ -171,7 +173,10 @@ def build_modules(s: Services, server: Server) -> None:
     # Server-level services.
     disco = add(DiscoModule(router=router, registry=s.disco))
     add(PingModule(router=router))
-    add(VersionModule(router=router))
+    add(VersionModule(router=router, show_os=config.server_info.version_shows_os))
+    add(ServerContactsModule(disco=s.disco, contacts=config.server_info.contacts))
+    add(ExternalServicesModule(router=router, services=config.server_info.external_services,
+                               domains=config.domains))
     add(TimeModule(router=router))
     add(RegisterModule(open_registration=config.registration.enabled, ctx=s.ctx, router=router,
                        accounts=stores.accounts, hooks=hooks, sessions=sessions))

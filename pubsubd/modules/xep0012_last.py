@@ -1,8 +1,9 @@
 """XEP-0012 Last Activity: the server's uptime, and how long ago an account was last online.
 
-An account's answer is for its presence subscribers (§4) and the account itself; while any resource is
-available the answer is 0 seconds. Otherwise it is the time since the logout the connection
-layer stamped in the account store, with the status of the user's last unavailable presence.
+An account's answer is for its presence subscribers (§4) and the account itself; while any
+resource is available the answer is 0 seconds. Otherwise it is the time since the logout the
+connection layer stamped in the account store, with the status of the user's last unavailable
+presence.
 """
 
 from __future__ import annotations

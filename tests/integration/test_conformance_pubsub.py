@@ -36,7 +36,8 @@ def test_node_configuration_form_declares_datatypes(shared_server: ServerProcess
 
     async def scenario() -> None:
         client = await connect(shared_server, jid, plugins=PUBSUB_PLUGINS)
-        await raw_iq(client, service, "set", f"<pubsub xmlns='{PUBSUB}'><create node='typed'/></pubsub>")
+        await raw_iq(client, service, "set",
+                     f"<pubsub xmlns='{PUBSUB}'><create node='typed'/></pubsub>")
         answer = await raw_iq(client, service, "get",
                               f"<pubsub xmlns='{OWNER}'><configure node='typed'/></pubsub>")
         checks = validation(answer)
@@ -52,7 +53,8 @@ def test_node_configuration_form_declares_datatypes(shared_server: ServerProcess
         field = next(f for f in answer.iter(f"{{{XDATA}}}field")
                      if f.get("var") == "pubsub#max_items")
         assert field[0].tag == f"{{{XDV}}}validate"
-        default = await raw_iq(client, service, "get", f"<pubsub xmlns='{OWNER}'><default/></pubsub>")
+        default = await raw_iq(client, service, "get",
+                               f"<pubsub xmlns='{OWNER}'><default/></pubsub>")
         assert validation(default)["pubsub#max_items"][0] == "pubsub:integer-or-max"
         await disconnect(client)
 
