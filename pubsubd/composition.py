@@ -54,6 +54,7 @@ from pubsubd.modules.xep0202_time import TimeModule
 from pubsubd.modules.xep0215_external_services import ExternalServicesModule
 from pubsubd.modules.xep0280_carbons import CarbonsModule
 from pubsubd.modules.xep0313_mam import MamModule
+from pubsubd.modules.xep0363_upload import UploadModule
 from pubsubd.net.listener import ConnectionHandler, Listener
 from pubsubd.net.tls import ensure_self_signed, server_context
 from pubsubd.storage import Stores, open_stores
@@ -224,6 +225,12 @@ def build_modules(s: Services, server: Server) -> None:
     add(PepModule(store=stores.pubsub, router=router, sessions=sessions, hooks=hooks,
                   presence=view, disco=disco, max_payload_bytes=config.pubsub.max_payload_bytes,
                   domains=config.domains))
+    add(UploadModule(settings=config.upload, primary_domain=config.primary_domain,
+                     domains=config.domains,
+                     listener_kinds_configured=[spec.kind for spec in config.listeners],
+                     data_dir=s.path(config.data_dir), store=stores.uploads, router=router,
+                     disco=s.disco, tls=s.ctx.tls, listeners=s.listeners,
+                     listener_kinds=s.listener_kinds))
 
     # The feed service (its nodes live on pubsub.<domain>) and its administration. These two
     # still take the server object and read from it (see Server), so it must expose pubsub.
