@@ -175,9 +175,6 @@ def build_modules(s: Services, server: Server) -> None:
     disco = add(DiscoModule(router=router, registry=s.disco))
     add(PingModule(router=router))
     add(VersionModule(router=router, show_os=config.server_info.version_shows_os))
-    add(ServerContactsModule(disco=s.disco, contacts=config.server_info.contacts))
-    add(ExternalServicesModule(router=router, services=config.server_info.external_services,
-                               domains=config.domains))
     add(TimeModule(router=router))
     add(RegisterModule(open_registration=config.registration.enabled, ctx=s.ctx, router=router,
                        accounts=stores.accounts, hooks=hooks, sessions=sessions))
@@ -225,6 +222,11 @@ def build_modules(s: Services, server: Server) -> None:
     add(PepModule(store=stores.pubsub, router=router, sessions=sessions, hooks=hooks,
                   presence=view, disco=disco, max_payload_bytes=config.pubsub.max_payload_bytes,
                   domains=config.domains))
+
+    # What the server tells clients about itself, and HTTP file upload.
+    add(ServerContactsModule(disco=s.disco, contacts=config.server_info.contacts))
+    add(ExternalServicesModule(router=router, services=config.server_info.external_services,
+                               domains=config.domains))
     add(UploadModule(settings=config.upload, primary_domain=config.primary_domain,
                      domains=config.domains,
                      listener_kinds_configured=[spec.kind for spec in config.listeners],
