@@ -45,13 +45,16 @@ from pubsubd.modules.xep0077_register import RegisterModule
 from pubsubd.modules.xep0092_version import VersionModule
 from pubsubd.modules.xep0115_caps import CapsModule
 from pubsubd.modules.xep0133_admin import AdminModule
+from pubsubd.modules.xep0157_server_contacts import ServerContactsModule
 from pubsubd.modules.xep0160_offline import OfflineModule
 from pubsubd.modules.xep0163_pep import PepModule
 from pubsubd.modules.xep0191_blocking import BlockingModule
 from pubsubd.modules.xep0199_ping import PingModule
 from pubsubd.modules.xep0202_time import TimeModule
+from pubsubd.modules.xep0215_external_services import ExternalServicesModule
 from pubsubd.modules.xep0280_carbons import CarbonsModule
 from pubsubd.modules.xep0313_mam import MamModule
+from pubsubd.modules.xep0363_upload import UploadModule
 from pubsubd.net.listener import ConnectionHandler, Listener
 from pubsubd.net.tls import ensure_self_signed, server_context
 from pubsubd.storage import Stores, open_stores
@@ -171,7 +174,7 @@ def build_modules(s: Services, server: Server) -> None:
     # Server-level services.
     disco = add(DiscoModule(router=router, registry=s.disco))
     add(PingModule(router=router))
-    add(VersionModule(router=router))
+    add(VersionModule(router=router, show_os=config.server_info.version_shows_os))
     add(TimeModule(router=router))
     add(RegisterModule(open_registration=config.registration.enabled, ctx=s.ctx, router=router,
                        accounts=stores.accounts, hooks=hooks, sessions=sessions))
@@ -202,8 +205,7 @@ def build_modules(s: Services, server: Server) -> None:
     add(BlockingModule(store=stores.im, presence=presence, router=router, hooks=hooks,
                        sessions=sessions))
     add(CarbonsModule(router=router, hooks=hooks, sessions=sessions))
-    add(CapsModule(ctx=s.ctx, router=router, hooks=hooks, disco=s.disco, presence=view,
-                   domain=config.domains[0]))
+    add(CapsModule(ctx=s.ctx, router=router, hooks=hooks, disco=s.disco, presence=view))
     add(VCardModule(store=stores.im, router=router))
     add(LastActivityModule(router=router, presence=view, accounts=stores.accounts,
                            lifecycle=s.lifecycle))
@@ -220,6 +222,17 @@ def build_modules(s: Services, server: Server) -> None:
     add(PepModule(store=stores.pubsub, router=router, sessions=sessions, hooks=hooks,
                   presence=view, disco=disco, max_payload_bytes=config.pubsub.max_payload_bytes,
                   domains=config.domains))
+
+    # What the server tells clients about itself, and HTTP file upload.
+    add(ServerContactsModule(disco=s.disco, contacts=config.server_info.contacts))
+    add(ExternalServicesModule(router=router, services=config.server_info.external_services,
+                               domains=config.domains))
+    add(UploadModule(settings=config.upload, primary_domain=config.primary_domain,
+                     domains=config.domains,
+                     listener_kinds_configured=[spec.kind for spec in config.listeners],
+                     data_dir=s.path(config.data_dir), store=stores.uploads, router=router,
+                     disco=s.disco, tls=s.ctx.tls, listeners=s.listeners,
+                     listener_kinds=s.listener_kinds))
 
     # The feed service (its nodes live on pubsub.<domain>) and its administration. These two
     # still take the server object and read from it (see Server), so it must expose pubsub.

@@ -29,9 +29,11 @@ class Listener:
     """One listening socket. ``kind``: c2s (STARTTLS), c2s_tls (XEP-0368 direct TLS),
     s2s (federation), metrics (HTTP: Prometheus text and /health), websocket (RFC 7395
     XMPP over WebSocket, plain: loopback only) and websocket_tls (the same over TLS);
-    the websocket kinds also answer XEP-0156 host-meta discovery."""
+    the websocket kinds also answer XEP-0156 host-meta discovery; upload and upload_tls
+    serve XEP-0363 HTTP File Upload (plain: loopback only, behind a TLS proxy)."""
 
-    kind: Literal["c2s", "c2s_tls", "s2s", "metrics", "websocket", "websocket_tls"] = "c2s"
+    kind: Literal["c2s", "c2s_tls", "s2s", "metrics", "websocket", "websocket_tls",
+                  "upload", "upload_tls"] = "c2s"
     address: str = "127.0.0.1"
     port: int = 5222
 
@@ -213,6 +215,69 @@ class MucConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ContactAddresses:
+    """XEP-0157 addresses (mailto:, xmpp:, https: URIs) in the server's disco#info."""
+
+    abuse: tuple[str, ...] = ()
+    admin: tuple[str, ...] = ()
+    feedback: tuple[str, ...] = ()
+    sales: tuple[str, ...] = ()
+    security: tuple[str, ...] = ()
+    status: tuple[str, ...] = ()
+    support: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ExternalService:
+    """One XEP-0215 external service, e.g. a STUN or TURN server for audio/video calls.
+
+    Credentials are either fixed (``username``/``password``) or derived per request from a
+    ``secret`` shared with the TURN server (time-limited, the "TURN REST API" scheme)."""
+
+    type: Literal["stun", "stuns", "turn", "turns"] = "stun"
+    host: str = ""
+    port: int = 3478
+    transport: Literal["udp", "tcp"] | None = None
+    username: str | None = None
+    password: str | None = None
+    secret: str | None = None
+    credentials_ttl: float = 86400.0  # seconds a secret-derived credential is valid
+
+    def __post_init__(self) -> None:
+        if not self.host:
+            raise ConfigError("server_info.external_services: every service needs a host")
+        if self.secret is not None and (self.username or self.password):
+            raise ConfigError(f"server_info.external_services ({self.host}): "
+                              "set a secret or a username and password, not both")
+
+
+@dataclass(frozen=True, slots=True)
+class ServerInfoConfig:
+    """What the server tells clients about itself and its surroundings."""
+
+    contacts: ContactAddresses = field(default_factory=ContactAddresses)  # XEP-0157
+    external_services: tuple[ExternalService, ...] = ()  # XEP-0215 (none by default)
+    version_shows_os: bool = False  # XEP-0092: also name the operating system
+
+
+@dataclass(frozen=True, slots=True)
+class UploadConfig:
+    """XEP-0363 HTTP File Upload at <subdomain>.<domain>; active when a listener of kind
+    upload or upload_tls exists. Files live under data_dir/upload."""
+
+    enabled: bool = True
+    subdomain: str = "upload"  # the service JID is <subdomain>.<domain>
+    # The URL clients reach the listener at (e.g. https://upload.example.org); null: built
+    # from the first upload listener (https for upload_tls) and its address or the service JID.
+    public_url: str | None = None
+    max_file_bytes: int = 10485760  # the largest file accepted
+    quota_bytes: int = 104857600  # stored bytes per account; old files count until they expire
+    expire_after: float = 2592000.0  # seconds a file is kept (30 days)
+    slot_timeout: float = 300.0  # seconds a requested slot accepts its upload
+    secret: str | None = None  # HMAC key of slot URLs; null: random, kept under data_dir
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     domains: tuple[str, ...] = ("localhost",)
     listeners: tuple[Listener, ...] = (Listener(),)
@@ -232,6 +297,8 @@ class Config:
     mam: MamConfig = field(default_factory=MamConfig)
     stream_management: StreamManagementConfig = field(default_factory=StreamManagementConfig)
     muc: MucConfig = field(default_factory=MucConfig)
+    server_info: ServerInfoConfig = field(default_factory=ServerInfoConfig)
+    upload: UploadConfig = field(default_factory=UploadConfig)
 
     @property
     def primary_domain(self) -> str:
@@ -350,6 +417,10 @@ def validate(config: Config) -> Config:
                 f"listeners[{i}]: a plain websocket listener must be on loopback (put a "
                 f"TLS-terminating proxy in front of it, or use kind websocket_tls)"
             )
+        if listener.kind == "upload" and not ip.is_loopback:
+            # Slot URLs are capabilities: they must not cross a network in the clear.
+            raise ConfigError(f"listeners[{i}]: a plain upload listener must be on loopback "
+                              f"(put a TLS-terminating proxy in front of it, or use upload_tls)")
         if listener.kind == "c2s" and not config.tls.require_c2s and not ip.is_loopback:
             raise ConfigError(
                 f"tls.require_c2s: may only be false when every c2s listener is on loopback "

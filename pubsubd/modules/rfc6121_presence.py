@@ -278,6 +278,12 @@ class PresenceModule(Module):
             out = copy.deepcopy(template)
             out.set("to", str(target))
             await self.router.route(Stanza(out, session.jid, target, None))
+        if was_available and not session.closed:
+            # §4.5.2: "as well as to the resource that generated the unavailable presence"; on a
+            # graceful logout it is the last stanza the client reads before the stream closes.
+            own = copy.deepcopy(template)
+            own.set("to", str(session.jid))
+            session.send(own)
         if was_available:
             await self.view.announce_unavailable(session.jid)
 

@@ -1,8 +1,9 @@
 """XEP-0012 Last Activity: the server's uptime, and how long ago an account was last online.
 
-An account's answer is for its presence subscribers only (§4); while any resource is
-available the answer is 0 seconds. Otherwise it is the time since the logout the connection
-layer stamped in the account store, with the status of the user's last unavailable presence.
+An account's answer is for its presence subscribers (§4) and the account itself; while any
+resource is available the answer is 0 seconds. Otherwise it is the time since the logout the
+connection layer stamped in the account store, with the status of the user's last unavailable
+presence.
 """
 
 from __future__ import annotations
@@ -46,11 +47,12 @@ class LastActivityModule(Module):
         return builders.element(ns.LAST, "query", seconds=str(max(0, seconds)))
 
     async def account(self, st: Stanza) -> etree._Element:
-        assert st.to is not None
-        owner = st.to.bare
+        # RFC 6120 §8.1.1.1: an IQ without 'to' is handled for the sender's own account.
+        owner = (st.to or st.from_).bare
         presence = self.presence
-        if presence.subscription(owner, st.from_.bare) not in ("from", "both"):
-            raise StanzaError(Condition.FORBIDDEN)  # §4: subscribers only
+        own = owner == st.from_.bare
+        if not own and presence.subscription(owner, st.from_.bare) not in ("from", "both"):
+            raise StanzaError(Condition.FORBIDDEN)  # §4: subscribers only (and the owner)
         if presence.available_resources(owner):
             return builders.element(ns.LAST, "query", seconds="0")
         account = await self.accounts.get(owner.local or "", owner.domain)

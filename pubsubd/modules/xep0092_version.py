@@ -1,4 +1,8 @@
-"""XEP-0092 Software Version of the server."""
+"""XEP-0092 Software Version of the server.
+
+The operating system is left out unless configured (§2 makes it optional): it tells an
+attacker more than it tells a user.
+"""
 
 from __future__ import annotations
 
@@ -28,9 +32,10 @@ class VersionModule(Module):
     name = "version"
     features = (ns.VERSION,)
 
-    def __init__(self, *, router: Router) -> None:
+    def __init__(self, *, router: Router, show_os: bool = False) -> None:
         super().__init__()
         self.router = router
+        self.show_os = show_os
 
     def setup(self) -> None:
         self.router.add_iq_handler("host", "get", QUERY, self.answer)
@@ -39,5 +44,6 @@ class VersionModule(Module):
         query = builders.element(ns.VERSION, "query")
         etree.SubElement(query, ns.clark(ns.VERSION, "name")).text = "pubsubd"
         etree.SubElement(query, ns.clark(ns.VERSION, "version")).text = version()
-        etree.SubElement(query, ns.clark(ns.VERSION, "os")).text = platform.system()
+        if self.show_os:
+            etree.SubElement(query, ns.clark(ns.VERSION, "os")).text = platform.system()
         return query

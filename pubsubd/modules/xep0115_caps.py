@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import secrets
 
 from lxml import etree
 
@@ -18,6 +19,7 @@ from pubsubd.core.disco_registry import DiscoRegistry
 from pubsubd.core.hooks import HookBus
 from pubsubd.core.module import Module
 from pubsubd.core.router import Router, Stanza
+from pubsubd.jid import JID
 from pubsubd.presence_view import PresenceView
 from pubsubd.xml import builders
 
@@ -56,14 +58,13 @@ class CapsModule(Module):
     features = (ns.CAPS,)
 
     def __init__(self, *, ctx: ServerContext, router: Router, hooks: HookBus,
-                 disco: DiscoRegistry, presence: PresenceView, domain: str) -> None:
+                 disco: DiscoRegistry, presence: PresenceView) -> None:
         super().__init__()
         self.ctx = ctx
         self.router = router
         self.hooks = hooks
         self.disco = disco
         self.presence = presence
-        self.domain = domain  # the server JID disco#info queries come from
 
     def setup(self) -> None:
         # Filled in once every module has declared its features (see run()).
@@ -102,15 +103,20 @@ class CapsModule(Module):
             await self._ask(session.jid, caps)
         return False
 
-    async def _ask(self, full: object, caps: tuple[str, str, str]) -> None:
+    async def _ask(self, full: JID, caps: tuple[str, str, str]) -> None:
         node, ver, algo = caps
         self._asking.add(ver)
-        iq = builders.iq("get", to=str(full), from_=self.domain)
+        # XEP-0163 §1.2 (Example 5) and XEP-0115 §6.2: the account is the PEP service that
+        # wants the contact's +notify features, so the query comes from its bare JID, not
+        # from the domain; the answer is taken by our own unguessable id, and only from the
+        # full JID we asked.
+        iq = builders.iq("get", to=str(full), from_=str(full.bare),
+                         id_=f"caps-{secrets.token_hex(8)}")
         builders.child(iq, ns.DISCO_INFO, "query", node=f"{node}#{ver}")
 
         async def answered(reply: Stanza) -> None:
             self._asking.discard(ver)
-            if reply.type != "result" or len(reply.element) == 0:
+            if reply.from_ != full or reply.type != "result" or len(reply.element) == 0:
                 return
             info = reply.element[0]
             if caps_hash(info, algo) == ver:  # §5.4: never trust an unverified ver

@@ -21,6 +21,7 @@ class Request:
     method: str
     path: str  # without the query string
     headers: dict[str, str]  # lower-cased names
+    body: bytes = b""  # only collected when the server was given a ``max_body``
 
 
 @dataclass(slots=True)
@@ -34,18 +35,33 @@ class Response:
 Handler = Callable[[Request], Awaitable[Response]]
 
 
+class BodyTooLarge(Exception):
+    """A request body (announced or received) beyond the server's ``max_body``."""
+
+
 async def serve_http(stream: trio.abc.Stream, handler: Handler, *,
-                     timeout: float = 30.0) -> None:  # noqa: ASYNC109 - per request, not overall
-    """Answer requests on ``stream`` until the client is done, slow (``timeout``) or broken."""
+                     timeout: float = 30.0,  # noqa: ASYNC109 - per request, not overall
+                     max_body: int = 0) -> None:
+    """Answer requests on ``stream`` until the client is done, slow (``timeout``) or broken.
+    With ``max_body`` request bodies up to that size reach the handler (larger: 413)."""
     conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_REQUEST_BYTES)
     try:
         async with stream:
             while True:
                 with trio.move_on_after(timeout):
-                    request = await next_request(conn, stream)
+                    body = bytearray() if max_body else None
+                    try:
+                        request = await next_request(conn, stream, body, max_body)
+                    except BodyTooLarge:
+                        # RFC 9110 §15.5.14; the unread body makes the connection unusable.
+                        await stream.send_all(conn.send(h11.Response(status_code=413, headers=[
+                            ("Content-Length", "0"), ("Connection", "close")])))
+                        await stream.send_all(conn.send(h11.EndOfMessage()))
+                        return
                     if request is None:
                         return
-                    await respond(conn, stream, request, await handler(request_view(request)))
+                    view = request_view(request, bytes(body or b""))
+                    await respond(conn, stream, request, await handler(view))
                     if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
                         return
                     conn.start_next_cycle()
@@ -55,11 +71,12 @@ async def serve_http(stream: trio.abc.Stream, handler: Handler, *,
         return
 
 
-def request_view(request: h11.Request) -> Request:
+def request_view(request: h11.Request, body: bytes = b"") -> Request:
     return Request(
         method=request.method.decode("ascii", "replace"),
         path=request.target.decode("ascii", "replace").split("?", 1)[0],
         headers={k.decode("latin-1").lower(): v.decode("latin-1") for k, v in request.headers},
+        body=body,
     )
 
 
@@ -74,8 +91,10 @@ async def respond(conn: h11.Connection, stream: trio.abc.Stream, request: h11.Re
     await stream.send_all(conn.send(h11.EndOfMessage()))
 
 
-async def next_request(conn: h11.Connection, stream: trio.abc.Stream) -> h11.Request | None:
-    """The next complete request (a body, if any, is read and ignored); None when closed."""
+async def next_request(conn: h11.Connection, stream: trio.abc.Stream,
+                       body: bytearray | None = None, max_body: int = 0) -> h11.Request | None:
+    """The next complete request; None when closed. Its body is read and ignored, or, given
+    ``body``, collected there (:class:`BodyTooLarge` beyond ``max_body`` bytes)."""
     request: h11.Request | None = None
     while True:
         event = conn.next_event()
@@ -87,6 +106,14 @@ async def next_request(conn: h11.Connection, stream: trio.abc.Stream) -> h11.Req
             continue
         if isinstance(event, h11.Request):
             request = event
+            if body is not None:
+                length = dict(event.headers).get(b"content-length", b"0")
+                if int(length) > max_body:  # h11 checked it is a number
+                    raise BodyTooLarge
+        elif isinstance(event, h11.Data) and body is not None:
+            if len(body) + len(event.data) > max_body:
+                raise BodyTooLarge
+            body += event.data
         elif isinstance(event, h11.EndOfMessage):
             return request
         elif isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:

@@ -44,6 +44,8 @@ __all__ = [
     "Row",
     "StoredRoom",
     "SubscriptionRequestStore",
+    "UploadRecord",
+    "UploadStore",
     "VCardStore",
 ]
 
@@ -356,3 +358,44 @@ class MotdStore(Protocol):
     async def get(self) -> str | None: ...
 
     async def set(self, text: str | None) -> None: ...
+
+
+# --- HTTP file upload (XEP-0363) -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class UploadRecord:
+    """A slot granted for one file, and once ``uploaded`` is set, the stored file."""
+
+    slot_id: str  # also the file's name on disk and part of its URL
+    owner: str  # the bare JID that asked for the slot
+    filename: str
+    size: int  # bytes, exactly what the PUT must carry
+    content_type: str
+    granted: float  # when the slot was given (its PUT must follow within slot_timeout)
+    uploaded: float | None = None  # when the file was stored
+
+
+class UploadStore(Protocol):
+    """Upload slots and the files stored through them, for quotas, serving and expiry."""
+
+    async def add(self, record: UploadRecord) -> None: ...
+
+    async def get(self, slot_id: str) -> UploadRecord | None: ...
+
+    async def mark_uploaded(self, slot_id: str, when: float) -> bool:
+        """Record the file as stored; False if the slot is unknown or was already used."""
+        ...
+
+    async def bytes_used(self, owner: str, slots_since: float) -> int:
+        """Bytes of the owner's stored files, plus slots granted since ``slots_since`` whose
+        upload is still to come (they reserve their size)."""
+        ...
+
+    async def expired(self, uploaded_before: float, granted_before: float,
+                      limit: int = 500) -> list[UploadRecord]:
+        """Files stored before ``uploaded_before`` and unused slots granted before
+        ``granted_before``, oldest first."""
+        ...
+
+    async def delete(self, slot_id: str) -> None: ...

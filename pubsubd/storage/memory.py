@@ -31,6 +31,7 @@ from pubsubd.storage.interfaces import (
     RosterItem,
     Row,
     StoredRoom,
+    UploadRecord,
 )
 from pubsubd.stream.sasl import ScramCredentials
 
@@ -43,6 +44,7 @@ __all__ = [
     "MemoryMucStore",
     "MemoryPrivateStore",
     "MemoryPubSubStore",
+    "MemoryUploadStore",
 ]
 
 
@@ -391,3 +393,38 @@ class MemoryMotdStore:
 
     async def set(self, text: str | None) -> None:
         self._text = text
+
+
+# --- HTTP file upload ----------------------------------------------------------------------
+
+
+class MemoryUploadStore:
+    def __init__(self) -> None:
+        self._records: dict[str, UploadRecord] = {}
+
+    async def add(self, record: UploadRecord) -> None:
+        self._records[record.slot_id] = record
+
+    async def get(self, slot_id: str) -> UploadRecord | None:
+        return self._records.get(slot_id)
+
+    async def mark_uploaded(self, slot_id: str, when: float) -> bool:
+        record = self._records.get(slot_id)
+        if record is None or record.uploaded is not None:
+            return False
+        self._records[slot_id] = replace(record, uploaded=when)
+        return True
+
+    async def bytes_used(self, owner: str, slots_since: float) -> int:
+        return sum(r.size for r in self._records.values() if r.owner == owner
+                   and (r.uploaded is not None or r.granted >= slots_since))
+
+    async def expired(self, uploaded_before: float, granted_before: float,
+                      limit: int = 500) -> list[UploadRecord]:
+        found = [r for r in self._records.values()
+                 if (r.uploaded is not None and r.uploaded < uploaded_before)
+                 or (r.uploaded is None and r.granted < granted_before)]
+        return sorted(found, key=lambda r: (r.granted, r.slot_id))[:limit]
+
+    async def delete(self, slot_id: str) -> None:
+        self._records.pop(slot_id, None)

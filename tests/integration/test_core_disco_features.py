@@ -25,6 +25,7 @@ FEATURE_TESTS = {
     "msgoffline": "test_im_messaging::test_offline_messages_survive_a_restart_in_order",
     "urn:xmpp:blocking": "test_im_messaging, test_im_blocklist_roster_sync",
     "urn:xmpp:carbons:2": "test_im_messaging::test_carbons_copy_chats_to_other_resource",
+    "urn:xmpp:extdisco:2": "test_conformance_server_info",
     "urn:xmpp:ping": "test_core_slixmpp, test_core_streams",
     "urn:xmpp:time": "below",
     "vcard-temp": "test_im_last_vcard_probe::test_vcard_set_get_and_anothers",

@@ -87,7 +87,7 @@ def test_verified_caps_decide_pep_notifications(shared_server: ServerProcess) ->
         i_out = Inbox(i, "out")
         await announce_notify(i, METADATA)
         query = await i_in.wait(disco_info_query)
-        assert query.get("from") == "localhost"
+        assert query.get("from") == ian  # the account asks, as its PEP service (XEP-0163)
         await i_out.wait(result_of(query))  # the client answered...
         await round_trip(i)  # ... and the server has hashed and remembered the answer
         publish = (f"<pubsub xmlns='{PUBSUB}'><publish node='{METADATA}'><item id='abc'>"
