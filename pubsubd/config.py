@@ -174,6 +174,11 @@ class S2SConfig:
     handshake_timeout: float = 30.0  # stream, STARTTLS and dialback together
     idle_timeout: float = 600.0  # an unused connection is closed after this long
     max_queue: int = 500  # stanzas held per remote domain while its connection is set up
+    # Hardening: addresses found through DNS must be public unless listed here (host names,
+    # addresses or CIDR networks); static routes are trusted as written.
+    allow_hosts: tuple[str, ...] = ()
+    max_pending_verifications: int = 100  # dialback key checks in progress, server-wide
+    max_domain_pairs: int = 100  # domain pairs one incoming stream may verify and carry
 
 
 @dataclass(frozen=True, slots=True)

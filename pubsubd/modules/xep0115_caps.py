@@ -13,6 +13,7 @@ import hashlib
 from lxml import etree
 
 from pubsubd import ns
+from pubsubd.core.bounded import BoundedMap
 from pubsubd.core.context import ServerContext
 from pubsubd.core.disco_registry import DiscoRegistry
 from pubsubd.core.hooks import HookBus
@@ -24,6 +25,8 @@ from pubsubd.xml import builders
 C = ns.clark(ns.CAPS, "c")
 SERVER_NODE = "https://github.com/pubsubd/pubsubd"
 HASHES = {"sha-1": hashlib.sha1, "sha-256": hashlib.sha256}
+ASKING_MAX = 1000  # disco#info queries about unknown ver strings in flight
+ASKING_TIMEOUT = 60.0  # seconds before an unanswered one may be asked again
 
 
 def verification_string(info: etree._Element) -> str:
@@ -70,7 +73,8 @@ class CapsModule(Module):
         self.stream_caps = builders.element(ns.CAPS, "c", hash="sha-1", node=SERVER_NODE, ver="")
         self.ctx.post_auth_features.append(self.stream_caps)
         self.hooks.on("presence/out", self._remember, priority=10)
-        self._asking: set[str] = set()
+        # ver strings being asked about; a client that never answers must not pin them.
+        self._asking: BoundedMap[str, bool] = BoundedMap(ASKING_MAX, ttl=ASKING_TIMEOUT)
 
     async def run(self) -> None:
         self.stream_caps.set("ver", caps_hash(self._server_info()))  # §6.3
@@ -104,12 +108,12 @@ class CapsModule(Module):
 
     async def _ask(self, full: object, caps: tuple[str, str, str]) -> None:
         node, ver, algo = caps
-        self._asking.add(ver)
+        self._asking[ver] = True
         iq = builders.iq("get", to=str(full), from_=self.domain)
         builders.child(iq, ns.DISCO_INFO, "query", node=f"{node}#{ver}")
 
         async def answered(reply: Stanza) -> None:
-            self._asking.discard(ver)
+            self._asking.pop(ver, None)
             if reply.type != "result" or len(reply.element) == 0:
                 return
             info = reply.element[0]

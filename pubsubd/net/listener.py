@@ -76,8 +76,22 @@ class Listener:
         self.open_connections += 1
         try:
             await self.handler(stream, peer)
+        except Exception:
+            # A bug reached by one connection (HTTP, metrics, WebSocket upgrade...) must end
+            # that connection only, never the nursery every other connection runs in.
+            log.exception("%s connection from %s failed", self.name, peer)
+            await _abort(stream)
         finally:
             self.open_connections -= 1
             self.per_ip[peer] -= 1
             if not self.per_ip[peer]:
                 del self.per_ip[peer]
+
+
+async def _abort(stream: trio.abc.Stream) -> None:
+    with trio.move_on_after(1) as scope:
+        scope.shield = True
+        try:
+            await stream.aclose()
+        except Exception:  # noqa: BLE001 - already broken; closing is all that is left
+            pass

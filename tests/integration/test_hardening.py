@@ -1,0 +1,200 @@
+"""Attacks from the security review, replayed against the real server: each is refused with the
+spec's error, memory stays bounded where memory was the target, and another client is served
+before and after (a ping answered)."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from harness import STREAM_HEADER, RawClient, RawSocket, ServerProcess, free_port
+
+STREAMS = "urn:ietf:params:xml:ns:xmpp-streams"
+SERVER_HEADER = (
+    "<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:db='jabber:server:dialback' "
+    "xmlns:stream='http://etherx.jabber.org/streams' from='{from_}' to='{to}' version='1.0'>"
+)
+MIB = 1024 * 1024
+
+
+class Blackhole:
+    """A TCP port that accepts and never answers: a dialback authority that keeps us waiting."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(200)
+        self.port = self.sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def blackhole() -> Iterator[Blackhole]:
+    hole = Blackhole()
+    yield hole
+    hole.sock.close()
+
+
+@pytest.fixture(scope="module")
+def hardened(tmp_path_factory: pytest.TempPathFactory, blackhole: Blackhole
+             ) -> Iterator[ServerProcess]:
+    proc = ServerProcess(tmp_path_factory.mktemp("hardened"))
+    proc.s2s_port = free_port()  # type: ignore[attr-defined]
+    proc.config["listeners"].append({"kind": "s2s", "address": "127.0.0.1",
+                                     "port": proc.s2s_port})  # type: ignore[attr-defined]
+    proc.config["s2s"] = {
+        "require_tls": False, "connect_timeout": 30.0, "handshake_timeout": 60.0,
+        "max_pending_verifications": 5, "max_domain_pairs": 20,
+        "routes": {f"d{i}.example": f"127.0.0.1:{blackhole.port}" for i in range(20)},
+    }
+    proc.config_path.write_text(yaml.safe_dump(proc.config))
+    proc.start()
+    try:
+        yield proc
+    finally:
+        if proc.alive():
+            proc.kill()
+
+
+@pytest.fixture(scope="module")
+def watcher(hardened: ServerProcess) -> Iterator[RawClient]:
+    hardened.add_user("watcher")
+    client = RawClient(hardened)
+    client.login("watcher")
+    yield client
+    client.close()
+
+
+def still_served(client: RawClient) -> None:
+    tag = f"p{time.monotonic_ns()}"
+    client.send(f"<iq type='get' id='{tag}'><ping xmlns='urn:xmpp:ping'/></iq>")
+    assert 'type="result"' in client.read_until(f'id="{tag}"/>'.encode())
+
+
+def rss_kib(server: ServerProcess) -> int:
+    assert server.proc is not None
+    status = Path(f"/proc/{server.proc.pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines()
+                    if line.startswith("VmRSS:")))
+
+
+def flood(sock: socket.socket, prefix: bytes, total: int) -> bool:
+    """Send ``prefix`` then ``total`` bytes of attributes that never close their tag; True
+    if the server cut the connection before all was sent."""
+    piece = b" a%d='" + b"x" * MIB + b"'"
+    try:
+        sock.sendall(prefix)
+        for i in range(total // MIB):
+            sock.sendall(piece.replace(b"%d", str(i).encode()))
+    except OSError:
+        return True
+    return False
+
+
+def read_until_closed(sock: socket.socket, timeout: float = 10.0) -> str:
+    raw = RawSocket()
+    raw.sock, raw.buffer = sock, b""
+    try:
+        return raw.read_all(timeout)
+    except OSError:
+        return raw.buffer.decode(errors="replace")
+
+
+# --- 1, 2: the stanza size limit counts unfinished start tags --------------------------------
+
+@pytest.mark.parametrize("port_kind", ["c2s", "s2s"])
+def test_unfinished_stream_header_is_cut_off(hardened: ServerProcess, watcher: RawClient,
+                                             port_kind: str) -> None:
+    still_served(watcher)
+    before = rss_kib(hardened)
+    port = hardened.c2s_port if port_kind == "c2s" else hardened.s2s_port  # type: ignore[attr-defined]
+    sock = socket.create_connection(("127.0.0.1", port))
+    header = STREAM_HEADER.format(domain=hardened.domain)
+    cut = flood(sock, header[: header.index(" version=")].encode(), 64 * MIB)
+    answer = read_until_closed(sock)
+    sock.close()
+    assert cut, "the server read 64 MiB of one stream header"
+    # RFC 6120 §4.9.3.18 once the header can be answered; before it, the socket just closes.
+    assert "policy-violation" in answer or answer == ""
+    assert rss_kib(hardened) - before < 32 * 1024
+    still_served(watcher)
+
+
+def test_huge_attribute_on_a_stanza_is_a_policy_violation(hardened: ServerProcess,
+                                                          watcher: RawClient) -> None:
+    hardened.add_user("bigattr")
+    client = RawClient(hardened)
+    client.login("bigattr")
+    before = rss_kib(hardened)
+    cut = flood(client.sock, b"<message to='watcher@localhost' type='chat'", 32 * MIB)  # type: ignore[arg-type]
+    answer = read_until_closed(client.sock)  # type: ignore[arg-type]
+    assert cut
+    assert f"<policy-violation xmlns='{STREAMS}'" in client.buffer.decode() + answer
+    assert rss_kib(hardened) - before < 32 * 1024
+    still_served(watcher)
+
+
+# --- 7: a resource that prepares to an edge space --------------------------------------------
+
+def test_resource_starting_with_no_break_space_is_a_bad_request(hardened: ServerProcess,
+                                                                watcher: RawClient) -> None:
+    import base64
+
+    hardened.add_user("nbsp")
+    client = RawClient(hardened)
+    client.open()
+    client.starttls()
+    client.open()
+    token = base64.b64encode(b"\0nbsp\0password1").decode()
+    client.send(f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{token}</auth>")
+    client.read_until(b"<success")
+    client.open()
+    client.send("<iq type='set' id='b1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"
+                "<resource>\u00a0phone</resource></bind></iq>")
+    reply = client.read_until(b"</iq>")
+    assert "bad-request" in reply and 'type="error"' in reply  # RFC 6120 §7.7.2.1
+    client.send("<iq type='set' id='b2'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"
+                "<resource>phone</resource></bind></iq>")
+    assert "<jid>nbsp@localhost/phone</jid>" in client.read_until(b"</iq>")  # stream kept
+    client.close()
+    assert "InvalidJID" not in hardened.log()
+    still_served(watcher)
+
+
+# --- 10: dialback verifications are bounded ---------------------------------------------------
+
+def test_dialback_flood_is_bounded(hardened: ServerProcess, watcher: RawClient) -> None:
+    sock = socket.create_connection(("127.0.0.1", hardened.s2s_port))  # type: ignore[attr-defined]
+    raw = RawSocket()
+    raw.sock, raw.buffer = sock, b""
+    sock.sendall(SERVER_HEADER.format(from_="d0.example", to=hardened.domain).encode())
+    raw.read_until(b"</stream:features>")
+    for i in range(20):
+        sock.sendall(f"<db:result from='d{i}.example' to='{hardened.domain}'>k{i}</db:result>"
+                     .encode())
+    refusals = 0
+    while refusals < 15:  # 5 checks may be pending at once: every other request is refused
+        refusals += raw.read_until(b"</db:result>").count("resource-constraint")
+    still_served(watcher)
+    sock.close()
+
+
+def test_s2s_never_connects_to_a_loopback_domain(hardened: ServerProcess,
+                                                 watcher: RawClient) -> None:
+    # A domain that is a loopback IP literal: without a policy the server would connect to it.
+    trap = socket.socket()
+    trap.bind(("127.0.0.3", 5269))
+    trap.listen(5)
+    trap.settimeout(0.5)
+    try:
+        watcher.send("<message to='x@127.0.0.3' id='loop' type='chat'><body>hi</body></message>")
+        bounce = watcher.read_until(b"</message>", timeout=30)
+        assert "remote-server-not-found" in bounce
+        with pytest.raises(TimeoutError):
+            trap.accept()
+    finally:
+        trap.close()
+    still_served(watcher)
