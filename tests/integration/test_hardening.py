@@ -198,3 +198,49 @@ def test_s2s_never_connects_to_a_loopback_domain(hardened: ServerProcess,
     finally:
         trap.close()
     still_served(watcher)
+
+
+# --- 4: parallel guessing from one address shares the slow-down ------------------------------
+
+def test_parallel_password_guesses_from_one_ip_are_spaced(tmp_path: Path) -> None:
+    import base64
+    import threading
+
+    server = ServerProcess(tmp_path, extra={"auth": {"failures_before_delay": 1,
+                                                     "max_delay": 1.0}})
+    server.start()
+    try:
+        server.add_user("victim")
+        server.add_user("other")
+        other = RawClient(server)
+        other.login("other")
+        token = base64.b64encode(b"\0victim\0wrong-guess").decode()
+        auth = f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{token}</auth>"
+        clients = []
+        for _ in range(7):
+            client = RawClient(server)
+            client.open()
+            client.starttls()
+            client.open()
+            clients.append(client)
+        clients[0].send(auth)  # the first failure: from now on answers are slowed down
+        clients[0].read_until(b"</failure>")
+        answered: list[float] = []
+
+        def guess(client: RawClient) -> None:
+            client.send(auth)
+            client.read_until(b"</failure>", timeout=30)
+            answered.append(time.monotonic())
+
+        threads = [threading.Thread(target=guess, args=(c,)) for c in clients[1:]]
+        for thread in threads:
+            thread.start()
+        still_served(other)  # a logged-in user is not slowed down meanwhile
+        for thread in threads:
+            thread.join()
+        assert len(answered) == 6
+        # Six guesses at once were answered one delay (>= 0.5 s) apart, not together.
+        assert max(answered) - min(answered) >= 2.0
+        still_served(other)
+    finally:
+        server.kill()
