@@ -54,6 +54,7 @@ from pubsubd.modules.xep0280_carbons import CarbonsModule
 from pubsubd.modules.xep0313_mam import MamModule
 from pubsubd.net.listener import ConnectionHandler, Listener
 from pubsubd.net.tls import ensure_self_signed, server_context
+from pubsubd.rate_limit import RateLimiter
 from pubsubd.storage import Stores, open_stores
 from pubsubd.storage.accounts import AccountStore
 
@@ -174,7 +175,9 @@ def build_modules(s: Services, server: Server) -> None:
     add(VersionModule(router=router))
     add(TimeModule(router=router))
     add(RegisterModule(open_registration=config.registration.enabled, ctx=s.ctx, router=router,
-                       accounts=stores.accounts, hooks=hooks, sessions=sessions))
+                       accounts=stores.accounts, hooks=hooks, sessions=sessions,
+                       rate=RateLimiter(config.registration.rate,
+                                        config.registration.rate_window)))
     commands = add(CommandsModule(router=router, disco=disco,
                                   primary_domain=config.primary_domain))
     add(AdminModule(config=config, accounts=stores.accounts, hooks=hooks, sessions=sessions,

@@ -57,6 +57,9 @@ class AuthConfig:
 @dataclass(frozen=True, slots=True)
 class RegistrationConfig:
     enabled: bool = False  # XEP-0077 in-band registration of new accounts
+    # Hardening: accounts one client address may create per rate_window seconds.
+    rate: int = 3
+    rate_window: float = 3600.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -200,6 +200,28 @@ def test_s2s_never_connects_to_a_loopback_domain(hardened: ServerProcess,
     still_served(watcher)
 
 
+# --- 3: in-band registration is rate limited ---------------------------------------------------
+
+def test_in_band_registration_is_rate_limited(hardened: ServerProcess, watcher: RawClient) -> None:
+    client = RawClient(hardened)
+    client.open()
+    client.starttls()
+    client.open()
+    answers = []
+    for i in range(10):  # one stream, as fast as the server answers
+        client.send(f"<iq type='set' id='r{i}'><query xmlns='jabber:iq:register'>"
+                    f"<username>spam{i}</username><password>secret{i}x</password></query></iq>")
+        answer = client.read_until(f'id="r{i}"'.encode()) + client.read_until(b">")
+        if not answer.endswith("/>"):
+            answer += client.read_until(b"</iq>")
+        answers.append(answer)
+    created = [a for a in answers if 'type="result"' in a]
+    assert len(created) == 3  # registration.rate per address and window
+    assert all("resource-constraint" in a and "try later" in a for a in answers[3:])
+    client.close()
+    still_served(watcher)
+
+
 # --- 4: parallel guessing from one address shares the slow-down ------------------------------
 
 def test_parallel_password_guesses_from_one_ip_are_spaced(tmp_path: Path) -> None:

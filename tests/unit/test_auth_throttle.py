@@ -150,3 +150,14 @@ def test_parallel_attempts_at_one_account_share_the_delay() -> None:
     waits = [throttle.reserve(f"10.1.0.{i}", "juliet") for i in range(5)]
     assert waits == [8.0, 16.0, 24.0, 32.0, 40.0]
     assert throttle.reserve("10.2.0.1", "romeo") == 0.0  # others are not queued
+
+
+def test_rate_limiter_counts_per_key_within_its_window() -> None:
+    from pubsubd.rate_limit import RateLimiter
+
+    clock = Clock()
+    limiter = RateLimiter(3, 60.0, clock=clock)
+    assert [limiter.allow("1.2.3.4") for _ in range(5)] == [True, True, True, False, False]
+    assert limiter.allow("5.6.7.8")
+    clock.now += 61
+    assert limiter.allow("1.2.3.4")
