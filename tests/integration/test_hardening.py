@@ -137,6 +137,15 @@ def test_huge_attribute_on_a_stanza_is_a_policy_violation(hardened: ServerProces
     still_served(watcher)
 
 
+# --- 6: the database is private ---------------------------------------------------------------
+
+def test_database_files_are_private(hardened: ServerProcess, watcher: RawClient) -> None:
+    still_served(watcher)  # the WAL exists once something was written
+    db = Path(hardened.config["storage"]["path"])
+    for path in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):
+        assert path.stat().st_mode & 0o077 == 0, path  # SCRAM keys: owner only
+
+
 # --- 7: a resource that prepares to an edge space --------------------------------------------
 
 def test_resource_starting_with_no_break_space_is_a_bad_request(hardened: ServerProcess,
