@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -380,7 +381,33 @@ def validate(config: Config) -> Config:
             raise ConfigError(f"s2s.routes.{domain}: expected \"host:port\", not {route!r}")
     if config.limits.max_stanza_bytes < 10000:
         raise ConfigError("limits.max_stanza_bytes: must be at least 10000 (RFC 6120 §13.12)")
+    _validate_hardening(config)
     return config
+
+
+_HOST_NAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?")
+
+
+def _validate_hardening(config: Config) -> None:
+    """Address allow-lists, rate limits and quotas (docs/security.md)."""
+    for key, entries in (("feeds.allow_hosts", config.feeds.allow_hosts),
+                         ("s2s.allow_hosts", config.s2s.allow_hosts)):
+        for i, entry in enumerate(entries):
+            try:
+                ipaddress.ip_network(entry.strip(), strict=False)
+            except ValueError:
+                if not _HOST_NAME.fullmatch(entry.strip()):
+                    raise ConfigError(f"{key}[{i}]: not a host name, address or CIDR network: "
+                                      f"{entry!r}") from None
+    feeds = config.feeds
+    if feeds.min_interval > feeds.max_interval:
+        raise ConfigError("feeds.min_interval: must not exceed feeds.max_interval")
+    if not feeds.min_interval <= feeds.default_interval <= feeds.max_interval:
+        raise ConfigError("feeds.default_interval: must lie between min_interval and max_interval")
+    if feeds.error_backoff > feeds.max_error_backoff:
+        raise ConfigError("feeds.error_backoff: must not exceed feeds.max_error_backoff")
+    if config.registration.rate < 0 or config.registration.rate_window <= 0:
+        raise ConfigError("registration.rate: must be >= 0, and rate_window > 0")
 
 
 def load(path: str | Path) -> Config:

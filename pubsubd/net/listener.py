@@ -39,7 +39,11 @@ class Listener:
     async def serve(self, connections: trio.Nursery | None = None, *,
                     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         """Accept until cancelled; connections run in ``connections`` (default: here)."""
-        listeners = await trio.open_tcp_listeners(self.port, host=self.address)
+        try:
+            listeners = await trio.open_tcp_listeners(self.port, host=self.address)
+        except OSError as exc:  # busy port, address not on this host: say which listener
+            raise OSError(exc.errno, f"{self.name} listener on {self.address}:{self.port}: "
+                                     f"{exc.strerror or exc}") from None
         self.bound_port = listeners[0].socket.getsockname()[1]
         log.info("%s listening on %s:%d", self.name, self.address, self.bound_port)
         async with trio.open_nursery() as nursery:

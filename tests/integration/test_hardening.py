@@ -173,6 +173,37 @@ def test_resource_starting_with_no_break_space_is_a_bad_request(hardened: Server
     still_served(watcher)
 
 
+# --- 8: start-up failures are one line ------------------------------------------------------------
+
+@pytest.mark.parametrize("where", ["busy", "missing"])
+def test_run_on_a_busy_port_or_missing_address_says_so_in_one_line(tmp_path: Path,
+                                                                    where: str) -> None:
+    import subprocess
+    import sys
+
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    address, port = (("127.0.0.1", busy.getsockname()[1]) if where == "busy"
+                     else ("192.0.2.77", free_port()))  # TEST-NET-1: on no interface here
+    config = {"domains": ["localhost"], "data_dir": str(tmp_path / "var"),
+              "storage": {"path": str(tmp_path / "var" / "db.sqlite3")},
+              "control": {"enabled": False},
+              "listeners": [{"kind": "metrics", "address": address, "port": port}]}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    try:
+        done = subprocess.run([sys.executable, "-m", "pubsubd", "run", "--config",
+                               str(tmp_path / "c.yaml")], capture_output=True, text=True,
+                              timeout=60, cwd=tmp_path)
+    finally:
+        busy.close()
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"pubsubd: cannot start: metrics listener on {address}:{port}: ")
+    assert len(done.stderr.splitlines()) < 10, done.stderr  # the welcome, a few log lines, this
+    assert "Traceback" not in done.stdout + done.stderr
+
+
 # --- 10: dialback verifications are bounded ---------------------------------------------------
 
 def test_dialback_flood_is_bounded(hardened: ServerProcess, watcher: RawClient) -> None:
