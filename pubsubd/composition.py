@@ -210,7 +210,8 @@ def build_modules(s: Services, server: Server) -> None:
     add(VCardModule(store=stores.im, router=router))
     add(LastActivityModule(router=router, presence=view, accounts=stores.accounts,
                            lifecycle=s.lifecycle))
-    add(PrivateStorageModule(store=stores.private, router=router, hooks=hooks, disco=disco))
+    add(PrivateStorageModule(store=stores.private, router=router, hooks=hooks, disco=disco,
+                             max_bytes=config.limits.private_xml_bytes))
     add(MamModule(settings=config.mam, store=stores.mam, rosters=stores.im, router=router,
                   hooks=hooks, sessions=sessions, disco=disco))
 

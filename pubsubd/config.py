@@ -74,6 +74,10 @@ class LimitsConfig:
     roster_max_items: int = 1000
     offline_max_messages: int = 200
     resource_conflict: Literal["new_wins", "old_wins", "random_resource"] = "new_wins"
+    # Quotas (docs/security.md): what one user may make the server keep or send at once.
+    disco_items_page: int = 100  # disco#items answers are pages (XEP-0059) of at most this
+    max_nodes_per_user: int = 100  # pubsub nodes a user may own on the service
+    private_xml_bytes: int = 65536  # XEP-0049 private XML stored per user
 
 
 @dataclass(frozen=True, slots=True)
@@ -406,6 +410,10 @@ def _validate_hardening(config: Config) -> None:
         raise ConfigError("feeds.default_interval: must lie between min_interval and max_interval")
     if feeds.error_backoff > feeds.max_error_backoff:
         raise ConfigError("feeds.error_backoff: must not exceed feeds.max_error_backoff")
+    limits = config.limits
+    if min(limits.disco_items_page, limits.max_nodes_per_user, limits.private_xml_bytes) < 1:
+        raise ConfigError("limits: disco_items_page, max_nodes_per_user and private_xml_bytes "
+                          "must be at least 1")
     if config.registration.rate < 0 or config.registration.rate_window <= 0:
         raise ConfigError("registration.rate: must be >= 0, and rate_window > 0")
 

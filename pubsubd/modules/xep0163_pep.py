@@ -117,11 +117,8 @@ class PepModule(Module):
                 await service.items(str(requester), node.node_id, max_items=0)
             except PubSubError:
                 continue
-            item = etree.Element(ns.clark(ns.DISCO_ITEMS, "item"), jid=str(owner.bare),
-                                 node=node.node_id)
-            if node.config.title:
-                item.set("name", node.config.title)  # XEP-0060 §5.2: the node's title
-            items.append(item)
+            items.append(etree.Element(ns.clark(ns.DISCO_ITEMS, "item"), jid=str(owner.bare),
+                                       node=node.node_id))
         return items
 
     # --- contacts coming online ----------------------------------------------------------------

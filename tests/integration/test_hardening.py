@@ -45,6 +45,8 @@ def hardened(tmp_path_factory: pytest.TempPathFactory, blackhole: Blackhole
     proc.s2s_port = free_port()  # type: ignore[attr-defined]
     proc.config["listeners"].append({"kind": "s2s", "address": "127.0.0.1",
                                      "port": proc.s2s_port})  # type: ignore[attr-defined]
+    proc.config["limits"] = {"disco_items_page": 10, "max_nodes_per_user": 5,
+                             "private_xml_bytes": 2000}
     proc.config["s2s"] = {
         "require_tls": False, "connect_timeout": 30.0, "handshake_timeout": 60.0,
         "max_pending_verifications": 5, "max_domain_pairs": 20,
@@ -72,6 +74,15 @@ def still_served(client: RawClient) -> None:
     tag = f"p{time.monotonic_ns()}"
     client.send(f"<iq type='get' id='{tag}'><ping xmlns='urn:xmpp:ping'/></iq>")
     assert 'type="result"' in client.read_until(f'id="{tag}"/>'.encode())
+
+
+def answer_to(client: RawClient, stanza: str, id_: str) -> str:
+    """Send an IQ and return its whole answer (a result may be an empty element)."""
+    client.send(stanza)
+    answer = client.read_until(f'id="{id_}"'.encode()) + client.read_until(b">")
+    if not answer.endswith("/>"):
+        answer += client.read_until(b"</iq>")
+    return answer
 
 
 def rss_kib(server: ServerProcess) -> int:
@@ -258,6 +269,58 @@ def test_in_band_registration_is_rate_limited(hardened: ServerProcess, watcher: 
     created = [a for a in answers if 'type="result"' in a]
     assert len(created) == 3  # registration.rate per address and window
     assert all("resource-constraint" in a and "try later" in a for a in answers[3:])
+    client.close()
+    still_served(watcher)
+
+
+# --- 5: quotas and paginated disco#items ------------------------------------------------------
+
+PUBSUB = "http://jabber.org/protocol/pubsub"
+
+
+def test_node_quota_and_paged_disco_items(hardened: ServerProcess, watcher: RawClient) -> None:
+    service = f"pubsub.{hardened.domain}"
+    for user in ("owner1", "owner2", "owner3"):
+        hardened.add_user(user)
+        client = RawClient(hardened)
+        client.login(user)
+        for i in range(6):
+            answer = answer_to(client, f"<iq type='set' to='{service}' id='c{i}'>"
+                                       f"<pubsub xmlns='{PUBSUB}'><create node='{user}-{i}'/>"
+                                       "</pubsub></iq>", f"c{i}")
+            if i < 5:
+                assert 'type="result"' in answer, answer
+            else:  # limits.max_nodes_per_user
+                assert "policy-violation" in answer and "the limit" in answer, answer
+        client.close()
+    watcher.send(f"<iq type='get' to='{service}' id='items'>"
+                 "<query xmlns='http://jabber.org/protocol/disco#items'/></iq>")
+    answer = watcher.read_until(b"</iq>")
+    assert answer.count("<item ") == 10  # the first page only (limits.disco_items_page)
+    assert "<count>15</count>" in answer  # XEP-0059: the client learns there is more
+    last = answer.split("<last>")[1].split("</last>")[0]
+    watcher.send(f"<iq type='get' to='{service}' id='items2'>"
+                 "<query xmlns='http://jabber.org/protocol/disco#items'>"
+                 "<set xmlns='http://jabber.org/protocol/rsm'><max>1000</max>"
+                 f"<after>{last}</after></set></query></iq>")
+    assert watcher.read_until(b"</iq>").count("<item ") == 5
+    still_served(watcher)
+
+
+def test_private_xml_quota(hardened: ServerProcess, watcher: RawClient) -> None:
+    hardened.add_user("hoarder")
+    client = RawClient(hardened)
+    client.login("hoarder")
+
+    def store(id_: str, name: str, size: int) -> str:
+        return answer_to(client, f"<iq type='set' id='{id_}'><query xmlns='jabber:iq:private'>"
+                                 f"<{name} xmlns='urn:example:{name}'>{'x' * size}</{name}>"
+                                 "</query></iq>", id_)
+
+    assert 'type="result"' in store("p1", "a", 1500)
+    refused = store("p2", "b", 1000)  # limits.private_xml_bytes
+    assert "resource-constraint" in refused and "2000 bytes" in refused, refused
+    assert 'type="result"' in store("p3", "a", 1800)  # replacing counts the new size only
     client.close()
     still_served(watcher)
 

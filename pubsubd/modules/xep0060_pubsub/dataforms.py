@@ -7,7 +7,6 @@ registered in XEP-0060 §16.4 is rendered with the type the registry gives it.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
 
 from lxml import etree
 
@@ -23,11 +22,6 @@ from pubsubd.pubsub.model import (
     SendLastPublished,
 )
 from pubsubd.xml.forms import Field, FieldType, Form, FormType, Option
-
-if TYPE_CHECKING:
-    from pubsubd.pubsub import ServiceConfig
-
-XDATA_VALIDATE = "http://jabber.org/protocol/xdata-validate"  # XEP-0122
 
 _BOOLEAN = (
     "pubsub#subscribe pubsub#persist_items pubsub#deliver_payloads pubsub#deliver_notifications "
@@ -99,55 +93,8 @@ def to_form(values: Mapping[str, Sequence[str]], type_: FormType) -> Form:
     return Form(type_, fields=fields)
 
 
-# XEP-0122 §3.1 datatypes of the numeric fields. pubsub#max_items also takes "max" (XEP-0060
-# §16.4.4), so it has the datatype XEP-0060 §12.23 defines for it rather than xs:integer.
-_INTEGERS: dict[str, str] = {
-    "pubsub#max_items": "pubsub:integer-or-max",
-    "pubsub#max_payload_size": "xs:integer",
-    "pubsub#children_max": "xs:integer",
-    "pubsub#digest_frequency": "xs:integer",
-}
-
-
-def form_element(values: Mapping[str, Sequence[str]], type_: FormType = "form", *,
-                 limits: ServiceConfig | None = None) -> etree._Element:
-    """The form as XML; a ``form`` to fill in says each field's datatype and range (XEP-0122),
-    the upper bounds taken from the service's ``limits`` when given."""
-    element = to_form(values, type_).to_element()
-    if type_ == "form":
-        _add_validation(element, limits)
-    return element
-
-
-_VALUE, _OPTION = ns.clark(ns.DATA_FORMS, "value"), ns.clark(ns.DATA_FORMS, "option")
-
-
-def _add_validation(form: etree._Element, limits: ServiceConfig | None) -> None:
-    highest = {}
-    if limits is not None:
-        highest = {"pubsub#max_items": limits.max_items_limit,
-                   "pubsub#max_payload_size": limits.max_payload_size}
-    for field in form.iterfind(ns.clark(ns.DATA_FORMS, "field")):
-        var = field.get("var", "")
-        if field.get("type") == "boolean":
-            datatype, low = "xs:boolean", None
-        elif var in _INTEGERS:
-            datatype, low = _INTEGERS[var], 0
-        else:
-            continue
-        validate = etree.Element(ns.clark(XDATA_VALIDATE, "validate"), datatype=datatype,
-                                 nsmap={None: XDATA_VALIDATE})
-        if low is None:
-            etree.SubElement(validate, ns.clark(XDATA_VALIDATE, "basic"))  # §3.2.1
-        else:
-            bounds = etree.SubElement(validate, ns.clark(XDATA_VALIDATE, "range"),
-                                      min=str(low))  # §3.2.3
-            if var in highest:
-                bounds.set("max", str(highest[var]))
-        # XEP-0122 §3.1 shows it after desc/required and before the values.
-        first = next((i for i, child in enumerate(field)
-                      if child.tag in (_VALUE, _OPTION)), len(field))
-        field.insert(first, validate)
+def form_element(values: Mapping[str, Sequence[str]], type_: FormType = "form") -> etree._Element:
+    return to_form(values, type_).to_element()
 
 
 def meta_data_form(values: Mapping[str, Sequence[str]]) -> etree._Element:

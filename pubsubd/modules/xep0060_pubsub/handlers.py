@@ -103,14 +103,8 @@ async def subscribe(service: PubSubService, requester: str, request: PubSubReque
 
 async def unsubscribe(service: PubSubService, requester: str, request: PubSubRequest) -> Answer:
     node, jid = _node(request), _require_jid(request)
-    current = await service.get_options(requester, node, jid, request.subid)  # same checks
     outcome = await service.unsubscribe(requester, node, jid, request.subid)
-    # §6.2.2: the result carries the subscription, now "none", with its subid; common clients
-    # wait for this element to confirm the unsubscription.
-    payload = _pubsub()
-    _sub(payload, "subscription", node=node, jid=jid, subscription="none",
-         subid=current.subid or None)
-    return Answer(payload, outcome.notifications, unsubscribed=(node, jid))
+    return Answer(None, outcome.notifications, unsubscribed=(node, jid))
 
 
 async def options_get(service: PubSubService, requester: str, request: PubSubRequest) -> Answer:
@@ -225,7 +219,7 @@ async def configure_get(service: PubSubService, requester: str, request: PubSubR
     view = await service.get_config(requester, _node(request))
     payload = _pubsub(owner=True)
     configure = _sub(payload, "configure", node=view.node)
-    configure.append(form_element(view.to_form(), limits=service.config))  # §8.2.2
+    configure.append(form_element(view.to_form()))  # §8.2.2
     return Answer(payload)
 
 
@@ -246,8 +240,7 @@ async def default_config(service: PubSubService, requester: str, request: PubSub
         raise PubSubError("not-acceptable", text="unknown node type") from None
     payload = _pubsub(owner=True)
     default = _sub(payload, "default")
-    default.append(form_element(service.default_config(kind).to_form(),
-                                limits=service.config))  # §8.3.2
+    default.append(form_element(service.default_config(kind).to_form()))  # §8.3.2
     return Answer(payload)
 
 
