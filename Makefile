@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 CONFIG ?= config.example.yaml
 
-.PHONY: install debian-deps npm-deps run test bench lint clean
+.PHONY: install debian-deps npm-deps run test fuzz bench lint clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,13 @@ run: install
 ## Run the whole test suite.
 test: install debian-deps npm-deps
 	$(PY) -m pytest -q -p no:cacheprovider
+
+## Fuzz the parsers (stream, SASL, JIDs, data forms, feeds) with many more inputs than the
+## short run inside `make test`; FUZZ_EXAMPLES inputs per target bound the time (~5 min).
+FUZZ_EXAMPLES ?= 20000
+fuzz: install
+	HYPOTHESIS_PROFILE=fuzz FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_REPORT=fuzz-report.json \
+	  $(PY) -m pytest -q -p no:cacheprovider -s tests/fuzz
 
 ## Benchmarks against Prosody (installs it with apt-get); writes bench/RESULTS.md.
 bench: install debian-deps
