@@ -33,7 +33,8 @@ def _report_inputs() -> Iterator[None]:
     if not INPUTS:
         return
     total = sum(INPUTS.values())
-    print(f"\nfuzz inputs run: {total} ({', '.join(f'{k} {v}' for k, v in sorted(INPUTS.items()))})")
+    per_target = ", ".join(f"{k} {v}" for k, v in sorted(INPUTS.items()))
+    print(f"\nfuzz inputs run: {total} ({per_target})")
     target = os.environ.get("FUZZ_REPORT")
     if target:
         with open(target, "w", encoding="utf-8") as out:
