@@ -30,5 +30,6 @@ async def test_a_handler_exception_leaves_the_listener_serving() -> None:
         assert await _exchange(port, b"ping") == b"ping"
         assert await _exchange(port, b"boom") == b""  # closed, nothing answered
         assert await _exchange(port, b"ping again") == b"ping again"
+        await trio.testing.wait_all_tasks_blocked()  # the last handler has finished
         assert listener.open_connections == 0 and not listener.per_ip
         nursery.cancel_scope.cancel()
