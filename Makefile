@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 CONFIG ?= config.example.yaml
 
-.PHONY: install debian-deps npm-deps run test screenshots bench lint clean
+.PHONY: install debian-deps npm-deps run test screenshots fuzz bench lint clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -62,6 +62,13 @@ test: install debian-deps npm-deps
 ## Pictures of each real client showing a feed, for docs/: the client tests save them there.
 screenshots: install debian-deps npm-deps
 	PUBSUBD_SCREENSHOT_DIR=docs $(PY) -m pytest -q -p no:cacheprovider tests/integration/test_client_*.py
+
+## Fuzz the parsers (stream, SASL, JIDs, data forms, feeds) with many more inputs than the
+## short run inside `make test`; FUZZ_EXAMPLES inputs per target bound the time (~5 min).
+FUZZ_EXAMPLES ?= 20000
+fuzz: install
+	HYPOTHESIS_PROFILE=fuzz FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_REPORT=fuzz-report.json \
+	  $(PY) -m pytest -q -p no:cacheprovider -s tests/fuzz
 
 ## Benchmarks against Prosody (installs it with apt-get); writes bench/RESULTS.md.
 bench: install debian-deps

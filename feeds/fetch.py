@@ -200,6 +200,16 @@ def parse_max_age(headers: httpx.Headers, now: float) -> float | None:
     return None
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _port(netloc: str, scheme: str) -> int:
+    try:
+        return urlsplit(f"//{netloc}").port or _DEFAULT_PORTS[scheme]
+    except ValueError:  # out of range: httpx refuses the URL anyway
+        return _DEFAULT_PORTS[scheme]
+
+
 class Fetcher:
     """Fetches feed documents; use as ``async with Fetcher(config) as fetcher``."""
 
@@ -285,6 +295,12 @@ class Fetcher:
             if last_modified:
                 headers["If-Modified-Since"] = last_modified  # RFC 9110 §13.1.3
             host = parts.hostname.lower()
+            if self.config.policy.refuses_literal(host, _port(parts.netloc, parts.scheme)):
+                # Refused before httpx sees it: it rejects some numeric forms as invalid URLs,
+                # which would hide that they are private addresses.
+                return FetchResult(url, current, error=ErrorKind.BLOCKED_ADDRESS,
+                                   error_detail=f"{host} is not a public address",
+                                   permanent_redirect=permanent)
             try:
                 async with self._host_limiter(host):
                     outcome = await self._request(url, current, headers)

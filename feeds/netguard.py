@@ -11,6 +11,8 @@ name because httpcore takes the SNI name from the URL, not from the connected ad
 from __future__ import annotations
 
 import ipaddress
+import re
+import socket
 import typing
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -68,9 +70,34 @@ class AddressPolicy:
     def endpoint_allowed(self, address: IPAddress, port: int) -> bool:
         return (str(address), port) in self.allow_endpoints
 
+    def refuses_literal(self, host: str, port: int) -> bool:
+        """True for a numeric host (any form) the policy refuses: known before any request,
+        so a subscription to ``http://0177.0.0.1/`` is refused as the address it is."""
+        address = literal_address(host)
+        if address is None or self.host_allowed(host):
+            return False
+        return not (self.address_allowed(address) or self.endpoint_allowed(address, port))
+
+
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052 well-known prefix
+_NUMERIC_HOST = re.compile(r"[0-9a-fA-FxX.]+")
+
 
 def is_public(address: IPAddress) -> bool:
-    """True for globally routable unicast addresses only."""
+    """True for globally routable unicast addresses only.
+
+    An IPv6 address that carries an IPv4 one -- mapped, 6to4 (RFC 3056), Teredo (RFC 4380) or
+    NAT64 (RFC 6052) -- is public only if the IPv4 address inside is: ``2002:7f00:1::`` is
+    loopback in disguise.
+    """
+    if not _plainly_public(address):
+        return False
+    if isinstance(address, ipaddress.IPv6Address):
+        return all(_plainly_public(inner) for inner in _embedded_ipv4(address))
+    return True
+
+
+def _plainly_public(address: IPAddress) -> bool:
     return address.is_global and not (
         address.is_multicast
         or address.is_loopback
@@ -81,12 +108,44 @@ def is_public(address: IPAddress) -> bool:
     )
 
 
-async def resolve(host: str, port: int) -> list[IPAddress]:
-    """All addresses of ``host`` (an IP literal resolves to itself), in resolver order."""
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    inner: list[ipaddress.IPv4Address] = []
+    if address.ipv4_mapped is not None:
+        inner.append(address.ipv4_mapped)
+    if address.sixtofour is not None:
+        inner.append(address.sixtofour)
+    if address.teredo is not None:
+        inner.extend(address.teredo)
+    if address in _NAT64:
+        inner.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+    return inner
+
+
+def literal_address(host: str) -> IPAddress | None:
+    """The address a host written as a number stands for, in every form resolvers accept.
+
+    Besides dotted quads and IPv6, the C resolver reads octal (``0177.0.0.1``), hex
+    (``0x7f.1``), zero-padded (``127.000.000.001``), short (``127.1``) and integer
+    (``2130706433``) forms: all loopback. None for a host name.
+    """
+    host = host.strip("[]").rstrip(".")
     try:
-        return [ipaddress.ip_address(host.strip("[]"))]
+        return ipaddress.ip_address(host)
     except ValueError:
         pass
+    if not _NUMERIC_HOST.fullmatch(host):
+        return None
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(host))
+    except OSError:
+        return None
+
+
+async def resolve(host: str, port: int) -> list[IPAddress]:
+    """All addresses of ``host`` (an IP literal resolves to itself), in resolver order."""
+    literal = literal_address(host)
+    if literal is not None:
+        return [literal]
     try:
         infos = await trio.socket.getaddrinfo(host, port, type=trio.socket.SOCK_STREAM)
     except OSError as exc:

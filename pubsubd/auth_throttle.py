@@ -13,6 +13,8 @@ import math
 from collections import OrderedDict, deque
 from collections.abc import Callable
 
+from pubsubd.core.bounded import BoundedMap
+
 __all__ = ["AuthThrottle"]
 
 
@@ -45,6 +47,8 @@ class AuthThrottle:
         self._keep = max_failures + doublings + 1
         # Oldest-touched first; evicted from the front when full.
         self._failures: OrderedDict[tuple[str, str], deque[float]] = OrderedDict()
+        # The time the last slowed-down attempt per key was (or will be) answered.
+        self._slots: BoundedMap[tuple[str, str], float] = BoundedMap(max_entries, ttl=window)
         # Called once per recorded failure (e.g. a metrics counter); observers, not policy.
         self.on_failure: list[Callable[[], None]] = []
 
@@ -71,6 +75,24 @@ class AuthThrottle:
         if excess < 0:
             return 0.0
         return min(self.max_delay, self.base_delay * 2.0 ** min(excess, 64))
+
+    def reserve(self, ip: str, username: str) -> float:
+        """Seconds to wait before answering this attempt, queued behind the others.
+
+        :meth:`delay_for` alone is per attempt: forty parallel connections from one address
+        would each wait once and then guess together. Here, once slowing down, attempts from
+        one IP, and attempts at one account, are spaced by the delay: parallel connections
+        share it instead of multiplying the guessing rate.
+        """
+        delay = self.delay_for(ip, username)
+        if delay <= 0:
+            return 0.0
+        now = self._clock()
+        keys = (("ip", ip), ("user", username))
+        start = max([now + delay] + [self._slots.get(k, now) + delay for k in keys])
+        for key in keys:
+            self._slots[key] = start
+        return start - now
 
     def failure(self, ip: str, username: str) -> None:
         """Record a failed attempt."""

@@ -136,14 +136,30 @@ def cmd_run(args: argparse.Namespace) -> int:
         restart = trio.run(partial(
             serve, config, base,
             on_listening=None if ports_file is None else partial(write_ports, ports_file)))
-    except OSError as exc:
-        print(f"pubsubd: cannot start: {exc}", file=sys.stderr)
+    except (OSError, BaseExceptionGroup) as exc:
+        # A listener that cannot bind fails inside the server's nurseries: one line, not the
+        # whole exception group.
+        cause = _os_error(exc)
+        if cause is None:
+            raise
+        print(f"pubsubd: cannot start: {cause.strerror or cause}", file=sys.stderr)
         return 1
     if restart:  # an admin asked for a restart: the same command, in the same process id
         import os
 
         os.execv(sys.executable, [sys.executable, "-m", "pubsubd", *sys.argv[1:]])
     return 0
+
+
+def _os_error(exc: BaseException) -> OSError | None:
+    if isinstance(exc, OSError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _os_error(inner)
+            if found is not None:
+                return found
+    return None
 
 
 def _print_welcome(config: Config, config_path: str) -> None:

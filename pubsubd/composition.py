@@ -57,6 +57,7 @@ from pubsubd.modules.xep0313_mam import MamModule
 from pubsubd.modules.xep0363_upload import UploadModule
 from pubsubd.net.listener import ConnectionHandler, Listener
 from pubsubd.net.tls import ensure_self_signed, server_context
+from pubsubd.rate_limit import RateLimiter
 from pubsubd.storage import Stores, open_stores
 from pubsubd.storage.accounts import AccountStore
 
@@ -177,7 +178,9 @@ def build_modules(s: Services, server: Server) -> None:
     add(VersionModule(router=router, show_os=config.server_info.version_shows_os))
     add(TimeModule(router=router))
     add(RegisterModule(open_registration=config.registration.enabled, ctx=s.ctx, router=router,
-                       accounts=stores.accounts, hooks=hooks, sessions=sessions))
+                       accounts=stores.accounts, hooks=hooks, sessions=sessions,
+                       rate=RateLimiter(config.registration.rate,
+                                        config.registration.rate_window)))
     commands = add(CommandsModule(router=router, disco=disco,
                                   primary_domain=config.primary_domain))
     add(AdminModule(config=config, accounts=stores.accounts, hooks=hooks, sessions=sessions,
@@ -209,7 +212,8 @@ def build_modules(s: Services, server: Server) -> None:
     add(VCardModule(store=stores.im, router=router))
     add(LastActivityModule(router=router, presence=view, accounts=stores.accounts,
                            lifecycle=s.lifecycle))
-    add(PrivateStorageModule(store=stores.private, router=router, hooks=hooks, disco=disco))
+    add(PrivateStorageModule(store=stores.private, router=router, hooks=hooks, disco=disco,
+                             max_bytes=config.limits.private_xml_bytes))
     add(MamModule(settings=config.mam, store=stores.mam, rosters=stores.im, router=router,
                   hooks=hooks, sessions=sessions, disco=disco))
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -59,6 +60,9 @@ class AuthConfig:
 @dataclass(frozen=True, slots=True)
 class RegistrationConfig:
     enabled: bool = False  # XEP-0077 in-band registration of new accounts
+    # Hardening: accounts one client address may create per rate_window seconds.
+    rate: int = 3
+    rate_window: float = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +76,10 @@ class LimitsConfig:
     roster_max_items: int = 1000
     offline_max_messages: int = 200
     resource_conflict: Literal["new_wins", "old_wins", "random_resource"] = "new_wins"
+    # Quotas (docs/security.md): what one user may make the server keep or send at once.
+    disco_items_page: int = 100  # disco#items answers are pages (XEP-0059) of at most this
+    max_nodes_per_user: int = 100  # pubsub nodes a user may own on the service
+    private_xml_bytes: int = 65536  # XEP-0049 private XML stored per user
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +184,11 @@ class S2SConfig:
     handshake_timeout: float = 30.0  # stream, STARTTLS and dialback together
     idle_timeout: float = 600.0  # an unused connection is closed after this long
     max_queue: int = 500  # stanzas held per remote domain while its connection is set up
+    # Hardening: addresses found through DNS must be public unless listed here (host names,
+    # addresses or CIDR networks); static routes are trusted as written.
+    allow_hosts: tuple[str, ...] = ()
+    max_pending_verifications: int = 100  # dialback key checks in progress, server-wide
+    max_domain_pairs: int = 100  # domain pairs one incoming stream may verify and carry
 
 
 @dataclass(frozen=True, slots=True)
@@ -443,7 +456,37 @@ def validate(config: Config) -> Config:
             raise ConfigError(f"s2s.routes.{domain}: expected \"host:port\", not {route!r}")
     if config.limits.max_stanza_bytes < 10000:
         raise ConfigError("limits.max_stanza_bytes: must be at least 10000 (RFC 6120 §13.12)")
+    _validate_hardening(config)
     return config
+
+
+_HOST_NAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?")
+
+
+def _validate_hardening(config: Config) -> None:
+    """Address allow-lists, rate limits and quotas (docs/security.md)."""
+    for key, entries in (("feeds.allow_hosts", config.feeds.allow_hosts),
+                         ("s2s.allow_hosts", config.s2s.allow_hosts)):
+        for i, entry in enumerate(entries):
+            try:
+                ipaddress.ip_network(entry.strip(), strict=False)
+            except ValueError:
+                if not _HOST_NAME.fullmatch(entry.strip()):
+                    raise ConfigError(f"{key}[{i}]: not a host name, address or CIDR network: "
+                                      f"{entry!r}") from None
+    feeds = config.feeds
+    if feeds.min_interval > feeds.max_interval:
+        raise ConfigError("feeds.min_interval: must not exceed feeds.max_interval")
+    if not feeds.min_interval <= feeds.default_interval <= feeds.max_interval:
+        raise ConfigError("feeds.default_interval: must lie between min_interval and max_interval")
+    if feeds.error_backoff > feeds.max_error_backoff:
+        raise ConfigError("feeds.error_backoff: must not exceed feeds.max_error_backoff")
+    limits = config.limits
+    if min(limits.disco_items_page, limits.max_nodes_per_user, limits.private_xml_bytes) < 1:
+        raise ConfigError("limits: disco_items_page, max_nodes_per_user and private_xml_bytes "
+                          "must be at least 1")
+    if config.registration.rate < 0 or config.registration.rate_window <= 0:
+        raise ConfigError("registration.rate: must be >= 0, and rate_window > 0")
 
 
 def load(path: str | Path) -> Config:

@@ -66,6 +66,10 @@ def prepare_resourcepart(resource: str) -> str:
         prepared: str = _RESOURCEPART_PROFILE.enforce(resource)
     except UnicodeError as exc:
         raise InvalidJID(f"resourcepart not allowed by PRECIS OpaqueString: {exc}") from None
+    if prepared[0] == " " or prepared[-1] == " ":
+        # OpaqueString maps other spaces (U+00A0...) to U+0020: check the result as well, or
+        # the prepared JID would not parse again.
+        raise InvalidJID("resourcepart starts or ends with a space")
     return _check_length(prepared, "resourcepart")
 
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING
 
+from pubsubd.core.bounded import BoundedMap
 from pubsubd.jid import JID
 
 if TYPE_CHECKING:
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
     from pubsubd.storage.interfaces import ImStore
 
 log = logging.getLogger(__name__)
+
+CAPS_CACHE_MAX = 10_000  # verified XEP-0115 ver strings remembered
 
 AvailableCallback = Callable[[JID, str], Awaitable[None] | None]
 UnavailableCallback = Callable[[JID], Awaitable[None] | None]
@@ -40,7 +43,8 @@ class PresenceView:
         self._on_available: list[AvailableCallback] = []
         self._on_unavailable: list[UnavailableCallback] = []
         # XEP-0115 ver → features, filled by the caps module once a hash is verified.
-        self.caps_features: dict[str, frozenset[str]] = {}
+        # Bounded: every client may announce ver strings of its own making.
+        self.caps_features: MutableMapping[str, frozenset[str]] = BoundedMap(CAPS_CACHE_MAX)
         # Bare JID → (last unavailable presence received from the user, its wall-clock time):
         # what a probe of an offline user (RFC 6121 §4.3.2) and XEP-0012 report.
         self._last_unavailable: dict[JID, tuple[etree._Element, float]] = {}

@@ -16,13 +16,14 @@ The router decides *where* it goes; modules decide *what* it means through hooks
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from lxml import etree
 
 from pubsubd import ns
+from pubsubd.core.bounded import BoundedMap
 from pubsubd.core.hooks import HookBus
 from pubsubd.core.session import Session, SessionRegistry
 from pubsubd.errors import Condition, StanzaError
@@ -31,6 +32,8 @@ from pubsubd.xml import builders
 
 log = logging.getLogger(__name__)
 
+PENDING_IQ_TIMEOUT = 120.0  # seconds an answer to one of our own requests is awaited
+PENDING_IQ_MAX = 10_000  # requests of ours awaiting an answer at once
 _KINDS = {ns.C_MESSAGE: "message", ns.C_PRESENCE: "presence", ns.C_IQ: "iq"}
 _PRE_HOOKS = {kind: f"{kind}/pre" for kind in _KINDS.values()}
 
@@ -94,7 +97,10 @@ class Router:
         self.components: dict[str, Component] = {}
         self.remote: RemoteRouter | None = None
         self._iq: dict[tuple[str, str, str], IqHandler] = {}
-        self.iq_result_handlers: dict[str, Callable[[Stanza], Awaitable[None]]] = {}
+        # Callbacks for our own requests, by id: a peer that never answers must not keep them
+        # forever, so they expire (and the oldest go beyond the cap).
+        self.iq_result_handlers: MutableMapping[str, Callable[[Stanza], Awaitable[None]]] = (
+            BoundedMap(PENDING_IQ_MAX, ttl=PENDING_IQ_TIMEOUT))
 
     # --- registration -------------------------------------------------------------------
 

@@ -462,7 +462,8 @@ class FeedManager:
         if await self.poller.store.get_feed(url) is not None:
             return Resolved(url)
         result = await self.fetcher.fetch(url)
-        refused = _refusal(url, result.error, result.error_detail, result.status)
+        refused = _refusal(url, result.error, result.error_detail, result.status,
+                           final_url=result.final_url)
         if refused is not None:
             raise refused
         if result.ok and not looks_like_feed(result.body):
@@ -782,14 +783,17 @@ def _present(state: FeedState | None) -> FeedState:
 
 
 def _refusal(
-    url: str, error: ErrorKind | None, detail: str, status: int | None
+    url: str, error: ErrorKind | None, detail: str, status: int | None, *,
+    final_url: str | None = None,
 ) -> FeedRefused | None:
     """Why a first fetch means the feed cannot be followed, or None to go ahead.
 
-    Overload answers (429, 503) and network hiccups are accepted: the poller backs off and
-    retries. What will not get better by waiting is refused at once.
+    Overload answers (429, 503, 5xx) are accepted: the site is there, the poller backs off and
+    retries. A site that cannot be reached at all -- no such name, connection refused, TLS
+    failure, timeout -- is refused alike, so a typo never becomes a dead subscription.
     """
-    host = urlsplit(url).hostname or url
+    # The address refused is the one the fetch ended at (a redirect's target), not the URL.
+    host = urlsplit(final_url or url).hostname or url
     match error:
         case None:
             if status is not None and status >= 400 and status not in (429, 503) and status < 500:
@@ -801,7 +805,8 @@ def _refusal(
                 f"{host} is a private or local address, which this server does not fetch.",
                 "not-allowed",
             )
-        case ErrorKind.INVALID_URL | ErrorKind.DNS | ErrorKind.BAD_REDIRECT:
+        case (ErrorKind.INVALID_URL | ErrorKind.DNS | ErrorKind.BAD_REDIRECT | ErrorKind.CONNECT
+              | ErrorKind.TLS | ErrorKind.TIMEOUT):
             return FeedRefused(f"Cannot fetch {url}: {detail or error}.", "item-not-found")
         case ErrorKind.HTTP_STATUS if status is not None and status < 500 and status != 429:
             return FeedRefused(f"{url} answered HTTP {status}; no feed there.", "item-not-found")

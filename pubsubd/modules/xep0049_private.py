@@ -33,9 +33,10 @@ class PrivateStorageModule(Module):
     name = "private"
 
     def __init__(self, *, store: PrivateStore, router: Router, hooks: HookBus,
-                 disco: DiscoModule) -> None:
+                 disco: DiscoModule, max_bytes: int | None = None) -> None:
         super().__init__()
         self.store = store
+        self.max_bytes = max_bytes  # limits.private_xml_bytes: the quota of each account
         self.router = router
         self.hooks = hooks
         self.disco = disco
@@ -80,9 +81,10 @@ class PrivateStorageModule(Module):
         for child in query:
             namespace, name = _key(child)
             fragments.append((namespace, name, etree.tostring(child, with_tail=False)))
-        if not await self.store.put(st.from_, fragments, MAX_ENTRIES):
+        if not await self.store.put(st.from_, fragments, MAX_ENTRIES, max_bytes=self.max_bytes):
             raise StanzaError(Condition.RESOURCE_CONSTRAINT,
-                              f"at most {MAX_ENTRIES} fragments per account")
+                              f"at most {MAX_ENTRIES} fragments and {self.max_bytes} bytes "
+                              f"per account")
         return None
 
     async def _account_deleted(self, jid: JID) -> bool:

@@ -18,6 +18,7 @@ from pubsubd.core.router import AlreadyAnswered, Router, Stanza
 from pubsubd.core.session import SessionRegistry
 from pubsubd.errors import Condition, StanzaError, StreamCondition, StreamError
 from pubsubd.jid import InvalidJID, prepare_localpart
+from pubsubd.rate_limit import RateLimiter
 from pubsubd.storage.accounts import AccountExists, AccountStore
 from pubsubd.xml import builders
 
@@ -37,9 +38,11 @@ class RegisterModule(Module):
     features = (ns.REGISTER,)
 
     def __init__(self, *, open_registration: bool, ctx: ServerContext, router: Router,
-                 accounts: AccountStore, hooks: HookBus, sessions: SessionRegistry) -> None:
+                 accounts: AccountStore, hooks: HookBus, sessions: SessionRegistry,
+                 rate: RateLimiter | None = None) -> None:
         super().__init__()
         self.open_registration = open_registration  # config registration.enabled
+        self.rate = rate  # registration.rate per client address; None: unlimited
         self.ctx = ctx
         self.router = router
         self.accounts = accounts
@@ -82,6 +85,11 @@ class RegisterModule(Module):
         if query.find(REMOVE) is not None:
             raise StanzaError(Condition.REGISTRATION_REQUIRED)  # nothing to remove yet
         username, password = self._credentials(query)
+        if self.rate is not None and not self.rate.allow(conn.peer):
+            # RFC 6120 §8.3.3.18: resource-constraint (wait) — the client may try again later.
+            self.log.warning("registration refused from %s: over registration.rate", conn.peer)
+            raise StanzaError(Condition.RESOURCE_CONSTRAINT,
+                              "too many accounts registered from your address; try later")
         try:
             await self.accounts.create(username, conn.domain, password)
         except AccountExists:

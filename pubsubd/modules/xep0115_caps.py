@@ -14,6 +14,7 @@ import secrets
 from lxml import etree
 
 from pubsubd import ns
+from pubsubd.core.bounded import BoundedMap
 from pubsubd.core.context import ServerContext
 from pubsubd.core.disco_registry import DiscoRegistry
 from pubsubd.core.hooks import HookBus
@@ -26,12 +27,15 @@ from pubsubd.xml import builders
 C = ns.clark(ns.CAPS, "c")
 SERVER_NODE = "https://github.com/pubsubd/pubsubd"
 HASHES = {"sha-1": hashlib.sha1, "sha-256": hashlib.sha256}
+ASKING_MAX = 1000  # disco#info queries about unknown ver strings in flight
+ASKING_TIMEOUT = 60.0  # seconds before an unanswered one may be asked again
 
 
 def verification_string(info: etree._Element) -> str:
     """XEP-0115 §5.1 steps 1–8 from a disco#info <query/>."""
     identities = sorted(
-        "/".join((i.get("category", ""), i.get("type", ""), i.get(ns.XML_LANG, ""), i.get("name", "")))
+        "/".join((i.get("category", ""), i.get("type", ""), i.get(ns.XML_LANG, ""),
+                  i.get("name", "")))
         for i in info.findall(ns.clark(ns.DISCO_INFO, "identity")))
     features = sorted(f.get("var", "") for f in info.findall(ns.clark(ns.DISCO_INFO, "feature")))
     text = "".join(f"{x}<" for x in identities + features)
@@ -71,7 +75,8 @@ class CapsModule(Module):
         self.stream_caps = builders.element(ns.CAPS, "c", hash="sha-1", node=SERVER_NODE, ver="")
         self.ctx.post_auth_features.append(self.stream_caps)
         self.hooks.on("presence/out", self._remember, priority=10)
-        self._asking: set[str] = set()
+        # ver strings being asked about; a client that never answers must not pin them.
+        self._asking: BoundedMap[str, bool] = BoundedMap(ASKING_MAX, ttl=ASKING_TIMEOUT)
 
     async def run(self) -> None:
         self.stream_caps.set("ver", caps_hash(self._server_info()))  # §6.3
@@ -105,7 +110,7 @@ class CapsModule(Module):
 
     async def _ask(self, full: JID, caps: tuple[str, str, str]) -> None:
         node, ver, algo = caps
-        self._asking.add(ver)
+        self._asking[ver] = True
         # XEP-0163 §1.2 (Example 5) and XEP-0115 §6.2: the account is the PEP service that
         # wants the contact's +notify features, so the query comes from its bare JID, not
         # from the domain; the answer is taken by our own unguessable id, and only from the
@@ -115,7 +120,7 @@ class CapsModule(Module):
         builders.child(iq, ns.DISCO_INFO, "query", node=f"{node}#{ver}")
 
         async def answered(reply: Stanza) -> None:
-            self._asking.discard(ver)
+            self._asking.pop(ver, None)
             if reply.from_ != full or reply.type != "result" or len(reply.element) == 0:
                 return
             info = reply.element[0]

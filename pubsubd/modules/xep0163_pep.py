@@ -143,7 +143,8 @@ class PepModule(Module):
         view = self.view
         assert view is not None  # only scheduled when presence is known
         with trio.move_on_after(_CAPS_WAIT):
-            while view.features(full) is None and view.caps(full) is not None:
+            # The presence view has no event for a verified caps answer; the wait is bounded.
+            while view.features(full) is None and view.caps(full) is not None:  # noqa: ASYNC110
                 await trio.sleep(_CAPS_POLL)
         await self._send_last_items(full, show)
 

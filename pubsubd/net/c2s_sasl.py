@@ -168,7 +168,7 @@ class SaslNegotiation:
                                  self._scram_account)
 
     async def _throttle(self, username: str) -> None:
-        delay = self.ctx.throttle.delay_for(self.peer, username)
+        delay = self.ctx.throttle.reserve(self.peer, username)  # shared by the IP's connections
         if delay > 0:
             await trio.sleep(delay)
 

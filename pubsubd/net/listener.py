@@ -39,7 +39,11 @@ class Listener:
     async def serve(self, connections: trio.Nursery | None = None, *,
                     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         """Accept until cancelled; connections run in ``connections`` (default: here)."""
-        listeners = await trio.open_tcp_listeners(self.port, host=self.address)
+        try:
+            listeners = await trio.open_tcp_listeners(self.port, host=self.address)
+        except OSError as exc:  # busy port, address not on this host: say which listener
+            raise OSError(exc.errno, f"{self.name} listener on {self.address}:{self.port}: "
+                                     f"{exc.strerror or exc}") from None
         self.bound_port = listeners[0].socket.getsockname()[1]
         log.info("%s listening on %s:%d", self.name, self.address, self.bound_port)
         async with trio.open_nursery() as nursery:
@@ -76,8 +80,22 @@ class Listener:
         self.open_connections += 1
         try:
             await self.handler(stream, peer)
+        except Exception:
+            # A bug reached by one connection (HTTP, metrics, WebSocket upgrade...) must end
+            # that connection only, never the nursery every other connection runs in.
+            log.exception("%s connection from %s failed", self.name, peer)
+            await _abort(stream)
         finally:
             self.open_connections -= 1
             self.per_ip[peer] -= 1
             if not self.per_ip[peer]:
                 del self.per_ip[peer]
+
+
+async def _abort(stream: trio.abc.Stream) -> None:
+    with trio.move_on_after(1) as scope:
+        scope.shield = True
+        try:
+            await stream.aclose()
+        except Exception:  # noqa: BLE001 - already broken; closing is all that is left
+            pass

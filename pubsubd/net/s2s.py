@@ -26,6 +26,8 @@ from xml.sax.saxutils import quoteattr
 import trio
 from lxml import etree
 
+from feeds.netguard import AddressPolicy, IPAddress, ResolveError
+from feeds.netguard import resolve as resolve_host
 from pubsubd import ns
 from pubsubd.config import S2SConfig
 from pubsubd.core.router import Router, Stanza
@@ -228,6 +230,11 @@ class S2SService:
         self.incoming: set[IncomingStream] = set()
         self._nursery: trio.Nursery | None = None
         self.resolver: Callable[[str], list[tuple[str, int]]] = _srv_targets
+        # Where DNS may send us (the feed fetcher's policy): a remote domain is whatever a user
+        # addresses, so without it the server could be made to connect to its own loopback
+        # or LAN services.
+        self.address_policy = AddressPolicy.from_strings(config.allow_hosts)
+        self.pending_verifications = 0
 
     def is_local(self, domain: str) -> bool:
         """A domain we speak for: served domains and in-process components (pubsub.*)."""
@@ -300,10 +307,20 @@ class S2SService:
             raise LinkFailure(Condition.REMOTE_SERVER_NOT_FOUND, f"{remote} offers no s2s service")
         problem = "no address"
         timed_out = False
+        trusted = remote in self.config.routes  # an operator's static route is taken as written
         for host, port in targets:
             try:
                 with trio.fail_after(self.config.connect_timeout):
-                    return await trio.open_tcp_stream(host, port)
+                    if trusted:
+                        return await trio.open_tcp_stream(host, port)
+                    for address in await self._allowed_addresses(host, port):
+                        try:
+                            return await trio.open_tcp_stream(str(address), port)
+                        except OSError as exc:
+                            problem = f"connecting to {host}:{port}: {exc.strerror or exc}"
+                    continue
+            except LinkFailure as refused:  # resolved to nothing, or to nothing allowed
+                problem = str(refused)
             except trio.TooSlowError:
                 problem, timed_out = f"connecting to {host}:{port} timed out", True
             except OSError as exc:
@@ -311,6 +328,23 @@ class S2SService:
         # RFC 6120 §8.3.3.16 / §8.3.3.17: not found (no answer at all) versus timed out.
         raise LinkFailure(Condition.REMOTE_SERVER_TIMEOUT if timed_out
                           else Condition.REMOTE_SERVER_NOT_FOUND, problem)
+
+    async def _allowed_addresses(self, host: str, port: int) -> list[IPAddress]:
+        """The addresses of ``host`` the policy allows; LinkFailure when there are none.
+
+        Connecting to exactly the addresses checked keeps DNS rebinding out."""
+        try:
+            addresses = await resolve_host(host, port)
+        except ResolveError as exc:
+            raise LinkFailure(Condition.REMOTE_SERVER_NOT_FOUND, str(exc)) from None
+        if self.address_policy.host_allowed(host):
+            return list(addresses)
+        allowed = [a for a in addresses if self.address_policy.address_allowed(a)]
+        if not allowed:
+            log.warning("s2s: refusing to connect to %s:%d (no public address)", host, port)
+            raise LinkFailure(Condition.REMOTE_SERVER_NOT_FOUND,
+                              f"{host} has no public address (s2s.allow_hosts)")
+        return allowed
 
     async def _open(self, wire: Wire, local: str, remote: str) -> etree._Element | None:
         """Send our header, read the peer's and its features (None for a pre-1.0 peer)."""
@@ -707,13 +741,28 @@ class IncomingStream:
             await self.wire.send(dialback.element("result", target, sender, type_="error",
                                                   condition="item-not-found"))
             return
-        if self.service.is_local(sender) or not self.pairs.begin(sender, target):
+        if self.service.is_local(sender):
             return
+        config = self.service.config
+        if (self.pairs.size() >= config.max_domain_pairs
+                or self.service.pending_verifications >= config.max_pending_verifications):
+            # Each key check costs a connection to the claimed domain: bounded, per stream and
+            # server-wide (XEP-0220 §2.5 lists resource-constraint among the errors).
+            await self.wire.send(dialback.element("result", target, sender, type_="error",
+                                                  condition="resource-constraint"))
+            return
+        if not self.pairs.begin(sender, target):
+            return
+        self.service.pending_verifications += 1
         nursery.start_soon(self._verify_pair, request, self.stream_id)
 
     async def _verify_pair(self, request: dialback.DialbackElement, stream_id: str) -> None:
         sender, target = request.from_, request.to
-        verdict, condition = await self.service.verify_key(target, sender, stream_id, request.key)
+        try:
+            verdict, condition = await self.service.verify_key(target, sender, stream_id,
+                                                               request.key)
+        finally:
+            self.service.pending_verifications -= 1
         self.pairs.finish(sender, target, verdict == "valid")
         if verdict == "error":
             await self.wire.send(dialback.element("result", target, sender, type_="error",

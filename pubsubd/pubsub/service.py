@@ -71,6 +71,8 @@ class ServiceConfig:
     multiple_subscriptions: bool = True
     max_subscriptions_per_node: int | None = 16
     catch_up_cap: int = 100
+    max_nodes_per_owner: int | None = None
+    """A quota: nodes one (non-admin) user may own on the service."""
     collections: bool = True
     items_via_collection: bool = True
     pep: bool = False
@@ -201,6 +203,15 @@ class PubSubService:
         if config.collection and not self.config.collections:
             raise unsupported("collections")
 
+    async def _check_node_quota(self, requester: str) -> None:
+        limit = self.config.max_nodes_per_owner
+        if limit is None or self.config.pep or self._superuser(requester):
+            return
+        owned = await self.store.affiliations_of(self.service, bare(requester))
+        if sum(1 for a in owned.values() if a is Affiliation.OWNER) >= limit:
+            # RFC 6120 §8.3.3.12: a local policy, told with its reason.
+            raise PubSubError("policy-violation", text=f"you own {limit} nodes, the limit here")
+
     def _may_create(self, requester: str) -> None:
         who = bare(requester)
         if self.config.pep:
@@ -267,6 +278,7 @@ class PubSubService:
     ) -> CreateOutcome:
         """XEP-0060 §8.1 create a node, instant when ``node_id`` is None."""
         self._may_create(requester)
+        await self._check_node_quota(requester)
         if not node_id:
             if not self.config.instant_nodes:
                 raise PubSubError("not-acceptable", "nodeid-required")  # §8.1.1

@@ -335,9 +335,10 @@ class PrivateStore(Protocol):
     async def get(self, owner: JID, namespace: str, name: str) -> bytes | None: ...
 
     async def put(self, owner: JID, fragments: list[tuple[str, str, bytes]],
-                  max_entries: int) -> bool:
+                  max_entries: int, *, max_bytes: int | None = None) -> bool:
         """Store every (namespace, name, data) at once, replacing older ones with the same key;
-        False (and nothing stored) if the owner would then hold more than ``max_entries``."""
+        False (and nothing stored) if the owner would then hold more than ``max_entries``
+        fragments, or more than ``max_bytes`` bytes of them in all."""
         ...
 
     async def forget(self, owner: JID) -> None:

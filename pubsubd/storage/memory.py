@@ -366,10 +366,12 @@ class MemoryPrivateStore:
         return self._fragments.get(owner.bare, {}).get((namespace, name))
 
     async def put(self, owner: JID, fragments: list[tuple[str, str, bytes]],
-                  max_entries: int) -> bool:
+                  max_entries: int, *, max_bytes: int | None = None) -> bool:
         merged = dict(self._fragments.get(owner.bare, {}))
         merged.update(((ns, name), data) for ns, name, data in fragments)
         if len(merged) > max_entries:
+            return False
+        if max_bytes is not None and sum(map(len, merged.values())) > max_bytes:
             return False
         self._fragments[owner.bare] = merged
         return True

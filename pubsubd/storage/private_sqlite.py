@@ -41,9 +41,10 @@ class SqlitePrivateStore:
         return await self.db.run(read)
 
     async def put(self, owner: JID, fragments: list[tuple[str, str, bytes]],
-                  max_entries: int) -> bool:
+                  max_entries: int, *, max_bytes: int | None = None) -> bool:
         """Store every (namespace, name, data) at once, replacing older ones with the same key;
-        False (and nothing stored) if the owner would then hold more than ``max_entries``."""
+        False (and nothing stored) if the owner would then hold more than ``max_entries``
+        fragments, or more than ``max_bytes`` bytes of them in all."""
         owner_s = str(owner.bare)
 
         def write(conn: sqlite3.Connection) -> bool:
@@ -51,9 +52,10 @@ class SqlitePrivateStore:
                 "INSERT OR REPLACE INTO private_xml (owner, namespace, name, data)"
                 " VALUES (?, ?, ?, ?)",
                 [(owner_s, ns_, name, data) for ns_, name, data in fragments])
-            (count,) = conn.execute("SELECT COUNT(*) FROM private_xml WHERE owner = ?",
-                                    (owner_s,)).fetchone()
-            if count > max_entries:
+            count, size = conn.execute(
+                "SELECT COUNT(*), COALESCE(SUM(LENGTH(data)), 0) FROM private_xml"
+                " WHERE owner = ?", (owner_s,)).fetchone()
+            if count > max_entries or (max_bytes is not None and size > max_bytes):
                 raise _TooMany
             return True
 

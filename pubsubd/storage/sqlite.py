@@ -10,6 +10,7 @@ acknowledge anything to a client.
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
@@ -20,6 +21,22 @@ import trio
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+def _private_file(path: Path) -> None:
+    """Create the database file readable by the server's account only (it holds SCRAM keys).
+
+    SQLite gives its -wal and -shm files the mode of the database file, so they follow; an
+    older, more open file (and its companions) is tightened.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    os.close(fd)
+    for companion in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        try:
+            if companion.stat().st_mode & 0o077:
+                companion.chmod(0o600)
+        except FileNotFoundError:
+            pass
 
 
 class Database:
@@ -34,6 +51,8 @@ class Database:
         self._thread_lock = threading.Lock()
 
     def _connect(self) -> sqlite3.Connection:
+        if self.path != ":memory:":
+            _private_file(Path(self.path))
         conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")

@@ -156,6 +156,10 @@ class DomainPairs:
         self._pending.add(pair)
         return True
 
+    def size(self) -> int:
+        """Pairs verified or being verified (bounded by s2s.max_domain_pairs)."""
+        return len(self._verified) + len(self._pending)
+
     def finish(self, sender: str, target: str, valid: bool) -> None:
         self._pending.discard((sender, target))
         if valid:

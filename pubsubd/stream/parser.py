@@ -140,6 +140,7 @@ class StreamParser:
     def _feed_chunk(self, chunk: bytes, out: list[StreamEvent]) -> None:
         self._recent = (self._recent + chunk)[-_RECENT:]
         completed_before = self._completed
+        opened_before = self.opened
         try:
             self._parser.feed(chunk)
             self._collect(out)
@@ -151,17 +152,22 @@ class StreamParser:
         except ValueError as exc:
             # lxml refuses names with an undeclared prefix: not namespace-well-formed.
             raise StreamError(StreamCondition.NOT_WELL_FORMED, str(exc)) from None
-        if self._depth <= 1:
-            self._stanza_bytes = 0  # between stanzas
-        elif self._completed != completed_before:
-            self._stanza_bytes = len(chunk)  # a new stanza began in this chunk: count it all
+        # Count every byte lxml holds since the last boundary (the stream header or a stanza
+        # complete), whatever the depth: an unfinished start tag -- the stream header's or a
+        # stanza's -- is buffered by lxml before any event says a tag began, so a count kept
+        # only inside stanzas lets one endless attribute grow memory without limit.
+        if self._completed != completed_before or (opened_before != self.opened):
+            # A boundary fell in this chunk: only bytes after its last '>' can belong to
+            # what follows (a '>' inside an attribute value undercounts by at most one slice).
+            self._stanza_bytes = len(chunk) - (chunk.rfind(b">") + 1)
         else:
             self._stanza_bytes += len(chunk)
         if self._stanza_bytes > self.max_stanza_bytes:
-            # RFC 6120 §13.12 (4): a server may limit stanza size; policy-violation says so.
+            # RFC 6120 §13.12 (4): a server may limit stanza size; policy-violation says so
+            # (§4.9.3.18), before and after authentication alike.
             raise StreamError(
                 StreamCondition.POLICY_VIOLATION,
-                f"stanza larger than {self.max_stanza_bytes} bytes",
+                f"stanza or stream header larger than {self.max_stanza_bytes} bytes",
             )
 
     def _check_prolog(self, data: bytes) -> None:

@@ -129,3 +129,35 @@ def test_observers_see_each_failure_but_not_successes() -> None:
     throttle.success("1.2.3.4", "juliet")
     throttle.failure("5.6.7.8", "romeo")
     assert seen == ["failure", "failure"]
+
+
+def test_parallel_attempts_from_one_ip_share_the_delay() -> None:
+    # Forty connections asking at the same instant: one guess per delay, not forty.
+    clock = Clock()
+    throttle = make(clock, max_delay=8.0)
+    for _ in range(6):
+        throttle.failure("1.2.3.4", "juliet")
+    waits = sorted(throttle.reserve("1.2.3.4", f"user{i}") for i in range(40))
+    assert waits[0] == 8.0 and waits[-1] == 8.0 * 40
+    assert all(b - a == 8.0 for a, b in zip(waits, waits[1:], strict=False))
+
+
+def test_parallel_attempts_at_one_account_share_the_delay() -> None:
+    clock = Clock()
+    throttle = make(clock)
+    for i in range(6):
+        throttle.failure(f"10.0.0.{i}", "juliet")
+    waits = [throttle.reserve(f"10.1.0.{i}", "juliet") for i in range(5)]
+    assert waits == [8.0, 16.0, 24.0, 32.0, 40.0]
+    assert throttle.reserve("10.2.0.1", "romeo") == 0.0  # others are not queued
+
+
+def test_rate_limiter_counts_per_key_within_its_window() -> None:
+    from pubsubd.rate_limit import RateLimiter
+
+    clock = Clock()
+    limiter = RateLimiter(3, 60.0, clock=clock)
+    assert [limiter.allow("1.2.3.4") for _ in range(5)] == [True, True, True, False, False]
+    assert limiter.allow("5.6.7.8")
+    clock.now += 61
+    assert limiter.allow("1.2.3.4")

@@ -71,3 +71,22 @@ def test_existing_certificate_is_accepted(tmp_path: Path) -> None:
     key.write_text("y")
     config = loads(f"tls: {{certificate: {cert}, key: {key}}}")
     assert config.tls.certificate == str(cert)
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("feeds: {allow_hosts: [not_a_host/99]}", "feeds.allow_hosts[0]"),
+        ("s2s: {allow_hosts: ['10.0.0.0/8', 'bad host']}", "s2s.allow_hosts[1]"),
+        ("feeds: {min_interval: 900, max_interval: 600}", "feeds.min_interval"),
+        ("registration: {rate_window: 0}", "registration.rate"),
+    ],
+)
+def test_hardening_settings_are_checked(text: str, key: str) -> None:
+    with pytest.raises(ConfigError, match=key.replace("[", r"\[").replace("]", r"\]")):
+        loads(text)
+
+
+def test_allow_lists_take_hosts_addresses_and_networks() -> None:
+    config = loads("feeds: {allow_hosts: [feeds.example.org, 127.0.0.1, '192.168.0.0/16', '::1']}")
+    assert len(config.feeds.allow_hosts) == 4

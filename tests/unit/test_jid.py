@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from pubsubd.jid import JID, InvalidJID
+from pubsubd.jid import JID, InvalidJID, prepare_resourcepart
 
 # RFC 7622 §3.5, Table 1: legal JIDs, with their expected (local, domain, resource).
 LEGAL = [
@@ -132,3 +132,10 @@ def test_from_parts_prepares_each_part() -> None:
 
 def test_parse_is_cached() -> None:
     assert JID.parse("cache@example.com") is JID.parse("cache@example.com")
+
+
+@pytest.mark.parametrize("resource", ["\u00a0phone", "phone\u2003", "\u3000"])
+def test_resource_mapped_to_an_edge_space_is_refused(resource: str) -> None:
+    # OpaqueString maps these spaces to U+0020; the prepared part must parse again.
+    with pytest.raises(InvalidJID):
+        prepare_resourcepart(resource)

@@ -166,6 +166,28 @@ def test_many_small_stanzas_do_not_add_up_to_the_limit() -> None:
     assert len(events) == 50
 
 
+@pytest.mark.parametrize("step", [None, 1000, 70_000])
+def test_unfinished_stream_header_is_bounded(step: int | None) -> None:
+    # A header that never closes its start tag: lxml buffers every attribute before any
+    # event tells the parser a tag began.
+    head = HEADER[: HEADER.index(b" version=")]
+    attrs = b"".join(b" a%d='%s'" % (i, b"x" * 4000) for i in range(10))
+    assert error_of(head + attrs, limit=10_000, step=step) is StreamCondition.POLICY_VIOLATION
+
+
+@pytest.mark.parametrize("step", [None, 1000, 70_000])
+def test_unfinished_stanza_start_tag_is_bounded(step: int | None) -> None:
+    data = HEADER + b"<message to='a@example.org' a='" + b"x" * 40_000 + b"'><body/></message>"
+    assert error_of(data, limit=10_000, step=step) is StreamCondition.POLICY_VIOLATION
+
+
+def test_many_stanzas_in_one_chunk_stay_within_the_limit() -> None:
+    parser = StreamParser(10_000)
+    events = parser.feed(HEADER + (b"<message><body>" + b"x" * 500 + b"</body></message>") * 60)
+    parser.check()
+    assert len(events) == 61
+
+
 def test_default_limit_is_256_kib() -> None:
     assert StreamParser().max_stanza_bytes == 256 * 1024
     big = HEADER + b"<message><body>" + b"x" * (300 * 1024) + b"</body></message>"

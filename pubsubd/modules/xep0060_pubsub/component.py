@@ -74,6 +74,7 @@ def pubsub_service_config(server_config: Config) -> ServiceConfig:
         local_domains=frozenset(server_config.domains),
         admins=frozenset(server_config.admins),
         catch_up_cap=cfg.catch_up_max_items,
+        max_nodes_per_owner=server_config.limits.max_nodes_per_user,
     )
 
 
@@ -213,7 +214,8 @@ class PubSubComponent(Module):
         if type_ == "get" and payload.tag == _DISCO_ITEMS:
             if node == ns.COMMANDS and self.commands is not None:
                 return self.commands.items_element(self.domain, st.from_)
-            return await disco.items(self.service, self.domain, node, payload, str(st.from_))
+            return await disco.items(self.service, self.domain, node, payload, str(st.from_),
+                                     page_limit=self.config.limits.disco_items_page)
         if type_ == "set" and payload.tag == _COMMAND and self.commands is not None:
             return await self.commands.handle(st)  # type: ignore[no-any-return]
         handler = self.iq_handlers.get((type_, payload.tag))

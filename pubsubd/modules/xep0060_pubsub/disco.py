@@ -6,6 +6,7 @@ here only together with the code and the test that make it true.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Awaitable, Callable, Sequence
 
 from lxml import etree
@@ -119,10 +120,20 @@ async def node_info(
 
 
 def _page(elements: list[etree._Element], rsm: ResultSet | None,
-          key: Callable[[etree._Element], str]) -> tuple[list[etree._Element], etree._Element | None]:
-    """XEP-0059 paging of a disco#items list (§2.1 forward, §2.3 backward)."""
+          key: Callable[[etree._Element], str], limit: int | None = None,
+          ) -> tuple[list[etree._Element], etree._Element | None]:
+    """XEP-0059 paging of a disco#items list (§2.1 forward, §2.3 backward).
+
+    With ``limit``, no answer holds more than that many items, asked for or not: a long list
+    is sent as its first page with a ``<set/>`` telling the client there is more (XEP-0059
+    §2.6 lets a responder limit results unrequested).
+    """
     if rsm is None:
-        return elements, None
+        if limit is None or len(elements) <= limit:
+            return elements, None
+        rsm = ResultSet(max=limit)
+    elif limit is not None and (rsm.max is None or rsm.max > limit):
+        rsm = dataclasses.replace(rsm, max=limit)
     keys = [key(e) for e in elements]
     start, end = 0, len(elements)
     if rsm.after:
@@ -150,7 +161,7 @@ def _page(elements: list[etree._Element], rsm: ResultSet | None,
 
 async def items(
     service: PubSubService, jid: str, node_id: str | None, request: etree._Element,
-    requester: str,
+    requester: str, *, page_limit: int | None = None,
 ) -> etree._Element:
     """XEP-0060 §5.2 nodes (top level or a collection's children), §5.5 a leaf's items."""
     query = builders.element(ns.DISCO_ITEMS, "query")
@@ -172,7 +183,7 @@ async def items(
     except PubSubError as error:
         raise to_stanza_error(error) from None
     page, answer = _page(entries, result_set(request),
-                         key=lambda e: e.get("node") or e.get("name") or "")
+                         key=lambda e: e.get("node") or e.get("name") or "", limit=page_limit)
     for entry in page:
         query.append(entry)
     if answer is not None:

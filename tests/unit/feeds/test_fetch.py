@@ -193,3 +193,21 @@ async def test_refused_connection_is_a_connect_error() -> None:
         result = await f.fetch(f"http://127.0.0.1:{port}/feed")
     assert result.error is ErrorKind.CONNECT
     assert result.error_detail
+
+
+@pytest.mark.parametrize("host", ["127.000.000.001", "0177.0.0.1", "0x7f.1", "127.1",
+                                  "2130706433", "[2002:7f00:1::]", "[::ffff:127.0.0.1]",
+                                  "[64:ff9b::7f00:1]"])
+async def test_numeric_forms_of_private_addresses_are_blocked(host: str) -> None:
+    # Each is loopback to the C resolver; httpx rejects some as invalid URLs, which would
+    # have hidden what they are.
+    async with Fetcher() as f:
+        result = await f.fetch(f"http://{host}/feed")
+        assert result.error is ErrorKind.BLOCKED_ADDRESS, result
+
+
+def test_ipv6_carrying_a_private_ipv4_is_not_public() -> None:
+    for text in ["2002:7f00:1::", "2002:c0a8:101::1", "2001:0:4136:e378:8000:63bf:80ff:fffe",
+                 "64:ff9b::a00:1"]:
+        assert not is_public(ipaddress.ip_address(text)), text
+    assert is_public(ipaddress.ip_address("2002:5db8:d822::1"))  # 6to4 of 93.184.216.34

@@ -51,6 +51,15 @@ async def test_a_put_beyond_the_quota_stores_nothing(private: PrivateStore) -> N
                              max_entries=2)  # the quota is per owner
 
 
+async def test_a_put_beyond_the_byte_quota_stores_nothing(private: PrivateStore) -> None:
+    assert await private.put(ALICE, [(*BOOKMARKS, b"x" * 60)], 10, max_bytes=100)
+    assert not await private.put(ALICE, [(*ROSTERNOTES, b"y" * 60)], 10, max_bytes=100)
+    assert await private.get(ALICE, *ROSTERNOTES) is None
+    # Replacing a fragment counts its new size, not both.
+    assert await private.put(ALICE, [(*BOOKMARKS, b"z" * 90)], 10, max_bytes=100)
+    assert await private.put(BOB, [(*BOOKMARKS, b"w" * 100)], 10, max_bytes=100)
+
+
 async def test_forget_and_durability(backend: Backend) -> None:
     private = backend.stores.private
     await private.put(ALICE, [(*BOOKMARKS, b"<a/>")], max_entries=5)
