@@ -121,6 +121,7 @@ def test_probes_directed_presence_and_abrupt_disconnect(server: ServerProcess) -
         e, ein = await client_for(server, erin)
         f, fin = await client_for(server, frank)
         e.send_presence(pto=frank, ptype="subscribed")  # pre-approve
+        await round_trip(e)  # the pre-approval is stored before Frank asks
         f.send_presence(pto=erin, ptype="subscribe")
         await fin.wait(presence("subscribed", erin))
         e.send_presence(pshow="away", pstatus="reading feeds")
