@@ -19,10 +19,13 @@ from pathlib import Path
 from typing import Protocol
 
 from pubsubd.storage.accounts import SqliteAccountStore
+from pubsubd.storage.feed_contacts_sqlite import SqliteFeedContactStore, SqliteFeedMarkStore
 from pubsubd.storage.feeds_sqlite import SqliteFeedStore
 from pubsubd.storage.im_sqlite import im_store
 from pubsubd.storage.interfaces import (
     AccountStore,
+    FeedContactStore,
+    FeedMarkStore,
     FeedStore,
     ImStore,
     MamStore,
@@ -34,6 +37,8 @@ from pubsubd.storage.interfaces import (
 from pubsubd.storage.mam_sqlite import SqliteMamStore
 from pubsubd.storage.memory import (
     MemoryAccountStore,
+    MemoryFeedContactStore,
+    MemoryFeedMarkStore,
     MemoryFeedStore,
     MemoryImStore,
     MemoryMamStore,
@@ -81,12 +86,12 @@ class Stores:
     pubsub: PubSubStore
     feeds: FeedStore
     motd: MotdStore
+    feed_contacts: FeedContactStore
+    feed_marks: FeedMarkStore
     ping: Callable[[], Awaitable[None]] = field(default=_nothing_to_check)
     """Raises if the backend cannot answer a trivial query (health checks)."""
     close: Callable[[], None] = field(default=_nothing_to_close)
     """Releases connections; the stores must not be used afterwards."""
-    db: Database | None = None
-    """The SQLite database, for the feed modules' state not yet behind a protocol."""
 
 
 Opener = Callable[[StorageSettings, Path, int], Stores]
@@ -103,6 +108,8 @@ def open_memory(settings: StorageSettings, base_dir: Path, scram_iterations: int
         pubsub=MemoryPubSubStore(),
         feeds=MemoryFeedStore(),
         motd=MemoryMotdStore(),
+        feed_contacts=MemoryFeedContactStore(),
+        feed_marks=MemoryFeedMarkStore(),
     )
 
 
@@ -123,9 +130,10 @@ def open_sqlite(settings: StorageSettings, base_dir: Path, scram_iterations: int
         pubsub=SqlitePubSubStore(db),
         feeds=SqliteFeedStore(db),
         motd=SqliteMotdStore(db),
+        feed_contacts=SqliteFeedContactStore(db),
+        feed_marks=SqliteFeedMarkStore(db),
         ping=ping,
         close=db.close,
-        db=db,
     )
 
 

@@ -74,11 +74,10 @@ def test_modules_share_the_services_of_the_root(server: Server) -> None:
     pubsub = module(server, PubSubComponent)
     pep = module(server, PepModule)
     assert pubsub.store is pep.store is s.stores.pubsub
-    assert server.pubsub is pubsub  # the feed modules still read it from the server
     mam = module(server, MamModule)
     assert mam.store is s.stores.mam
     control = module(server, ControlSocketModule)
-    assert control.path == server.base_dir / "var" / "control.sock"
+    assert control.path == server.services.base_dir / "var" / "control.sock"
 
 
 def test_modules_extend_each_other_through_typed_registries(server: Server) -> None:
