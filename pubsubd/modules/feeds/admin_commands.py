@@ -116,7 +116,7 @@ class ServiceAdminModule(Module):
             return False
 
         self.hooks.on("session/bound", tap, priority=9_000)
-        # One notification held per subscriber set aside (XEP-0060 §12.6).
+        # One notification held per item and subscriber set aside (XEP-0060 §12.6).
         service.catch_up.held_listeners.append(counter.held)
 
     async def run(self) -> None:

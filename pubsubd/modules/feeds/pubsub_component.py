@@ -24,11 +24,6 @@ class PubSubComponent(Protocol):
     sender: NotificationSender
     commands: CommandRegistry  # XEP-0050 on the service JID
 
-    async def publish_as_service(
-        self, node: str, payload_xml: str, item_id: str, text: str | None = None,
-        extra: str | None = None,
-    ) -> Any: ...
-
     async def send_notifications(self, notifications: Sequence[Notification]) -> Any: ...
 
 
