@@ -20,7 +20,7 @@ import enum
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 from urllib.parse import urlsplit
@@ -104,6 +104,9 @@ class Poller:
         self._wake = trio.Event()
         self._budget = HostBudget(self.config.schedule.host_spacing)
         self._parse_limiter = trio.CapacityLimiter(2)
+        # Told of the feed's committed state after every poll, whatever came of it (e.g. to
+        # show "checked just now, next in 30 min" to its followers).
+        self.polled_listeners: list[Callable[[FeedState], Awaitable[None]]] = []
 
     # -- management -------------------------------------------------------------------------
 
@@ -427,6 +430,11 @@ class Poller:
                 await self.publisher.feed_event(state, event)
             except Exception:
                 log.exception("reporting %s for feed %s failed", event.kind, state.feed_id)
+        for listener in self.polled_listeners:
+            try:
+                await listener(state)
+            except Exception:
+                log.exception("a poll listener failed for feed %s", state.feed_id)
         return replace(outcome, events=tuple(events))
 
     def _count_error(self, kind: str) -> None:

@@ -296,7 +296,8 @@ class FeedContacts:
         await self.send(el)
 
     async def announce(self, state: FeedState) -> None:
-        """The feed's health changed: tell every follower through its contact's presence."""
+        """A poll of the feed ended: tell every follower its health (when checked, when next,
+        failing or gone) through its contact's presence."""
         contact = self.jid_of(state.feed_id)
         if contact is None:
             return

@@ -186,8 +186,16 @@ class FeedManager:
         return True
 
     async def on_unsubscribed(self, node: str, jid: str, remaining: int) -> None:
+        """A pubsub unsubscribe (XEP-0060 §6.2) ended a subscription: once the user has none
+        left to a feed, its contact leaves their roster, as an unsubscribe by chat does."""
         if remaining == 0:
             await self.idle_if_unfollowed(node)
+        if self.contacts is None or await self.poller.store.get_feed(node) is None:
+            return
+        user = bare(jid)
+        subs = await self.service.store.list_subscriptions(self.jid, node)
+        if not any(bare(s.jid) == user for s in subs):
+            await self.contacts.unfollowed(user, node)
 
     async def idle_if_unfollowed(self, node: str) -> None:
         """Stop polling a feed nobody follows (the node and its items stay; the seen set too,

@@ -124,7 +124,8 @@ class FeedsModule(Module):
         manager.contacts = self.contacts
         pubsub.contact_handlers.append(self.contacts.handle)
         pubsub.sender.renderers.append(ChatDelivery(self.contacts.contact_of, router.send))
-        self.publisher.health_listeners.append(self.contacts.announce)
+        # After every poll, followers see when it was checked and when it is checked next.
+        self.poller.polled_listeners.append(self.contacts.announce)
         self.publisher.contact_of = self.contacts.contact_of
         pubsub.missing_node_handlers.append(manager.on_missing_node)
         pubsub.unsubscribed_handlers.append(manager.on_unsubscribed)

@@ -42,8 +42,6 @@ class NodePublisher:
         self._status_sent: dict[str, tuple[object, ...]] = {}
         # The feed's contact JID (:mod:`.contacts`), which tells chat followers of its events.
         self.contact_of: Callable[[str], Awaitable[str | None]] | None = None
-        # Told when a feed's health changes (moved, failing, recovered, gone) or it has news.
-        self.health_listeners: list[Callable[[FeedState], Awaitable[None]]] = []
 
     @property
     def jid(self) -> str:
@@ -130,7 +128,6 @@ class NodePublisher:
             # History only otherwise: stored, and the notifications the core plans dropped.
             await self._send_notifications(outcome.notifications, batch,
                                            self._status_if_changed(feed))
-            await self._tell_health(feed)  # "checked just now" for the followers to see
         log.info("feed %s: %d entries %s", node, len(entries),
                      "published and notified" if notify else "stored as history",
                      extra={"event": "feed.published" if notify else "feed.history",
@@ -150,13 +147,6 @@ class NodePublisher:
             else:
                 await self.pubsub.sender.send([notification])
 
-    async def _tell_health(self, feed: FeedState) -> None:
-        for listener in self.health_listeners:
-            try:
-                await listener(feed)
-            except Exception:  # noqa: BLE001 - a listener's bug must not stop the poll
-                log.exception("feed health listener failed for %s", feed.feed_id)
-
     async def feed_event(self, feed: FeedState, event: FeedEvent) -> None:
         """Tell each subscriber once, in words, with the status element (a normal message, so
         that an offline subscriber finds it later rather than never)."""
@@ -172,7 +162,6 @@ class NodePublisher:
             FeedEventKind.FAILING: f"Feed failing: {title}",
             FeedEventKind.RECOVERED: f"Feed working again: {title}",
         }[event.kind]
-        await self._tell_health(feed)
         contact = await self.contact_of(node) if self.contact_of is not None else None
         chatting = {s.jid for s in subscriptions if s.active
                     and s.options.message_type is MessageType.CHAT}
