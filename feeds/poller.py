@@ -20,7 +20,7 @@ import enum
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 from urllib.parse import urlsplit
@@ -78,6 +78,8 @@ class PollOutcome:
     notified: int = 0
     error: str = ""
     events: tuple[FeedEvent, ...] = ()
+    state: FeedState | None = None
+    """The feed as committed by this poll."""
 
 
 class Poller:
@@ -104,6 +106,10 @@ class Poller:
         self._wake = trio.Event()
         self._budget = HostBudget(self.config.schedule.host_spacing)
         self._parse_limiter = trio.CapacityLimiter(2)
+        # Told of the feed's committed state after every poll, whatever came of it (e.g. to
+        # show "checked just now, next in 30 min" to its followers), once the poll is over:
+        # meanwhile a refresh of the feed would be turned away.
+        self.polled_listeners: list[Callable[[FeedState], Awaitable[None]]] = []
 
     # -- management -------------------------------------------------------------------------
 
@@ -141,10 +147,12 @@ class Poller:
             return None
         self._in_flight.add(feed_id)
         try:
-            return await self.poll_feed(feed_id)
+            outcome = await self.poll_feed(feed_id)
         finally:
             self._in_flight.discard(feed_id)
             self._poke()
+        await self._tell_polled(outcome)
+        return outcome
 
     async def _update(self, feed_id: str, **changes: object) -> FeedState | None:
         state = await self.store.get_feed(feed_id)
@@ -198,14 +206,25 @@ class Poller:
             wait = slot - self._clock()
             if wait > 0:
                 await trio.sleep(wait)
-            await self.poll_feed(feed_id)
+            outcome = await self.poll_feed(feed_id)
         except Exception:  # our own bug: log it and keep every other feed polling
             log.exception("poll of feed %s failed", feed_id)
             self._count_error("internal")
+            outcome = None
         finally:
             self._in_flight.discard(feed_id)
             self.stats.in_flight = len(self._in_flight)
             self._poke()
+        await self._tell_polled(outcome)
+
+    async def _tell_polled(self, outcome: PollOutcome | None) -> None:
+        if outcome is None or outcome.state is None:
+            return
+        for listener in self.polled_listeners:
+            try:
+                await listener(outcome.state)
+            except Exception:
+                log.exception("a poll listener failed for feed %s", outcome.feed_id)
 
     # -- one poll ---------------------------------------------------------------------------
 
@@ -427,7 +446,7 @@ class Poller:
                 await self.publisher.feed_event(state, event)
             except Exception:
                 log.exception("reporting %s for feed %s failed", event.kind, state.feed_id)
-        return replace(outcome, events=tuple(events))
+        return replace(outcome, events=tuple(events), state=state)
 
     def _count_error(self, kind: str) -> None:
         self.stats.errors_by_kind[kind] = self.stats.errors_by_kind.get(kind, 0) + 1

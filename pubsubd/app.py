@@ -13,27 +13,19 @@ import ssl
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
 import trio
 
 from pubsubd.composition import Services, build_modules, build_services
 from pubsubd.config import Config
-from pubsubd.core.control_ops import ControlOps
 from pubsubd.core.disco_registry import DiscoRegistry, Identity
-from pubsubd.core.hooks import HookBus
 from pubsubd.core.module import Module
-from pubsubd.core.router import Router
 from pubsubd.core.session import SessionRegistry
 from pubsubd.errors import StreamCondition, StreamError
-from pubsubd.metrics import Metrics
 from pubsubd.net.c2s import C2SConnection, refuse
 from pubsubd.net.listener import ConnectionHandler, Listener
 from pubsubd.net.websocket import WEBSOCKET_KINDS, WebSocketC2S, WebSocketSite, serve_websocket
-from pubsubd.storage.sqlite import Database
-
-if TYPE_CHECKING:
-    from pubsubd.modules.xep0060_pubsub.component import PubSubComponent
 
 __all__ = ["DiscoRegistry", "Identity", "Server", "serve"]
 
@@ -60,17 +52,6 @@ class Server:
         self.connections: set[C2SConnection] = s.connections  # every open client stream
         self._c2s_per_ip: Counter[str] = Counter()
         self.ports: dict[str, int] = {}
-        # Read only by the feed modules (FeedsModule, ServiceAdminModule), which still take
-        # the server object; every other module gets what it needs as arguments.
-        self.base_dir: Path = s.base_dir
-        if s.stores.db is None:
-            raise ValueError("storage.backend: the feed service needs the sqlite backend for now")
-        self.db: Database = s.stores.db
-        self.router: Router = s.router
-        self.hooks: HookBus = s.hooks
-        self.metrics: Metrics = s.metrics
-        self.control_ops: ControlOps = s.control_ops
-        self.pubsub: PubSubComponent | None = None
         self.modules: list[Module] = []
         build_modules(s, self)
 
@@ -80,10 +61,6 @@ class Server:
         self.services.disco.features.update(module.features)
         module.setup()
         return module
-
-    def module(self, name: str) -> Module | None:
-        """A loaded module by name (only the feed modules still look modules up)."""
-        return next((m for m in self.modules if m.name == name), None)
 
     @property
     def restart_requested(self) -> bool:

@@ -28,12 +28,12 @@ from pubsubd.core.session import SessionRegistry
 from pubsubd.jid import JID
 from pubsubd.metrics import Metrics
 from pubsubd.modules.control_socket import ControlSocketModule
-from pubsubd.modules.feeds_service import FeedsModule
+from pubsubd.modules.feeds.admin_commands import ServiceAdminModule
+from pubsubd.modules.feeds.module import FeedsModule
 from pubsubd.modules.metrics_http import MetricsModule
 from pubsubd.modules.rfc6121_presence import PresenceModule
 from pubsubd.modules.rfc6121_roster import RosterModule
 from pubsubd.modules.s2s import S2SModule
-from pubsubd.modules.service_admin_commands import ServiceAdminModule
 from pubsubd.modules.xep0012_last import LastActivityModule
 from pubsubd.modules.xep0030_disco import DiscoModule
 from pubsubd.modules.xep0045_muc import MucComponent
@@ -167,7 +167,7 @@ def build_services(config: Config, base_dir: Path) -> Services:
 
 def build_modules(s: Services, server: Server) -> None:
     """Build, register (``server.add_module``: disco features, then ``setup``) and order every
-    module. ``server`` is handed only to the feed modules, which still take it."""
+    module."""
     add: Callable[[M], M] = server.add_module
     config, stores = s.config, s.stores
     router, hooks, sessions = s.router, s.hooks, s.sessions
@@ -238,8 +238,16 @@ def build_modules(s: Services, server: Server) -> None:
                      disco=s.disco, tls=s.ctx.tls, listeners=s.listeners,
                      listener_kinds=s.listener_kinds))
 
-    # The feed service (its nodes live on pubsub.<domain>) and its administration. These two
-    # still take the server object and read from it (see Server), so it must expose pubsub.
-    server.pubsub = pubsub if pubsub.enabled else None
-    add(FeedsModule(server))
-    add(ServiceAdminModule(server))
+    # The feed service (its nodes live on pubsub.<domain>) and its administration.
+    service = pubsub if pubsub.enabled else None
+    feeds_cfg = config.feeds
+    admins = frozenset(config.admins)
+    feeds = add(FeedsModule(
+        settings=feeds_cfg, pubsub=service, router=router, roster=roster,
+        store=stores.feeds, contact_store=stores.feed_contacts, mark_store=stores.feed_marks,
+        metrics=s.metrics, control_ops=s.control_ops, admins=admins,
+        max_items=config.pubsub.max_items,
+        catalogue=s.path(feeds_cfg.catalogue) if feeds_cfg.catalogue else None))
+    add(ServiceAdminModule(feeds=feeds, pubsub=service, commands=commands,
+                           control_ops=s.control_ops, hooks=hooks, metrics=s.metrics,
+                           sessions=sessions, admins=admins))

@@ -8,10 +8,7 @@ touch; the composition root (``pubsubd/composition.py``) builds it.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, ClassVar
-
-if TYPE_CHECKING:
-    from pubsubd.app import Server
+from typing import ClassVar
 
 
 class Module:
@@ -19,11 +16,7 @@ class Module:
     # XEP-0030 features the server advertises because this module is loaded.
     features: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, server: Server | None = None) -> None:
-        # Transitional, for the feed modules only (FeedsModule, ServiceAdminModule): they still
-        # take the server object. Every other module passes nothing.
-        if server is not None:
-            self.server = server
+    def __init__(self) -> None:
         self.log = logging.getLogger(f"pubsubd.modules.{self.name}")
 
     def setup(self) -> None:

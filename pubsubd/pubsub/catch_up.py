@@ -6,7 +6,7 @@ restart of the server, even an abrupt one, still gets exactly the items it misse
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from .delivery import Hold, with_address
@@ -36,11 +36,14 @@ class CatchUpTracker:
         self.store = store
         self.service = service
         self.cap = cap
+        # Told ``(node, notifications withheld)`` (subscribers × items) at each hold: statistics.
+        self.held_listeners: list[Callable[[str, int], None]] = []
 
     async def hold(self, node: str, holds: Sequence[Hold], items: Sequence[Item]) -> None:
-        if self.cap <= 0 or not holds or not items:
-            return
-        await self.store.hold_items(self.service, node, holds, items, self.cap)
+        if self.cap > 0 and holds and items:
+            await self.store.hold_items(self.service, node, holds, items, self.cap)
+        for listener in self.held_listeners:
+            listener(node, len(holds) * len(items))
 
     async def became_available(self, full_jid: str, show: str) -> list[CatchUp]:
         """Release what ``full_jid`` may now receive with presence ``show``."""

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from .access import AccessContext, Action, ContactsView, may, require
+from .batch import BatchEntry, BatchOutcome, audience_key
 from .delivery import PresenceView
 from .errors import FormError, PubSubError, node_not_found, unsupported
 from .fanout import FanOut, NotifyInterest, PresenceSubscribers
@@ -770,6 +771,70 @@ class PubSubService:
                 node, NotificationKind.ITEMS, items=result.items, text=text
             )
         return PublishOutcome(node_id, item_id, tuple(notifications), created)
+
+    async def publish_many(
+        self, requester: str, node_id: str, entries: Sequence[BatchEntry]
+    ) -> BatchOutcome:
+        """Publish a batch (a feed poll's new entries) to an existing leaf node: one storage
+        transaction, one fan-out pass per distinct audience (:mod:`.batch`).
+
+        Entries already stored with the same payload are left alone (idempotent by item id);
+        an entry whose payload is refused (XEP-0060 §7.1.3.5, §7.1.3.7) is skipped and
+        reported, the others go ahead; max_items trims as a publish does (§7.1.2).
+        """
+        node = await self._node(node_id)
+        if node.is_collection:
+            raise unsupported("publish")  # §7.1.3.2
+        await self._require(node, requester, Action.PUBLISH)
+        accepted: list[BatchEntry] = []
+        refused: list[tuple[str, PubSubError]] = []
+        for entry in entries:
+            try:
+                self._check_payload(node, entry.payload)
+            except PubSubError as error:
+                refused.append((entry.item_id, error))
+                continue
+            accepted.append(entry)
+        if node.config.publish_node_full.value == "reject" and node.config.max_items is not None:
+            stored = {i.item_id for i in await self.store.get_items(
+                self.service, node_id, [e.item_id for e in accepted])}
+            adding = {e.item_id for e in accepted} - stored
+            count = await self.store.count_items(self.service, node_id)
+            if adding and count + len(adding) > node.config.max_items:
+                raise PubSubError("conflict", "node-full")  # §7.1.3.4
+        now = self._now()
+        result = await self.store.put_changed_items(
+            self.service, node_id, [NewItem(e.item_id, e.payload, requester, now)
+                                    for e in accepted],
+            self._effective_max_items(node.config),
+        )
+        text_of = {(e.item_id, e.payload): e.text for e in accepted}
+        notifications: list[Notification] = []
+        if node.config.deliver_notifications and result.written:
+            written = result.written
+            texts = [text_of.get((item.item_id, item.payload)) for item in written]
+            candidates = await self.fanout.candidates(node)
+            groups: dict[tuple[bool, ...], list[int]] = {}  # audience → positions in written
+            for position, text in enumerate(texts):
+                groups.setdefault(audience_key(candidates, text), []).append(position)
+            planned: list[list[Notification]] = [[] for _ in written]
+            for positions in groups.values():
+                for notification in await self.fanout.fan_out(
+                    node, NotificationKind.ITEMS, items=[written[p] for p in positions],
+                    text=texts[positions[0]],
+                ):
+                    for p in positions:
+                        planned[p].append(dataclasses.replace(notification, items=(written[p],)))
+            for per_item in planned:  # in entry order, one notification per item
+                notifications += per_item
+        if result.evicted:
+            await self.catch_up.forget_items(node_id, result.evicted)
+            if node.config.notify_retract and node.config.persist_items:
+                notifications += await self.fanout.fan_out(
+                    node, NotificationKind.RETRACT, item_ids=result.evicted
+                )
+        return BatchOutcome(node_id, tuple(i.item_id for i in result.written), result.unchanged,
+                            tuple(refused), tuple(notifications))
 
     def _check_preconditions(self, node: Node, preconditions: Mapping[str, list[str]]) -> None:
         # XEP-0060 §7.1.5 rule 1: an unmet precondition → conflict + precondition-not-met.

@@ -36,6 +36,19 @@ class PutResult:
 
 
 @dataclass(frozen=True, slots=True)
+class BatchPutResult:
+    """What :meth:`PubSubStore.put_changed_items` wrote, in one transaction."""
+
+    written: tuple[Item, ...]
+    """The new or changed items, with their sequence numbers, in the order given (also those
+    a later item of the same batch pushed out)."""
+    unchanged: tuple[str, ...]
+    """Ids given with the payload already stored: left as they were."""
+    evicted: tuple[str, ...]
+    """Ids of the oldest items removed to respect max_items, oldest first."""
+
+
+@dataclass(frozen=True, slots=True)
 class HeldEntry:
     """Items withheld from one subscriber (bare JID) of one node, for catch-up."""
 
@@ -101,6 +114,14 @@ class PubSubStore(Protocol):
         self, service: str, node_id: str, items: Sequence[NewItem], max_items: int | None
     ) -> PutResult:
         """Store items durably (replacing same ids) and trim to ``max_items``, atomically."""
+        ...
+
+    async def put_changed_items(
+        self, service: str, node_id: str, items: Sequence[NewItem], max_items: int | None
+    ) -> BatchPutResult:
+        """Store, in one transaction, the items that are new or whose payload differs from the
+        stored item of the same id (a republished identical item is left in place), then trim
+        to ``max_items``: a batch of a feed poll, idempotent by item id."""
         ...
 
     async def get_items(
@@ -267,6 +288,32 @@ class MemoryPubSubStore:
                 evicted.append(oldest)
         kept = tuple(i for i in stored if i.item_id in table)
         return PutResult(kept, tuple(evicted))
+
+    async def put_changed_items(
+        self, service: str, node_id: str, items: Sequence[NewItem], max_items: int | None
+    ) -> BatchPutResult:
+        table = self._items.get((service, node_id))
+        if table is None:
+            raise KeyError(node_id)
+        written: list[Item] = []
+        unchanged: list[str] = []
+        for new in items:
+            current = table.get(new.item_id)
+            if current is not None and current.payload == new.payload:
+                unchanged.append(new.item_id)
+                continue
+            self._seq += 1
+            item = Item(new.item_id, new.payload, new.publisher, new.published, self._seq)
+            table.pop(new.item_id, None)  # a replaced item moves to the newest place
+            table[new.item_id] = item
+            written.append(item)
+        evicted: list[str] = []
+        if max_items is not None:
+            while len(table) > max_items:
+                oldest = next(iter(table))
+                del table[oldest]
+                evicted.append(oldest)
+        return BatchPutResult(tuple(written), tuple(unchanged), tuple(evicted))
 
     async def get_items(
         self,

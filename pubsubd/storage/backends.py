@@ -19,10 +19,13 @@ from pathlib import Path
 from typing import Protocol
 
 from pubsubd.storage.accounts import SqliteAccountStore
+from pubsubd.storage.feed_contacts_sqlite import SqliteFeedContactStore, SqliteFeedMarkStore
 from pubsubd.storage.feeds_sqlite import SqliteFeedStore
 from pubsubd.storage.im_sqlite import im_store
 from pubsubd.storage.interfaces import (
     AccountStore,
+    FeedContactStore,
+    FeedMarkStore,
     FeedStore,
     ImStore,
     MamStore,
@@ -35,6 +38,8 @@ from pubsubd.storage.interfaces import (
 from pubsubd.storage.mam_sqlite import SqliteMamStore
 from pubsubd.storage.memory import (
     MemoryAccountStore,
+    MemoryFeedContactStore,
+    MemoryFeedMarkStore,
     MemoryFeedStore,
     MemoryImStore,
     MemoryMamStore,
@@ -85,12 +90,12 @@ class Stores:
     feeds: FeedStore
     motd: MotdStore
     uploads: UploadStore
+    feed_contacts: FeedContactStore
+    feed_marks: FeedMarkStore
     ping: Callable[[], Awaitable[None]] = field(default=_nothing_to_check)
     """Raises if the backend cannot answer a trivial query (health checks)."""
     close: Callable[[], None] = field(default=_nothing_to_close)
     """Releases connections; the stores must not be used afterwards."""
-    db: Database | None = None
-    """The SQLite database, for the feed modules' state not yet behind a protocol."""
 
 
 Opener = Callable[[StorageSettings, Path, int], Stores]
@@ -108,6 +113,8 @@ def open_memory(settings: StorageSettings, base_dir: Path, scram_iterations: int
         feeds=MemoryFeedStore(),
         motd=MemoryMotdStore(),
         uploads=MemoryUploadStore(),
+        feed_contacts=MemoryFeedContactStore(),
+        feed_marks=MemoryFeedMarkStore(),
     )
 
 
@@ -129,9 +136,10 @@ def open_sqlite(settings: StorageSettings, base_dir: Path, scram_iterations: int
         feeds=SqliteFeedStore(db),
         motd=SqliteMotdStore(db),
         uploads=SqliteUploadStore(db),
+        feed_contacts=SqliteFeedContactStore(db),
+        feed_marks=SqliteFeedMarkStore(db),
         ping=ping,
         close=db.close,
-        db=db,
     )
 
 

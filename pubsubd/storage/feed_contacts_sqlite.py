@@ -5,13 +5,13 @@
 * :class:`FeedMarkStore` — which feeds the admin pinned (polled without subscribers) and which
   sleep for want of subscribers.
 
-Each has a small Protocol, an SQLite implementation and a memory one (tests, embedding).
+The protocols are in :mod:`pubsubd.storage.interfaces`, the memory implementations in
+:mod:`pubsubd.storage.memory`.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from typing import Protocol
 
 from pubsubd.storage.sqlite import Database
 
@@ -35,32 +35,6 @@ _MARK_MIGRATIONS = [
 ]
 
 
-class FeedContactStore(Protocol):
-    """Short names of feeds' contacts; read once at start, then written through."""
-
-    async def load(self) -> dict[str, str]:
-        """Every ``{short name: feed id}``."""
-        ...
-
-    async def add(self, short: str, feed_id: str) -> None: ...
-
-    async def forget(self, feed_id: str) -> None: ...
-
-
-class MemoryFeedContactStore:
-    def __init__(self) -> None:
-        self.names: dict[str, str] = {}
-
-    async def load(self) -> dict[str, str]:
-        return dict(self.names)
-
-    async def add(self, short: str, feed_id: str) -> None:
-        self.names[short] = feed_id
-
-    async def forget(self, feed_id: str) -> None:
-        self.names = {s: f for s, f in self.names.items() if f != feed_id}
-
-
 class SqliteFeedContactStore:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -80,37 +54,6 @@ class SqliteFeedContactStore:
     async def forget(self, feed_id: str) -> None:
         await self.db.run(lambda conn: conn.execute(
             "DELETE FROM feed_contact WHERE feed_id = ?", (feed_id,)))
-
-
-class FeedMarkStore(Protocol):
-    """Admin pins and idleness of feeds; an admin pause is not idleness, so a new subscriber
-    never undoes it."""
-
-    async def set(self, feed_id: str, *, pinned: bool | None = None,
-                  idle: bool | None = None) -> None: ...
-
-    async def get(self, feed_id: str) -> tuple[bool, bool]:
-        """(pinned, idle)."""
-        ...
-
-    async def forget(self, feed_id: str) -> None: ...
-
-
-class MemoryFeedMarkStore:
-    def __init__(self) -> None:
-        self.marks: dict[str, tuple[bool, bool]] = {}
-
-    async def set(self, feed_id: str, *, pinned: bool | None = None,
-                  idle: bool | None = None) -> None:
-        old_pinned, old_idle = self.marks.get(feed_id, (False, False))
-        self.marks[feed_id] = (old_pinned if pinned is None else pinned,
-                               old_idle if idle is None else idle)
-
-    async def get(self, feed_id: str) -> tuple[bool, bool]:
-        return self.marks.get(feed_id, (False, False))
-
-    async def forget(self, feed_id: str) -> None:
-        self.marks.pop(feed_id, None)
 
 
 class SqliteFeedMarkStore:

@@ -27,6 +27,8 @@ __all__ = [
     "AccountStore",
     "ArchivedMessage",
     "BlocklistStore",
+    "FeedContactStore",
+    "FeedMarkStore",
     "FeedStore",
     "ImStore",
     "MAM_TRIM_SLACK",
@@ -400,3 +402,31 @@ class UploadStore(Protocol):
         ...
 
     async def delete(self, slot_id: str) -> None: ...
+# --- the feed service's person-facing state -------------------------------------------------
+
+
+class FeedContactStore(Protocol):
+    """Short names of feeds' contacts (``<short>@pubsub.<domain>``): chosen once, stable across
+    restarts, unique per service; read once at start, then written through."""
+
+    async def load(self) -> dict[str, str]:
+        """Every ``{short name: feed id}``."""
+        ...
+
+    async def add(self, short: str, feed_id: str) -> None: ...
+
+    async def forget(self, feed_id: str) -> None: ...
+
+
+class FeedMarkStore(Protocol):
+    """Admin pins (polled without subscribers) and idleness (asleep for want of subscribers)
+    of feeds; an admin pause is not idleness, so a new subscriber never undoes it."""
+
+    async def set(self, feed_id: str, *, pinned: bool | None = None,
+                  idle: bool | None = None) -> None: ...
+
+    async def get(self, feed_id: str) -> tuple[bool, bool]:
+        """(pinned, idle)."""
+        ...
+
+    async def forget(self, feed_id: str) -> None: ...

@@ -37,6 +37,8 @@ from pubsubd.stream.sasl import ScramCredentials
 
 __all__ = [
     "MemoryAccountStore",
+    "MemoryFeedContactStore",
+    "MemoryFeedMarkStore",
     "MemoryFeedStore",
     "MemoryImStore",
     "MemoryMamStore",
@@ -430,3 +432,35 @@ class MemoryUploadStore:
 
     async def delete(self, slot_id: str) -> None:
         self._records.pop(slot_id, None)
+# --- the feed service's person-facing state ---------------------------------------------------
+
+
+class MemoryFeedContactStore:
+    def __init__(self) -> None:
+        self.names: dict[str, str] = {}
+
+    async def load(self) -> dict[str, str]:
+        return dict(self.names)
+
+    async def add(self, short: str, feed_id: str) -> None:
+        self.names[short] = feed_id
+
+    async def forget(self, feed_id: str) -> None:
+        self.names = {s: f for s, f in self.names.items() if f != feed_id}
+
+
+class MemoryFeedMarkStore:
+    def __init__(self) -> None:
+        self.marks: dict[str, tuple[bool, bool]] = {}
+
+    async def set(self, feed_id: str, *, pinned: bool | None = None,
+                  idle: bool | None = None) -> None:
+        old_pinned, old_idle = self.marks.get(feed_id, (False, False))
+        self.marks[feed_id] = (old_pinned if pinned is None else pinned,
+                               old_idle if idle is None else idle)
+
+    async def get(self, feed_id: str) -> tuple[bool, bool]:
+        return self.marks.get(feed_id, (False, False))
+
+    async def forget(self, feed_id: str) -> None:
+        self.marks.pop(feed_id, None)

@@ -26,7 +26,7 @@ from pubsubd.pubsub.model import (
     bare,
 )
 from pubsubd.pubsub.notifications import Recipient
-from pubsubd.pubsub.store import HeldEntry, NewItem, PutResult
+from pubsubd.pubsub.store import BatchPutResult, HeldEntry, NewItem, PutResult
 
 from .sqlite import Database
 
@@ -385,6 +385,53 @@ class SqlitePubSubStore:
             evicted.reverse()  # oldest first, as the memory store reports them
             gone = set(evicted)
             return PutResult(tuple(i for i in stored if i.item_id not in gone), tuple(evicted))
+
+        return await self.db.run(put)
+
+    async def put_changed_items(
+        self, service: str, node_id: str, items: Sequence[NewItem], max_items: int | None
+    ) -> BatchPutResult:
+        def put(conn: sqlite3.Connection) -> BatchPutResult:
+            if not conn.execute(
+                "SELECT 1 FROM pubsub_nodes WHERE service = ? AND node = ?", (service, node_id)
+            ).fetchone():
+                raise KeyError(node_id)
+            (seq,) = conn.execute("SELECT value FROM pubsub_sequence WHERE id = 1").fetchone()
+            written: list[Item] = []
+            unchanged: list[str] = []
+            for new in items:
+                row = conn.execute(
+                    "SELECT payload FROM pubsub_items WHERE service = ? AND node = ?"
+                    " AND item_id = ?",
+                    (service, node_id, new.item_id),
+                ).fetchone()
+                if row is not None and row[0] == new.payload:
+                    unchanged.append(new.item_id)
+                    continue
+                seq += 1
+                conn.execute(
+                    "INSERT OR REPLACE INTO pubsub_items VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (service, node_id, new.item_id, new.payload, new.publisher,
+                     new.published.isoformat(), seq),
+                )
+                written.append(Item(new.item_id, new.payload, new.publisher, new.published, seq))
+            conn.execute("UPDATE pubsub_sequence SET value = ? WHERE id = 1", (seq,))
+            evicted: list[str] = []
+            if max_items is not None:
+                evicted = [
+                    row[0]
+                    for row in conn.execute(
+                        "SELECT item_id FROM pubsub_items WHERE service = ? AND node = ?"
+                        " ORDER BY seq DESC LIMIT -1 OFFSET ?",
+                        (service, node_id, max_items),
+                    ).fetchall()
+                ]
+                conn.executemany(
+                    "DELETE FROM pubsub_items WHERE service = ? AND node = ? AND item_id = ?",
+                    [(service, node_id, item_id) for item_id in evicted],
+                )
+            evicted.reverse()  # oldest first, as the memory store reports them
+            return BatchPutResult(tuple(written), tuple(unchanged), tuple(evicted))
 
         return await self.db.run(put)
 

@@ -374,3 +374,55 @@ def test_entries_wait_offline_once_and_are_in_the_archive(tmp_path: Path) -> Non
         finally:
             if server.alive():
                 server.kill()
+
+
+SLOW_FEEDS = {**FEEDS_EXTRA, "default_interval": 3600.0, "min_interval": 3600.0,
+              "max_interval": 3600.0}  # only ``feeds refresh`` polls
+
+
+def test_each_poll_refreshes_the_contact_and_a_pubsub_unsubscribe_removes_it(
+    tmp_path: Path,
+) -> None:
+    with ThreadedFeedServer() as web:
+        web.set("/news.xml", rss("Daily News", ["n1"]), content_type=RSS)
+        news = web.url("/news.xml")
+        server = ServerProcess(tmp_path, extra={"feeds": SLOW_FEEDS})
+        server.start()
+        try:
+            alice = server.add_user("alice")
+
+            async def scenario() -> None:
+                client = await connect(server, alice + "/desk", presence=False)
+                inbox, pushes = Inbox(client), Pushes(client)
+                await client.get_roster()
+                client.send_presence()
+                assert "Subscribed" in await chat(client, inbox, COMMAND_CONTACT,
+                                                  f"subscribe {news}")
+                await pushes.wait_for(lambda: pushes.subscription(NEWS) == "both")
+                await pushes.wait_for(lambda: pushes.presence_from(NEWS) is not None)
+
+                # A poll with nothing new still tells the follower when it was checked and
+                # when it is checked next (no timer per user: the poll itself).
+                def from_news() -> int:
+                    return sum(1 for p in pushes.presences
+                               if p.get("from", "").split("/")[0] == NEWS)
+
+                before = from_news()
+                await refresh(server, news)
+                await pushes.wait_for(lambda: from_news() > before)
+                status = pushes.presence_from(NEWS)
+                assert status is not None
+                text = status.findtext(f"{C}status") or ""
+                assert text.startswith("checked just now, next in ") and " h " in text, text
+
+                # A raw XEP-0060 unsubscribe ends the last subscription: the contact goes.
+                await iq(client, SERVICE, "set",
+                         f"<pubsub xmlns='{PUBSUB}'><unsubscribe node='{news}' jid='{alice}'/>"
+                         "</pubsub>")
+                await pushes.wait_for(lambda: pushes.subscription(NEWS) == "remove")
+                await disconnect(client)
+
+            run(scenario())
+        finally:
+            if server.alive():
+                server.kill()

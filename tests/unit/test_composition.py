@@ -15,6 +15,8 @@ from pubsubd.app import Server
 from pubsubd.config import loads
 from pubsubd.core.module import Module
 from pubsubd.modules.control_socket import ControlSocketModule
+from pubsubd.modules.feeds.admin_commands import ServiceAdminModule
+from pubsubd.modules.feeds.module import FeedsModule
 from pubsubd.modules.metrics_http import MetricsModule
 from pubsubd.modules.rfc6121_presence import PresenceModule
 from pubsubd.modules.rfc6121_roster import RosterModule
@@ -76,11 +78,28 @@ def test_modules_share_the_services_of_the_root(server: Server) -> None:
     pubsub = module(server, PubSubComponent)
     pep = module(server, PepModule)
     assert pubsub.store is pep.store is s.stores.pubsub
-    assert server.pubsub is pubsub  # the feed modules still read it from the server
     mam = module(server, MamModule)
     assert mam.store is s.stores.mam
     control = module(server, ControlSocketModule)
-    assert control.path == server.base_dir / "var" / "control.sock"
+    assert control.path == server.services.base_dir / "var" / "control.sock"
+
+
+def test_the_feed_modules_get_the_shared_stores_and_services(server: Server) -> None:
+    s = server.services
+    feeds = module(server, FeedsModule)
+    pubsub = module(server, PubSubComponent)
+    assert feeds.running and feeds.pubsub is pubsub
+    assert feeds.roster is module(server, RosterModule)
+    assert feeds.store is s.stores.feeds  # one feed store, the backend's
+    assert feeds.poller.store is s.stores.feeds
+    assert feeds.contact_store is s.stores.feed_contacts
+    assert feeds.mark_store is s.stores.feed_marks
+    assert feeds.manager is not None and feeds.manager.marks is s.stores.feed_marks
+    admin = module(server, ServiceAdminModule)
+    assert admin.feeds is feeds and admin.pubsub is pubsub
+    assert admin.commands is module(server, CommandsModule)
+    # The admin statistics hear of held notifications through the tracker's listeners.
+    assert admin.stats.delivery.held in pubsub.service.catch_up.held_listeners
 
 
 def test_modules_extend_each_other_through_typed_registries(server: Server) -> None:
@@ -109,3 +128,17 @@ def test_failed_logins_reach_the_metrics_through_the_throttle(server: Server) ->
     assert registry.get_sample_value("pubsubd_auth_failures_total") == 0
     trio.run(fail_twice)  # the throttle's clock is the trio clock
     assert registry.get_sample_value("pubsubd_auth_failures_total") == 2
+
+
+def test_a_memory_backend_runs_the_feed_service(tmp_path: Path) -> None:
+    config = loads(f"""
+domains: [example.test]
+data_dir: {tmp_path / "var"}
+storage: {{backend: memory}}
+""")
+    srv = Server(config, base_dir=tmp_path)
+    try:
+        assert module(srv, FeedsModule).running
+        assert not (tmp_path / "var" / "pubsubd.sqlite3").exists()
+    finally:
+        srv.services.stores.close()

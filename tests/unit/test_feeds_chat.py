@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pubsubd.modules.feeds_chat import (
+from pubsubd.modules.feeds.chat import (
     ChatCommand,
     ChatError,
     describe_options,
@@ -70,7 +70,7 @@ def test_digest_off_and_options_in_words() -> None:
 
 
 def test_options_verb_and_feed_chat_filters() -> None:
-    from pubsubd.modules.feeds_chat import _feed_filters
+    from pubsubd.modules.feeds.chat import _feed_filters
 
     assert parse_chat("options 2") == ChatCommand("options", "2")
     with pytest.raises(ChatError):

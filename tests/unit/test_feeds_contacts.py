@@ -6,10 +6,9 @@ from lxml import etree
 
 from feeds.fetch import FetchResult
 from feeds.model import FeedState
-from pubsubd.modules.feeds_avatar import image_url, photo_of
-from pubsubd.modules.feeds_contacts import base_name, health, next_check, slug, unique_name
-from pubsubd.modules.feeds_delivery import body_of, entry_message, read_entry, styled_title
-from pubsubd.storage.feed_contacts_sqlite import MemoryFeedContactStore, MemoryFeedMarkStore
+from pubsubd.modules.feeds.avatar import image_url, photo_of
+from pubsubd.modules.feeds.contacts import base_name, health, next_check, slug, unique_name
+from pubsubd.modules.feeds.delivery import body_of, entry_message, read_entry, styled_title
 
 ATOM = "http://www.w3.org/2005/Atom"
 NOW = 1_700_000_000.0
@@ -75,14 +74,3 @@ def test_avatar_url_from_feed_documents() -> None:
                        content_type="text/html")
     assert photo_of(html) is None
 
-
-async def test_memory_stores() -> None:
-    contacts = MemoryFeedContactStore()
-    await contacts.add("news", "https://e.org/feed")
-    assert await contacts.load() == {"news": "https://e.org/feed"}
-    await contacts.forget("https://e.org/feed")
-    assert await contacts.load() == {}
-    marks = MemoryFeedMarkStore()
-    await marks.set("f", pinned=True)
-    await marks.set("f", idle=True)
-    assert await marks.get("f") == (True, True)

@@ -12,7 +12,7 @@ from feeds.netguard import AddressPolicy
 from feeds.normalize import normalize_feed
 from feeds.parse import parse
 from pubsubd.config import FeedsConfig
-from pubsubd.modules.sample_feeds import SampleFeedServer
+from pubsubd.modules.feeds.samples import SampleFeedServer
 
 
 async def test_samples_are_served_grow_and_only_their_port_is_opened() -> None:

@@ -286,3 +286,28 @@ async def test_pause_resume_remove(server: FeedServer, fetcher: Fetcher) -> None
     await poller.remove_feed("f")
     assert await store.get_feed("f") is None
     assert await poller.refresh("f") is None
+
+
+async def test_poll_listeners_hear_every_poll_once_it_is_over(
+    server: FeedServer, fetcher: Fetcher
+) -> None:
+    rec = Recorder()
+    poller = make(MemoryFeedStore(), fetcher, rec)
+    server.set("/f", rss(("a", "A")))
+    await poller.add_feed(server.url("/f"), feed_id="n1")
+    heard: list[int | None] = []
+    nested: list[int | None] = []
+
+    async def polled(state: FeedState) -> None:
+        heard.append(state.last_status)
+        if len(heard) == 1:
+            # Told once the poll is over: the feed may already be polled again.
+            again = await poller.refresh("n1")
+            nested.append(None if again is None else again.status)
+
+    poller.polled_listeners.append(polled)
+    first = await poller.refresh("n1")
+    assert first is not None and first.state is not None and first.state.last_status == 200
+    # The first poll (entries), then the nested one (304: nothing new) is told too.
+    assert heard == [200, 304]
+    assert nested == [304]

@@ -161,3 +161,36 @@ async def test_sqlite_items_survive_reopen(tmp_path: Path) -> None:
     reopened = SqlitePubSubStore(Database(tmp_path / "durable.db"))
     assert [i.item_id for i in await reopened.get_items(SVC, "news")] == ["a"]
     reopened.db.close()
+
+
+async def test_changed_items_are_written_in_one_batch_identical_ones_left(
+    store: PubSubStore,
+) -> None:
+    await make(store)
+    await store.put_items(SVC, "news", [new("a"), new("b")], 4)
+    result = await store.put_changed_items(
+        SVC, "news", [new("a"), new("b", "<changed/>"), new("c"), new("d")], 4)
+    # "a" is the same bytes: not rewritten, keeps its place; "b" changed: newest but two.
+    assert result.unchanged == ("a",)
+    assert [i.item_id for i in result.written] == ["b", "c", "d"]
+    assert result.written[0].seq < result.written[1].seq < result.written[2].seq
+    assert result.evicted == ()
+    items = await store.get_items(SVC, "news")
+    assert [(i.item_id, i.payload) for i in items] == [
+        ("d", "<x/>"), ("c", "<x/>"), ("b", "<changed/>"), ("a", "<x/>")]
+    # Trimming counts what was there: two new items push out the two oldest.
+    result = await store.put_changed_items(SVC, "news", [new("e"), new("f"), new("d")], 4)
+    assert [i.item_id for i in result.written] == ["e", "f"]
+    assert result.unchanged == ("d",)
+    assert result.evicted == ("a", "b")
+    assert [i.item_id for i in await store.get_items(SVC, "news")] == ["f", "e", "d", "c"]
+
+
+async def test_changed_items_batch_larger_than_max_items(store: PubSubStore) -> None:
+    await make(store)
+    result = await store.put_changed_items(SVC, "news", [new("a"), new("b"), new("c")], 2)
+    assert [i.item_id for i in result.written] == ["a", "b", "c"]  # all were written...
+    assert result.evicted == ("a",)  # ...and the oldest trimmed in the same transaction
+    assert [i.item_id for i in await store.get_items(SVC, "news")] == ["c", "b"]
+    with pytest.raises(KeyError):
+        await store.put_changed_items(SVC, "nowhere", [new("a")], 2)

@@ -3,27 +3,15 @@
 Two front ends share one implementation. The XEP-0050 commands on the server domain (nodes
 ``urn:pubsubd:service-admin:0#<name>``) are visible to and runnable by the JIDs in
 ``config.admins`` only, like the XEP-0133 ones (XEP-0133 §5); the control socket gets the same
-figures as ``stats.poller``, ``stats.delivery`` and ``stats.nodes``. Feed actions go through
-:class:`~pubsubd.modules.feeds_service.FeedManager`, which the ``feeds.*`` control operations
-use too.
-
-The counters no other module keeps are taken at the edges, without touching the pubsub
-component: a notification is counted *delivered* when its bytes enter a session's outbox (a
-``<message/>`` from the service carrying a pubsub#event), and *held* when the pubsub core puts an
-item aside for an away or offline subscriber (XEP-0060 §12.6 presence-based delivery).
-Offline-stored messages are counted by the offline module through ``server.metrics``.
+figures (:mod:`.admin_stats`) as ``stats.poller``, ``stats.delivery`` and ``stats.nodes``. Feed
+actions go through :class:`~pubsubd.modules.feeds.manager.FeedManager`, which the ``feeds.*``
+control operations use too.
 """
 
 from __future__ import annotations
 
-import inspect
-import re
-import time
-from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
-from xml.sax.saxutils import unescape
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 import trio
 
@@ -32,196 +20,36 @@ from feeds.model import FeedState
 from feeds.opml import OpmlFeed
 from feeds.poller import PollOutcome
 from pubsubd import ns
+from pubsubd.core.control_ops import ControlOps
+from pubsubd.core.hooks import HookBus
 from pubsubd.core.module import Module
-from pubsubd.core.session import Session
+from pubsubd.core.session import Session, SessionRegistry
 from pubsubd.errors import Condition, StanzaError
 from pubsubd.jid import JID
+from pubsubd.metrics import Metrics
 from pubsubd.modules.control_socket import ControlError
-from pubsubd.modules.xep0050_commands import Command, CommandSession, Done, Note, Stage
+from pubsubd.modules.feeds.admin_stats import ServiceStats, TappedOutbox
+from pubsubd.modules.feeds.manager import FeedManager, FeedStatus
+from pubsubd.modules.feeds.module import FeedsModule
+from pubsubd.modules.feeds.pubsub_component import PubSubComponent
+from pubsubd.modules.feeds.refusal import FeedRefused
+from pubsubd.modules.feeds.status import feed_condition, iso
+from pubsubd.modules.xep0050_commands import (
+    Command,
+    CommandSession,
+    CommandsModule,
+    Done,
+    Note,
+    Stage,
+)
 from pubsubd.xml.forms import Field, Form, Option
 
-if TYPE_CHECKING:
-    from pubsubd.modules.feeds_service import FeedManager, FeedStatus
-
-__all__ = [
-    "DeliveryCounter",
-    "NODE",
-    "RateWindow",
-    "ServiceAdminModule",
-    "ServiceStats",
-    "notification_of",
-]
+__all__ = ["NODE", "ServiceAdminModule"]
 
 NODE = ns.SERVICE_ADMIN + "#"
-RATE_SPAN = 300.0  # seconds over which "per minute" rates are averaged
 FEED_GAUGE_INTERVAL = 30.0  # seconds between refreshes of the feeds-by-state gauge at most
 FEED_GAUGE_SPACING = 1.0  # ...and at least, however many fetches finish meanwhile
-MAX_LISTED_NODES = 500  # node statistics without a node name list at most this many
 MAX_FEED_OPTIONS = 200  # beyond this, commands ask for a feed's address as free text
-_EVENT = ns.PUBSUB_EVENT.encode()
-_FROM = re.compile(rb"""\sfrom=(["'])([^"']*)\1""")
-_NODE = re.compile(rb"""<(?:items|purge|delete|configuration|collection)\s+node=(["'])(.*?)\1""")
-
-
-# -- counting -----------------------------------------------------------------------------
-
-
-class RateWindow:
-    """Events per minute over the last ``span`` seconds, in one-second buckets."""
-
-    def __init__(self, span: float = RATE_SPAN, clock: Callable[[], float] = time.monotonic):
-        self.span = span
-        self._clock = clock
-        self._buckets: deque[list[int]] = deque()  # [second, count], oldest first
-        self._started = clock()
-
-    def add(self, count: int = 1) -> None:
-        second = int(self._clock())
-        if self._buckets and self._buckets[-1][0] == second:
-            self._buckets[-1][1] += count
-        else:
-            self._buckets.append([second, count])
-        self._trim(second)
-
-    def _trim(self, now: int) -> None:
-        while self._buckets and self._buckets[0][0] <= now - self.span:
-            self._buckets.popleft()
-
-    def per_minute(self) -> float:
-        now = self._clock()
-        self._trim(int(now))
-        # A young server averages over its lifetime so far, not over an empty window.
-        seconds = max(1.0, min(self.span, now - self._started))
-        return round(sum(c for _, c in self._buckets) * 60.0 / seconds, 2)
-
-
-def notification_of(data: bytes, service: bytes) -> str | None:
-    """The node of a pubsub notification from ``service`` in serialized ``data``, else None.
-
-    Only the message's start tag and the event's first child are looked at, so the cost of a
-    non-notification is one ``startswith``.
-    """
-    if not data.startswith(b"<message") or _EVENT not in data:
-        return None
-    head_end = data.find(b">")
-    found = _FROM.search(data, 0, head_end)
-    if found is None or found.group(2) != service:
-        return None
-    node = _NODE.search(data, head_end)
-    raw = node.group(2).decode("utf-8", "replace") if node else ""
-    return unescape(raw, {"&apos;": "'", "&quot;": '"'})
-
-
-class _TappedOutbox:
-    """A session outbox that reports each pubsub notification it queues, then passes it on."""
-
-    def __init__(self, inner: Any, service: bytes, seen: Callable[[str], None]) -> None:
-        self._inner = inner
-        self._service = service
-        self._seen = seen
-
-    def send_nowait(self, data: bytes) -> None:
-        self._inner.send_nowait(data)
-        node = notification_of(data, self._service)
-        if node is not None:
-            self._seen(node)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
-
-
-@dataclass(slots=True)
-class DeliveryCounter:
-    """Notifications of the pubsub service: delivered and held, per node and per minute."""
-
-    delivered_by_node: Counter[str] = field(default_factory=Counter)
-    held_by_node: Counter[str] = field(default_factory=Counter)
-    rate: RateWindow = field(default_factory=RateWindow)
-    on_delivered: Callable[[int], None] = lambda n: None
-    on_held: Callable[[int], None] = lambda n: None
-
-    def delivered(self, node: str) -> None:
-        self.delivered_by_node[node] += 1
-        self.rate.add()
-        self.on_delivered(1)
-
-    def held(self, node: str, count: int) -> None:
-        self.held_by_node[node] += count
-        self.on_held(count)
-
-
-# -- the figures both front ends show -----------------------------------------------------
-
-
-class ServiceStats:
-    """Poller, delivery and node statistics as plain dictionaries."""
-
-    def __init__(self, module: ServiceAdminModule) -> None:
-        self.module = module
-        self.server = module.server
-        self.fetch_rate = RateWindow()
-        self.delivery = DeliveryCounter(
-            on_delivered=self.server.metrics.notifications_delivered,
-            on_held=self.server.metrics.notifications_held,
-        )
-
-    def poller(self) -> dict[str, Any]:
-        feeds = self.module.feeds
-        if feeds is None:
-            raise ControlError("the feed service is not running")
-        s = feeds.poller.stats
-        return {
-            "fetches_per_minute": self.fetch_rate.per_minute(),
-            "fetches": s.fetches,
-            "not_modified": s.not_modified,
-            "not_modified_ratio": round(s.not_modified / s.fetches, 3) if s.fetches else 0.0,
-            "errors": sum(s.errors_by_kind.values()),
-            "errors_by_kind": dict(sorted(s.errors_by_kind.items())),
-            "in_flight": s.in_flight,
-            "queue_depth": s.queue_depth,
-            "lag_seconds": round(s.last_lag, 3),
-            "max_lag_seconds": round(s.max_lag, 3),
-            "entries_published": s.entries_published,
-            "entries_notified": s.entries_notified,
-        }
-
-    def delivery_stats(self) -> dict[str, Any]:
-        metrics = self.server.metrics
-        d = self.delivery
-        return {
-            "notifications_per_minute": d.rate.per_minute(),
-            "delivered": sum(d.delivered_by_node.values()),
-            "held": sum(d.held_by_node.values()),
-            "offline_stored": int(metrics.value("pubsubd_offline_stored_total")),
-            "sessions": len(self.server.sessions),
-        }
-
-    async def nodes(self, node: str | None = None) -> list[dict[str, Any]]:
-        """Items, subscribers and notifications of one node, or of every node (capped)."""
-        pubsub = getattr(self.server, "pubsub", None)
-        if pubsub is None:
-            raise ControlError("the pubsub service is not running")
-        service = pubsub.service
-        store = service.store
-        if node:
-            found = await store.get_node(service.service, node)
-            if found is None:
-                raise ControlError(f"no such node {node}")
-            names = [node]
-        else:
-            names = sorted(n.node_id for n in await store.list_nodes(service.service))
-            names = names[:MAX_LISTED_NODES]
-        rows = []
-        for name in names:
-            subs = await store.list_subscriptions(service.service, name)
-            rows.append({
-                "node": name,
-                "items": await store.count_items(service.service, name),
-                "subscribers": sum(1 for s in subs if s.active),
-                "notifications": self.delivery.delivered_by_node[name],
-                "held": self.delivery.held_by_node[name],
-            })
-        return rows
 
 
 # -- the module ---------------------------------------------------------------------------
@@ -235,33 +63,38 @@ class ServiceAdminModule(Module):
 
     name = "service_admin"
 
+    def __init__(self, *, feeds: FeedsModule | None, pubsub: PubSubComponent | None,
+                 commands: CommandsModule | None, control_ops: ControlOps, hooks: HookBus,
+                 metrics: Metrics, sessions: SessionRegistry, admins: frozenset[str]) -> None:
+        super().__init__()
+        self.feeds = feeds if feeds is not None and feeds.running else None
+        self.pubsub = pubsub
+        self.commands = commands
+        self.control_ops = control_ops
+        self.hooks = hooks
+        self.metrics = metrics
+        self.admins = frozenset(JID.parse(a).bare for a in admins)
+        self.stats = ServiceStats(feeds=self.feeds, pubsub=pubsub, metrics=metrics,
+                                  sessions=sessions)
+
     def setup(self) -> None:
-        server = self.server
-        self.admins = frozenset(JID.parse(a).bare for a in server.config.admins)
-        self.feeds: Any = server.module("feeds")
-        if getattr(self.feeds, "manager", None) is None:
-            self.feeds = None
-        self.stats = ServiceStats(self)
         self._feeds_changed = trio.Event()
         self._count_delivery()
         if self.feeds is not None:
-            listeners = getattr(self.feeds.fetcher, "listeners", None)
-            if listeners is not None:
-                listeners.append(self._fetched)
-        commands = server.module("commands")
-        if commands is not None:
+            self.feeds.fetcher.listeners.append(self._fetched)
+        if self.commands is not None:
             for command in self._commands():
-                commands.add(command)  # type: ignore[attr-defined]
-        server.control_ops.update({
+                self.commands.add(command)
+        self.control_ops.update({
             "stats.poller": self._op_poller, "stats.delivery": self._op_delivery,
             "stats.nodes": self._op_nodes,
         })
 
     @property
     def manager(self) -> FeedManager:
-        if self.feeds is None:
+        if self.feeds is None or self.feeds.manager is None:
             raise StanzaError(Condition.SERVICE_UNAVAILABLE, "the feed service is not running")
-        return self.feeds.manager  # type: ignore[no-any-return]
+        return self.feeds.manager
 
     def is_admin(self, jid: JID) -> bool:
         return jid.bare in self.admins
@@ -271,32 +104,20 @@ class ServiceAdminModule(Module):
         self._feeds_changed.set()
 
     def _count_delivery(self) -> None:
-        pubsub = getattr(self.server, "pubsub", None)
-        if pubsub is None:
+        if self.pubsub is None:
             return
-        service = pubsub.service
+        service = self.pubsub.service
         tap_from = service.service.encode()
         counter = self.stats.delivery
 
         async def tap(session: Session) -> bool:
-            session.outbox = _TappedOutbox(  # type: ignore[assignment]
+            session.outbox = TappedOutbox(  # type: ignore[assignment]
                 session.outbox, tap_from, counter.delivered)
             return False
 
-        self.server.hooks.on("session/bound", tap, priority=9_000)
-        tracker = getattr(service, "catch_up", None)
-        if tracker is None or not inspect.iscoroutinefunction(getattr(tracker, "hold", None)):
-            self.log.info("the pubsub service holds nothing for catch-up; held stays 0")
-            return
-        hold = tracker.hold
-
-        async def counted_hold(node: str, holds: Sequence[Any], *rest: Any) -> Any:
-            """One notification held per subscriber set aside (XEP-0060 §12.6)."""
-            done = await hold(node, holds, *rest)
-            counter.held(node, len(holds))
-            return done
-
-        tracker.hold = counted_hold
+        self.hooks.on("session/bound", tap, priority=9_000)
+        # One notification held per item and subscriber set aside (XEP-0060 §12.6).
+        service.catch_up.held_listeners.append(counter.held)
 
     async def run(self) -> None:
         if self.feeds is None:
@@ -309,15 +130,13 @@ class ServiceAdminModule(Module):
             self._feeds_changed = trio.Event()
 
     async def update_feed_gauge(self) -> None:
-        from pubsubd.modules.feeds_service import feed_condition
-
         if self.feeds is None:
             return
         states = await self.feeds.store.list_feeds()
         counts = dict.fromkeys(("new", "ok", "failing", "paused", "gone"), 0)
         for state in states:
             counts[feed_condition(state)] += 1
-        self.server.metrics.set_feeds_by_state(counts)
+        self.metrics.set_feeds_by_state(counts)
 
     # -- control socket -----------------------------------------------------------------
 
@@ -374,8 +193,6 @@ class ServiceAdminModule(Module):
                                              "follows it."]))
 
     async def _add(self, session: CommandSession, form: Form | None) -> Done:
-        from pubsubd.modules.feeds_service import FeedRefused
-
         assert form is not None
         entry = OpmlFeed(form.value("url") or "", form.value("title") or "", "",
                          form.value("group") or "")
@@ -401,8 +218,6 @@ class ServiceAdminModule(Module):
 
     def _feed_action(self, verb: str) -> AdminStep:
         async def act(session: CommandSession, form: Form | None) -> Done:
-            from pubsubd.modules.feeds_service import FeedRefused
-
             assert form is not None
             node = form.value("url") or ""
             manager = self.manager
@@ -468,8 +283,6 @@ def _figures(values: Mapping[str, object]) -> list[Field]:
 
 
 def _feed_row(status: FeedStatus) -> dict[str, str]:
-    from pubsubd.modules.feeds_service import feed_condition, iso
-
     s: FeedState = status.state
     return {"url": s.url, "title": s.title, "state": feed_condition(s),
             "subscribers": str(status.subscribers), "last_fetch": iso(s.last_fetch),

@@ -6,7 +6,7 @@ For a local follower the server itself adds the feed's contact to the roster —
 title, group "Feeds", subscription ``both`` — with a roster push (RFC 6121 §2.1.6); a remote
 follower gets an ordinary subscription request (§3.1). The contact is "available" with the
 feed's health as its status, and ``away``/``xa`` with the error while the feed fails. Entries
-arrive from it (:mod:`feeds_delivery`); the follower can reply there (``pause``, ``resume``,
+arrive from it (:mod:`.delivery`); the follower can reply there (``pause``, ``resume``,
 ``only:…``, ``unsubscribe``, ``help``); removing the contact (roster remove, or presence
 ``unsubscribe``/``unsubscribed``, §3.3 and §3.2) unfollows the feed.
 
@@ -32,13 +32,14 @@ from pubsubd import ns
 from pubsubd.core.router import Stanza
 from pubsubd.errors import StanzaError
 from pubsubd.jid import JID
-from pubsubd.modules.feeds_avatar import FeedAvatars
-from pubsubd.storage.feed_contacts_sqlite import FeedContactStore
-from pubsubd.storage.interfaces import ImStore, RosterItem
+from pubsubd.modules.feeds.avatar import FeedAvatars
+from pubsubd.modules.feeds.chat import answer, answer_about_feed
+from pubsubd.modules.feeds.refusal import FeedRefused
+from pubsubd.storage.interfaces import FeedContactStore, ImStore, RosterItem
 from pubsubd.xml import builders
 
 if TYPE_CHECKING:
-    from pubsubd.modules.feeds_service import FeedManager
+    from pubsubd.modules.feeds.manager import FeedManager
 
 log = logging.getLogger(__name__)
 
@@ -295,7 +296,8 @@ class FeedContacts:
         await self.send(el)
 
     async def announce(self, state: FeedState) -> None:
-        """The feed's health changed: tell every follower through its contact's presence."""
+        """A poll of the feed ended: tell every follower its health (when checked, when next,
+        failing or gone) through its contact's presence."""
         contact = self.jid_of(state.feed_id)
         if contact is None:
             return
@@ -380,8 +382,6 @@ class FeedContacts:
         return card
 
     async def _message(self, st: Stanza, contact: str, node: str | None) -> None:
-        from pubsubd.modules.feeds_chat import answer, answer_about_feed
-
         body = st.element.findtext(ns.C_BODY)
         if st.type not in ("chat", "normal") or not body:
             return  # chat states, receipts, errors: nothing to answer
@@ -415,8 +415,6 @@ class FeedContacts:
             case "subscribe":
                 # §3.1.3: approved at once; subscribing to a feed's contact follows the feed.
                 if node is not None and await self.manager.subscription_of(user, node) is None:
-                    from pubsubd.modules.feeds_service import FeedRefused
-
                     try:
                         await self.manager.subscribe(user, node)
                     except FeedRefused as refused:  # say why, and stay unsubscribed

@@ -12,6 +12,9 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from pubsubd.modules.feeds.chat import subscribed_text
+from pubsubd.modules.feeds.contacts import health
+from pubsubd.modules.feeds.refusal import FeedRefused
 from pubsubd.modules.xep0050_commands import (
     Command,
     CommandRegistry,
@@ -24,7 +27,7 @@ from pubsubd.pubsub import PubSubError
 from pubsubd.xml.forms import Field, Form, Option
 
 if TYPE_CHECKING:
-    from pubsubd.modules.feeds_service import FeedManager, UserFeed
+    from pubsubd.modules.feeds.manager import FeedManager, UserFeed
 
 NODE_PREFIX = "feeds/"
 SUBSCRIBE = NODE_PREFIX + "subscribe"
@@ -83,8 +86,6 @@ def options_from(form: Form) -> dict[str, list[str]]:
 
 def _feed_line(feed: UserFeed, now: float) -> str:
     """One feed in words: title, address, delivery, health."""
-    from pubsubd.modules.feeds_contacts import health
-
     delivering = feed.subscription.options.deliver
     _, status = health(feed.state, now, delivering)
     title = f"{feed.title} — {feed.node}" if feed.title else feed.node
@@ -100,8 +101,6 @@ def _user(session: CommandSession) -> str:
 
 
 def build_commands(manager: FeedManager) -> list[Command]:
-    from pubsubd.modules.feeds_service import FeedRefused
-
     async def subscribe_start(session: CommandSession, _: Form | None) -> Stage | Done:
         return Stage(subscribe_form(), final=True)
 
@@ -114,8 +113,6 @@ def build_commands(manager: FeedManager) -> list[Command]:
             result = await manager.subscribe(_user(session), url, options_from(form))
         except FeedRefused as refused:
             return _error(refused.message)
-        from pubsubd.modules.feeds_chat import subscribed_text
-
         return Done([Note(line) for line in subscribed_text(result).splitlines() if line])
 
     async def unsubscribe_start(session: CommandSession, _: Form | None) -> Stage | Done:

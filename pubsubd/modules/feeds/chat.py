@@ -12,8 +12,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from pubsubd.modules.feeds.refusal import FeedRefused
+
 if TYPE_CHECKING:
-    from pubsubd.modules.feeds_service import FeedManager, SubscribeResult
+    from pubsubd.modules.feeds.manager import FeedManager, SubscribeResult
     from pubsubd.pubsub import SubscriptionOptions
 
 HELP = """I deliver web feeds (RSS and Atom) as messages. Say:
@@ -142,8 +144,6 @@ def describe_options(options: Mapping[str, Sequence[str]]) -> str:
 
 async def answer(manager: FeedManager, user: str, text: str) -> str:
     """The reply to one chat message from ``user`` (a bare JID)."""
-    from pubsubd.modules.feeds_service import FeedRefused
-
     try:
         command = parse_chat(text)
         match command.verb:
@@ -231,8 +231,6 @@ FEED_HELP = """I am one feed; its new entries arrive here. Say:
 
 async def answer_about_feed(manager: FeedManager, user: str, node: str, text: str) -> str:
     """The reply of a feed's contact to ``user``: the commands act on that feed only."""
-    from pubsubd.modules.feeds_service import FeedRefused
-
     words = text.strip().split()
     verb = words[0].lower().rstrip(":") if words else ""
     try:
