@@ -1,0 +1,38 @@
+"""The forms a room sends besides its configuration: registration (§7.10, muc#register,
+§15.5.2) and voice requests (§7.13 / §8.6, muc#request, §15.5.5)."""
+
+from __future__ import annotations
+
+from pubsubd import ns
+from pubsubd.jid import JID
+from pubsubd.xml.forms import Field, Form, Option
+
+ROOMNICK = "muc#register_roomnick"
+
+
+def registration_form(nick: str = "") -> Form:
+    """§7.10, Example 'Service returns registration form': the nick is what matters here."""
+    return Form.with_form_type("form", ns.MUC_REGISTER, [
+        Field("muc#register_first", "text-single", "Given name"),
+        Field("muc#register_last", "text-single", "Family name"),
+        Field(ROOMNICK, "text-single", "Desired nickname", [nick] if nick else [],
+              required=True),
+        Field("muc#register_url", "text-single", "Your URL"),
+        Field("muc#register_email", "text-single", "Email address"),
+        Field("muc#register_faqentry", "text-multi", "FAQ entry"),
+    ], title="Room registration",
+        instructions=["Register a nickname in this room; it makes you a member."])
+
+
+def voice_approval_form(jid: JID, nick: str) -> Form:
+    """§8.6: the form moderators get for a visitor's voice request."""
+    return Form.with_form_type("form", ns.MUC_REQUEST, [
+        Field("muc#role", "list-single", "Requested role", ["participant"],
+              options=[Option("participant")]),
+        Field("muc#jid", "jid-single", "User ID", [str(jid)]),
+        Field("muc#roomnick", "text-single", "Room Nickname", [nick]),
+        Field("muc#request_allow", "boolean", "Grant voice to this person?", ["0"]),
+    ], title="Voice request",
+        instructions=["To approve this request for voice, select the "
+                      "\"Grant voice to this person?\" checkbox and click OK. To skip this "
+                      "request, click the cancel button."])
