@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pubsubd import ns
 from pubsubd.jid import JID
+from pubsubd.modules.xep0045_muc.room import Room
 from pubsubd.xml.forms import Field, Form, Option
 
 ROOMNICK = "muc#register_roomnick"
@@ -36,3 +37,22 @@ def voice_approval_form(jid: JID, nick: str) -> Form:
         instructions=["To approve this request for voice, select the "
                       "\"Grant voice to this person?\" checkbox and click OK. To skip this "
                       "request, click the cancel button."])
+
+
+def room_info_form(room: Room) -> Form:
+    """§6.4 / §15.5.4: the muc#roominfo extension of a room's disco#info."""
+    c = room.config
+    return Form.with_form_type("result", ns.MUC_ROOMINFO, [
+        Field("muc#roominfo_description", "text-single", "Description", [c.description]),
+        Field("muc#roominfo_lang", "text-single", "Language", [c.language]),
+        Field("muc#roominfo_occupants", "text-single", "Occupants",
+              [str(len(room.occupants))]),
+        Field("muc#roominfo_subject", "text-single", "Subject", [room.subject]),
+        Field("muc#roominfo_subjectmod", "boolean", "Occupants may change the subject",
+              ["1" if c.change_subject else "0"]),
+        Field("muc#maxhistoryfetch", "text-single", "Maximum history", [str(c.max_history)]),
+        Field("muc#roomconfig_allowinvites", "boolean", "Occupants may invite",
+              ["1" if c.allow_invites else "0"]),
+        Field("muc#roomconfig_allowpm", "list-single", "Who may send private messages",
+              [c.allow_pm]),
+    ])
