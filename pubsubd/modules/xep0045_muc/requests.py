@@ -51,8 +51,4 @@ def room_info_form(room: Room) -> Form:
         Field("muc#roominfo_subjectmod", "boolean", "Occupants may change the subject",
               ["1" if c.change_subject else "0"]),
         Field("muc#maxhistoryfetch", "text-single", "Maximum history", [str(c.max_history)]),
-        Field("muc#roomconfig_allowinvites", "boolean", "Occupants may invite",
-              ["1" if c.allow_invites else "0"]),
-        Field("muc#roomconfig_allowpm", "list-single", "Who may send private messages",
-              [c.allow_pm]),
     ])
