@@ -141,14 +141,14 @@ REGISTERED: dict[str, dict[str, str | frozenset[str]]] = {
         "adminjids": "jid-multi",
         "announcement": "text-multi",
         "blacklistjids": "jid-multi",
-        # the registry says list-multi, the examples of §4.27-4.28 list-single (one delay)
+        # the registry says list-multi, the examples of §4.30-4.31 list-single (one delay)
         "delay": frozenset({"list-multi", "list-single"}),
         "disableduserjids": "jid-multi",
         "disabledusersnum": "text-single",
         "email": "text-single",
         "given_name": "text-single",
         "idleusersnum": "text-single",
-        # not registered: §4.21's example lists idle users as activeuserjids, which would
+        # not registered: §4.22's example lists idle users as activeuserjids, which would
         # mislabel them; idleuserjids is the evident counterpart of idleusersnum
         "idleuserjids": "jid-multi",
         "ipaddresses": "list-multi",

@@ -26,7 +26,7 @@ from pubsubd.modules.xep0045_muc import requests
 from pubsubd.modules.xep0045_muc.archive import RoomArchive
 from pubsubd.modules.xep0045_muc.config_form import config_form
 from pubsubd.modules.xep0045_muc.room import Room, RoomConfig
-from pubsubd.modules.xep0050_commands import CommandsModule, CommandSession, Done, Stage
+from pubsubd.modules.xep0050_commands import CommandSession, CommandsModule, Done, Stage
 from pubsubd.modules.xep0060_pubsub import PubSubComponent
 from pubsubd.modules.xep0060_pubsub.dataforms import form_element, meta_data_form
 from pubsubd.modules.xep0313_mam import MamModule
