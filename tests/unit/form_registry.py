@@ -176,7 +176,7 @@ REGISTERED: dict[str, dict[str, str | frozenset[str]]] = {
         "end": "text-single",
         "before-id": "text-single",
         "after-id": "text-single",
-        # the registry says text-multi, §4.1.5"s example list-multi with open validation
+        # the registry says text-multi, §4.1.5's example list-multi with open validation
         "ids": frozenset({"text-multi", "list-multi"}),
     },
 }
