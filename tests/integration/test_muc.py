@@ -3,48 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import pytest
 from harness import ServerProcess, connect, disconnect, run
 from slixmpp import JID
 from slixmpp.exceptions import IqError, PresenceError
-from slixmpp.xmlstream.handler import Callback
-from slixmpp.xmlstream.matcher import MatchXPath
 
-PLUGINS = ("xep_0030", "xep_0045", "xep_0199", "xep_0004")
-MUC_USER = "http://jabber.org/protocol/muc#user"
-
-
-def codes(stanza: Any) -> set[int]:
-    return set(stanza["muc"]["status_codes"])
-
-
-class Inbox:
-    """Every groupchat presence and message a client receives, in order."""
-
-    def __init__(self, client: Any) -> None:
-        self.items: asyncio.Queue[Any] = asyncio.Queue()
-        client.add_event_handler("groupchat_presence", self.items.put_nowait)
-        # every message, with or without a body (subjects, status notices, errors)
-        client.register_handler(Callback("muc-test-messages", MatchXPath("{jabber:client}message"),
-                                         self.items.put_nowait))
-
-    async def next(self, predicate: Any = lambda _: True) -> Any:
-        while True:
-            stanza = await asyncio.wait_for(self.items.get(), 5)
-            if predicate(stanza):
-                return stanza
-
-    def drain(self) -> list[Any]:
-        found = []
-        while not self.items.empty():
-            found.append(self.items.get_nowait())
-        return found
-
-
-async def clients(server: ServerProcess, *names: str) -> list[Any]:
-    return [await connect(server, server.add_user(name), plugins=PLUGINS) for name in names]
+from .muc_support import MUC_USER, PLUGINS, Inbox, clients, codes
 
 
 def test_enter_talk_history_subject_nick_change_and_leave(shared_server: ServerProcess) -> None:
