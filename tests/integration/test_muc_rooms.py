@@ -249,3 +249,53 @@ def test_registration_and_bounced_sessions(shared_server: ServerProcess) -> None
         await disconnect(alice, bob, carol)
 
     run(scenario())
+
+
+def test_limits_private_messages_invites_history_and_broadcast(
+        shared_server: ServerProcess) -> None:
+    room = JID(f"tight@conference.{shared_server.domain}")
+
+    async def scenario() -> None:
+        alice, bob, carol, dave = await clients(shared_server, "r5alice", "r5bob", "r5carol",
+                                                "r5dave")
+        muc_a = alice.plugin["xep_0045"]
+        inbox_a, inbox_b, inbox_c = Inbox(alice), Inbox(bob), Inbox(carol)
+        await muc_a.join_muc_wait(room, "alice", timeout=5)
+        for n in range(3):
+            alice.send_message(mto=room, mbody=f"h{n}", mtype="groupchat")
+            await inbox_a.next(lambda s, n=n: s["body"] == f"h{n}")
+        form = await muc_a.get_room_config(room, timeout=5)
+        assert form.get_fields()["muc#roomconfig_maxusers"]["type"] == "list-single"
+        await configure(alice, room, maxusers="2", allowpm="none", allowinvites=False,
+                        maxhistoryfetch="1", presencebroadcast=["moderator"])
+
+        # muc#maxhistoryfetch: a newcomer gets that many history messages
+        _, _, occupants, history = await bob.plugin["xep_0045"].join_muc_wait(
+            room, "bob", timeout=5)
+        assert [m["body"] for m in history] == ["h2"]
+        assert [p["from"].resource for p in occupants] == ["alice", "bob"]
+        # muc#roomconfig_presencebroadcast: a participant's presence reaches nobody else
+        alice.send_message(mto=room, mbody="after bob", mtype="groupchat")
+        seen = []
+        while not seen or seen[-1]["body"] != "after bob":
+            seen.append(await inbox_a.next())
+        assert JID(f"{room}/bob") not in [s["from"] for s in seen]
+        # §7.2.10 muc#roomconfig_maxusers: the room is full
+        with pytest.raises(PresenceError) as full:
+            await carol.plugin["xep_0045"].join_muc_wait(room, "carol", timeout=5)
+        assert full.value.condition == "service-unavailable"
+        # muc#roomconfig_allowpm none: no private messages
+        bob.send_message(mto=JID(f"{room}/alice"), mbody="psst", mtype="chat")
+        refused = await inbox_b.next(lambda s: s["type"] == "error")
+        assert refused["error"]["condition"] == "forbidden"
+        # muc#roomconfig_allowinvites off: only admins and owners invite
+        bob.plugin["xep_0045"].invite(room, dave.boundjid.bare)
+        refused = await inbox_b.next(lambda s: s["type"] == "error")
+        assert refused["error"]["condition"] == "forbidden"
+        # status 101: a user not in the room hears of a new affiliation
+        await muc_a.set_affiliation(room, "member", jid=carol.boundjid.bare, timeout=5)
+        told = await inbox_c.next(lambda s: 101 in codes(s))
+        assert told["from"] == room and told["muc"]["affiliation"] == "member"
+        await disconnect(alice, bob, carol, dave)
+
+    run(scenario())

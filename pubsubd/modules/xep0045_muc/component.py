@@ -37,6 +37,7 @@ from pubsubd.modules.xep0045_muc import requests
 from pubsubd.modules.xep0045_muc.archive import RoomArchive, stamp_message
 from pubsubd.modules.xep0045_muc.config_form import config_form, read_submission
 from pubsubd.modules.xep0045_muc.room import (
+    AFFILIATION_CHANGED_AWAY,
     AFFILIATION_LOST,
     AFFILIATIONS,
     BANNED,
@@ -1008,7 +1009,16 @@ class MucComponent(Module):
         await self._save(room)
         reason = item.findtext(ns.clark(ns.MUC_ADMIN, "reason"))
         by = actor.nick if actor is not None else None
-        for occupant in [o for o in room.occupants.values() if o.jid.bare == target]:
+        present = [o for o in room.occupants.values() if o.jid.bare == target]
+        if not present:
+            # status 101 (§15.6): a user not in the room learns of the change, as
+            # ejabberd does
+            msg = builders.stanza("message", to=str(target), from_=str(room.jid))
+            x = builders.child(msg, ns.MUC_USER, "x")
+            etree.SubElement(x, _u("item"), affiliation=affiliation, jid=str(target))
+            etree.SubElement(x, _u("status")).set("code", AFFILIATION_CHANGED_AWAY)
+            await self._send(target, msg)
+        for occupant in present:
             if affiliation == "outcast":
                 await self._remove(room, occupant, BANNED, reason, by)  # §9.1
             elif affiliation == "none" and room.config.members_only:

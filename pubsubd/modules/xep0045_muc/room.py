@@ -17,7 +17,7 @@ RANK = {"outcast": 0, "none": 1, "member": 2, "admin": 3, "owner": 4}
 ROLES = ("none", "visitor", "participant", "moderator")
 
 # Status codes (XEP-0045 §15.6 registry).
-NON_ANONYMOUS, CONFIG_CHANGED, SELF = "100", "104", "110"
+NON_ANONYMOUS, AFFILIATION_CHANGED_AWAY, CONFIG_CHANGED, SELF = "100", "101", "104", "110"
 LOGGING_ON, LOGGING_OFF, NOW_NON_ANONYMOUS, NOW_SEMI_ANONYMOUS = "170", "171", "172", "173"
 CREATED, NICK_ASSIGNED = "201", "210"
 BANNED, NEW_NICK, KICKED = "301", "303", "307"
