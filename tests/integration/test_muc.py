@@ -234,3 +234,20 @@ def test_persistent_room_survives_restart(server: ServerProcess) -> None:
     run(configure())
     server.restart(hard=True)
     run(check())
+
+
+def test_occupants_hear_of_a_shutdown(server: ServerProcess) -> None:
+    """Status 332: a graceful stop takes every occupant out of its rooms, with notice."""
+    room = JID(f"closing@conference.{server.domain}")
+
+    async def scenario() -> None:
+        (alice,) = await clients(server, "m5alice")
+        inbox = Inbox(alice)
+        await alice.plugin["xep_0045"].join_muc_wait(room, "alice", timeout=5)
+        inbox.drain()
+        await asyncio.get_running_loop().run_in_executor(None, server.stop)
+        gone = await inbox.next(lambda s: s["from"] == JID(f"{room}/alice"))
+        assert gone["type"] == "unavailable" and {332, 110} <= codes(gone)
+        assert gone["muc"]["role"] == "none"
+
+    run(scenario())

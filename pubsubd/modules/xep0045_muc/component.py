@@ -24,6 +24,8 @@ from collections import deque
 from collections.abc import Collection, Iterable
 from datetime import UTC, datetime
 
+import trio
+import trio.testing
 from lxml import etree
 
 from pubsubd import ns
@@ -113,14 +115,22 @@ class MucComponent(Module):
         self.router.add_component(self)
         self.disco.items.append((self.domain, None, "Multi-User Chat"))
 
-    async def stop(self) -> None:
-        """§15.6 status 332: occupants learn the service is going down."""
+    async def closing(self) -> None:
+        """Status 332 (§15.6): occupants learn the service is going down, while their streams
+        are still open."""
+        told = 0
         for room in list(self.rooms.values()):
             for occupant in list(room.occupants.values()):
+                occupant.role = "none"
                 el = self._occupant_presence(room, occupant, occupant, [SHUTDOWN, SELF],
                                              type_="unavailable")
                 await self._deliver(occupant, el)
+                told += 1
             room.occupants.clear()
+        self.log.info("%d occupants told of the shutdown", told)
+        # The streams close right after this: let their writers send what was just queued.
+        with trio.move_on_after(1):
+            await trio.testing.wait_all_tasks_blocked(cushion=0.01)
 
     # --- rooms ------------------------------------------------------------------------------
 
