@@ -195,10 +195,12 @@ def test_disco_config_selfping_kick_ban_destroy(shared_server: ServerProcess) ->
 
         # §10.9 destroy: occupants are told, the room is gone
         inbox_a.drain()
-        await muc_a.destroy(room, reason="closing time", timeout=5)
+        await muc_a.destroy(room, reason="closing time", altroom=f"newclub@{service}", timeout=5)
         end = await inbox_a.next(lambda s: s["from"] == JID(f"{room}/alice"))
         assert end["type"] == "unavailable"
-        assert end.xml.find(f"{{{MUC_USER}}}x/{{{MUC_USER}}}destroy") is not None
+        destroyed = end.xml.find(f"{{{MUC_USER}}}x/{{{MUC_USER}}}destroy")
+        assert destroyed is not None and destroyed.get("jid") == f"newclub@{service}"  # §10.9
+        assert destroyed.findtext(f"{{{MUC_USER}}}reason") == "closing time"
         with pytest.raises(IqError) as gone:
             await disco.get_info(jid=room, timeout=5)
         assert gone.value.condition == "item-not-found"
