@@ -330,7 +330,7 @@ class MucComponent(Module):
         if room.config.whois == "anyone":
             own.append(NON_ANONYMOUS)  # §7.2.4
         if room.config.logging:
-            own.append(LOGGING_ON)  # §7.2.12: the room is archived
+            own.append(LOGGING_ON)  # status 170 (§15.6): the room is archived
         await self._deliver(occupant, self._occupant_presence(
             room, occupant, occupant, own + codes), [session])
         await self._send_history(room, session, muc_x)
@@ -701,6 +701,13 @@ class MucComponent(Module):
             room.nicks.pop(user, None)
             if affiliation == "member":
                 room.affiliations.pop(user, None)
+                for occupant in [o for o in room.occupants.values()
+                                 if o.jid.bare == st.from_.bare]:
+                    if room.config.members_only:
+                        await self._remove(room, occupant, AFFILIATION_LOST)  # §9.4
+                    else:
+                        occupant.role = room.default_role("none")
+                        await self._broadcast_presence(room, occupant)
             await self._save(room)
             return builders.element(ns.REGISTER, "query")
         form_el = query.find(_X_DATA)
@@ -841,25 +848,30 @@ class MucComponent(Module):
         """§10.2: apply the submitted fields; fields left out keep their value."""
         before = room.config
         submitted = read_submission(form, before, self.settings.max_occupants)
-        room.config = after = submitted.config
+        lists: dict[str, set[str]] = {}
         for wanted, listed in (("owner", submitted.owners), ("admin", submitted.admins)):
-            if listed is None:
-                continue
-            try:
-                jids = {str(JID.parse(j).bare) for j in listed}
-            except ValueError:
-                raise StanzaError(Condition.JID_MALFORMED) from None
+            if listed is not None:
+                try:
+                    lists[wanted] = {str(JID.parse(j).bare) for j in listed}
+                except ValueError:
+                    raise StanzaError(Condition.JID_MALFORMED) from None
+        # nothing is applied before the whole submission is known to be acceptable
+        room.config = after = submitted.config
+        affiliations_before = dict(room.affiliations)
+        for wanted, jids in lists.items():
             for jid, aff in list(room.affiliations.items()):
                 if aff == wanted and jid not in jids:
                     room.affiliations.pop(jid)
             for jid in jids:
                 room.affiliations[jid] = wanted
         for occupant in list(room.occupants.values()):
-            role = room.default_role(room.affiliation(occupant.jid))
-            # a room no longer moderated gives its visitors voice (as Prosody does)
-            if role != occupant.role and (RANK[room.affiliation(occupant.jid)] >= RANK["admin"]
-                                          or occupant.role == "moderator"
-                                          or (occupant.role == "visitor" and not after.moderated)):
+            affiliation = room.affiliation(occupant.jid)
+            role = room.default_role(affiliation)
+            changed = affiliation != affiliations_before.get(str(occupant.jid.bare), "none")
+            # a room no longer moderated gives its visitors voice (as Prosody does); a room
+            # becoming moderated leaves current participants their voice
+            if role != occupant.role and (changed or (occupant.role == "visitor"
+                                                      and not after.moderated)):
                 occupant.role = role
                 await self._broadcast_presence(room, occupant)
         if after.persistent:
