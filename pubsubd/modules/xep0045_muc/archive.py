@@ -161,3 +161,10 @@ def _filters(x: etree._Element | None) -> dict[str, str]:
         if field.var != "FORM_TYPE" and field.value:
             found[field.var] = field.value.strip()
     return found
+
+
+def room_stanza_id(el: etree._Element, room: JID) -> str | None:
+    for sid in el.findall(ns.clark(ns.SID, "stanza-id")):
+        if sid.get("by") == str(room):
+            return sid.get("id")
+    return None
