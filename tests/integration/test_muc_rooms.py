@@ -71,7 +71,12 @@ def test_password_moderation_voice_requests(shared_server: ServerProcess) -> Non
         await muc_a.set_role(room, "bob", "visitor", timeout=5)
         await inbox_b.next(lambda s: s["from"] == JID(f"{room}/bob")
                            and s["muc"]["role"] == "visitor")
-        # a visitor cannot silence anyone; §8.4: nobody silences an owner
+        # §8.7 an owner makes bob a moderator; a later configuration change leaves him one
+        await muc_a.set_role(room, "bob", "moderator", timeout=5)
+        await configure(alice, room, roomname="Guarded")
+        assert sorted(await muc_a.get_roles_list(room, "moderator", timeout=5)) == [
+            "alice", "bob"]
+        # §8.4: nobody silences an owner
         with pytest.raises(IqError) as nope:
             await muc_a.set_role(room, "alice", "visitor", timeout=5)
         assert nope.value.condition == "not-allowed"
