@@ -145,6 +145,9 @@ class Server:
                         log.info("pubsubd serving %s", ", ".join(self.config.domains))
                         await self.lifecycle.wait_for_shutdown()
                         listeners.cancel_scope.cancel()  # step 1: accept no more
+                    for module in self.modules:  # modules may still tell peers
+                        with trio.move_on_after(5):
+                            await module.closing()
                     await self._close_sessions()  # step 2: close open streams properly
                     connections.cancel_scope.cancel()
                 for module in self.modules:

@@ -225,6 +225,10 @@ class MucConfig:
     creation_policy: Literal["admins", "local", "anyone"] = "local"
     history_max: int = 20  # groupchat messages a room keeps for late joiners (XEP-0045 §7.2.15)
     max_occupants: int = 200  # upper bound of a room's muc#roomconfig_maxusers
+    # Room archives (XEP-0313 on the room JID): the oldest messages beyond this are dropped;
+    # a query returns at most archive_max_page messages at once.
+    archive_max_messages: int = 10000
+    archive_max_page: int = 100
 
 
 @dataclass(frozen=True, slots=True)

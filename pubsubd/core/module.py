@@ -25,5 +25,9 @@ class Module:
     async def run(self) -> None:
         """Background work for the server's lifetime (optional)."""
 
+    async def closing(self) -> None:
+        """The server is shutting down and its streams are still open: the last moment to tell
+        peers (optional)."""
+
     async def stop(self) -> None:
         """Flush state on graceful shutdown (optional)."""

@@ -292,6 +292,11 @@ class MamStore(Protocol):
         """Delete the archive and the preferences of a deleted account."""
         ...
 
+    async def replace_stanza(self, owner: JID, uid: str, stanza: bytes) -> bool:
+        """Put ``stanza`` in place of message ``uid`` (same position, stamp and id): the
+        tombstone of a retracted message (XEP-0425 §4); False if it is not in the archive."""
+        ...
+
 
 MAM_TRIM_SLACK = 100
 """How far an archive may outgrow its limit before a backend must trim it (see append)."""
@@ -302,13 +307,16 @@ MAM_TRIM_SLACK = 100
 
 @dataclass(slots=True)
 class StoredRoom:
-    """What survives a restart: configuration (a JSON-able dict), subject, affiliations."""
+    """What survives a restart: configuration (a JSON-able dict), subject, affiliations and
+    the nicknames registered by affiliated users (XEP-0045 §7.10; bare JID -> nick; a nick of
+    a JID without an affiliation is not kept)."""
 
     room: str
     config: dict[str, object]
     subject: str = ""
     subject_nick: str = ""
     affiliations: dict[str, str] = field(default_factory=dict)
+    nicks: dict[str, str] = field(default_factory=dict)
 
 
 class MucStore(Protocol):

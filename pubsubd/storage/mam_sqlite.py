@@ -195,6 +195,14 @@ class SqliteMamStore:
         await self.db.run(write)
         self._prefs.pop(owner, None)
 
+    async def replace_stanza(self, owner: JID, uid: str, stanza: bytes) -> bool:
+        def write(conn: sqlite3.Connection) -> bool:
+            cursor = conn.execute("UPDATE mam_messages SET stanza = ? WHERE owner = ? AND uid = ?",
+                                  (stanza, str(owner.bare), uid))
+            return cursor.rowcount > 0
+
+        return await self.db.run(write)
+
 
 MamStore = SqliteMamStore  # the name modules import today
 

@@ -310,6 +310,14 @@ class MemoryMamStore:
         self._uids.pop(str(owner.bare), None)
         self._prefs.pop(owner.bare, None)
 
+    async def replace_stanza(self, owner: JID, uid: str, stanza: bytes) -> bool:
+        archive = self._archives.get(str(owner.bare), [])
+        for index, archived in enumerate(archive):
+            if archived.row.uid == uid:
+                archive[index] = replace(archived, row=replace(archived.row, stanza=stanza))
+                return True
+        return False
+
 
 def _matches(a: _Archived, q: Query) -> bool:
     row = a.row
@@ -330,18 +338,20 @@ class MemoryMucStore:
     saved one and a configuration that could not be stored fails here too."""
 
     def __init__(self) -> None:
-        self._rooms: dict[str, tuple[str, str, str, dict[str, str]]] = {}
+        self._rooms: dict[str, tuple[str, str, str, dict[str, str], dict[str, str]]] = {}
 
     async def load(self, room: str) -> StoredRoom | None:
         row = self._rooms.get(room)
         if row is None:
             return None
-        config, subject, nick, affiliations = row
-        return StoredRoom(room, json.loads(config), subject, nick, dict(affiliations))
+        config, subject, nick, affiliations, nicks = row
+        return StoredRoom(room, json.loads(config), subject, nick, dict(affiliations), dict(nicks))
 
     async def save(self, stored: StoredRoom) -> None:
+        nicks = {jid: nick for jid, nick in stored.nicks.items()
+                 if jid in stored.affiliations and nick}
         self._rooms[stored.room] = (json.dumps(stored.config), stored.subject,
-                                    stored.subject_nick, dict(stored.affiliations))
+                                    stored.subject_nick, dict(stored.affiliations), nicks)
 
     async def delete(self, room: str) -> None:
         self._rooms.pop(room, None)

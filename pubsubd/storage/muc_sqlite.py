@@ -3,7 +3,7 @@
 Only rooms configured as persistent (``muc#roomconfig_persistentroom``) are stored: temporary
 rooms vanish with their last occupant (XEP-0045 §10.1.3), so keeping them would be wrong. A room
 is small and read once per server lifetime (on first use), so it is kept as one row of JSON
-configuration plus its affiliation rows.
+configuration plus its affiliation rows (with the nick each affiliated user registered).
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ _SCHEMA = [
         PRIMARY KEY (room, jid)
     )
     """,
+    # XEP-0045 §7.10: the nickname an affiliated user registered ('' if none)
+    "ALTER TABLE muc_affiliations ADD COLUMN nick TEXT NOT NULL DEFAULT ''",
 ]
 
 
@@ -48,9 +50,11 @@ class SqliteMucStore:
                 (room,)).fetchone()
             if row is None:
                 return None
-            affs = dict(conn.execute(
-                "SELECT jid, affiliation FROM muc_affiliations WHERE room = ?", (room,)).fetchall())
-            return StoredRoom(room, json.loads(row[0]), row[1], row[2], affs)
+            rows = conn.execute("SELECT jid, affiliation, nick FROM muc_affiliations"
+                                " WHERE room = ?", (room,)).fetchall()
+            affs = {jid: aff for jid, aff, _ in rows}
+            nicks = {jid: nick for jid, _, nick in rows if nick}
+            return StoredRoom(room, json.loads(row[0]), row[1], row[2], affs, nicks)
 
         return await self.db.run(read, readonly=True)
 
@@ -64,8 +68,9 @@ class SqliteMucStore:
                 (stored.room, json.dumps(stored.config), stored.subject, stored.subject_nick))
             conn.execute("DELETE FROM muc_affiliations WHERE room = ?", (stored.room,))
             conn.executemany(
-                "INSERT INTO muc_affiliations (room, jid, affiliation) VALUES (?, ?, ?)",
-                [(stored.room, jid, aff) for jid, aff in stored.affiliations.items()])
+                "INSERT INTO muc_affiliations (room, jid, affiliation, nick) VALUES (?, ?, ?, ?)",
+                [(stored.room, jid, aff, stored.nicks.get(jid, ""))
+                 for jid, aff in stored.affiliations.items()])
 
         await self.db.run(write)
 

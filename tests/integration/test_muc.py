@@ -3,48 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import pytest
 from harness import ServerProcess, connect, disconnect, round_trip, run
 from slixmpp import JID
 from slixmpp.exceptions import IqError, PresenceError
-from slixmpp.xmlstream.handler import Callback
-from slixmpp.xmlstream.matcher import MatchXPath
 
-PLUGINS = ("xep_0030", "xep_0045", "xep_0199", "xep_0004")
-MUC_USER = "http://jabber.org/protocol/muc#user"
-
-
-def codes(stanza: Any) -> set[int]:
-    return set(stanza["muc"]["status_codes"])
-
-
-class Inbox:
-    """Every groupchat presence and message a client receives, in order."""
-
-    def __init__(self, client: Any) -> None:
-        self.items: asyncio.Queue[Any] = asyncio.Queue()
-        client.add_event_handler("groupchat_presence", self.items.put_nowait)
-        # every message, with or without a body (subjects, status notices, errors)
-        client.register_handler(Callback("muc-test-messages", MatchXPath("{jabber:client}message"),
-                                         self.items.put_nowait))
-
-    async def next(self, predicate: Any = lambda _: True) -> Any:
-        while True:
-            stanza = await asyncio.wait_for(self.items.get(), 5)
-            if predicate(stanza):
-                return stanza
-
-    def drain(self) -> list[Any]:
-        found = []
-        while not self.items.empty():
-            found.append(self.items.get_nowait())
-        return found
-
-
-async def clients(server: ServerProcess, *names: str) -> list[Any]:
-    return [await connect(server, server.add_user(name), plugins=PLUGINS) for name in names]
+from .muc_support import MUC_USER, PLUGINS, Inbox, clients, codes
 
 
 def test_enter_talk_history_subject_nick_change_and_leave(shared_server: ServerProcess) -> None:
@@ -230,10 +195,12 @@ def test_disco_config_selfping_kick_ban_destroy(shared_server: ServerProcess) ->
 
         # §10.9 destroy: occupants are told, the room is gone
         inbox_a.drain()
-        await muc_a.destroy(room, reason="closing time", timeout=5)
+        await muc_a.destroy(room, reason="closing time", altroom=f"newclub@{service}", timeout=5)
         end = await inbox_a.next(lambda s: s["from"] == JID(f"{room}/alice"))
         assert end["type"] == "unavailable"
-        assert end.xml.find(f"{{{MUC_USER}}}x/{{{MUC_USER}}}destroy") is not None
+        destroyed = end.xml.find(f"{{{MUC_USER}}}x/{{{MUC_USER}}}destroy")
+        assert destroyed is not None and destroyed.get("jid") == f"newclub@{service}"  # §10.9
+        assert destroyed.findtext(f"{{{MUC_USER}}}reason") == "closing time"
         with pytest.raises(IqError) as gone:
             await disco.get_info(jid=room, timeout=5)
         assert gone.value.condition == "item-not-found"
@@ -269,3 +236,20 @@ def test_persistent_room_survives_restart(server: ServerProcess) -> None:
     run(configure())
     server.restart(hard=True)
     run(check())
+
+
+def test_occupants_hear_of_a_shutdown(server: ServerProcess) -> None:
+    """Status 332: a graceful stop takes every occupant out of its rooms, with notice."""
+    room = JID(f"closing@conference.{server.domain}")
+
+    async def scenario() -> None:
+        (alice,) = await clients(server, "m5alice")
+        inbox = Inbox(alice)
+        await alice.plugin["xep_0045"].join_muc_wait(room, "alice", timeout=5)
+        inbox.drain()
+        await asyncio.get_running_loop().run_in_executor(None, server.stop)
+        gone = await inbox.next(lambda s: s["from"] == JID(f"{room}/alice"))
+        assert gone["type"] == "unavailable" and {332, 110} <= codes(gone)
+        assert gone["muc"]["role"] == "none"
+
+    run(scenario())

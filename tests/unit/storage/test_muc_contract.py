@@ -72,3 +72,15 @@ async def test_rooms_survive_reopening(backend: Backend) -> None:
     muc = backend.reopen().muc
     assert await muc.load(ROOM) == room()
     assert await muc.public_rooms() == [(ROOM, "Coffee")]
+
+
+async def test_registered_nicks_belong_to_affiliated_users(backend: Backend) -> None:
+    """XEP-0045 §7.10: a registered nick is kept with its user's affiliation, and only then."""
+    muc = backend.stores.muc
+    stored = StoredRoom(ROOM, {}, affiliations={"bob@example.org": "member"},
+                        nicks={"bob@example.org": "bobby", "eve@example.org": "eve"})
+    await muc.save(stored)
+    expected = StoredRoom(ROOM, {}, affiliations={"bob@example.org": "member"},
+                          nicks={"bob@example.org": "bobby"})
+    assert await muc.load(ROOM) == expected
+    assert await backend.reopen().muc.load(ROOM) == expected
