@@ -34,7 +34,8 @@ PERMANENT_REDIRECTS = frozenset({301, 308})  # RFC 9110 §15.4.2, §15.4.9
 RETRY_AFTER_STATUSES = frozenset({429, 503})  # RFC 9110 §10.2.3, RFC 6585 §4
 ACCEPT = (
     "application/atom+xml, application/rss+xml, application/rdf+xml;q=0.9, "
-    "application/xml;q=0.8, text/xml;q=0.8, */*;q=0.5"
+    "application/feed+json, application/xml;q=0.8, text/xml;q=0.8, application/json;q=0.8, "
+    "*/*;q=0.5"
 )
 
 
