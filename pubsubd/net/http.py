@@ -14,6 +14,7 @@ import h11
 import trio
 
 MAX_REQUEST_BYTES = 16 * 1024
+MAX_BODY_BYTES = 1024 * 1024  # a larger request body ends the connection
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +22,9 @@ class Request:
     method: str
     path: str  # without the query string
     headers: dict[str, str]  # lower-cased names
+    query: str = ""  # the raw query string, without "?"
+    body: bytes = b""
+    peer: str = ""
 
 
 @dataclass(slots=True)
@@ -35,17 +39,20 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 
 async def serve_http(stream: trio.abc.Stream, handler: Handler, *,
-                     timeout: float = 30.0) -> None:  # noqa: ASYNC109 - per request, not overall
+                     timeout: float = 30.0,  # noqa: ASYNC109 - per request, not overall
+                     peer: str = "") -> None:
     """Answer requests on ``stream`` until the client is done, slow (``timeout``) or broken."""
     conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_REQUEST_BYTES)
     try:
         async with stream:
             while True:
                 with trio.move_on_after(timeout):
-                    request = await next_request(conn, stream)
-                    if request is None:
+                    received = await next_request_with_body(conn, stream)
+                    if received is None:
                         return
-                    await respond(conn, stream, request, await handler(request_view(request)))
+                    request, body = received
+                    view = request_view(request, body, peer)
+                    await respond(conn, stream, request, await handler(view))
                     if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
                         return
                     conn.start_next_cycle()
@@ -55,11 +62,15 @@ async def serve_http(stream: trio.abc.Stream, handler: Handler, *,
         return
 
 
-def request_view(request: h11.Request) -> Request:
+def request_view(request: h11.Request, body: bytes = b"", peer: str = "") -> Request:
+    path, _, query = request.target.decode("ascii", "replace").partition("?")
     return Request(
         method=request.method.decode("ascii", "replace"),
-        path=request.target.decode("ascii", "replace").split("?", 1)[0],
+        path=path,
         headers={k.decode("latin-1").lower(): v.decode("latin-1") for k, v in request.headers},
+        query=query,
+        body=body,
+        peer=peer,
     )
 
 
@@ -76,7 +87,17 @@ async def respond(conn: h11.Connection, stream: trio.abc.Stream, request: h11.Re
 
 async def next_request(conn: h11.Connection, stream: trio.abc.Stream) -> h11.Request | None:
     """The next complete request (a body, if any, is read and ignored); None when closed."""
+    received = await next_request_with_body(conn, stream)
+    return None if received is None else received[0]
+
+
+async def next_request_with_body(
+    conn: h11.Connection, stream: trio.abc.Stream, limit: int = MAX_BODY_BYTES
+) -> tuple[h11.Request, bytes] | None:
+    """The next complete request and its body; None when closed or the body exceeds ``limit``."""
     request: h11.Request | None = None
+    chunks: list[bytes] = []
+    size = 0
     while True:
         event = conn.next_event()
         if event is h11.NEED_DATA:
@@ -87,7 +108,12 @@ async def next_request(conn: h11.Connection, stream: trio.abc.Stream) -> h11.Req
             continue
         if isinstance(event, h11.Request):
             request = event
+        elif isinstance(event, h11.Data):
+            size += len(event.data)
+            if size > limit:
+                return None
+            chunks.append(bytes(event.data))
         elif isinstance(event, h11.EndOfMessage):
-            return request
+            return None if request is None else (request, b"".join(chunks))
         elif isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:
             return None

@@ -30,6 +30,7 @@ from pubsubd.storage.interfaces import (
     MucStore,
     PrivateStore,
     PubSubStore,
+    WebSubStore,
 )
 from pubsubd.storage.mam_sqlite import SqliteMamStore
 from pubsubd.storage.memory import (
@@ -41,12 +42,14 @@ from pubsubd.storage.memory import (
     MemoryMucStore,
     MemoryPrivateStore,
     MemoryPubSubStore,
+    MemoryWebSubStore,
 )
 from pubsubd.storage.motd_sqlite import SqliteMotdStore
 from pubsubd.storage.muc_sqlite import SqliteMucStore
 from pubsubd.storage.private_sqlite import SqlitePrivateStore
 from pubsubd.storage.pubsub_sqlite import SqlitePubSubStore
 from pubsubd.storage.sqlite import Database
+from pubsubd.storage.websub_sqlite import SqliteWebSubStore
 
 DEFAULT_BACKEND = "sqlite"
 
@@ -81,6 +84,7 @@ class Stores:
     pubsub: PubSubStore
     feeds: FeedStore
     motd: MotdStore
+    websub: WebSubStore
     ping: Callable[[], Awaitable[None]] = field(default=_nothing_to_check)
     """Raises if the backend cannot answer a trivial query (health checks)."""
     close: Callable[[], None] = field(default=_nothing_to_close)
@@ -103,6 +107,7 @@ def open_memory(settings: StorageSettings, base_dir: Path, scram_iterations: int
         pubsub=MemoryPubSubStore(),
         feeds=MemoryFeedStore(),
         motd=MemoryMotdStore(),
+        websub=MemoryWebSubStore(),
     )
 
 
@@ -123,6 +128,7 @@ def open_sqlite(settings: StorageSettings, base_dir: Path, scram_iterations: int
         pubsub=SqlitePubSubStore(db),
         feeds=SqliteFeedStore(db),
         motd=SqliteMotdStore(db),
+        websub=SqliteWebSubStore(db),
         ping=ping,
         close=db.close,
         db=db,

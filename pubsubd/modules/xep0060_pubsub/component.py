@@ -91,7 +91,9 @@ class PubSubComponent(Module):
     * ``contact_handlers`` — ``async (st) -> bool`` for every stanza addressed to a JID with a
       localpart on the service domain (the feed engine's contacts, ``<name>@pubsub.<domain>``);
       True means handled;
-    * ``sender.renderers`` — a chance to deliver one recipient's notification otherwise.
+    * ``sender.renderers`` — a chance to deliver one recipient's notification otherwise;
+    * ``published_handlers`` — ``async (node) -> None`` after an item was published to a node
+      (by IQ or by the service itself), e.g. to push the node's feed to WebSub subscribers.
     """
 
     name = "pubsub"
@@ -131,6 +133,7 @@ class PubSubComponent(Module):
         self.unsubscribed_handlers: list[UnsubscribedHandler] = []
         self.message_handlers: list[MessageHandler] = []
         self.iq_handlers: dict[tuple[str, str], IqHandler] = {}
+        self.published_handlers: list[Callable[[str], Awaitable[None]]] = []
         self.node_metadata_providers: list[disco.MetadataProvider] = []
         self.contact_handlers: list[ContactHandler] = []
         self.commands = CommandRegistry()  # XEP-0050 on the service JID
@@ -161,6 +164,11 @@ class PubSubComponent(Module):
             return
         outcome = await self.service.publish(self.domain, node, payload_xml, item_id, text=text)
         await self.sender.send(outcome.notifications, text, extra)
+        await self._published(node)
+
+    async def _published(self, node: str) -> None:
+        for handler in self.published_handlers:
+            await self._guard(handler(node))
 
     async def send_notifications(self, notifications: Iterable[Notification]) -> None:
         await self.sender.send(notifications)
@@ -270,6 +278,8 @@ class PubSubComponent(Module):
 
     async def _after(self, answer: Answer) -> None:
         await self.sender.send(answer.notifications, answer.text)
+        if answer.published is not None:
+            await self._published(answer.published)
         if answer.subscribed is not None:
             for handler in self.subscribed_handlers:
                 await self._guard(handler(*answer.subscribed))
