@@ -93,6 +93,7 @@ class FetchResult:
     permanent_redirect: str | None = None
     retry_after: float | None = None
     max_age: float | None = None
+    link_header: str = ""  # RFC 8288 Link, where a feed may name its WebSub hub
     error: ErrorKind | None = None
     error_detail: str = ""
     elapsed: float = 0.0
@@ -328,6 +329,7 @@ class Fetcher:
                     etag=response.headers.get("etag"),
                     last_modified=response.headers.get("last-modified"),
                     max_age=parse_max_age(response.headers, now),
+                    link_header=", ".join(response.headers.get_list("link")),
                 )
                 if status == 304:
                     # A 304 has no body (RFC 9110 §15.4.5), but httpcore only returns the

@@ -10,11 +10,15 @@ so that a restart neither forgets the secret of a subscription nor subscribes tw
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from feeds.model import FeedState
+
+_LINK = re.compile(r'<([^>]*)>((?:\s*;\s*[^;,]+)*)')
+_REL = re.compile(r';\s*rel\s*=\s*(?:"([^"]*)"|([^\s;,]+))', re.IGNORECASE)
 
 
 class LeaseState(enum.StrEnum):
@@ -63,3 +67,18 @@ class PushReceiver(Protocol):
     async def forget(self, feed_id: str) -> None:
         """The feed was removed: unsubscribe from its hub."""
         ...
+
+
+def parse_link_header(value: str) -> tuple[tuple[str, ...], str]:
+    """(hub URLs, self URL) of an RFC 8288 Link header (W3C WebSub §4, discovery)."""
+    hubs: list[str] = []
+    self_url = ""
+    for match in _LINK.finditer(value):
+        target = match.group(1).strip()
+        for rel_match in _REL.finditer(match.group(2)):
+            rels = (rel_match.group(1) or rel_match.group(2) or "").lower().split()
+            if "hub" in rels and target not in hubs:
+                hubs.append(target)
+            if "self" in rels and not self_url:
+                self_url = target
+    return tuple(h for h in hubs if h.startswith(("http://", "https://"))), self_url
