@@ -33,6 +33,7 @@ from pubsubd.net.websocket import WEBSOCKET_KINDS, WebSocketC2S, WebSocketSite, 
 from pubsubd.storage.sqlite import Database
 
 if TYPE_CHECKING:
+    from feeds.websub_subscriber import WebSubSubscriber
     from pubsubd.modules.xep0060_pubsub.component import PubSubComponent
 
 __all__ = ["DiscoRegistry", "Identity", "Server", "serve"]
@@ -71,6 +72,7 @@ class Server:
         self.metrics: Metrics = s.metrics
         self.control_ops: ControlOps = s.control_ops
         self.pubsub: PubSubComponent | None = None
+        self.push_receiver: WebSubSubscriber | None = None  # for the feed poller
         self.modules: list[Module] = []
         build_modules(s, self)
 

@@ -906,7 +906,11 @@ class FeedsModule(Module):
         self.fetcher.listeners.append(self._fetched)
         self.publisher = NodePublisher(pubsub, self.server.router.send,
                                        self.server.config.pubsub.max_items)
-        self.poller = Poller(self.store, self.publisher, self.fetcher, poller_config(cfg))
+        push = self.server.push_receiver  # WebSub: feeds whose hub pushes are polled rarely
+        self.poller = Poller(self.store, self.publisher, self.fetcher, poller_config(cfg),
+                             push=push)
+        if push is not None:
+            push.attach(self.poller.ingest)
         admins = frozenset(bare(a) for a in self.server.config.admins)
         self.manager = FeedManager(cfg, pubsub, self.poller, self.fetcher, self.publisher,
                                    SqliteFeedMarkStore(self.server.db), admins,

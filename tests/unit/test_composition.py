@@ -30,7 +30,8 @@ from pubsubd.modules.xep0313_mam import MamModule
 LOAD_ORDER = [
     "disco", "ping", "version", "time", "register", "commands", "admin", "metrics",
     "control_socket", "s2s", "roster", "presence", "offline", "blocking", "carbons", "caps",
-    "vcard", "last", "private", "mam", "pubsub", "muc", "pep", "feeds", "service_admin",
+    "vcard", "last", "private", "mam", "pubsub", "muc", "pep", "node_feeds", "websub_hub",
+    "websub_subscriber", "feeds", "service_admin",
 ]
 
 
