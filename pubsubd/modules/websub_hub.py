@@ -127,8 +127,11 @@ class WebSubHubModule(Module):
         if mode == "subscribe":
             await self.store.put_subscription(
                 HubSubscription(topic, callback, secret, self.clock() + lease))
+            self.log.info("WebSub subscription of %s to %s verified for %d s",
+                          callback, topic, lease)
         else:
             await self.store.delete_subscription(topic, callback)
+            self.log.info("WebSub subscription of %s to %s ended", callback, topic)
 
     # -- content distribution (§7) ----------------------------------------------------------
 
