@@ -13,6 +13,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from html import escape as html_escape
 
 from lxml import etree
 
@@ -166,7 +167,8 @@ def _rss(meta: FeedMeta, entries: list[_Entry]) -> bytes:
         if entry.author:
             # RSS 2.0 <author> is an e-mail address; a name goes in dc:creator.
             etree.SubElement(item, "{http://purl.org/dc/elements/1.1/}creator").text = entry.author
-        etree.SubElement(item, "description").text = entry.content or entry.summary
+        text = entry.content if entry.content_is_html else html_escape(entry.content)
+        etree.SubElement(item, "description").text = text or html_escape(entry.summary)
         for term in entry.categories:
             etree.SubElement(item, "category").text = term
         for rel, href, type_, length in entry.links:

@@ -187,3 +187,36 @@ def test_nodes_as_feeds_and_websub_push(web_server: tuple[ServerProcess, str]) -
         await disconnect(owner)
 
     run(scenario())
+
+
+def test_hub_callbacks_to_private_addresses_are_refused(tmp_path: Path) -> None:
+    port = free_port()
+    server = ServerProcess(tmp_path, extra={
+        "listeners": [{"kind": "c2s", "address": "127.0.0.1", "port": 0},
+                      {"kind": "http", "address": "127.0.0.1", "port": port}],
+        "http": {"public_url": f"http://127.0.0.1:{port}"},
+    })
+    server.start()
+    base = f"http://127.0.0.1:{port}"
+
+    async def scenario() -> None:
+        owner = await connect(server, server.add_user("owner"), plugins=PUBSUB_PLUGINS)
+        await raw_iq(owner, service_jid(server), "set", create("web"))
+        subscriber = WebSubscriber()
+        await subscriber.start()
+        async with httpx.AsyncClient() as http:
+            accepted = await http.post(f"{base}/websub/hub", data={
+                "hub.mode": "subscribe", "hub.topic": f"{base}/feeds/web.atom",
+                "hub.callback": f"http://127.0.0.1:{subscriber.port}/cb"})
+            assert accepted.status_code == 202
+        # The loopback callback is never contacted: the guarded transport refuses it.
+        await asyncio.to_thread(server.wait_for_log, "WebSub verification of")
+        assert "blocked" in server.log().lower() or "not allowed" in server.log().lower()
+        assert not subscriber.verified.is_set()
+        subscriber.server.close()
+        await disconnect(owner)
+
+    try:
+        run(scenario())
+    finally:
+        server.stop()
