@@ -91,6 +91,7 @@ class WebSubSubscriber:
         return self.config.poll_interval_with_push
 
     async def discovered(self, feed: FeedState, hubs: Sequence[str], topic: str) -> None:
+        await self.ready.wait()  # the stored leases first, or a restart would subscribe anew
         current = self._leases.get(feed.feed_id)
         if not hubs:
             if current is not None:
@@ -103,6 +104,7 @@ class WebSubSubscriber:
         await self._subscribe(feed.feed_id, hubs[0], topic)
 
     async def forget(self, feed_id: str) -> None:
+        await self.ready.wait()
         current = self._leases.get(feed_id)
         if current is not None:
             await self._unsubscribe(current)
@@ -161,6 +163,8 @@ class WebSubSubscriber:
     async def callback(self, method: str, token: str, query: Mapping[str, str],
                        headers: Mapping[str, str], body: bytes) -> tuple[int, bytes]:
         """Answer one request on our callback URL (header names lower-cased)."""
+        if not self.ready.is_set():
+            return 503, b""
         if method == "GET":
             return await self._verify(token, query)
         if method != "POST":

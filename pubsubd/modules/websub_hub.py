@@ -36,6 +36,9 @@ from pubsubd.storage.interfaces import HubSubscription, HubSubscriptionStore
 
 MAX_SECRET_BYTES = 199  # §5.1: "MUST be less than 200 bytes"
 EXPIRY_TICK = 60.0
+# A feed poll publishes its new entries one by one: publishes this close together are pushed
+# as one document.
+COALESCE = 0.05
 
 
 class WebSubHubModule(Module):
@@ -186,10 +189,18 @@ class WebSubHubModule(Module):
             self._pending = nursery
             nursery.start_soon(self._expire)
             async for node_id in self._receive:
-                try:
-                    await self.distribute(node_id)
-                except Exception:
-                    self.log.exception("WebSub distribution for %s failed", node_id)
+                await trio.sleep(COALESCE)
+                nodes = {node_id}
+                while True:
+                    try:
+                        nodes.add(self._receive.receive_nowait())
+                    except trio.WouldBlock:
+                        break
+                for node in sorted(nodes):
+                    try:
+                        await self.distribute(node)
+                    except Exception:
+                        self.log.exception("WebSub distribution for %s failed", node)
 
     async def _expire(self) -> None:
         while True:

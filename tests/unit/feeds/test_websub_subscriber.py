@@ -128,6 +128,7 @@ async def test_a_refusing_hub_leaves_the_feed_polled_as_usual(feeds: FeedServer)
         subscriber = WebSubSubscriber(leases, client, SubscriberConfig(
             callback_base="http://127.0.0.1:9/cb/"))
         poller = Poller(MemoryFeedStore(), Recorder(), fetcher, push=subscriber)
+        await nursery.start(subscriber.run)
         topic = feeds.url("/f.atom")
         feeds.set("/f.atom", atom(hub.url, topic, "1"), content_type="application/atom+xml")
         await poller.add_feed(topic, feed_id="f")
@@ -142,9 +143,11 @@ async def test_a_refusing_hub_leaves_the_feed_polled_as_usual(feeds: FeedServer)
 async def test_unverified_subscription_expires_into_polling() -> None:
     leases = MemoryWebSubStore()
     now = [1000.0]
-    async with httpx.AsyncClient(transport=GuardedTransport(LOCAL, 4)) as client:
+    async with httpx.AsyncClient(transport=GuardedTransport(LOCAL, 4)) as client, \
+            trio.open_nursery() as nursery:
         subscriber = WebSubSubscriber(leases, client, SubscriberConfig(
             callback_base="http://127.0.0.1:9/cb/", verify_timeout=60.0), clock=lambda: now[0])
+        await nursery.start(subscriber.run)
         from feeds.model import FeedState
         # The hub address is closed: the request fails and the lease is denied at once.
         await subscriber.discovered(FeedState("x", "http://127.0.0.1:9/feed"),
@@ -156,3 +159,4 @@ async def test_unverified_subscription_expires_into_polling() -> None:
             "GET", "unknown", {"hub.mode": "subscribe", "hub.topic": "t", "hub.challenge": "c"},
             {}, b"")
         assert status == 404
+        nursery.cancel_scope.cancel()
