@@ -160,3 +160,36 @@ async def test_unverified_subscription_expires_into_polling() -> None:
             {}, b"")
         assert status == 404
         nursery.cancel_scope.cancel()
+
+
+async def test_a_restarted_subscriber_keeps_its_leases() -> None:
+    import hashlib
+    import hmac
+
+    from feeds.push import PushLease
+    leases = MemoryWebSubStore()
+    now = time.time()
+    await leases.put_lease(PushLease("f", "http://127.0.0.1:9/hub", "http://site/feed", "tok",
+                                     "sec", LeaseState.ACTIVE, now, now + 600))
+    received: list[tuple[str, bytes]] = []
+    got = trio.Event()
+
+    async def ingest(feed_id: str, body: bytes, content_type: str) -> None:
+        received.append((feed_id, body))
+        got.set()
+
+    async with httpx.AsyncClient() as client, trio.open_nursery() as nursery:
+        subscriber = WebSubSubscriber(leases, client, SubscriberConfig(
+            callback_base="http://127.0.0.1:9/cb/", poll_interval_with_push=900.0))
+        subscriber.attach(ingest)
+        assert await subscriber.callback("POST", "tok", {}, {}, b"x") == (503, b"")
+        await nursery.start(subscriber.run)
+        assert subscriber.poll_interval("f", now) == 900.0
+        signature = "sha512=" + hmac.new(b"sec", b"doc", hashlib.sha512).hexdigest()
+        status, _ = await subscriber.callback("POST", "tok", {},
+                                              {"x-hub-signature": signature}, b"doc")
+        assert status == 202
+        await got.wait()
+        assert received == [("f", b"doc")]
+        assert subscriber.poll_interval("f", now + 601) is None  # lapsed: polling as usual
+        nursery.cancel_scope.cancel()
