@@ -101,7 +101,9 @@ class WebSubHubModule(Module):
         lease = self._lease(form.get("hub.lease_seconds", ""))
         if self._pending is None:
             return Response(503, b"starting\n", headers=[("Retry-After", "5")])
-        self._pending.start_soon(self._verify, mode, topic, callback, secret, lease)
+        assert named is not None
+        self._pending.start_soon(self._verify, mode, topic, callback, secret, lease,
+                                 self.feeds.topic_url(*named))
         return Response(202, b"")
 
     def _lease(self, requested: str) -> int:
@@ -110,8 +112,11 @@ class WebSubHubModule(Module):
         return max(cfg.hub_min_lease, min(cfg.hub_max_lease, seconds))
 
     async def _verify(self, mode: str, topic: str, callback: str, secret: str | None,
-                      lease: int) -> None:
-        """§5.3: the subscriber must echo the challenge before anything changes."""
+                      lease: int, canonical: str) -> None:
+        """§5.3: the subscriber must echo the challenge before anything changes.
+
+        The subscriber is asked about the topic as it wrote it; the subscription is stored
+        under the topic as distribution spells it (``canonical``), whatever the escaping."""
         challenge = secrets.token_urlsafe(24)
         params = {"hub.mode": mode, "hub.topic": topic, "hub.challenge": challenge}
         if mode == "subscribe":
@@ -129,11 +134,11 @@ class WebSubHubModule(Module):
             return
         if mode == "subscribe":
             await self.store.put_subscription(
-                HubSubscription(topic, callback, secret, self.clock() + lease))
+                HubSubscription(canonical, callback, secret, self.clock() + lease))
             self.log.info("WebSub subscription of %s to %s verified for %d s",
                           callback, topic, lease)
         else:
-            await self.store.delete_subscription(topic, callback)
+            await self.store.delete_subscription(canonical, callback)
             self.log.info("WebSub subscription of %s to %s ended", callback, topic)
 
     # -- content distribution (§7) ----------------------------------------------------------

@@ -63,7 +63,8 @@ class WebSubscriber:
 
     def __init__(self) -> None:
         self.verified = asyncio.Event()
-        self.pushes: asyncio.Queue[tuple[dict[str, str], bytes, float]] = asyncio.Queue()
+        # (request path, headers, body, arrival time) of each distribution
+        self.pushes: asyncio.Queue[tuple[str, dict[str, str], bytes, float]] = asyncio.Queue()
         self.port = 0
 
     async def start(self) -> None:
@@ -96,12 +97,12 @@ class WebSubscriber:
         status, answer = 404, b""
         if request.method == b"GET":
             query = dict(parse_qsl(urlsplit(target).query))
-            if query.get("hub.mode") == "subscribe":
+            if query.get("hub.mode") in ("subscribe", "unsubscribe"):
                 status, answer = 200, query["hub.challenge"].encode()
         elif request.method == b"POST":
             headers["link"] = ", ".join(v.decode() for k, v in request.headers
                                         if k.lower() == b"link")
-            self.pushes.put_nowait((headers, body, time.monotonic()))
+            self.pushes.put_nowait((urlsplit(target).path, headers, body, time.monotonic()))
             status = 204
         data = conn.send(h11.Response(status_code=status,
                                       headers=[("Content-Length", str(len(answer))),
@@ -174,7 +175,8 @@ def test_nodes_as_feeds_and_websub_push(web_server: tuple[ServerProcess, str]) -
 
             started = time.monotonic()
             await raw_iq(owner, svc, "set", publish("web", "two", "Second post"))
-            headers, body, arrived = await asyncio.wait_for(subscriber.pushes.get(), 10)
+            path, headers, body, arrived = await asyncio.wait_for(subscriber.pushes.get(), 10)
+            assert path == "/cb"
             assert arrived - started < 1.0
             assert headers["content-type"].startswith("application/feed+json")
             expected = hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
@@ -183,6 +185,24 @@ def test_nodes_as_feeds_and_websub_push(web_server: tuple[ServerProcess, str]) -
             assert f'<{base}/websub/hub>; rel="hub"' in headers["link"]
             pushed = json.loads(body)
             assert [i["title"] for i in pushed["items"]] == ["Second post", "First post"]
+
+            # Unsubscribed (and verified) callbacks get nothing more; others still do.
+            gone = await http.post(f"{base}/websub/hub", data={
+                "hub.mode": "unsubscribe", "hub.topic": topic, "hub.callback": callback})
+            assert gone.status_code == 202
+            await asyncio.to_thread(server.wait_for_log, "WebSub subscription of", 2)
+            other = f"http://127.0.0.1:{subscriber.port}/cb2"
+            await http.post(f"{base}/websub/hub", data={
+                "hub.mode": "subscribe", "hub.topic": f"{base}/feeds/web.atom",
+                "hub.callback": other})
+            await asyncio.to_thread(server.wait_for_log, "WebSub subscription of", 3)
+            for item in ("three", "four"):
+                await raw_iq(owner, svc, "set", publish("web", item, f"Post {item}"))
+                path, headers, body, _ = await asyncio.wait_for(subscriber.pushes.get(), 10)
+                assert path == "/cb2" and "x-hub-signature" not in headers
+                assert headers["content-type"].startswith("application/atom+xml")
+                assert f"Post {item}".encode() in body
+            assert subscriber.pushes.empty()
             subscriber.server.close()
         await disconnect(owner)
 
