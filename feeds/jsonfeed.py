@@ -1,7 +1,7 @@
 """JSON Feed 1.0 and 1.1 (https://www.jsonfeed.org/version/1.1/) read into a :class:`ParsedFeed`.
 
-feedparser reads only XML feeds. No small, maintained JSON Feed library exists on PyPI, and
-the format is a plain JSON object, so it is read here by the spec. Items come out shaped like
+feedparser reads only XML feeds. The JSON Feed packages on PyPI are small and little used or
+long unmaintained, while the format is one JSON object: it is read here, by the spec. Items come out shaped like
 feedparser entries (the keys :mod:`feeds.normalize` reads), so every later stage treats a JSON
 Feed exactly like RSS or Atom.
 """
