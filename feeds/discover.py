@@ -31,6 +31,8 @@ class FeedCandidate:
 def looks_like_feed(body: bytes) -> bool:
     """Cheap sniff of the first bytes: a feed's root element, not an HTML page."""
     head = body[:1024].lstrip().lower()
+    if head.startswith(b"{"):
+        return b"jsonfeed.org/version" in head  # JSON Feed §3: "version" is required
     return any(tag in head for tag in (b"<rss", b"<feed", b"<rdf:rdf")) and b"<html" not in head
 
 

@@ -34,7 +34,8 @@ PERMANENT_REDIRECTS = frozenset({301, 308})  # RFC 9110 §15.4.2, §15.4.9
 RETRY_AFTER_STATUSES = frozenset({429, 503})  # RFC 9110 §10.2.3, RFC 6585 §4
 ACCEPT = (
     "application/atom+xml, application/rss+xml, application/rdf+xml;q=0.9, "
-    "application/xml;q=0.8, text/xml;q=0.8, */*;q=0.5"
+    "application/feed+json, application/xml;q=0.8, text/xml;q=0.8, application/json;q=0.8, "
+    "*/*;q=0.5"
 )
 
 
@@ -92,6 +93,7 @@ class FetchResult:
     permanent_redirect: str | None = None
     retry_after: float | None = None
     max_age: float | None = None
+    link_header: str = ""  # RFC 8288 Link, where a feed may name its WebSub hub
     error: ErrorKind | None = None
     error_detail: str = ""
     elapsed: float = 0.0
@@ -343,6 +345,7 @@ class Fetcher:
                     etag=response.headers.get("etag"),
                     last_modified=response.headers.get("last-modified"),
                     max_age=parse_max_age(response.headers, now),
+                    link_header=", ".join(response.headers.get_list("link")),
                 )
                 if status == 304:
                     # A 304 has no body (RFC 9110 §15.4.5), but httpcore only returns the

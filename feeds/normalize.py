@@ -180,11 +180,15 @@ def normalize_entry(
     content_html, summary_text = _content(entry, base)
     source_id = html.xml_safe(str(entry.get("id") or "")).strip()
     if not source_id:
-        if not (main_link or title or summary_text):
-            raise SkipEntry("entry without id, link, title or text")
-        # No id: the hash of what identifies it to a reader (the text only as a last resort).
-        key = f"{main_link}\n{title}" if main_link or title else summary_text
-        source_id = "sha256-" + hashlib.sha256(key.encode()).hexdigest()
+        if not (main_link or title or summary_text or enclosures):
+            raise SkipEntry("entry without id, link, title, text or enclosure")
+        if main_link or title or summary_text:
+            # No id: the hash of what identifies it to a reader (the text as a last resort).
+            key = f"{main_link}\n{title}" if main_link or title else summary_text
+            source_id = "sha256-" + hashlib.sha256(key.encode()).hexdigest()
+        else:
+            # Only an enclosure (a bare podcast episode): its URL is what identifies it.
+            source_id = enclosures[0].href
     item_id = safe_item_id(source_id)
     published, updated = _dates(dict(entry), fetched_at)
     author, email, uri = _author(entry, feed or {})
@@ -197,6 +201,8 @@ def normalize_entry(
     )
     if not title:
         title = html.truncate(summary_text, 80) if summary_text else main_link
+    if not title and enclosures:
+        title = enclosures[0].title or enclosures[0].href.rsplit("/", 1)[-1] or enclosures[0].href
     atom_id = source_id if _IRI_SCHEME.fullmatch(source_id) else (
         # Atom ids must be IRIs (RFC 4287 §4.2.6); a bare guid becomes a stable UUID URN.
         uuid.uuid5(uuid.NAMESPACE_URL, f"{feed_url}#{source_id}").urn

@@ -31,6 +31,7 @@ from feeds.fetch import Fetcher, FetchResult
 from feeds.model import Entry, FeedEvent, FeedEventKind, FeedState, PollerStats
 from feeds.normalize import normalize_feed
 from feeds.parse import ParsedFeed, parse
+from feeds.push import PushReceiver, parse_link_header
 from feeds.schedule import HostBudget, SchedulePolicy, adapt_interval, next_fetch
 from feeds.store import FeedStore
 
@@ -94,6 +95,7 @@ class Poller:
         *,
         clock: Callable[[], float] = time.time,
         rng: Callable[[], float] = random.random,
+        push: PushReceiver | None = None,
     ) -> None:
         self.store = store
         self.publisher = publisher
@@ -110,6 +112,9 @@ class Poller:
         # show "checked just now, next in 30 min" to its followers), once the poll is over:
         # meanwhile a refresh of the feed would be turned away.
         self.polled_listeners: list[Callable[[FeedState], Awaitable[None]]] = []
+        self.push = push  # a WebSub subscriber: consulted for polling periods, told of hubs
+        self._feed_locks: dict[str, trio.Lock] = {}  # a poll and a push never overlap
+        self._discovered: dict[str, tuple[tuple[str, ...], str]] = {}  # feed → (hubs, topic)
 
     # -- management -------------------------------------------------------------------------
 
@@ -131,6 +136,8 @@ class Poller:
 
     async def remove_feed(self, feed_id: str) -> None:
         await self.store.delete_feed(feed_id)
+        if self.push is not None:
+            await self.push.forget(feed_id)
 
     async def pause(self, feed_id: str) -> FeedState | None:
         return await self._update(feed_id, paused=True)
@@ -228,8 +235,55 @@ class Poller:
 
     # -- one poll ---------------------------------------------------------------------------
 
+    def _lock(self, feed_id: str) -> trio.Lock:
+        lock = self._feed_locks.get(feed_id)
+        if lock is None:
+            lock = self._feed_locks[feed_id] = trio.Lock()
+        return lock
+
+    async def ingest(self, feed_id: str, body: bytes, content_type: str = "") -> PollOutcome | None:
+        """Publish a document a hub pushed (W3C WebSub §7) as if a poll had just fetched it.
+
+        The stored validators are kept: they describe the last document fetched, and the next
+        poll should still get a 304 if that document did not change.
+        """
+        async with self._lock(feed_id):
+            state = await self.store.get_feed(feed_id)
+            if state is None or not state.active:
+                return None
+            now = self._clock()
+            result = FetchResult(
+                state.url, state.url, status=200, body=body, content_type=content_type,
+                etag=state.etag, last_modified=state.last_modified,
+            )
+            parsed = await parse(body, url=state.url, content_type=content_type,
+                                 limiter=self._parse_limiter)
+            if not parsed.is_feed:
+                log.info("feed %s: pushed content is not a feed (%s)", feed_id, parsed.bozo)
+                return None
+            return await self._publish(state, parsed, result, [], now)
+
     async def poll_feed(self, feed_id: str) -> PollOutcome | None:
         """Fetch, parse and publish one feed now (callers keep it out of the loop meanwhile)."""
+        async with self._lock(feed_id):
+            outcome = await self._poll_feed(feed_id)
+        if outcome is not None and outcome.status == 200 and not outcome.error:
+            await self._tell_push(feed_id)
+        return outcome
+
+    async def _tell_push(self, feed_id: str) -> None:
+        """Tell the push receiver which hubs the feed named in the document just fetched."""
+        discovered = self._discovered.pop(feed_id, None)
+        state = await self.store.get_feed(feed_id)
+        if self.push is None or discovered is None or state is None:
+            return
+        hubs, topic = discovered
+        try:
+            await self.push.discovered(state, hubs, topic)
+        except Exception:
+            log.exception("feed %s: WebSub subscription failed", feed_id)
+
+    async def _poll_feed(self, feed_id: str) -> PollOutcome | None:
         state = await self.store.get_feed(feed_id)
         if state is None:
             return None
@@ -279,6 +333,12 @@ class Poller:
             return await self._failed(
                 state, "not-a-feed", parsed.bozo or "no feed found", events, result, now
             )
+        if self.push is not None:
+            # W3C WebSub §4: the Link header takes precedence over links in the document.
+            header_hubs, header_self = parse_link_header(result.link_header)
+            hubs = header_hubs or parsed.hubs
+            topic = header_self or parsed.self_url or result.final_url
+            self._discovered[feed_id] = (hubs, topic)
         return await self._publish(state, parsed, result, events, now)
 
     async def _publish(
@@ -373,6 +433,16 @@ class Poller:
         interval = adapt_interval(
             policy, state.interval, changed=changed, now=now, last_change=state.last_change
         )
+        due = next_fetch(
+            policy, now=now, interval=interval, max_age=result.max_age,
+            ttl_minutes=parsed.ttl_minutes if parsed else None,
+            skip_hours=parsed.skip_hours if parsed else (),
+            skip_days=parsed.skip_days if parsed else (),
+            rng=self._rng,
+        )
+        pushed_interval = self.push.poll_interval(state.feed_id, now) if self.push else None
+        if pushed_interval is not None:
+            due = max(due, now + pushed_interval)  # the hub pushes: polling is a safety net
         return replace(
             state,
             error_streak=0,
@@ -382,13 +452,7 @@ class Poller:
             last_change=now if changed else state.last_change,
             etag=result.etag or state.etag,
             last_modified=result.last_modified or state.last_modified,
-            next_fetch=next_fetch(
-                policy, now=now, interval=interval, max_age=result.max_age,
-                ttl_minutes=parsed.ttl_minutes if parsed else None,
-                skip_hours=parsed.skip_hours if parsed else (),
-                skip_days=parsed.skip_days if parsed else (),
-                rng=self._rng,
-            ),
+            next_fetch=due,
         )
 
     async def _failed(

@@ -31,9 +31,12 @@ from pubsubd.modules.control_socket import ControlSocketModule
 from pubsubd.modules.feeds.admin_commands import ServiceAdminModule
 from pubsubd.modules.feeds.module import FeedsModule
 from pubsubd.modules.metrics_http import MetricsModule
+from pubsubd.modules.node_feeds_http import NodeFeedsModule
 from pubsubd.modules.rfc6121_presence import PresenceModule
 from pubsubd.modules.rfc6121_roster import RosterModule
 from pubsubd.modules.s2s import S2SModule
+from pubsubd.modules.websub_hub import WebSubHubModule
+from pubsubd.modules.websub_subscriber import WebSubSubscriberModule
 from pubsubd.modules.xep0012_last import LastActivityModule
 from pubsubd.modules.xep0030_disco import DiscoModule
 from pubsubd.modules.xep0045_muc import MucComponent
@@ -55,6 +58,7 @@ from pubsubd.modules.xep0215_external_services import ExternalServicesModule
 from pubsubd.modules.xep0280_carbons import CarbonsModule
 from pubsubd.modules.xep0313_mam import MamModule
 from pubsubd.modules.xep0363_upload import UploadModule
+from pubsubd.net.http_routes import HttpRoutes
 from pubsubd.net.listener import ConnectionHandler, Listener
 from pubsubd.net.tls import ensure_self_signed, server_context
 from pubsubd.rate_limit import RateLimiter
@@ -119,6 +123,8 @@ class Services:
     listener_kinds: dict[str, ConnectionHandler] = field(default_factory=dict)
     listeners: list[Listener] = field(default_factory=list)  # bound when the server runs
     connections: set[C2SConnection] = field(default_factory=set)  # open client streams
+    # Paths modules serve on HTTP (node feeds, WebSub): on ``http`` and ``metrics`` listeners.
+    http_routes: HttpRoutes = field(default_factory=HttpRoutes)
 
     def path(self, value: str) -> Path:
         """A configured path, relative ones taken from :attr:`base_dir`."""
@@ -189,7 +195,8 @@ def build_modules(s: Services, server: Server) -> None:
     add(MetricsModule(settings=config.metrics, metrics=s.metrics, sessions=sessions,
                       hooks=hooks, throttle=s.throttle, storage_ping=stores.ping,
                       lifecycle=s.lifecycle, listeners=s.listeners,
-                      listener_kinds=s.listener_kinds))
+                      listener_kinds=s.listener_kinds, routes=s.http_routes))
+    s.listener_kinds["http"] = s.http_routes.serve
     add(ControlSocketModule(enabled=config.control.enabled,
                             socket_path=s.path(config.control.socket), ops=s.control_ops))
     # Federation: the router's remote side and the s2s listener.
@@ -227,6 +234,11 @@ def build_modules(s: Services, server: Server) -> None:
     add(PepModule(store=stores.pubsub, router=router, sessions=sessions, hooks=hooks,
                   presence=view, disco=disco, max_payload_bytes=config.pubsub.max_payload_bytes,
                   domains=config.domains))
+    # Nodes on the web (Atom, RSS, JSON Feed) and our WebSub hub pushing them.
+    node_feeds = add(NodeFeedsModule(settings=config.http, pubsub=pubsub, routes=s.http_routes,
+                                     hub_enabled=config.websub.hub))
+    add(WebSubHubModule(settings=config.websub, feeds=node_feeds, pubsub=pubsub,
+                        store=stores.websub, routes=s.http_routes))
 
     # What the server tells clients about itself, and HTTP file upload.
     add(ServerContactsModule(disco=s.disco, contacts=config.server_info.contacts))
@@ -243,12 +255,17 @@ def build_modules(s: Services, server: Server) -> None:
     service = pubsub if pubsub.enabled else None
     feeds_cfg = config.feeds
     admins = frozenset(config.admins)
+    # WebSub: feeds whose hub pushes are polled rarely; pushed documents go to the poller.
+    push = add(WebSubSubscriberModule(settings=config.websub, http=config.http,
+                                      feeds=config.feeds, store=stores.websub,
+                                      routes=s.http_routes))
     feeds = add(FeedsModule(
         settings=feeds_cfg, pubsub=service, router=router, roster=roster,
         store=stores.feeds, contact_store=stores.feed_contacts, mark_store=stores.feed_marks,
         metrics=s.metrics, control_ops=s.control_ops, admins=admins,
         max_items=config.pubsub.max_items,
-        catalogue=s.path(feeds_cfg.catalogue) if feeds_cfg.catalogue else None))
+        catalogue=s.path(feeds_cfg.catalogue) if feeds_cfg.catalogue else None,
+        push=push.subscriber))
     add(ServiceAdminModule(feeds=feeds, pubsub=service, commands=commands,
                            control_ops=s.control_ops, hooks=hooks, metrics=s.metrics,
                            sessions=sessions, admins=admins))

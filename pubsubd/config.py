@@ -31,10 +31,11 @@ class Listener:
     s2s (federation), metrics (HTTP: Prometheus text and /health), websocket (RFC 7395
     XMPP over WebSocket, plain: loopback only) and websocket_tls (the same over TLS);
     the websocket kinds also answer XEP-0156 host-meta discovery; upload and upload_tls
-    serve XEP-0363 HTTP File Upload (plain: loopback only, behind a TLS proxy)."""
+    serve XEP-0363 HTTP File Upload (plain: loopback only, behind a TLS proxy); http serves
+    nodes as feeds and WebSub (also answered by metrics listeners) without the metrics."""
 
     kind: Literal["c2s", "c2s_tls", "s2s", "metrics", "websocket", "websocket_tls",
-                  "upload", "upload_tls"] = "c2s"
+                  "upload", "upload_tls", "http"] = "c2s"
     address: str = "127.0.0.1"
     port: int = 5222
 
@@ -295,6 +296,40 @@ class UploadConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class HttpConfig:
+    """Nodes readable as web feeds, on ``http`` and ``metrics`` listeners."""
+
+    # The address the web reaches those listeners at (e.g. https://example.org, maybe behind a
+    # reverse proxy); feeds name themselves with it and WebSub callbacks live under it.
+    public_url: str | None = None
+    node_feeds: bool = True  # serve /feeds/<node>.atom, .rss and .json
+    # Nodes whose access model is not open are served only to requests with this token
+    # (?token=... or Authorization: Bearer ...); None: open nodes only.
+    node_feeds_token: str | None = None
+    node_feed_items: int = 50  # newest items in a served feed
+
+
+@dataclass(frozen=True, slots=True)
+class WebSubConfig:
+    """W3C WebSub: our hub for our own nodes, and subscriptions to the hubs feeds advertise.
+    Both need http.public_url. Times are in seconds."""
+
+    hub: bool = True  # act as a hub for our nodes' feeds, at <public_url>/websub/hub
+    hub_lease: int = 864000  # lease granted when a subscriber asks for none (10 days)
+    hub_min_lease: int = 300
+    hub_max_lease: int = 2592000
+    hub_max_subscriptions: int = 10000
+    hub_timeout: float = 10.0  # for each verification or distribution request
+    # Callback hosts, addresses or networks reached although not public (see feeds.allow_hosts).
+    hub_allow_callback_hosts: tuple[str, ...] = ()
+    subscribe: bool = True  # subscribe to the hubs of polled feeds, at <public_url>/websub/cb/
+    lease: int = 86400  # lease asked of remote hubs
+    renew_before: float = 3600.0  # renew a lease this long before it expires
+    verify_timeout: float = 300.0  # a hub that has not verified by then is considered failed
+    poll_interval_with_push: float = 21600.0  # safety-net polling while a hub pushes
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     domains: tuple[str, ...] = ("localhost",)
     listeners: tuple[Listener, ...] = (Listener(),)
@@ -316,6 +351,8 @@ class Config:
     muc: MucConfig = field(default_factory=MucConfig)
     server_info: ServerInfoConfig = field(default_factory=ServerInfoConfig)
     upload: UploadConfig = field(default_factory=UploadConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
+    websub: WebSubConfig = field(default_factory=WebSubConfig)
 
     @property
     def primary_domain(self) -> str:

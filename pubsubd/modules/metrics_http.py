@@ -24,6 +24,7 @@ from pubsubd.core.router import Stanza
 from pubsubd.core.session import Session, SessionRegistry
 from pubsubd.metrics import CONTENT_TYPE, Metrics
 from pubsubd.net.http import Request, Response, serve_http
+from pubsubd.net.http_routes import HttpRoutes
 from pubsubd.net.listener import ConnectionHandler, Listener
 
 REQUEST_TIMEOUT = 10.0  # seconds for a scraper to send its request
@@ -37,7 +38,8 @@ class MetricsModule(Module):
                  hooks: HookBus, throttle: AuthThrottle,
                  storage_ping: Callable[[], Awaitable[None]],
                  lifecycle: ServerLifecycle, listeners: Sequence[Listener],
-                 listener_kinds: dict[str, ConnectionHandler]) -> None:
+                 listener_kinds: dict[str, ConnectionHandler],
+                 routes: HttpRoutes | None = None) -> None:
         super().__init__()
         self.settings = settings
         self.metrics = metrics
@@ -48,6 +50,7 @@ class MetricsModule(Module):
         self.lifecycle = lifecycle
         self.listeners = listeners  # filled once the server binds them
         self.listener_kinds = listener_kinds
+        self.routes = routes  # paths other modules serve (node feeds, WebSub)
 
     def setup(self) -> None:
         cfg = self.settings
@@ -133,9 +136,12 @@ class MetricsModule(Module):
     # --- HTTP ----------------------------------------------------------------------------
 
     async def serve_http(self, stream: trio.abc.Stream, peer: str) -> None:
-        await serve_http(stream, self._respond, timeout=REQUEST_TIMEOUT)
+        await serve_http(stream, self._respond, timeout=REQUEST_TIMEOUT, peer=peer)
 
     async def _respond(self, request: Request) -> Response:
+        routed = self.routes.find(request.path) if self.routes else None
+        if routed is not None:
+            return await routed(request)
         if request.method not in ("GET", "HEAD"):
             return Response(405, b"method not allowed\n")
         if request.path == "/metrics":

@@ -104,7 +104,8 @@ class RosterModule(Module):
         owner = st.from_.bare
         items = st.element[0].findall(ITEM)
         if len(items) != 1:
-            raise StanzaError(Condition.BAD_REQUEST, "a roster set carries exactly one item")  # §2.1.5
+            # RFC 6121 §2.1.5
+            raise StanzaError(Condition.BAD_REQUEST, "a roster set carries exactly one item")
         el = items[0]
         try:
             contact = JID.parse(el.get("jid") or "").bare
@@ -165,7 +166,8 @@ class RosterModule(Module):
                 for session in self.sessions.resources(owner):
                     if session.presence.available:
                         await router.send(builders.stanza(
-                            "presence", from_=str(session.jid), to=str(contact), type_="unavailable"))
+                            "presence", from_=str(session.jid), to=str(contact),
+                            type_="unavailable"))
 
     def push(self, owner: JID, item_el: etree._Element, version: int) -> None:
         """§2.1.6: send the changed item to every interested resource of ``owner``."""

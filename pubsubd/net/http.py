@@ -14,6 +14,7 @@ import h11
 import trio
 
 MAX_REQUEST_BYTES = 16 * 1024
+MAX_BODY_BYTES = 1024 * 1024  # a larger request body is answered 413 and ends the connection
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,7 +22,9 @@ class Request:
     method: str
     path: str  # without the query string
     headers: dict[str, str]  # lower-cased names
-    body: bytes = b""  # only collected when the server was given a ``max_body``
+    query: str = ""  # the raw query string, without "?"
+    body: bytes = b""  # collected up to the server's ``max_body``
+    peer: str = ""
 
 
 @dataclass(slots=True)
@@ -41,9 +44,9 @@ class BodyTooLarge(Exception):
 
 async def serve_http(stream: trio.abc.Stream, handler: Handler, *,
                      timeout: float = 30.0,  # noqa: ASYNC109 - per request, not overall
-                     max_body: int = 0) -> None:
+                     max_body: int = MAX_BODY_BYTES, peer: str = "") -> None:
     """Answer requests on ``stream`` until the client is done, slow (``timeout``) or broken.
-    With ``max_body`` request bodies up to that size reach the handler (larger: 413)."""
+    Request bodies up to ``max_body`` bytes reach the handler (larger: 413)."""
     conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_REQUEST_BYTES)
     try:
         async with stream:
@@ -60,7 +63,7 @@ async def serve_http(stream: trio.abc.Stream, handler: Handler, *,
                         return
                     if request is None:
                         return
-                    view = request_view(request, bytes(body or b""))
+                    view = request_view(request, bytes(body or b""), peer)
                     await respond(conn, stream, request, await handler(view))
                     if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
                         return
@@ -71,12 +74,15 @@ async def serve_http(stream: trio.abc.Stream, handler: Handler, *,
         return
 
 
-def request_view(request: h11.Request, body: bytes = b"") -> Request:
+def request_view(request: h11.Request, body: bytes = b"", peer: str = "") -> Request:
+    path, _, query = request.target.decode("ascii", "replace").partition("?")
     return Request(
         method=request.method.decode("ascii", "replace"),
-        path=request.target.decode("ascii", "replace").split("?", 1)[0],
+        path=path,
         headers={k.decode("latin-1").lower(): v.decode("latin-1") for k, v in request.headers},
+        query=query,
         body=body,
+        peer=peer,
     )
 
 

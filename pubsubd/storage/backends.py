@@ -34,6 +34,7 @@ from pubsubd.storage.interfaces import (
     PrivateStore,
     PubSubStore,
     UploadStore,
+    WebSubStore,
 )
 from pubsubd.storage.mam_sqlite import SqliteMamStore
 from pubsubd.storage.memory import (
@@ -48,6 +49,7 @@ from pubsubd.storage.memory import (
     MemoryPrivateStore,
     MemoryPubSubStore,
     MemoryUploadStore,
+    MemoryWebSubStore,
 )
 from pubsubd.storage.motd_sqlite import SqliteMotdStore
 from pubsubd.storage.muc_sqlite import SqliteMucStore
@@ -55,6 +57,7 @@ from pubsubd.storage.private_sqlite import SqlitePrivateStore
 from pubsubd.storage.pubsub_sqlite import SqlitePubSubStore
 from pubsubd.storage.sqlite import Database
 from pubsubd.storage.upload_sqlite import SqliteUploadStore
+from pubsubd.storage.websub_sqlite import SqliteWebSubStore
 
 DEFAULT_BACKEND = "sqlite"
 
@@ -92,6 +95,7 @@ class Stores:
     uploads: UploadStore
     feed_contacts: FeedContactStore
     feed_marks: FeedMarkStore
+    websub: WebSubStore
     ping: Callable[[], Awaitable[None]] = field(default=_nothing_to_check)
     """Raises if the backend cannot answer a trivial query (health checks)."""
     close: Callable[[], None] = field(default=_nothing_to_close)
@@ -115,6 +119,7 @@ def open_memory(settings: StorageSettings, base_dir: Path, scram_iterations: int
         uploads=MemoryUploadStore(),
         feed_contacts=MemoryFeedContactStore(),
         feed_marks=MemoryFeedMarkStore(),
+        websub=MemoryWebSubStore(),
     )
 
 
@@ -138,6 +143,7 @@ def open_sqlite(settings: StorageSettings, base_dir: Path, scram_iterations: int
         uploads=SqliteUploadStore(db),
         feed_contacts=SqliteFeedContactStore(db),
         feed_marks=SqliteFeedMarkStore(db),
+        websub=SqliteWebSubStore(db),
         ping=ping,
         close=db.close,
     )

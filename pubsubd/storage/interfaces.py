@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from feeds.push import LeaseStore, PushLease
 from feeds.store import FeedStore
 from pubsubd.jid import JID
 from pubsubd.pubsub.store import PubSubStore
@@ -30,6 +31,9 @@ __all__ = [
     "FeedContactStore",
     "FeedMarkStore",
     "FeedStore",
+    "HubSubscription",
+    "HubSubscriptionStore",
+    "LeaseStore",
     "ImStore",
     "MAM_TRIM_SLACK",
     "MamStore",
@@ -40,6 +44,7 @@ __all__ = [
     "Prefs",
     "PrivateStore",
     "PubSubStore",
+    "PushLease",
     "Query",
     "RosterItem",
     "RosterStore",
@@ -49,6 +54,7 @@ __all__ = [
     "UploadRecord",
     "UploadStore",
     "VCardStore",
+    "WebSubStore",
 ]
 
 
@@ -438,3 +444,38 @@ class FeedMarkStore(Protocol):
         ...
 
     async def forget(self, feed_id: str) -> None: ...
+# --- WebSub (W3C WebSub): subscribers of our hub, and our leases at other hubs ------------
+
+
+@dataclass(frozen=True, slots=True)
+class HubSubscription:
+    """A verified subscription of a web callback to one of our topics (W3C WebSub §5.1)."""
+
+    topic: str
+    callback: str
+    secret: str | None
+    expires: float  # POSIX seconds; the lease ends then unless renewed
+
+
+class HubSubscriptionStore(Protocol):
+    """Subscriptions of our WebSub hub, keyed by (topic, callback)."""
+
+    async def put_subscription(self, sub: HubSubscription) -> None:
+        """Insert, or replace the one with the same topic and callback (a renewal)."""
+        ...
+
+    async def delete_subscription(self, topic: str, callback: str) -> bool: ...
+
+    async def subscriptions_for(self, topic: str, now: float) -> list[HubSubscription]:
+        """The unexpired subscriptions of ``topic``."""
+        ...
+
+    async def expire_subscriptions(self, now: float) -> int:
+        """Delete the expired ones; how many were deleted."""
+        ...
+
+    async def count_subscriptions(self) -> int: ...
+
+
+class WebSubStore(HubSubscriptionStore, LeaseStore, Protocol):
+    """Both sides of WebSub, on one backend."""

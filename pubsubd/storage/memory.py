@@ -25,8 +25,10 @@ from pubsubd.storage.interfaces import (
     Account,
     AccountExists,
     ArchivedMessage,
+    HubSubscription,
     Page,
     Prefs,
+    PushLease,
     Query,
     RosterItem,
     Row,
@@ -47,6 +49,7 @@ __all__ = [
     "MemoryPrivateStore",
     "MemoryPubSubStore",
     "MemoryUploadStore",
+    "MemoryWebSubStore",
 ]
 
 
@@ -474,3 +477,37 @@ class MemoryFeedMarkStore:
 
     async def forget(self, feed_id: str) -> None:
         self.marks.pop(feed_id, None)
+# --- WebSub --------------------------------------------------------------------------------
+
+
+class MemoryWebSubStore:
+    def __init__(self) -> None:
+        self._subs: dict[tuple[str, str], HubSubscription] = {}
+        self._leases: dict[str, PushLease] = {}
+
+    async def put_subscription(self, sub: HubSubscription) -> None:
+        self._subs[(sub.topic, sub.callback)] = sub
+
+    async def delete_subscription(self, topic: str, callback: str) -> bool:
+        return self._subs.pop((topic, callback), None) is not None
+
+    async def subscriptions_for(self, topic: str, now: float) -> list[HubSubscription]:
+        return [s for (t, _), s in self._subs.items() if t == topic and s.expires > now]
+
+    async def expire_subscriptions(self, now: float) -> int:
+        gone = [key for key, s in self._subs.items() if s.expires <= now]
+        for key in gone:
+            del self._subs[key]
+        return len(gone)
+
+    async def count_subscriptions(self) -> int:
+        return len(self._subs)
+
+    async def all_leases(self) -> list[PushLease]:
+        return list(self._leases.values())
+
+    async def put_lease(self, lease: PushLease) -> None:
+        self._leases[lease.feed_id] = lease
+
+    async def delete_lease(self, feed_id: str) -> None:
+        self._leases.pop(feed_id, None)

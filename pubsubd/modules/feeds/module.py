@@ -21,6 +21,7 @@ from feeds.fetch import FetchResult
 from feeds.poller import FirstPoll, Poller, PollerConfig
 from feeds.schedule import SchedulePolicy
 from feeds.store import FeedStore
+from feeds.websub_subscriber import WebSubSubscriber
 from pubsubd import ns
 from pubsubd.config import FeedsConfig
 from pubsubd.core.control_ops import ControlOps
@@ -77,7 +78,8 @@ class FeedsModule(Module):
                  router: Router, roster: Roster | None, store: FeedStore,
                  contact_store: FeedContactStore, mark_store: FeedMarkStore,
                  metrics: Metrics, control_ops: ControlOps, admins: frozenset[str],
-                 max_items: int, catalogue: Path | None) -> None:
+                 max_items: int, catalogue: Path | None,
+                 push: WebSubSubscriber | None = None) -> None:
         super().__init__()
         self.settings = settings
         self.pubsub = pubsub
@@ -91,6 +93,7 @@ class FeedsModule(Module):
         self.admins = frozenset(bare(a) for a in admins)
         self.max_items = max_items
         self.catalogue = catalogue  # an OPML file of feeds to poll from the start
+        self.push = push  # WebSub: feeds whose hub pushes are polled rarely
         self.manager: FeedManager | None = None
 
     @property
@@ -110,7 +113,10 @@ class FeedsModule(Module):
         self.fetcher = ObservedFetcher(fetch_config(cfg, endpoints))
         self.fetcher.listeners.append(self._fetched)
         self.publisher = NodePublisher(pubsub, self.router.send, self.max_items)
-        self.poller = Poller(self.store, self.publisher, self.fetcher, poller_config(cfg))
+        self.poller = Poller(self.store, self.publisher, self.fetcher, poller_config(cfg),
+                             push=self.push)
+        if self.push is not None:
+            self.push.attach(self.poller.ingest)
         self.manager = manager = FeedManager(cfg, pubsub, self.poller, self.fetcher,
                                              self.publisher, self.mark_store, self.admins,
                                              self.router.send)

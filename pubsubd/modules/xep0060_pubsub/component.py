@@ -92,7 +92,9 @@ class PubSubComponent(Module):
     * ``contact_handlers`` — ``async (st) -> bool`` for every stanza addressed to a JID with a
       localpart on the service domain (the feed engine's contacts, ``<name>@pubsub.<domain>``);
       True means handled;
-    * ``sender.renderers`` — a chance to deliver one recipient's notification otherwise.
+    * ``sender.renderers`` — a chance to deliver one recipient's notification otherwise;
+    * ``published_handlers`` — ``async (node) -> None`` after an item was published to a node
+      (by IQ or by the service itself), e.g. to push the node's feed to WebSub subscribers.
     """
 
     name = "pubsub"
@@ -132,6 +134,7 @@ class PubSubComponent(Module):
         self.unsubscribed_handlers: list[UnsubscribedHandler] = []
         self.message_handlers: list[MessageHandler] = []
         self.iq_handlers: dict[tuple[str, str], IqHandler] = {}
+        self.published_handlers: list[Callable[[str], Awaitable[None]]] = []
         self.node_metadata_providers: list[disco.MetadataProvider] = []
         self.contact_handlers: list[ContactHandler] = []
         self.commands = CommandRegistry()  # XEP-0050 on the service JID
@@ -162,6 +165,11 @@ class PubSubComponent(Module):
             return
         outcome = await self.service.publish(self.domain, node, payload_xml, item_id, text=text)
         await self.sender.send(outcome.notifications, text, extra)
+        await self._published(node)
+
+    async def _published(self, node: str) -> None:
+        for handler in self.published_handlers:
+            await self._guard(handler(node))
 
     async def send_notifications(self, notifications: Iterable[Notification]) -> None:
         await self.sender.send(notifications)
@@ -207,7 +215,8 @@ class PubSubComponent(Module):
             return
         await router.reply(st, result)
 
-    async def _other_iq(self, st: Stanza, type_: str, payload: etree._Element) -> etree._Element | None:
+    async def _other_iq(self, st: Stanza, type_: str,
+                        payload: etree._Element) -> etree._Element | None:
         node = payload.get("node")
         if type_ == "get" and payload.tag == _DISCO_INFO:
             return await self._disco_info(st, node)
@@ -272,6 +281,8 @@ class PubSubComponent(Module):
 
     async def _after(self, answer: Answer) -> None:
         await self.sender.send(answer.notifications, answer.text)
+        if answer.published is not None:
+            await self._published(answer.published)
         if answer.subscribed is not None:
             for handler in self.subscribed_handlers:
                 await self._guard(handler(*answer.subscribed))

@@ -46,6 +46,8 @@ class Answer:
     """The readable text of a published item (for ``<body/>``)."""
     subscribed: tuple[str, str] | None = None
     unsubscribed: tuple[str, str] | None = None
+    published: str | None = None
+    """The node an item was just published to."""
 
 
 Handler = Callable[[PubSubService, str, PubSubRequest], Awaitable[Answer]]
@@ -200,7 +202,7 @@ async def publish(service: PubSubService, requester: str, request: PubSubRequest
     payload = _pubsub()
     publish_el = _sub(payload, "publish", node=outcome.node)
     _sub(publish_el, "item", id=outcome.item_id)  # §7.1.2
-    return Answer(payload, outcome.notifications, text=text)
+    return Answer(payload, outcome.notifications, text=text, published=outcome.node)
 
 
 async def retract(service: PubSubService, requester: str, request: PubSubRequest) -> Answer:
