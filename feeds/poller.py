@@ -105,6 +105,7 @@ class Poller:
         self._clock = clock
         self._rng = rng
         self._in_flight: set[str] = set()
+        self._finished: dict[str, trio.Event] = {}  # set when that feed's running poll ends
         self._wake = trio.Event()
         self._budget = HostBudget(self.config.schedule.host_spacing)
         self._parse_limiter = trio.CapacityLimiter(2)
@@ -149,14 +150,15 @@ class Poller:
         return state
 
     async def refresh(self, feed_id: str) -> PollOutcome | None:
-        """Poll now and return what happened (None if unknown or already being polled)."""
-        if feed_id in self._in_flight:
-            return None
+        """Poll now and return what happened (None if unknown). A poll of the feed already
+        under way is waited for first, so what it published counts as done when this returns."""
+        while feed_id in self._in_flight:
+            await self._finished.setdefault(feed_id, trio.Event()).wait()
         self._in_flight.add(feed_id)
         try:
             outcome = await self.poll_feed(feed_id)
         finally:
-            self._in_flight.discard(feed_id)
+            self._poll_ended(feed_id)
             self._poke()
         await self._tell_polled(outcome)
         return outcome
@@ -219,10 +221,16 @@ class Poller:
             self._count_error("internal")
             outcome = None
         finally:
-            self._in_flight.discard(feed_id)
+            self._poll_ended(feed_id)
             self.stats.in_flight = len(self._in_flight)
             self._poke()
         await self._tell_polled(outcome)
+
+    def _poll_ended(self, feed_id: str) -> None:
+        self._in_flight.discard(feed_id)
+        finished = self._finished.pop(feed_id, None)
+        if finished is not None:
+            finished.set()
 
     async def _tell_polled(self, outcome: PollOutcome | None) -> None:
         if outcome is None or outcome.state is None:

@@ -169,19 +169,11 @@ class ServerProcess:
         socket_path = self.config.get("control", {}).get("socket", "var/control.sock")
         return call(self.workdir / socket_path, op, args)
 
-    def refresh_feed(self, url: str, timeout: float = 15.0) -> Any:
+    def refresh_feed(self, url: str) -> Any:
         """Poll a feed now; return once its new entries have been published (the control
-        socket answers after the poll). A scheduled poll of that feed already under way makes
-        the server refuse: then ask again, until that poll has ended. (From asyncio code, run
-        it with ``asyncio.to_thread``.)"""
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                return self.control("feeds.refresh", url=url)
-            except RuntimeError as exc:
-                if "poll of this feed is running" not in str(exc) or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.01)
+        socket answers after the poll, waiting first for a scheduled poll of that feed already
+        under way). From asyncio code, run it with ``asyncio.to_thread``."""
+        return self.control("feeds.refresh", url=url)
 
     def add_user(self, local: str, password: str = "password1") -> str:
         jid = f"{local}@{self.domain}"

@@ -151,8 +151,18 @@ def health(state: FeedState | None, now: float, delivering: bool = True,
     return None, status
 
 
+# The resource a feed's contact is available at. Availability comes from a full JID, as from
+# any contact that is online (RFC 6121 §4.2.2): several clients (Gajim among them) show a
+# contact whose presence comes from a bare JID as offline. Subscription stanzas stay bare
+# (RFC 6121 §3).
+RESOURCE = "feed"
+
+
 def presence(from_: str, to: str, show: str | None, status: str,
              type_: str | None = None) -> etree._Element:
+    """Availability (or ``unavailable``) of a contact, from its full JID."""
+    if "/" not in from_:
+        from_ = f"{from_}/{RESOURCE}"
     el = builders.stanza("presence", to=to, from_=from_, type_=type_)
     if show:
         etree.SubElement(el, ns.C_SHOW).text = show
@@ -265,7 +275,7 @@ class FeedContacts:
         if contact is None:
             return
         owner, contact_jid = JID.parse(user), JID.parse(contact)
-        await self.send(builders.stanza("presence", to=user, from_=contact, type_="unavailable"))
+        await self.send(presence(contact, user, None, "", "unavailable"))
         if self._is_local(owner) and self.roster is not None:
             try:
                 await self.roster.remove(owner, contact_jid)  # §2.5, with its roster push

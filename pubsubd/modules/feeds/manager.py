@@ -440,9 +440,8 @@ class FeedManager:
         """Poll a feed now and report what happened."""
         await self.known(node)
         outcome = await self.poller.refresh(node)
-        if outcome is None:
-            raise FeedRefused("A poll of this feed is running; try again in a moment.",
-                              "resource-constraint")
+        if outcome is None:  # removed meanwhile
+            raise FeedRefused(f"{node} is not a feed this service polls.", "item-not-found")
         return outcome
 
 

@@ -311,3 +311,37 @@ async def test_poll_listeners_hear_every_poll_once_it_is_over(
     # The first poll (entries), then the nested one (304: nothing new) is told too.
     assert heard == [200, 304]
     assert nested == [304]
+
+
+async def test_refresh_during_a_poll_waits_for_it_then_polls_again(
+    server: FeedServer, fetcher: Fetcher
+) -> None:
+    """``feeds refresh`` while a scheduled poll of the feed runs: not turned away, but answered
+    once that poll has published and a fresh one has run."""
+    entered, release = trio.Event(), trio.Event()
+
+    class Gated(Recorder):
+        async def publish(self, feed: FeedState, entries: Sequence[Entry], *,
+                          notify: bool) -> None:
+            entered.set()
+            await release.wait()
+            await super().publish(feed, entries, notify=notify)
+
+    rec = Gated()
+    poller = make(MemoryFeedStore(), fetcher, rec, first_poll=FirstPoll.ALL)
+    server.set("/f", rss(("a", "A")))
+    await poller.add_feed(server.url("/f"), feed_id="f")
+    outcomes: list[object] = []
+
+    async def refresh() -> None:
+        outcomes.append(await poller.refresh("f"))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(refresh)
+        await entered.wait()  # the first poll is publishing
+        nursery.start_soon(refresh)
+        await trio.testing.wait_all_tasks_blocked()
+        assert outcomes == [], "the second refresh waits for the running poll"
+        release.set()
+    assert len(outcomes) == 2 and all(o is not None for o in outcomes)
+    assert server.hits("/f") == 2 and rec.notified == ["a"]
