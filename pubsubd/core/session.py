@@ -34,6 +34,9 @@ class PresenceState:
     caps: tuple[str, str, str] | None = None  # XEP-0115 (node, ver, hash)
 
 
+SentObserver = Callable[["Session", bytes], None]
+
+
 class Session:
     """One bound resource of a client connection (RFC 6120 §7)."""
 
@@ -52,6 +55,8 @@ class Session:
         self.features: dict[str, object] = {}  # per-session module state
         # Set by the registry: records messages for the XEP-0198 hand-over (delivery_ledger).
         self.deliveries: DeliveryLedger | None = None
+        # Set by the registry: told of every stanza queued here (metrics, delivery counts).
+        self.observers: list[SentObserver] = []
 
     def __repr__(self) -> str:
         return f"<Session {self.jid}>"
@@ -76,6 +81,8 @@ class Session:
         ledger = self.deliveries
         if ledger is not None and ledger.watching(self.jid.bare):
             ledger.queued(self, data)
+        for observe in self.observers:
+            observe(self, data)
         return True
 
     def rebind(self, close: Callable[[StreamError], None], *, secure: bool) -> None:
@@ -98,6 +105,9 @@ class SessionRegistry:
         self.resumable: dict[str, Session] = {}
         # XEP-0198 §4: who received what, so unacknowledged messages are handed over once.
         self.deliveries = DeliveryLedger()
+        # Told of every stanza queued to any session, serialized (metrics, delivery counts);
+        # a module adds its observer here instead of wrapping sessions' outboxes.
+        self.sent_observers: list[SentObserver] = []
 
     def add(self, session: Session) -> Session | None:
         """Register ``session``; return a session it displaced (same full JID), if any."""
@@ -106,6 +116,7 @@ class SessionRegistry:
         old = resources.get(session.jid.resource)
         resources[session.jid.resource] = session
         session.deliveries = self.deliveries
+        session.observers = self.sent_observers
         return old
 
     def remove(self, session: Session) -> bool:

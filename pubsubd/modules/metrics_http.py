@@ -1,16 +1,17 @@
 """The ``metrics`` listener: Prometheus text at ``/metrics`` and a liveness check at ``/health``.
 
 This module also feeds the server-wide counters that need no other module: stanzas in (a
-``*/pre`` hook sees every stanza a client sends), stanzas out (each session's outbox is wrapped
-when it is bound), authentication failures (observed on the throttle every failure passes), and
-two probes run in :meth:`MetricsModule.run`: event-loop lag and the round trip of a trivial storage
-query. ``/health`` answers 503 when either is too slow, or when the probes stopped running.
+``*/pre`` hook sees every stanza a client sends), stanzas out (an observer of the session
+registry sees every stanza queued to a client), authentication failures (observed on the
+throttle every failure passes), and two probes run in :meth:`MetricsModule.run`: event-loop
+lag and the round trip of a trivial storage query. ``/health`` answers 503 when either is too
+slow, or when the probes stopped running.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import trio
@@ -68,8 +69,8 @@ class MetricsModule(Module):
                 self.metrics.stanzas_in.labels(kind).inc), priority=10_000)
         # Labelled children looked up once: counting is on the path of every stanza.
         self._out_counters = {prefix: self.metrics.stanzas_out.labels(kind).inc
-                              for prefix, kind in _CountingOutbox.KINDS.items()}
-        self.hooks.on("session/bound", self._count_outgoing, priority=10_000)
+                              for prefix, kind in OUT_KINDS.items()}
+        self.sessions.sent_observers.append(self._count_outgoing)
         self.throttle.on_failure.append(self.metrics.auth_failures.inc)
         if cfg.enabled:
             self.listener_kinds["metrics"] = self.serve_http
@@ -81,10 +82,10 @@ class MetricsModule(Module):
             counts[listener.name] = counts.get(listener.name, 0) + listener.open_connections
         return counts
 
-    async def _count_outgoing(self, session: Session) -> bool:
-        counting = _CountingOutbox(session.outbox, self._out_counters)
-        session.outbox = counting  # type: ignore[assignment]
-        return False
+    def _count_outgoing(self, session: Session, data: bytes) -> None:
+        inc = self._out_counters.get(data[:3])
+        if inc is not None:
+            inc()
 
     # --- probes ------------------------------------------------------------------------
 
@@ -165,21 +166,5 @@ def _counter_of_client_stanzas(inc: Callable[..., None]) -> Handler:
     return count
 
 
-class _CountingOutbox:
-    """A session outbox that counts what is queued by stanza kind, then passes it on."""
-
-    KINDS = {b"<me": "message", b"<pr": "presence", b"<iq": "iq"}
-
-    def __init__(self, inner: trio.MemorySendChannel[bytes],
-                 counters: Mapping[bytes, Callable[..., None]]) -> None:
-        self._inner = inner
-        self._counters = counters  # first three bytes of a stanza → its kind's increment
-
-    def send_nowait(self, data: bytes) -> None:
-        self._inner.send_nowait(data)
-        inc = self._counters.get(data[:3])
-        if inc is not None:
-            inc()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
+# The first bytes of a serialized stanza → its kind, for the stanzas-out counter.
+OUT_KINDS = {b"<me": "message", b"<pr": "presence", b"<iq": "iq"}

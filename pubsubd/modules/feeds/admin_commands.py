@@ -28,7 +28,7 @@ from pubsubd.errors import Condition, StanzaError
 from pubsubd.jid import JID
 from pubsubd.metrics import Metrics
 from pubsubd.modules.control_socket import ControlError
-from pubsubd.modules.feeds.admin_stats import ServiceStats, TappedOutbox
+from pubsubd.modules.feeds.admin_stats import ServiceStats, notification_of
 from pubsubd.modules.feeds.manager import FeedManager, FeedStatus
 from pubsubd.modules.feeds.module import FeedsModule
 from pubsubd.modules.feeds.pubsub_component import PubSubComponent
@@ -73,6 +73,7 @@ class ServiceAdminModule(Module):
         self.control_ops = control_ops
         self.hooks = hooks
         self.metrics = metrics
+        self.sessions = sessions
         self.admins = frozenset(JID.parse(a).bare for a in admins)
         self.stats = ServiceStats(feeds=self.feeds, pubsub=pubsub, metrics=metrics,
                                   sessions=sessions)
@@ -110,12 +111,12 @@ class ServiceAdminModule(Module):
         tap_from = service.service.encode()
         counter = self.stats.delivery
 
-        async def tap(session: Session) -> bool:
-            session.outbox = TappedOutbox(  # type: ignore[assignment]
-                session.outbox, tap_from, counter.delivered)
-            return False
+        def tap(session: Session, data: bytes) -> None:
+            node = notification_of(data, tap_from)
+            if node is not None:
+                counter.delivered(node)
 
-        self.hooks.on("session/bound", tap, priority=9_000)
+        self.sessions.sent_observers.append(tap)
         # One notification held per item and subscriber set aside (XEP-0060 §12.6).
         service.catch_up.held_listeners.append(counter.held)
 

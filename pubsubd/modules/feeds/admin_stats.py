@@ -80,24 +80,6 @@ def notification_of(data: bytes, service: bytes) -> str | None:
     return unescape(raw, {"&apos;": "'", "&quot;": '"'})
 
 
-class TappedOutbox:
-    """A session outbox that reports each pubsub notification it queues, then passes it on."""
-
-    def __init__(self, inner: Any, service: bytes, seen: Callable[[str], None]) -> None:
-        self._inner = inner
-        self._service = service
-        self._seen = seen
-
-    def send_nowait(self, data: bytes) -> None:
-        self._inner.send_nowait(data)
-        node = notification_of(data, self._service)
-        if node is not None:
-            self._seen(node)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
-
-
 @dataclass(slots=True)
 class DeliveryCounter:
     """Notifications of the pubsub service: delivered and held, per node and per minute."""
@@ -195,4 +177,4 @@ class ServiceStats:
         return rows
 
 
-__all__ = ["DeliveryCounter", "RateWindow", "ServiceStats", "TappedOutbox", "notification_of"]
+__all__ = ["DeliveryCounter", "RateWindow", "ServiceStats", "notification_of"]
