@@ -43,6 +43,7 @@ from pubsubd.modules.xep0054_vcard import VCardModule
 from pubsubd.modules.xep0060_pubsub import PubSubComponent
 from pubsubd.modules.xep0077_register import RegisterModule
 from pubsubd.modules.xep0092_version import VersionModule
+from pubsubd.modules.xep0114_components import ComponentsModule
 from pubsubd.modules.xep0115_caps import CapsModule
 from pubsubd.modules.xep0133_admin import AdminModule
 from pubsubd.modules.xep0160_offline import OfflineModule
@@ -190,6 +191,11 @@ def build_modules(s: Services, server: Server) -> None:
     add(S2SModule(settings=config.s2s, data_dir=s.path(config.data_dir), router=router,
                   tls=s.ctx.tls, max_stanza_bytes=config.limits.max_stanza_bytes,
                   listener_kinds=s.listener_kinds))
+    # External components (XEP-0114) and the component listener.
+    add(ComponentsModule(components=config.components, router=router, disco=s.disco,
+                         listener_kinds=s.listener_kinds,
+                         max_stanza_bytes=config.limits.max_stanza_bytes,
+                         handshake_timeout=config.limits.handshake_timeout))
 
     # Instant messaging (RFC 6121 and the XEPs clients expect of it).
     roster = add(RosterModule(store=stores.im, router=router, hooks=hooks, sessions=sessions,

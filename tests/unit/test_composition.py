@@ -29,7 +29,7 @@ from pubsubd.modules.xep0313_mam import MamModule
 
 LOAD_ORDER = [
     "disco", "ping", "version", "time", "register", "commands", "admin", "metrics",
-    "control_socket", "s2s", "roster", "presence", "offline", "blocking", "carbons", "caps",
+    "control_socket", "s2s", "components", "roster", "presence", "offline", "blocking", "carbons", "caps",
     "vcard", "last", "private", "mam", "pubsub", "muc", "pep", "feeds", "service_admin",
 ]
 
