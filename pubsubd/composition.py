@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -25,8 +25,10 @@ from pubsubd.core.lifecycle import ServerLifecycle
 from pubsubd.core.module import Module
 from pubsubd.core.router import Router
 from pubsubd.core.session import SessionRegistry
+from pubsubd.host_presence import HostPresenceView
 from pubsubd.jid import JID
 from pubsubd.metrics import Metrics
+from pubsubd.modules.component_of import ComponentOfModule
 from pubsubd.modules.control_socket import ControlSocketModule
 from pubsubd.modules.feeds_service import FeedsModule
 from pubsubd.modules.metrics_http import MetricsModule
@@ -230,5 +232,50 @@ def build_modules(s: Services, server: Server) -> None:
     # The feed service (its nodes live on pubsub.<domain>) and its administration. These two
     # still take the server object and read from it (see Server), so it must expose pubsub.
     server.pubsub = pubsub if pubsub.enabled else None
+    add(FeedsModule(server))
+    add(ServiceAdminModule(server))
+
+
+# --- ``pubsubd component``: the pubsub and feed service as a component of another server -----
+
+def component_mode_config(config: Config) -> Config:
+    """The configuration of a component run: ``component_of.domain`` (``pubsub.example.org``)
+    is served as pubsub's ``<subdomain>.<domain>``, users of ``example.org`` count as local for
+    node creation, and nothing listens but metrics (no clients, no federation, no MUC)."""
+    of = config.component_of
+    assert of is not None, "validated by the caller"
+    subdomain, _, parent = of.domain.partition(".")
+    return replace(
+        config, domains=(parent,),
+        listeners=tuple(spec for spec in config.listeners if spec.kind == "metrics"),
+        pubsub=replace(config.pubsub, enabled=True, subdomain=subdomain),
+        s2s=replace(config.s2s, enabled=False), muc=replace(config.muc, enabled=False),
+        components={})
+
+
+def build_component_modules(s: Services, server: Server) -> None:
+    """The modules of ``pubsubd component`` (config from :func:`component_mode_config`): the
+    link to the host, pubsub on the component's domain, the feed service, metrics and the
+    control socket. The router serves only the component's domain: every user is remote and
+    reached through the host."""
+    add: Callable[[M], M] = server.add_module
+    config, stores, router = s.config, s.stores, s.router
+    of = config.component_of
+    assert of is not None
+    router.domains = frozenset({of.domain})
+    presence = HostPresenceView(s.sessions, stores.im)
+    add(ComponentOfModule(settings=of, router=router, presence=presence,
+                          max_stanza_bytes=config.limits.max_stanza_bytes))
+    add(MetricsModule(settings=config.metrics, metrics=s.metrics, sessions=s.sessions,
+                      hooks=s.hooks, throttle=s.throttle, storage_ping=stores.ping,
+                      lifecycle=s.lifecycle, listeners=s.listeners,
+                      listener_kinds=s.listener_kinds))
+    add(ControlSocketModule(enabled=config.control.enabled,
+                            socket_path=s.path(config.control.socket), ops=s.control_ops))
+    pubsub = add(PubSubComponent(config=config, store=stores.pubsub, router=router,
+                                 sessions=s.sessions, hooks=s.hooks, presence=presence,
+                                 disco_registry=s.disco))
+    # The feed modules, built as at the end of build_modules.
+    server.pubsub = pubsub
     add(FeedsModule(server))
     add(ServiceAdminModule(server))

@@ -425,8 +425,9 @@ def _validate_components(config: Config) -> None:
             raise ConfigError(f"components.{domain}.max_connections: must be at least 1")
     of = config.component_of
     if of is not None:
-        if not of.domain:
-            raise ConfigError("component_of.domain: required (the component's domain)")
+        if not of.domain or "." not in of.domain:
+            raise ConfigError("component_of.domain: required, a subdomain of the host server's "
+                              "domain such as pubsub.example.org")
         if not of.secret:
             raise ConfigError("component_of.secret: required")
         if not 0 < of.port <= 65535:

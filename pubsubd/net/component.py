@@ -9,6 +9,7 @@
   (RFC 6120 §8.3.3.19), unlike ``remote-server-not-found`` for domains we cannot reach.
 * :class:`AcceptedComponent` serves one incoming component stream: handshake, then stanzas both
   ways, checking that the component only speaks for its own domain.
+* :class:`HostLink` is the other direction: ``pubsubd component`` connecting to another server.
 
 Stanzas travel in ``jabber:component:accept`` on the wire and ``jabber:client`` inside.
 """
@@ -18,17 +19,22 @@ from __future__ import annotations
 import logging
 import ssl
 import zlib
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 import trio
 from lxml import etree
 
 from pubsubd import ns
+from pubsubd.config import ComponentOfConfig
 from pubsubd.core.router import Router, Stanza
 from pubsubd.errors import Condition, StanzaError, StreamCondition, StreamError
 from pubsubd.jid import JID, InvalidJID
 from pubsubd.net.exception_groups import decisive
-from pubsubd.stream.component_handshake import HANDSHAKE_TAGS, AcceptHandshake
+from pubsubd.stream.component_handshake import (
+    HANDSHAKE_TAGS,
+    AcceptHandshake,
+    ConnectHandshake,
+)
 from pubsubd.stream.parser import ElementReceived, StreamClosed, StreamOpened, StreamParser
 
 log = logging.getLogger(__name__)
@@ -244,3 +250,112 @@ class AcceptedComponent:
                 await self.stream.aclose()
             except _TRANSPORT_ERRORS:
                 pass
+
+
+class HostLink:
+    """``pubsubd component``: our stream to the host server's component port (XEP-0114 §3,
+    initiator side) and the router's remote side: every stanza for a domain other than ours
+    leaves through it. It reconnects after ``reconnect_delay`` whenever the stream ends;
+    stanzas wait in a bounded queue meanwhile (beyond it they bounce)."""
+
+    def __init__(self, settings: ComponentOfConfig, *, max_stanza_bytes: int,
+                 on_stanza: Callable[[Stanza], Awaitable[None]]) -> None:
+        self.settings = settings
+        self.max_stanza_bytes = max_stanza_bytes
+        self.on_stanza = on_stanza
+        self._outbox_send, self._outbox_receive = trio.open_memory_channel[bytes](OUTBOX)
+        self.connected = False
+
+    async def send(self, stanza: Stanza) -> bool:
+        """RemoteRouter: queue for the host; False (the router bounces) when the queue is full."""
+        try:
+            self._outbox_send.send_nowait(component_bytes(stanza.element))
+        except trio.WouldBlock:
+            return False
+        return True
+
+    async def run(self) -> None:
+        cfg = self.settings
+        while True:
+            try:
+                await self._connect_once()
+            except StreamError as err:
+                log.error("the host server refused component %s: %s", cfg.domain, err)
+            except (*_TRANSPORT_ERRORS, trio.TooSlowError) as exc:
+                log.warning("component link to %s:%d: %s", cfg.host, cfg.port, exc or "lost")
+            finally:
+                self.connected = False
+            await trio.sleep(cfg.reconnect_delay)
+
+    async def _connect_once(self) -> None:
+        cfg = self.settings
+        with trio.fail_after(30):
+            stream = await trio.open_tcp_stream(cfg.host, cfg.port)
+        async with stream:
+            parser = StreamParser(self.max_stanza_bytes, internal_ns=ns.CLIENT)
+            handshake = ConnectHandshake(cfg.domain, cfg.secret)
+            await stream.send_all(handshake.opening())
+            events: list[StreamOpened | ElementReceived | StreamClosed] = []
+
+            async def next_event() -> StreamOpened | ElementReceived | StreamClosed:
+                while not events:
+                    data = await stream.receive_some(READ_SIZE)
+                    if not data:
+                        raise trio.BrokenResourceError("closed by the host server")
+                    events.extend(parser.feed(bytes(data)))
+                return events.pop(0)
+
+            with trio.fail_after(30):
+                while not self.connected:
+                    event = await next_event()
+                    if isinstance(event, StreamOpened):
+                        await stream.send_all(handshake.on_header(event))
+                    elif isinstance(event, StreamClosed):
+                        raise trio.BrokenResourceError("stream closed during the handshake")
+                    elif event.element.tag == ns.STREAM_ERROR:
+                        raise _stream_error(event.element)
+                    elif handshake.succeeded(event.element.tag):
+                        self.connected = True
+            log.info("connected to %s:%d as component %s", cfg.host, cfg.port, cfg.domain)
+
+            async def write() -> None:
+                async for data in self._outbox_receive:
+                    await stream.send_all(data)
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(write)
+                while True:
+                    event = await next_event()
+                    if isinstance(event, StreamClosed):
+                        break
+                    if isinstance(event, ElementReceived):
+                        if event.element.tag == ns.STREAM_ERROR:
+                            raise _stream_error(event.element)
+                        if event.element.tag in ns.STANZA_TAGS:
+                            await self._inbound(event.element)
+                nursery.cancel_scope.cancel()
+            with trio.move_on_after(1):
+                await stream.send_all(b"</stream:stream>")
+
+    async def _inbound(self, el: etree._Element) -> None:
+        try:
+            from_ = JID.parse(el.get("from") or "")
+            to = JID.parse(el.get("to") or "")
+        except InvalidJID:
+            log.debug("dropping a stanza with bad addresses from the host server")
+            return
+        if to.domain != self.settings.domain:
+            log.debug("dropping a stanza for %s: not ours", to)  # the host's routing bug
+            return
+        await self.on_stanza(Stanza(el, from_, to))
+
+
+def _stream_error(el: etree._Element) -> StreamError:
+    condition = next((etree.QName(c).localname for c in el
+                      if etree.QName(c).namespace == ns.STREAMS_ERR
+                      and etree.QName(c).localname != "text"), "undefined-condition")
+    try:
+        return StreamError(StreamCondition(condition), el.findtext(ns.clark(ns.STREAMS_ERR,
+                                                                             "text")))
+    except ValueError:
+        return StreamError(StreamCondition.UNDEFINED_CONDITION, condition)
