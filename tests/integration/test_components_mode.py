@@ -35,7 +35,8 @@ class ComponentProcess(ServerProcess):
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "pubsubd", "component", "--config", str(self.config_path)],
             cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT, env=env)
-        self.wait_for_log("as component pubsub.localhost", timeout=timeout)
+        domain = self.config["component_of"]["domain"]
+        self.wait_for_log(f"as component {domain}", timeout=timeout)
 
 
 @pytest.fixture
