@@ -102,3 +102,76 @@ Component "{self.component_domain}"
                                      stderr=subprocess.STDOUT)
         _wait_for_port(self.proc, self.c2s_port, timeout, out)
         _wait_for_port(self.proc, self.component_port, timeout, out)
+
+
+class EjabberdHost(HostServer):
+    """ejabberd started without ``ejabberdctl`` (which wants the system's node name, spool
+    and log directories): the Erlang VM runs ``ejabberd`` directly, undistributed
+    (``nonode@nohost``: no epmd, no cookie), with Mnesia and the log in the test's directory.
+    Accounts are registered at start-up by an ``-eval`` after the application has started."""
+
+    USERS = ("reader",)
+
+    def __init__(self, workdir: Path) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.workdir = workdir
+        self.domain = "ejabberd.localhost"
+        self.c2s_port, self.component_port = free_port(), free_port()
+        cert, key = _self_signed(workdir, self.domain)
+        (workdir / "spool").mkdir(exist_ok=True)
+        self.config_path = workdir / "ejabberd.yml"
+        self.config_path.write_text(f"""
+hosts: ["{self.domain}"]
+loglevel: info
+certfiles: ["{cert}", "{key}"]
+listen:
+  - {{port: {self.c2s_port}, ip: "127.0.0.1", module: ejabberd_c2s, starttls: true}}
+  - port: {self.component_port}
+    ip: "127.0.0.1"
+    module: ejabberd_service
+    hosts:
+      "{self.component_domain}":
+        password: "{SECRET}"
+auth_method: internal
+auth_password_format: plain
+default_db: mnesia
+s2s_access: none
+modules:
+  mod_roster: {{}}
+  mod_offline: {{}}
+  mod_disco: {{}}
+  mod_ping: {{}}
+""")
+
+    def add_user(self, local: str, password: str = "password1") -> str:
+        assert local in self.USERS and password == "password1", "registered at start-up"
+        return f"{local}@{self.domain}"
+
+    def start(self, timeout: float = 30.0) -> None:
+        out = self.workdir / "stdout.log"
+        register = ", ".join(
+            f'ok = ejabberd_auth:try_register(<<"{u}">>, <<"{self.domain}">>, <<"password1">>)'
+            for u in self.USERS)
+        env = {"PATH": "/usr/bin:/bin", "HOME": str(self.workdir),
+               "ERL_LIBS": _ejabberd_libs(),
+               "EJABBERD_CONFIG_PATH": str(self.config_path),
+               "EJABBERD_LOG_PATH": str(self.workdir / "ejabberd.log")}
+        self.proc = subprocess.Popen(
+            ["erl", "-noinput", "-mnesia", "dir", f'"{self.workdir / "spool"}"',
+             "-s", "ejabberd", "-eval", f'{register}, io:format("accounts ready~n").'],
+            cwd=self.workdir, stdout=open(out, "ab"), stderr=subprocess.STDOUT, env=env)
+        _wait_for_port(self.proc, self.c2s_port, timeout, out)
+        _wait_for_port(self.proc, self.component_port, timeout, out)
+        deadline = time.monotonic() + timeout
+        while "accounts ready" not in out.read_text(errors="replace"):
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise RuntimeError(f"ejabberd accounts not created:\n{out.read_text()[-5000:]}")
+            time.sleep(0.05)
+
+
+def _ejabberd_libs() -> str:
+    """Where Debian installs ejabberd's Erlang applications (what ejabberdctl sets)."""
+    for line in Path("/usr/sbin/ejabberdctl").read_text().splitlines():
+        if line.startswith("ERL_LIBS="):
+            return line.split("=", 1)[1].strip("'\"")
+    return "/usr/lib/x86_64-linux-gnu"

@@ -14,7 +14,7 @@ import pytest
 from harness import connect, disconnect, run
 from peers import require_peer
 
-from .component_hosts import SECRET, HostServer, ProsodyHost
+from .component_hosts import SECRET, EjabberdHost, HostServer, ProsodyHost
 from .feeds_support import FEEDS_EXTRA, ThreadedFeedServer, rss
 from .s2s_support import Inbox, stanza
 from .test_components_mode import ComponentProcess
@@ -29,11 +29,16 @@ class HostEndpoint:
         self.c2s_port = host.c2s_port
 
 
-@pytest.fixture(params=["prosody"])
+@pytest.fixture(params=["prosody", "ejabberd"])
 def hosted(request: pytest.FixtureRequest,
            tmp_path: Path) -> Iterator[tuple[HostServer, ComponentProcess]]:
-    require_peer("prosody")
-    host: HostServer = ProsodyHost(tmp_path / "prosody")
+    host: HostServer
+    if request.param == "prosody":
+        require_peer("prosody")
+        host = ProsodyHost(tmp_path / "prosody")
+    else:
+        require_peer("erl", "ejabberdctl")  # ejabberdctl: the sign that ejabberd is installed
+        host = EjabberdHost(tmp_path / "ejabberd")
     host.start()
     (tmp_path / "component").mkdir()
     component = ComponentProcess(tmp_path / "component", extra={
