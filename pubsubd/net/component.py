@@ -131,7 +131,8 @@ class AcceptedComponent:
                     await self._serve(nursery)
             except BaseExceptionGroup as group:
                 leaf = decisive(group)
-                if leaf is None:
+                if leaf is None:  # only cancellations: the server is stopping
+                    error = StreamError(StreamCondition.SYSTEM_SHUTDOWN)
                     raise
                 raise leaf from None
         except StreamError as err:

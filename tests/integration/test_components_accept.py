@@ -8,6 +8,7 @@ import hashlib
 import re
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -207,3 +208,19 @@ def test_subdomains_reach_the_component(server: ServerProcess) -> None:
 
     run(scenario())
 
+
+
+def test_shutdown_tells_components(tmp_path: Path) -> None:
+    proc = ServerProcess(tmp_path, extra={
+        "listeners": [{"kind": "c2s", "address": "127.0.0.1", "port": 0},
+                      {"kind": "component", "address": "127.0.0.1", "port": 0}],
+        "components": {"bridge.localhost": {"secret": SECRET}},
+    })
+    proc.start()
+    raw = RawComponent(proc)
+    raw.handshake(raw.open("bridge.localhost"), SECRET)
+    raw.read_until(b"handshake")
+    assert proc.stop() == 0
+    rest = raw.read_all()
+    assert "<system-shutdown" in rest and rest.endswith("</stream:stream>")
+    raw.close()
