@@ -19,7 +19,7 @@ install: $(VENV)/.installed
 ## in Chromium as real clients. An entry is a command, or command:package where the Debian
 ## package is named otherwise. Installed when missing; in CI (CI=true) a peer that cannot be
 ## installed is an error: its tests would not run.
-DEBIAN_PEERS := prosody profanity poezio tmux chromium node:nodejs npm
+DEBIAN_PEERS := prosody ejabberdctl:ejabberd profanity poezio tmux chromium node:nodejs npm
 DEBIAN_GUI_PEERS := gajim Xvfb:xvfb xdotool import:imagemagick dbus-daemon:dbus
 debian-deps:
 	@missing=""; for entry in $(DEBIAN_PEERS) $(DEBIAN_GUI_PEERS); do \

@@ -41,7 +41,10 @@ class Server:
     modules by :func:`pubsubd.composition.build_modules`.
     """
 
-    def __init__(self, config: Config, *, base_dir: Path | None = None) -> None:
+    def __init__(self, config: Config, *, base_dir: Path | None = None,
+                 modules: Callable[[Services, Server], None] = build_modules) -> None:
+        """``modules`` builds the modules: the full server by default, or
+        :func:`pubsubd.composition.build_component_modules` for ``pubsubd component``."""
         self.services: Services = build_services(config, base_dir or Path.cwd())
         s = self.services
         self.config = config
@@ -53,7 +56,7 @@ class Server:
         self._c2s_per_ip: Counter[str] = Counter()
         self.ports: dict[str, int] = {}
         self.modules: list[Module] = []
-        build_modules(s, self)
+        modules(s, self)
 
     def add_module(self, module: M) -> M:
         """Load ``module``: advertise its features, then set it up."""
@@ -194,11 +197,12 @@ class Server:
 
 
 async def serve(config: Config, base_dir: Path | None = None, *,
-                on_listening: Callable[[dict[str, int]], None] | None = None) -> bool:
+                on_listening: Callable[[dict[str, int]], None] | None = None,
+                modules: Callable[[Services, Server], None] = build_modules) -> bool:
     """Run a server until SIGTERM or SIGINT (or an admin's stop); True if a restart was asked.
 
     ``on_listening`` gets the bound ports once every listener accepts connections."""
-    server = Server(config, base_dir=base_dir)
+    server = Server(config, base_dir=base_dir, modules=modules)
 
     async def stop_on_signal() -> None:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:

@@ -1,4 +1,4 @@
-"""Command line: ``pubsubd run | check-config | user ...``; wiring only, no protocol logic."""
+"""Command line: ``pubsubd run | component | check-config | user ...``; wiring only."""
 
 from __future__ import annotations
 
@@ -56,6 +56,12 @@ def _parser() -> argparse.ArgumentParser:
                      help="write the bound ports here (JSON) once every listener accepts; "
                           "useful with listeners on port 0")
     run.set_defaults(func=cmd_run)
+
+    component = command("component", "serve pubsub and feeds as an external component (XEP-0114) "
+                                      "of another server (config: component_of)")
+    component.add_argument("--ports-file", type=Path, default=None,
+                           help="write the bound ports (metrics) here once listening")
+    component.set_defaults(func=cmd_component)
 
     check = command("check-config", "validate a configuration file")
     check.add_argument("file", nargs="?", help="the file to check (default: --config)")
@@ -160,6 +166,28 @@ def _os_error(exc: BaseException) -> OSError | None:
             if found is not None:
                 return found
     return None
+def cmd_component(args: argparse.Namespace) -> int:
+    """``pubsubd component``: pubsub and the feed service inside another server's domain."""
+    config = _load(args)
+    if config.component_of is None:
+        raise ConfigError("component_of: required by `pubsubd component` (host, port, domain, "
+                          "secret of the host server's component port)")
+    setup_logging(config)
+    from pubsubd.app import serve
+    from pubsubd.composition import build_component_modules, component_mode_config
+
+    of = config.component_of
+    print(f"pubsubd is starting as component {of.domain} of the server at {of.host}:{of.port}; "
+          f"users add feeds@{of.domain} as a contact.", file=sys.stderr)
+    ports_file = args.ports_file
+    try:
+        trio.run(partial(
+            serve, component_mode_config(config), Path.cwd(), modules=build_component_modules,
+            on_listening=None if ports_file is None else partial(write_ports, ports_file)))
+    except OSError as exc:
+        print(f"pubsubd: cannot start: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _print_welcome(config: Config, config_path: str) -> None:
@@ -171,7 +199,8 @@ def _print_welcome(config: Config, config_path: str) -> None:
     print(f"Create an account:  pubsubd user add you@{domain} --config {config_path}"
           "  (after make run: .venv/bin/pubsubd)", file=sys.stderr)
     if config.pubsub.enabled and config.feeds.enabled:
-        print(f"Then chat with {config.pubsub.subdomain}.{domain} and say \"help\" to follow "
+        contact = f"{config.feeds.command_contact}@{config.pubsub.subdomain}.{domain}"
+        print(f"Then add the contact {contact} in your client and say \"help\" to follow "
               "feeds.", file=sys.stderr)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -25,8 +25,10 @@ from pubsubd.core.lifecycle import ServerLifecycle
 from pubsubd.core.module import Module
 from pubsubd.core.router import Router
 from pubsubd.core.session import SessionRegistry
+from pubsubd.host_presence import HostPresenceView
 from pubsubd.jid import JID
 from pubsubd.metrics import Metrics
+from pubsubd.modules.component_of import ComponentOfModule
 from pubsubd.modules.control_socket import ControlSocketModule
 from pubsubd.modules.feeds.admin_commands import ServiceAdminModule
 from pubsubd.modules.feeds.module import FeedsModule
@@ -46,6 +48,7 @@ from pubsubd.modules.xep0054_vcard import VCardModule
 from pubsubd.modules.xep0060_pubsub import PubSubComponent
 from pubsubd.modules.xep0077_register import RegisterModule
 from pubsubd.modules.xep0092_version import VersionModule
+from pubsubd.modules.xep0114_components import ComponentsModule
 from pubsubd.modules.xep0115_caps import CapsModule
 from pubsubd.modules.xep0133_admin import AdminModule
 from pubsubd.modules.xep0157_server_contacts import ServerContactsModule
@@ -203,6 +206,11 @@ def build_modules(s: Services, server: Server) -> None:
     add(S2SModule(settings=config.s2s, data_dir=s.path(config.data_dir), router=router,
                   tls=s.ctx.tls, max_stanza_bytes=config.limits.max_stanza_bytes,
                   listener_kinds=s.listener_kinds))
+    # External components (XEP-0114) and the component listener.
+    add(ComponentsModule(components=config.components, router=router, disco=s.disco,
+                         listener_kinds=s.listener_kinds,
+                         max_stanza_bytes=config.limits.max_stanza_bytes,
+                         handshake_timeout=config.limits.handshake_timeout))
 
     # Instant messaging (RFC 6121 and the XEPs clients expect of it).
     roster = add(RosterModule(store=stores.im, router=router, hooks=hooks, sessions=sessions,
@@ -251,7 +259,16 @@ def build_modules(s: Services, server: Server) -> None:
                      disco=s.disco, tls=s.ctx.tls, listeners=s.listeners,
                      listener_kinds=s.listener_kinds))
 
-    # The feed service (its nodes live on pubsub.<domain>) and its administration.
+    add_feed_modules(s, server, pubsub=pubsub, roster=roster, commands=commands)
+
+
+def add_feed_modules(s: Services, server: Server, *, pubsub: PubSubComponent,
+                     roster: RosterModule | None, commands: CommandsModule | None) -> None:
+    """The feed service (its nodes live on pubsub.<domain>) and its administration; the same
+    in a server of our own and in ``pubsubd component``."""
+    add: Callable[[M], M] = server.add_module
+    config, stores = s.config, s.stores
+    router, hooks, sessions = s.router, s.hooks, s.sessions
     service = pubsub if pubsub.enabled else None
     feeds_cfg = config.feeds
     admins = frozenset(config.admins)
@@ -269,3 +286,45 @@ def build_modules(s: Services, server: Server) -> None:
     add(ServiceAdminModule(feeds=feeds, pubsub=service, commands=commands,
                            control_ops=s.control_ops, hooks=hooks, metrics=s.metrics,
                            sessions=sessions, admins=admins))
+
+
+# --- ``pubsubd component``: the pubsub and feed service as a component of another server -----
+
+def component_mode_config(config: Config) -> Config:
+    """The configuration of a component run: ``component_of.domain`` (``pubsub.example.org``)
+    is served as pubsub's ``<subdomain>.<domain>``, users of ``example.org`` count as local for
+    node creation, and nothing listens but metrics (no clients, no federation, no MUC)."""
+    of = config.component_of
+    assert of is not None, "validated by the caller"
+    subdomain, _, parent = of.domain.partition(".")
+    return replace(
+        config, domains=(parent,),
+        listeners=tuple(spec for spec in config.listeners if spec.kind == "metrics"),
+        pubsub=replace(config.pubsub, enabled=True, subdomain=subdomain),
+        s2s=replace(config.s2s, enabled=False), muc=replace(config.muc, enabled=False),
+        components={})
+
+
+def build_component_modules(s: Services, server: Server) -> None:
+    """The modules of ``pubsubd component`` (config from :func:`component_mode_config`): the
+    link to the host, pubsub on the component's domain, the feed service, metrics and the
+    control socket. The router serves only the component's domain: every user is remote and
+    reached through the host."""
+    add: Callable[[M], M] = server.add_module
+    config, stores, router = s.config, s.stores, s.router
+    of = config.component_of
+    assert of is not None
+    router.domains = frozenset({of.domain})
+    presence = HostPresenceView(s.sessions, stores.im)
+    add(ComponentOfModule(settings=of, router=router, presence=presence,
+                          max_stanza_bytes=config.limits.max_stanza_bytes))
+    add(MetricsModule(settings=config.metrics, metrics=s.metrics, sessions=s.sessions,
+                      hooks=s.hooks, throttle=s.throttle, storage_ping=stores.ping,
+                      lifecycle=s.lifecycle, listeners=s.listeners,
+                      listener_kinds=s.listener_kinds))
+    add(ControlSocketModule(enabled=config.control.enabled,
+                            socket_path=s.path(config.control.socket), ops=s.control_ops))
+    pubsub = add(PubSubComponent(config=config, store=stores.pubsub, router=router,
+                                 sessions=s.sessions, hooks=s.hooks, presence=presence,
+                                 disco_registry=s.disco))
+    add_feed_modules(s, server, pubsub=pubsub, roster=None, commands=None)

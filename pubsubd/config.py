@@ -32,10 +32,11 @@ class Listener:
     XMPP over WebSocket, plain: loopback only) and websocket_tls (the same over TLS);
     the websocket kinds also answer XEP-0156 host-meta discovery; upload and upload_tls
     serve XEP-0363 HTTP File Upload (plain: loopback only, behind a TLS proxy); http serves
-    nodes as feeds and WebSub (also answered by metrics listeners) without the metrics."""
+    nodes as feeds and WebSub (also answered by metrics listeners) without the metrics;
+    component accepts external components (XEP-0114) configured under ``components``."""
 
     kind: Literal["c2s", "c2s_tls", "s2s", "metrics", "websocket", "websocket_tls",
-                  "upload", "upload_tls", "http"] = "c2s"
+                  "upload", "upload_tls", "http", "component"] = "c2s"
     address: str = "127.0.0.1"
     port: int = 5222
 
@@ -330,6 +331,28 @@ class WebSubConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ComponentConfig:
+    """One external component (XEP-0114) accepted on a ``component`` listener."""
+
+    secret: str = ""  # the shared secret of the handshake; required
+    subdomains: bool = False  # also route <anything>.<component domain> to it
+    # Processes that may connect for this domain at once; stanzas are spread over them by
+    # the sender's bare JID. One more is refused with <conflict/> (XEP-0114 §3).
+    max_connections: int = 4
+
+
+@dataclass(frozen=True, slots=True)
+class ComponentOfConfig:
+    """``pubsubd component``: serve pubsub (and feeds) as a component of another server."""
+
+    host: str = "127.0.0.1"  # the host server's component port (Prosody, ejabberd: 5347)
+    port: int = 5347
+    domain: str = ""  # the component's domain on that server, e.g. pubsub.example.org
+    secret: str = ""  # the shared secret configured for it there
+    reconnect_delay: float = 5.0  # seconds between attempts while the host is unreachable
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     domains: tuple[str, ...] = ("localhost",)
     listeners: tuple[Listener, ...] = (Listener(),)
@@ -353,6 +376,8 @@ class Config:
     upload: UploadConfig = field(default_factory=UploadConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     websub: WebSubConfig = field(default_factory=WebSubConfig)
+    components: dict[str, ComponentConfig] = field(default_factory=dict)
+    component_of: ComponentOfConfig | None = None
 
     @property
     def primary_domain(self) -> str:
@@ -398,6 +423,9 @@ def _convert(hint: Any, value: Any, path: str) -> Any:
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{path}: expected a mapping, got {_kind(value)}")
+        if len(args) == 2 and dataclasses.is_dataclass(args[1]):
+            return {str(k): build(args[1], v, _join(path, str(k)))  # type: ignore[arg-type]
+                    for k, v in value.items()}
         return dict(value)
     if hint is bool:
         if not isinstance(value, bool):
@@ -495,6 +523,7 @@ def validate(config: Config) -> Config:
         host, sep, port = route.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 < int(port) <= 65535:
             raise ConfigError(f"s2s.routes.{domain}: expected \"host:port\", not {route!r}")
+    _validate_components(config)
     if config.limits.max_stanza_bytes < 10000:
         raise ConfigError("limits.max_stanza_bytes: must be at least 10000 (RFC 6120 §13.12)")
     _validate_hardening(config)
@@ -528,6 +557,33 @@ def _validate_hardening(config: Config) -> None:
                           "must be at least 1")
     if config.registration.rate < 0 or config.registration.rate_window <= 0:
         raise ConfigError("registration.rate: must be >= 0, and rate_window > 0")
+def _validate_components(config: Config) -> None:
+    """XEP-0114 settings: component domains are bare domains of their own, with a secret."""
+    from pubsubd.jid import JID, InvalidJID
+
+    for domain, component in config.components.items():
+        try:
+            jid = JID.parse(domain)
+        except InvalidJID as exc:
+            raise ConfigError(f"components.{domain}: not a valid domain ({exc})") from None
+        if jid.local or jid.resource or jid.domain != domain:
+            raise ConfigError(f"components.{domain}: must be a bare lowercase domain")
+        if domain in config.domains:
+            raise ConfigError(f"components.{domain}: is also in domains; a component needs a "
+                              "domain of its own")
+        if not component.secret:
+            raise ConfigError(f"components.{domain}.secret: required")
+        if component.max_connections < 1:
+            raise ConfigError(f"components.{domain}.max_connections: must be at least 1")
+    of = config.component_of
+    if of is not None:
+        if not of.domain or "." not in of.domain:
+            raise ConfigError("component_of.domain: required, a subdomain of the host server's "
+                              "domain such as pubsub.example.org")
+        if not of.secret:
+            raise ConfigError("component_of.secret: required")
+        if not 0 < of.port <= 65535:
+            raise ConfigError("component_of.port: must be between 1 and 65535")
 
 
 def load(path: str | Path) -> Config:

@@ -58,6 +58,11 @@ class PresenceView:
         """Full JID → show ("online", "chat", "away", "xa", "dnd"); empty when offline."""
         return {s.jid: s.presence.show for s in self._available_sessions(bare)}
 
+    def tracks(self, bare: JID | str) -> bool:
+        """Is presence known for ``bare`` although it is no local account? (A component's
+        view of the users whose presence its host server sends it.)"""
+        return False
+
     def priority(self, full: JID | str) -> int | None:
         session = self._sessions.get(_jid(full))
         if session is None or not session.presence.available:

@@ -95,6 +95,7 @@ class Router:
         self.hooks = hooks
         self.accounts = accounts
         self.components: dict[str, Component] = {}
+        self.subdomain_components: set[str] = set()  # their subdomains route to them too
         self.remote: RemoteRouter | None = None
         self._iq: dict[tuple[str, str, str], IqHandler] = {}
         # Callbacks for our own requests, by id: a peer that never answers must not keep them
@@ -110,8 +111,22 @@ class Router:
         assert scope in ("host", "self", "bare") and type_ in ("get", "set")
         self._iq[(scope, type_, tag)] = handler
 
-    def add_component(self, component: Component) -> None:
+    def add_component(self, component: Component, *, subdomains: bool = False) -> None:
         self.components[component.domain] = component
+        if subdomains:
+            self.subdomain_components.add(component.domain)
+
+    def component_for(self, domain: str) -> Component | None:
+        """The component serving ``domain``: its own, or a parent's that takes subdomains."""
+        component = self.components.get(domain)
+        if component is not None or not self.subdomain_components:
+            return component
+        parts = domain.split(".")
+        for i in range(1, len(parts) - 1):
+            parent = ".".join(parts[i:])
+            if parent in self.subdomain_components:
+                return self.components.get(parent)
+        return None
 
     def is_local(self, jid: JID) -> bool:
         return jid.domain in self.domains
@@ -166,7 +181,7 @@ class Router:
             # Directed presence (RFC 6121 §4.6) is tracked by the presence module, then routed.
             if await self.hooks.fire("presence/directed", st):
                 return
-        component = self.components.get(to.domain)
+        component = self.component_for(to.domain)
         if component is not None:
             await component.receive(st)
             return

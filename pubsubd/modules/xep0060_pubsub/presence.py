@@ -38,7 +38,8 @@ class ServerPresence:
     def knows(self, bare: str) -> bool:
         """Presence is known for accounts of the served domains only."""
         jid = _jid(bare)
-        return jid is not None and self.router.is_local(jid)
+        return jid is not None and (self.router.is_local(jid) or (
+            self.view is not None and self.view.tracks(jid)))
 
     def available_resources(self, bare: str) -> dict[str, str]:
         jid = _jid(bare)

@@ -1,0 +1,101 @@
+"""``pubsubd component`` plugged into Debian's Prosody and ejabberd: a user of each follows a
+local feed by chatting with ``feeds@pubsub.<their domain>``, receives entries while available,
+finds the entry published while away on the next login, and lists the feeds by chat."""
+
+from __future__ import annotations
+
+import asyncio
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from harness import connect, disconnect, run
+from peers import require_peer
+
+from .component_hosts import SECRET, EjabberdHost, HostServer, ProsodyHost
+from .feeds_support import FEEDS_EXTRA, ThreadedFeedServer, rss
+from .s2s_support import Inbox, stanza
+from .test_components_mode import ComponentProcess
+
+C = "{jabber:client}"
+
+
+class HostEndpoint:
+    """What :func:`harness.connect` needs of a server: where its c2s port is."""
+
+    def __init__(self, host: HostServer) -> None:
+        self.c2s_port = host.c2s_port
+
+
+@pytest.fixture(params=["prosody", "ejabberd"])
+def hosted(request: pytest.FixtureRequest,
+           tmp_path: Path) -> Iterator[tuple[HostServer, ComponentProcess]]:
+    host: HostServer
+    if request.param == "prosody":
+        require_peer("prosody")
+        host = ProsodyHost(tmp_path / "prosody")
+    else:
+        require_peer("erl", "ejabberdctl")  # ejabberdctl: the sign that ejabberd is installed
+        host = EjabberdHost(tmp_path / "ejabberd")
+    host.start()
+    (tmp_path / "component").mkdir()
+    component = ComponentProcess(tmp_path / "component", extra={
+        "listeners": [],
+        "component_of": {"host": "127.0.0.1", "port": host.component_port,
+                         "domain": host.component_domain, "secret": SECRET},
+        "feeds": FEEDS_EXTRA,
+    })
+    try:
+        component.start()
+        yield host, component
+    finally:
+        if component.alive():
+            component.kill()
+        host.stop()
+
+
+def test_a_user_of_the_host_follows_a_feed(hosted: tuple[Any, ComponentProcess]) -> None:
+    host, component = hosted
+    commands, news = f"feeds@{host.component_domain}", f"host-news@{host.component_domain}"
+    reader_jid = host.add_user("reader")
+
+    def entry(guid: str) -> Any:
+        def match(el: ET.Element) -> bool:
+            return (stanza("message", "chat", news)(el)
+                    and (el.findtext(f"{C}body") or "").startswith(f"*Entry {guid}*"))
+        return match
+
+    with ThreadedFeedServer() as web:
+        url = web.url("/host.xml")
+        web.set("/host.xml", rss("Host News", ["h1"]), content_type="application/rss+xml")
+
+        async def scenario() -> None:
+            reader = await connect(HostEndpoint(host), reader_jid)  # type: ignore[arg-type]
+            inbox = Inbox(reader)
+            reader.send_message(mto=commands, mbody=f"subscribe {url}", mtype="chat")
+            reply = await inbox.wait(stanza("message", "chat", commands))
+            assert "Subscribed" in (reply.findtext(f"{C}body") or "")
+            await inbox.wait(stanza("presence", "subscribe", news))
+            await inbox.wait(entry("h1"))
+            reader.send_presence(pto=news, ptype="subscribed")
+            await asyncio.to_thread(component.wait_for_log,
+                                    f" available: {reader.boundjid.full}")
+            await disconnect(reader)
+            await asyncio.to_thread(component.wait_for_log,
+                                    f"unavailable: {reader.boundjid.full}")
+            web.set("/host.xml", rss("Host News", ["h2", "h1"]),
+                    content_type="application/rss+xml")
+            await asyncio.to_thread(component.refresh_feed, url)
+            reader = await connect(HostEndpoint(host), reader_jid,  # type: ignore[arg-type]
+                                   presence=False)
+            inbox = Inbox(reader)
+            reader.send_presence()
+            await inbox.wait(entry("h2"))
+            reader.send_message(mto=commands, mbody="list", mtype="chat")
+            listing = await inbox.wait(stanza("message", "chat", commands))
+            assert "Host News" in (listing.findtext(f"{C}body") or "")
+            await disconnect(reader)
+
+        run(scenario())
