@@ -24,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench import (
+    profile,
     prosody,
     report,
     scenario_core,
@@ -87,6 +88,8 @@ def parse_args(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
     p.add_argument("--output", default=str(Path(__file__).parent / "RESULTS.md"),
                    help="the Markdown report (default: bench/RESULTS.md)")
     p.add_argument("--keep", action="store_true", help="keep the servers' temporary directories")
+    p.add_argument("--profile", default="", help="directory for py-spy profiles of pubsubd, "
+                   "one per scenario (folded stacks and a summary); default: none")
     args = p.parse_args(argv)
     opts = Options(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Options)})
     return opts, args
@@ -111,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in server_names:
         server = SERVERS[name](root / name)
         servers_seen.append(server)
-        results.extend(run_server(server, scenarios, opts))
+        profiles = Path(args.profile) if args.profile and name == "pubsubd" else None
+        results.extend(run_server(server, scenarios, opts, profiles))
     elapsed = time.monotonic() - started
     command = "python -m bench.run " + shlex.join(argv if argv is not None else sys.argv[1:])
     text = report.render(results, scenarios, servers_seen, opts, command.strip(), elapsed)
@@ -130,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_server(server: ServerUnderTest, scenarios: list[Scenario],
-               opts: Options) -> list[ScenarioResult]:
+               opts: Options, profiles: Path | None = None) -> list[ScenarioResult]:
     """Start ``server``, provision accounts, run each scenario, stop it (also on errors)."""
     results: list[ScenarioResult] = []
     log.info("starting %s", server.name)
@@ -151,6 +155,8 @@ def run_server(server: ServerUnderTest, scenarios: list[Scenario],
                 continue
             log.info("%s / %s ...", server.name, scenario.name)
             t0 = time.monotonic()
+            recording = (profile.Recording(server.pid, profiles / f"{scenario.name}.folded")
+                         if profiles is not None else None)
             try:
                 result = scenario.run(server, opts)
             except Exception as exc:  # noqa: BLE001 - one failing scenario must not stop the run
@@ -159,6 +165,11 @@ def run_server(server: ServerUnderTest, scenarios: list[Scenario],
                 reason = str(exc) or "a deadline expired"
                 result = ScenarioResult(scenario.name, server.name,
                                         error=f"{type(exc).__name__}: {reason}"[:300])
+            if recording is not None and (folded := recording.stop()) is not None:
+                summary = profile.summarize(folded)
+                folded.with_suffix(".md").write_text(
+                    f"# pubsubd profile: {scenario.name}\n\n" + "\n".join(summary) + "\n")
+                result.profile = summary
             log.info("%s / %s: %s (%.0f s)", server.name, scenario.name,
                      {k: round(v, 2) for k, v in result.values.items() if v is not None},
                      time.monotonic() - t0)

@@ -31,6 +31,16 @@ def presence_known(presence: PresenceView, bare: str) -> bool:
     return True if knows is None else bool(knows(bare))
 
 
+def resource_connected(presence: PresenceView, full_jid: str) -> bool:
+    """Whether ``full_jid`` has a bound session, available or not (RFC 6121 §8.5.3.1 delivers
+    a message to a "connected resource" as well as to an available one).
+
+    A view may answer with ``connected(full_jid)``; one that cannot knows only availability.
+    """
+    connected = getattr(presence, "connected", None)
+    return False if connected is None else bool(connected(full_jid))
+
+
 @dataclass(frozen=True, slots=True)
 class Candidate:
     """A subscription that may receive a notification; ``collection`` is set when it was
@@ -133,6 +143,11 @@ def _addresses(sub: Subscription, config: NodeConfig, presence: PresenceView) ->
     if not presence_known(presence, sub.bare_jid):
         # A subscriber on another server: its presence is not ours to know, so its own server
         # applies RFC 6121 delivery to the subscribed address.
+        return [sub.jid]
+    if not resources and is_full(sub.jid) and resource_connected(presence, sub.jid):
+        # RFC 6121 §8.5.3.1: a message to a connected full JID is delivered whether or not
+        # that resource has sent initial presence; XEP-0060 does not gate delivery on presence
+        # unless the node (§12.6) or the subscription (show-values) asks for it.
         return [sub.jid]
     if not resources and (sub.options.message_type or config.notification_type) is (
         MessageType.HEADLINE
