@@ -59,21 +59,21 @@ def render(results: Sequence[ScenarioResult], scenarios: Sequence[Scenario],
            f"Measured {time.strftime('%Y-%m-%d %H:%M %Z')} in {elapsed:.0f} s, with `{command}`.",
            "", "## Machine", "", *machine()]
     out += [f"- {s.name}: {s.version()}" for s in servers]
-    out += ["", "Both servers run on the same loopback, one after the other, with generated "
-            "configs (plaintext c2s, SASL PLAIN, hashed credentials with 4096 PBKDF2 "
-            "iterations, in-band registration, logging at warning level). The load comes from "
+    out += ["", "The servers run on the same loopback, one after the other, with generated "
+            "configs (plaintext c2s, SASL PLAIN, hashed credentials with 4096 iterations, "
+            "in-band registration, logging at warning level). The load comes from "
             f"{opts.workers} processes of `bench/loadgen.py` on the same machine, so the load "
             "generator and the server share the cores; *per server CPU-second* figures are "
             "the fairest comparison (CPU time of the server process from /proc/<pid>/stat).",
             ""]
-    compare = "pubsubd" in names and "Prosody" in names
+    others = [n for n in names if n != "pubsubd"] if "pubsubd" in names else []
     for scenario in scenarios:
         out += [f"## {scenario.title} (`{scenario.name}`)", ""]
         by_server = {r.server: r for r in results if r.scenario == scenario.name}
         header = "| metric | " + " | ".join(names)
         rule = "|---|" + "---:|" * len(names)
-        if compare:
-            header += " | pubsubd / Prosody"
+        for other in others:
+            header += f" | pubsubd / {other}"
             rule += "---:|"
         out += [header + " |", rule]
         for metric in scenario.metrics:
@@ -81,9 +81,9 @@ def render(results: Sequence[ScenarioResult], scenarios: Sequence[Scenario],
                      for n in names]
             row = f"| {metric.label} ({metric.unit}, {'↑' if metric.higher_is_better else '↓'}) | "
             row += " | ".join(cells)
-            if compare:
-                a = by_server.get("pubsubd")
-                b = by_server.get("Prosody")
+            a = by_server.get("pubsubd")
+            for other in others:
+                b = by_server.get(other)
                 r = ratio(a.values.get(metric.key) if a else None,
                           b.values.get(metric.key) if b else None)
                 row += f" | {'—' if r is None else f'{r:.2f}×'}"
@@ -97,6 +97,10 @@ def render(results: Sequence[ScenarioResult], scenarios: Sequence[Scenario],
                 out.append(f"- {n}: not measured — {found.error}")
             out += [f"- {n}: {note}" for note in found.notes]
         out.append("")
+        ours = by_server.get("pubsubd")
+        if ours is not None and ours.profile:
+            out += ["<details><summary>pubsubd profile (py-spy, samples holding the GIL, "
+                    "set-up included)</summary>", "", *ours.profile, "", "</details>", ""]
     out += ["↑ higher is better, ↓ lower is better. Sizes: "
             + ", ".join(f"{k}={v}" for k, v in _asdict(opts).items()) + ".", ""]
     return "\n".join(out)

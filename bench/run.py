@@ -24,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench import (
+    ejabberd,
     profile,
     prosody,
     report,
@@ -70,7 +71,8 @@ SCENARIOS = (
     Scenario("feeds", "Feed polling and normalizing (pubsubd only)", scenario_feeds.run,
              scenario_feeds.METRICS, scenario_feeds.unavailable, only_for="pubsubd"),
 )
-SERVERS: dict[str, type[ServerUnderTest]] = {"pubsubd": Pubsubd, "prosody": prosody.Prosody}
+SERVERS: dict[str, type[ServerUnderTest]] = {
+    "pubsubd": Pubsubd, "prosody": prosody.Prosody, "ejabberd": ejabberd.Ejabberd}
 
 
 def parse_args(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
@@ -84,7 +86,8 @@ def parse_args(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
     p.add_argument("--only", default="", help="comma-separated scenarios "
                    f"({', '.join(s.name for s in SCENARIOS)}); default: all. The report "
                    "then keeps its other sections and replaces only these")
-    p.add_argument("--servers", default="pubsubd,prosody", help="(default: %(default)s)")
+    p.add_argument("--servers", default="pubsubd,prosody,ejabberd",
+                   help="(default: %(default)s)")
     p.add_argument("--output", default=str(Path(__file__).parent / "RESULTS.md"),
                    help="the Markdown report (default: bench/RESULTS.md)")
     p.add_argument("--keep", action="store_true", help="keep the servers' temporary directories")
@@ -107,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     if "prosody" in server_names and not prosody.installed():
         log.warning("prosody is not installed (apt-get install prosody); measuring pubsubd only")
         server_names.remove("prosody")
+    if "ejabberd" in server_names and not ejabberd.installed():
+        log.warning("ejabberd is not installed (apt-get install ejabberd); skipping it")
+        server_names.remove("ejabberd")
     results: list[ScenarioResult] = []
     servers_seen: list[ServerUnderTest] = []
     started = time.monotonic()
@@ -138,7 +144,13 @@ def run_server(server: ServerUnderTest, scenarios: list[Scenario],
     """Start ``server``, provision accounts, run each scenario, stop it (also on errors)."""
     results: list[ScenarioResult] = []
     log.info("starting %s", server.name)
-    server.start()
+    try:
+        server.start()
+    except Exception as exc:  # noqa: BLE001 - a server that cannot start is reported, not fatal
+        log.error("%s did not start: %s", server.name, exc)
+        server.stop()
+        reason = f"the server did not start: {str(exc).splitlines()[0][:200]}"
+        return [ScenarioResult(s.name, server.name, error=reason) for s in scenarios]
     try:
         log.info("%s: %s, registering accounts", server.name, server.version())
         scenario_core.provision(server, opts)

@@ -139,11 +139,12 @@ def _headers(recipient: Recipient) -> str:
 class _Variant:
     """One serialization of a notification shared by recipients that differ only in ``to``."""
 
-    __slots__ = ("head", "tail", "element", "_from")
+    __slots__ = ("head", "tail", "headline", "element", "_from")
 
-    def __init__(self, head: bytes, tail: bytes) -> None:
+    def __init__(self, head: bytes, tail: bytes, headline: bool = False) -> None:
         self.head = head
         self.tail = tail
+        self.headline = headline
         self.element: etree._Element | None = None
         self._from: JID | None = None
 
@@ -209,7 +210,7 @@ class NotificationSender:
             if variant is None:
                 tail = (f"{_attr('type', key[0])}>{event}{headers}"
                         f"{body if recipient.include_body else ''}{extra}</message>").encode()
-                variant = variants[key] = _Variant(head, tail)
+                variant = variants[key] = _Variant(head, tail, key[0] == "headline")
             await self.deliver(recipient.address, key[0], variant.render(recipient.address),
                                variant)
 
@@ -278,6 +279,10 @@ class NotificationSender:
         the recipients of one variant share one parsed element, readdressed for each.
         """
         if not self.hooks.has("message/in"):
+            return False
+        if variant is not None and variant.headline:
+            # A headline event is neither archived (XEP-0313 §6.1.1: not notifications) nor
+            # carbon-copied (XEP-0280 §6.1: chat, or normal with a body): nothing to look at.
             return False
         if variant is None:
             variant = _Variant(b"", b"")
