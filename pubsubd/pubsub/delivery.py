@@ -132,24 +132,28 @@ def plan_delivery(
 
 
 def _addresses(sub: Subscription, config: NodeConfig, presence: PresenceView) -> list[str]:
-    resources = presence.available_resources(sub.bare_jid)
-    if is_full(sub.jid):
-        resources = {sub.jid: resources[sub.jid]} if sub.jid in resources else {}
     shows = sub.options.show_values
+    full = is_full(sub.jid)
     if config.presence_based_delivery or shows is not None:
         # XEP-0060 §12.6 presence-based delivery and pubsub#show-values: only resources
         # whose presence allows it; an empty list means "held".
+        resources = presence.available_resources(sub.bare_jid)
+        if full:
+            resources = {sub.jid: resources[sub.jid]} if sub.jid in resources else {}
         return [jid for jid, show in resources.items() if shows is None or show in shows]
     if not presence_known(presence, sub.bare_jid):
         # A subscriber on another server: its presence is not ours to know, so its own server
         # applies RFC 6121 delivery to the subscribed address.
         return [sub.jid]
-    if not resources and is_full(sub.jid) and resource_connected(presence, sub.jid):
+    if full:
         # RFC 6121 §8.5.3.1: a message to a connected full JID is delivered whether or not
         # that resource has sent initial presence; XEP-0060 does not gate delivery on presence
         # unless the node (§12.6) or the subscription (show-values) asks for it.
-        return [sub.jid]
-    if not resources and (sub.options.message_type or config.notification_type) is (
+        online = resource_connected(presence, sub.jid) or (
+            sub.jid in presence.available_resources(sub.bare_jid))
+    else:
+        online = bool(presence.available_resources(sub.bare_jid))
+    if not online and (sub.options.message_type or config.notification_type) is (
         MessageType.HEADLINE
     ):
         # RFC 6121 §8.5.2.2.1 / §8.5.3.2.1: a headline to an offline account is dropped, so

@@ -87,7 +87,9 @@ class FanOut:
         cached = self._own.get(node_id)
         if cached is not None:
             previous, candidates = cached
-            if len(previous) == len(subs) and all(a is b for a, b in zip(previous, subs)):
+            same = len(previous) == len(subs) and all(
+                a is b for a, b in zip(previous, subs, strict=True))
+            if same:
                 return candidates
         candidates = [Candidate(s) for s in subs]
         self._own[node_id] = (subs, candidates)
