@@ -43,9 +43,6 @@ MODULES = """\
   mod_blocking: {}
   mod_privacy: {}
   mod_offline: {}
-  mod_mam:
-    default: always
-    db_type: mnesia
   mod_private: {}
   mod_vcard: {}
   mod_last: {}

@@ -66,7 +66,7 @@ def render(results: Sequence[ScenarioResult], scenarios: Sequence[Scenario],
             "generator and the server share the cores; *per server CPU-second* figures are "
             "the fairest comparison (CPU time of the server process from /proc/<pid>/stat).",
             ""]
-    others = [n for n in names if n != "pubsubd"] if "pubsubd" in names else []
+    others = [n for n in names if not n.startswith("pubsubd")] if "pubsubd" in names else []
     for scenario in scenarios:
         out += [f"## {scenario.title} (`{scenario.name}`)", ""]
         by_server = {r.server: r for r in results if r.scenario == scenario.name}

@@ -36,7 +36,7 @@ from bench import (
 from bench.loadgen import raise_fd_limit
 from bench.measure import Metric, ScenarioResult
 from bench.options import Options
-from bench.servers import Pubsubd, ServerUnderTest
+from bench.servers import Pubsubd, PubsubdDefaults, ServerUnderTest
 
 log = logging.getLogger("bench")
 
@@ -55,8 +55,22 @@ class Scenario:
     only_for: str | None = None
 
 
+def sized(name: str, run: Runner, **scale: float) -> Runner:
+    """``run`` with some sizes of the options multiplied, reported under ``name``."""
+    def runner(server: ServerUnderTest, opts: Options) -> ScenarioResult:
+        changes = {key: type(getattr(opts, key))(getattr(opts, key) * factor)
+                   for key, factor in scale.items()}
+        result = run(server, dataclasses.replace(opts, **changes))
+        result.scenario = name
+        return result
+    return runner
+
+
 SCENARIOS = (
-    Scenario("messages", "1:1 message throughput", scenario_core.run_messages,
+    Scenario("messages", "1:1 chat, 50 pairs × 4 in flight", scenario_core.run_messages,
+             scenario_core.MESSAGES_METRICS),
+    Scenario("messages-wide", "1:1 chat, 500 pairs × 1 in flight",
+             sized("messages-wide", scenario_core.run_messages, pairs=10, window=0.25),
              scenario_core.MESSAGES_METRICS),
     Scenario("latency", "1:1 message latency, unloaded", scenario_core.run_latency,
              scenario_core.LATENCY_METRICS),
@@ -66,13 +80,17 @@ SCENARIOS = (
              scenario_core.IDLE_METRICS),
     Scenario("presence", "Presence broadcast to online contacts", scenario_presence.run,
              scenario_presence.METRICS, scenario_presence.unavailable),
-    Scenario("fanout", "Pubsub fan-out to online subscribers", scenario_pubsub.run,
+    Scenario("fanout", "Pubsub fan-out, 1000 subscribers × 100 items", scenario_pubsub.run,
+             scenario_pubsub.METRICS, scenario_pubsub.unavailable),
+    Scenario("fanout-deep", "Pubsub fan-out, 100 subscribers × 1000 items",
+             sized("fanout-deep", scenario_pubsub.run, subscribers=0.1, items=10),
              scenario_pubsub.METRICS, scenario_pubsub.unavailable),
     Scenario("feeds", "Feed polling and normalizing (pubsubd only)", scenario_feeds.run,
              scenario_feeds.METRICS, scenario_feeds.unavailable, only_for="pubsubd"),
 )
 SERVERS: dict[str, type[ServerUnderTest]] = {
-    "pubsubd": Pubsubd, "prosody": prosody.Prosody, "ejabberd": ejabberd.Ejabberd}
+    "pubsubd": Pubsubd, "pubsubd-defaults": PubsubdDefaults, "prosody": prosody.Prosody,
+    "ejabberd": ejabberd.Ejabberd}
 
 
 def parse_args(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
@@ -86,7 +104,7 @@ def parse_args(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
     p.add_argument("--only", default="", help="comma-separated scenarios "
                    f"({', '.join(s.name for s in SCENARIOS)}); default: all. The report "
                    "then keeps its other sections and replaces only these")
-    p.add_argument("--servers", default="pubsubd,prosody,ejabberd",
+    p.add_argument("--servers", default="pubsubd,pubsubd-defaults,prosody,ejabberd",
                    help="(default: %(default)s)")
     p.add_argument("--output", default=str(Path(__file__).parent / "RESULTS.md"),
                    help="the Markdown report (default: bench/RESULTS.md)")
@@ -121,7 +139,10 @@ def main(argv: list[str] | None = None) -> int:
         server = SERVERS[name](root / name)
         servers_seen.append(server)
         profiles = Path(args.profile) if args.profile and name == "pubsubd" else None
-        results.extend(run_server(server, scenarios, opts, profiles))
+        chosen = [s for s in scenarios
+                  if getattr(server, "scenarios", None) is None or s.name in server.scenarios]
+        if chosen:
+            results.extend(run_server(server, chosen, opts, profiles))
     elapsed = time.monotonic() - started
     command = "python -m bench.run " + shlex.join(argv if argv is not None else sys.argv[1:])
     text = report.render(results, scenarios, servers_seen, opts, command.strip(), elapsed)

@@ -121,9 +121,17 @@ class ServerUnderTest:
 
 
 class Pubsubd(ServerUnderTest):
-    """pubsubd from this repository, plaintext on loopback so it is measured like Prosody."""
+    """pubsubd from this repository, plaintext on loopback so it is measured like the others.
+
+    The features the reference servers do not run in the bench (message archive, stream
+    management, group chat, feeds, s2s) are off, so every server pays for the same work;
+    :class:`PubsubdDefaults` measures the default configuration beside it.
+    """
 
     name = "pubsubd"
+    # Scenarios this server runs (None: every one).
+    scenarios: frozenset[str] | None = None
+    defaults = False
 
     def __init__(self, workdir: Path) -> None:
         super().__init__(workdir)
@@ -145,6 +153,9 @@ class Pubsubd(ServerUnderTest):
             "log": {"level": "WARNING"},
             "feeds": {"enabled": False},
         }
+        if not self.defaults:
+            for feature in ("mam", "stream_management", "muc", "s2s"):
+                self.config[feature] = {"enabled": False}
         self.config_path = workdir / "pubsubd.yaml"
         self.config_path.write_text(yaml.safe_dump(self.config, sort_keys=False))
 
@@ -163,3 +174,12 @@ class Pubsubd(ServerUnderTest):
             return f"pubsubd {version('pubsubd')} (Python {sys.version.split()[0]})"
         except Exception:  # noqa: BLE001 - a missing version must not stop a benchmark
             return f"pubsubd (Python {sys.version.split()[0]})"
+
+
+class PubsubdDefaults(Pubsubd):
+    """pubsubd with its default features (message archive and stream management on), for the
+    cost of those features on 1:1 chat."""
+
+    name = "pubsubd (defaults)"
+    scenarios = frozenset({"messages"})
+    defaults = True
