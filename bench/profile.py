@@ -8,6 +8,7 @@ are kept beside the summary so the next person can draw a flame graph from them.
 
 from __future__ import annotations
 
+import gzip
 import shutil
 import signal
 import subprocess
@@ -91,3 +92,11 @@ def summarize(folded: Path, top: int = 15) -> list[str]:
     ours = [(n, c) for n, c in total.most_common() if "pubsubd/" in n][:top]
     lines += [f"- {100 * c / samples:.1f} % `{n}`" for n, c in ours]
     return lines
+
+
+def compress(folded: Path) -> Path:
+    """Gzip the folded stacks (``flamegraph.pl`` and speedscope read them once unzipped)."""
+    target = folded.with_suffix(folded.suffix + ".gz")
+    target.write_bytes(gzip.compress(folded.read_bytes(), mtime=0))
+    folded.unlink()
+    return target

@@ -203,6 +203,7 @@ def run_server(server: ServerUnderTest, scenarios: list[Scenario],
                 folded.with_suffix(".md").write_text(
                     f"# pubsubd profile: {scenario.name}\n\n" + "\n".join(summary) + "\n")
                 result.profile = summary
+                profile.compress(folded)
             log.info("%s / %s: %s (%.0f s)", server.name, scenario.name,
                      {k: round(v, 2) for k, v in result.values.items() if v is not None},
                      time.monotonic() - t0)

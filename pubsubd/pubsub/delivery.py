@@ -123,7 +123,8 @@ def plan_delivery(
         for address in addresses:
             previous = merged.get(address)
             if previous is None:
-                merged[address] = with_address(template, address)
+                merged[address] = (template if address == template.address
+                                   else with_address(template, address))
             elif sub.subid not in previous.subids:
                 # XEP-0060 §7.1.2.4: one message per address, listing every subid.
                 merged[address] = _merge(previous, sub.subid)
