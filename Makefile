@@ -51,9 +51,14 @@ run: install
 test: install debian-deps npm-deps
 	$(PY) -m pytest -q -p no:cacheprovider
 
-## Benchmarks against Prosody (installs it with apt-get); writes bench/RESULTS.md.
+## Benchmarks against Prosody and ejabberd (installs them with apt-get, and py-spy for the
+## profiles); writes bench/RESULTS.md and bench/profiles/.
 bench: install debian-deps
-	$(PY) -m bench.run
+	@command -v ejabberdctl >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ejabberd >/dev/null; } || \
+	  echo "could not install ejabberd: the bench skips it"
+	@$(PY) -m pip install -q py-spy || echo "no py-spy: the bench runs without profiles"
+	$(PY) -m bench.run --profile bench/profiles
 
 lint: install
 	$(PY) -m pip install -q ruff mypy
