@@ -4,6 +4,10 @@ Every call is one transaction on the database thread, so a publish (with its max
 trimming) is committed before the service acknowledges it. Configurations and subscription
 options are kept as JSON of their data-form rendering, which is already a validated, versioned
 codec; adding a field needs no migration.
+
+A node's subscriptions are also held in memory once read (a publish fans out from them), which
+relies on this store being the only writer of its tables: one server process per database,
+with the command-line tools going through the server's control socket.
 """
 
 from __future__ import annotations
