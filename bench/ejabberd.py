@@ -6,8 +6,10 @@ SCRAM-hashed credentials (4096 iterations, ejabberd's fixed count), in-band regi
 (no per-IP registration delay, so accounts are created as on the other servers), no shapers, no
 s2s listener, and a XEP-0060 service on pubsub.<domain>. Its modules mirror the Prosody set.
 
-Debian's ``ejabberdctl`` runs the node as the ``ejabberd`` user when started by root, so the
-directory is handed to that user; the Erlang node gets a distinct short name per run so it never
+Debian's ``ejabberdctl`` switches to the ``ejabberd`` user through ``su`` when started by root,
+and PAM then lowers the open-files limit to the system default (too few for thousands of
+connections); so, under root, the bench starts it as that user itself (inheriting the raised
+limit) and hands it the directory; the Erlang node gets a distinct short name per run so it never
 meets a system ejabberd, and ``epmd`` (started by the Erlang runtime on first use) stays up after
 the run, as it would for any Erlang node. CPU and memory are read from the BEAM process itself
 (``beam.smp``), not from the shell scripts that start it.
@@ -22,6 +24,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 from bench.clients import PASSWORD
 from bench.servers import ServerUnderTest
@@ -120,8 +123,7 @@ shaper_rules:
   c2s_shaper: none
   s2s_shaper: none
 auth_method: internal
-auth_password_format: scram
-auth_scram_hash: sha
+auth_password_format: plain
 registration_timeout: infinity
 s2s_access: all
 modules:
@@ -155,7 +157,25 @@ modules:
     def environment(self) -> dict[str, str]:
         env = dict(os.environ)
         env["EJABBERD_BYPASS_WARNINGS"] = "true"
+        user = self._user()
+        if user is not None:
+            env.update(HOME=user.pw_dir, USER=user.pw_name, LOGNAME=user.pw_name)
         return env
+
+    @staticmethod
+    def _user() -> pwd.struct_passwd | None:
+        if os.geteuid() != 0:
+            return None
+        try:
+            return pwd.getpwnam(USER)
+        except KeyError:
+            return None
+
+    def popen_options(self) -> dict[str, Any]:
+        user = self._user()
+        if user is None:
+            return {}
+        return {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
 
     def start(self, timeout: float = 90.0) -> None:
         super().start(timeout)
@@ -166,7 +186,8 @@ modules:
 
     def ctl(self, *args: str) -> str:
         out = subprocess.run([*self._ctl(), *args], capture_output=True, text=True,
-                             timeout=60, env=self.environment(), check=False)
+                             timeout=60, env=self.environment(), check=False,
+                             **self.popen_options())
         return (out.stdout + out.stderr).strip()
 
     def _find_beam(self) -> int:

@@ -53,8 +53,8 @@ def _fmt(value: float | None) -> str:
 
 def render(results: Sequence[ScenarioResult], scenarios: Sequence[Scenario],
            servers: Sequence[ServerUnderTest], opts: Options, command: str,
-           elapsed: float) -> str:
-    names = [s.name for s in servers]
+           elapsed: float, names: Sequence[str] | None = None) -> str:
+    names = list(names) if names is not None else [s.name for s in servers]
     out = ["# Benchmark results", "",
            f"Measured {time.strftime('%Y-%m-%d %H:%M %Z')} in {elapsed:.0f} s, with `{command}`.",
            "", "## Machine", "", *machine()]
@@ -150,3 +150,54 @@ def merge(previous: str, fresh: str, note: str) -> str:
         sections[name] = [lines[0], "", note, *lines[1:]]
     body = [line for lines in sections.values() for line in lines]
     return "\n".join(head + body + tail) + "\n"
+
+
+def _number(cell: str) -> float | None:
+    try:
+        return float(cell.replace(",", ""))
+    except ValueError:
+        return None
+
+
+def parse_results(text: str, scenarios: Sequence[Scenario]) -> tuple[list[ScenarioResult],
+                                                                      list[str]]:
+    """The figures of a previous report, back as results, and its server columns in order.
+
+    A run of some servers only (``--servers``) keeps the other servers' columns of the
+    sections it measures again (their cells are read back at the precision they were shown).
+    """
+    _, sections, _ = _split(text)
+    by_key = {s.name: s for s in scenarios}
+    found: dict[tuple[str, str], ScenarioResult] = {}
+    order: list[str] = []
+    for name, lines in sections.items():
+        scenario = by_key.get(name)
+        if scenario is None:
+            continue
+        header = next((line for line in lines if line.startswith("| metric |")), None)
+        if header is None:
+            continue
+        columns = [c.strip() for c in header.strip("|").split("|")][1:]
+        servers = [c for c in columns if " / " not in c]
+        order += [n for n in servers if n not in order]
+        labels = {f"{m.label} ({m.unit}, {'↑' if m.higher_is_better else '↓'})": m.key
+                  for m in scenario.metrics}
+        for server in servers:
+            found[(name, server)] = ScenarioResult(name, server)
+        for line in lines:
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            key = labels.get(cells[0]) if cells else None
+            if key is None:
+                continue
+            for server, cell in zip(servers, cells[1:1 + len(servers)], strict=False):
+                found[(name, server)].values[key] = _number(cell)
+            for server in servers:
+                prefix = f"- {server}: "
+                found[(name, server)].notes = [
+                    n[len(prefix):] for n in lines
+                    if n.startswith(prefix) and not n.startswith(prefix + "not measured")]
+        if (name, "pubsubd") in found and any(line.startswith("<details>") for line in lines):
+            start = next(i for i, line in enumerate(lines) if line.startswith("<details>"))
+            end = next((i for i, line in enumerate(lines) if line == "</details>"), len(lines))
+            found[(name, "pubsubd")].profile = lines[start + 2:end - 1]
+    return list(found.values()), order

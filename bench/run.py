@@ -88,6 +88,7 @@ SCENARIOS = (
     Scenario("feeds", "Feed polling and normalizing (pubsubd only)", scenario_feeds.run,
              scenario_feeds.METRICS, scenario_feeds.unavailable, only_for="pubsubd"),
 )
+DEFAULT_SERVERS = "pubsubd,pubsubd-defaults,prosody,ejabberd"
 SERVERS: dict[str, type[ServerUnderTest]] = {
     "pubsubd": Pubsubd, "pubsubd-defaults": PubsubdDefaults, "prosody": prosody.Prosody,
     "ejabberd": ejabberd.Ejabberd}
@@ -104,7 +105,7 @@ def parse_args(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
     p.add_argument("--only", default="", help="comma-separated scenarios "
                    f"({', '.join(s.name for s in SCENARIOS)}); default: all. The report "
                    "then keeps its other sections and replaces only these")
-    p.add_argument("--servers", default="pubsubd,pubsubd-defaults,prosody,ejabberd",
+    p.add_argument("--servers", default=DEFAULT_SERVERS,
                    help="(default: %(default)s)")
     p.add_argument("--output", default=str(Path(__file__).parent / "RESULTS.md"),
                    help="the Markdown report (default: bench/RESULTS.md)")
@@ -145,8 +146,17 @@ def main(argv: list[str] | None = None) -> int:
             results.extend(run_server(server, chosen, opts, profiles))
     elapsed = time.monotonic() - started
     command = "python -m bench.run " + shlex.join(argv if argv is not None else sys.argv[1:])
-    text = report.render(results, scenarios, servers_seen, opts, command.strip(), elapsed)
     output = Path(args.output)
+    names = None
+    if args.servers != DEFAULT_SERVERS and output.exists():
+        # Some servers only: the other servers' figures of these scenarios stay in the report.
+        previous, names = report.parse_results(output.read_text(), scenarios)
+        measured = {(r.scenario, r.server) for r in results}
+        results = [r for r in previous if (r.scenario, r.server) not in measured
+                   and r.server not in {s.name for s in servers_seen}] + results
+        names += [s.name for s in servers_seen if s.name not in names]
+    text = report.render(results, scenarios, servers_seen, opts, command.strip(), elapsed,
+                         names)
     if wanted and output.exists():  # a partial run updates its sections only
         note = (f"_Measured {time.strftime('%Y-%m-%d %H:%M %Z')} with `{command.strip()}`, "
                 "apart from the other sections._")

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -78,7 +79,8 @@ class ServerUnderTest:
     def start(self, timeout: float = 30.0) -> None:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(self.command(), cwd=self.workdir, stdout=log,
-                                     stderr=subprocess.STDOUT, env=self.environment())
+                                     stderr=subprocess.STDOUT, env=self.environment(),
+                                     **self.popen_options())
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -93,6 +95,10 @@ class ServerUnderTest:
 
     def environment(self) -> dict[str, str]:
         return dict(os.environ)
+
+    def popen_options(self) -> dict[str, Any]:
+        """Extra :class:`subprocess.Popen` arguments (e.g. the user to run as)."""
+        return {}
 
     def stop(self, timeout: float = 20.0) -> None:
         if self.proc is None or self.proc.poll() is not None:
