@@ -158,8 +158,10 @@ def main(argv: list[str] | None = None) -> int:
     text = report.render(results, scenarios, servers_seen, opts, command.strip(), elapsed,
                          names)
     if wanted and output.exists():  # a partial run updates its sections only
+        kept = ("; the other servers' columns are kept from the previous report"
+                if names is not None else "")
         note = (f"_Measured {time.strftime('%Y-%m-%d %H:%M %Z')} with `{command.strip()}`, "
-                "apart from the other sections._")
+                f"apart from the other sections{kept}._")
         text = report.merge(output.read_text(), text, note)
     output.write_text(text)
     log.info("wrote %s (%.0f s in all)", args.output, elapsed)
