@@ -70,9 +70,14 @@ fuzz: install
 	HYPOTHESIS_PROFILE=fuzz FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_REPORT=fuzz-report.json \
 	  $(PY) -m pytest -q -p no:cacheprovider -s tests/fuzz
 
-## Benchmarks against Prosody (installs it with apt-get); writes bench/RESULTS.md.
+## Benchmarks against Prosody and ejabberd (installs them with apt-get, and py-spy for the
+## profiles); writes bench/RESULTS.md and bench/profiles/.
 bench: install debian-deps
-	$(PY) -m bench.run
+	@command -v ejabberdctl >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ejabberd >/dev/null; } || \
+	  echo "could not install ejabberd: the bench skips it"
+	@$(PY) -m pip install -q py-spy || echo "no py-spy: the bench runs without profiles"
+	$(PY) -m bench.run --profile bench/profiles
 
 ## ruff and mypy, pinned: a new release's new rules must not turn a green tree red overnight.
 LINT_TOOLS := ruff==0.17.6 mypy==2.4.1

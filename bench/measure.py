@@ -26,6 +26,8 @@ class ScenarioResult:
     values: dict[str, float | None] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     error: str | None = None
+    profile: list[str] = field(default_factory=list)
+    """Summary of a py-spy profile of the server during the scenario (pubsubd only)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ class Options:
     spread: int = 4  # client source addresses 127.0.0.2 .. 127.0.0.(1+spread)
     # (a) 1:1 messages
     pairs: int = 50  # online sender/receiver pairs
-    window: int = 20  # messages in flight per pair (closed loop)
+    window: int = 4  # messages in flight per pair (closed loop)
     duration: float = 10.0  # seconds of sending
     latency_messages: int = 2000  # unloaded round trips for the idle-latency figure
     # (b) idle connections

@@ -53,27 +53,27 @@ def _fmt(value: float | None) -> str:
 
 def render(results: Sequence[ScenarioResult], scenarios: Sequence[Scenario],
            servers: Sequence[ServerUnderTest], opts: Options, command: str,
-           elapsed: float) -> str:
-    names = [s.name for s in servers]
+           elapsed: float, names: Sequence[str] | None = None) -> str:
+    names = list(names) if names is not None else [s.name for s in servers]
     out = ["# Benchmark results", "",
            f"Measured {time.strftime('%Y-%m-%d %H:%M %Z')} in {elapsed:.0f} s, with `{command}`.",
            "", "## Machine", "", *machine()]
     out += [f"- {s.name}: {s.version()}" for s in servers]
-    out += ["", "Both servers run on the same loopback, one after the other, with generated "
-            "configs (plaintext c2s, SASL PLAIN, hashed credentials with 4096 PBKDF2 "
-            "iterations, in-band registration, logging at warning level). The load comes from "
+    out += ["", "The servers run on the same loopback, one after the other, with generated "
+            "configs (plaintext c2s, SASL PLAIN, hashed credentials with 4096 iterations, "
+            "in-band registration, logging at warning level). The load comes from "
             f"{opts.workers} processes of `bench/loadgen.py` on the same machine, so the load "
             "generator and the server share the cores; *per server CPU-second* figures are "
             "the fairest comparison (CPU time of the server process from /proc/<pid>/stat).",
             ""]
-    compare = "pubsubd" in names and "Prosody" in names
+    others = [n for n in names if not n.startswith("pubsubd")] if "pubsubd" in names else []
     for scenario in scenarios:
         out += [f"## {scenario.title} (`{scenario.name}`)", ""]
         by_server = {r.server: r for r in results if r.scenario == scenario.name}
         header = "| metric | " + " | ".join(names)
         rule = "|---|" + "---:|" * len(names)
-        if compare:
-            header += " | pubsubd / Prosody"
+        for other in others:
+            header += f" | pubsubd / {other}"
             rule += "---:|"
         out += [header + " |", rule]
         for metric in scenario.metrics:
@@ -81,9 +81,9 @@ def render(results: Sequence[ScenarioResult], scenarios: Sequence[Scenario],
                      for n in names]
             row = f"| {metric.label} ({metric.unit}, {'↑' if metric.higher_is_better else '↓'}) | "
             row += " | ".join(cells)
-            if compare:
-                a = by_server.get("pubsubd")
-                b = by_server.get("Prosody")
+            a = by_server.get("pubsubd")
+            for other in others:
+                b = by_server.get(other)
                 r = ratio(a.values.get(metric.key) if a else None,
                           b.values.get(metric.key) if b else None)
                 row += f" | {'—' if r is None else f'{r:.2f}×'}"
@@ -97,6 +97,10 @@ def render(results: Sequence[ScenarioResult], scenarios: Sequence[Scenario],
                 out.append(f"- {n}: not measured — {found.error}")
             out += [f"- {n}: {note}" for note in found.notes]
         out.append("")
+        ours = by_server.get("pubsubd")
+        if ours is not None and ours.profile:
+            out += ["<details><summary>pubsubd profile (py-spy, samples holding the GIL, "
+                    "set-up included)</summary>", "", *ours.profile, "", "</details>", ""]
     out += ["↑ higher is better, ↓ lower is better. Sizes: "
             + ", ".join(f"{k}={v}" for k, v in _asdict(opts).items()) + ".", ""]
     return "\n".join(out)
@@ -146,3 +150,54 @@ def merge(previous: str, fresh: str, note: str) -> str:
         sections[name] = [lines[0], "", note, *lines[1:]]
     body = [line for lines in sections.values() for line in lines]
     return "\n".join(head + body + tail) + "\n"
+
+
+def _number(cell: str) -> float | None:
+    try:
+        return float(cell.replace(",", ""))
+    except ValueError:
+        return None
+
+
+def parse_results(text: str, scenarios: Sequence[Scenario]) -> tuple[list[ScenarioResult],
+                                                                      list[str]]:
+    """The figures of a previous report, back as results, and its server columns in order.
+
+    A run of some servers only (``--servers``) keeps the other servers' columns of the
+    sections it measures again (their cells are read back at the precision they were shown).
+    """
+    _, sections, _ = _split(text)
+    by_key = {s.name: s for s in scenarios}
+    found: dict[tuple[str, str], ScenarioResult] = {}
+    order: list[str] = []
+    for name, lines in sections.items():
+        scenario = by_key.get(name)
+        if scenario is None:
+            continue
+        header = next((line for line in lines if line.startswith("| metric |")), None)
+        if header is None:
+            continue
+        columns = [c.strip() for c in header.strip("|").split("|")][1:]
+        servers = [c for c in columns if " / " not in c]
+        order += [n for n in servers if n not in order]
+        labels = {f"{m.label} ({m.unit}, {'↑' if m.higher_is_better else '↓'})": m.key
+                  for m in scenario.metrics}
+        for server in servers:
+            found[(name, server)] = ScenarioResult(name, server)
+        for line in lines:
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            key = labels.get(cells[0]) if cells else None
+            if key is None:
+                continue
+            for server, cell in zip(servers, cells[1:1 + len(servers)], strict=False):
+                found[(name, server)].values[key] = _number(cell)
+            for server in servers:
+                prefix = f"- {server}: "
+                found[(name, server)].notes = [
+                    n[len(prefix):] for n in lines
+                    if n.startswith(prefix) and not n.startswith(prefix + "not measured")]
+        if (name, "pubsubd") in found and any(line.startswith("<details>") for line in lines):
+            start = next(i for i, line in enumerate(lines) if line.startswith("<details>"))
+            end = next((i for i, line in enumerate(lines) if line == "</details>"), len(lines))
+            found[(name, "pubsubd")].profile = lines[start + 2:end - 1]
+    return list(found.values()), order

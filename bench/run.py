@@ -24,6 +24,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench import (
+    ejabberd,
+    profile,
     prosody,
     report,
     scenario_core,
@@ -34,7 +36,7 @@ from bench import (
 from bench.loadgen import raise_fd_limit
 from bench.measure import Metric, ScenarioResult
 from bench.options import Options
-from bench.servers import Pubsubd, ServerUnderTest
+from bench.servers import Pubsubd, PubsubdDefaults, ServerUnderTest
 
 log = logging.getLogger("bench")
 
@@ -53,8 +55,22 @@ class Scenario:
     only_for: str | None = None
 
 
+def sized(name: str, run: Runner, **scale: float) -> Runner:
+    """``run`` with some sizes of the options multiplied, reported under ``name``."""
+    def runner(server: ServerUnderTest, opts: Options) -> ScenarioResult:
+        changes = {key: type(getattr(opts, key))(getattr(opts, key) * factor)
+                   for key, factor in scale.items()}
+        result = run(server, dataclasses.replace(opts, **changes))
+        result.scenario = name
+        return result
+    return runner
+
+
 SCENARIOS = (
-    Scenario("messages", "1:1 message throughput", scenario_core.run_messages,
+    Scenario("messages", "1:1 chat, 50 pairs × 4 in flight", scenario_core.run_messages,
+             scenario_core.MESSAGES_METRICS),
+    Scenario("messages-wide", "1:1 chat, 500 pairs × 1 in flight",
+             sized("messages-wide", scenario_core.run_messages, pairs=10, window=0.25),
              scenario_core.MESSAGES_METRICS),
     Scenario("latency", "1:1 message latency, unloaded", scenario_core.run_latency,
              scenario_core.LATENCY_METRICS),
@@ -64,12 +80,18 @@ SCENARIOS = (
              scenario_core.IDLE_METRICS),
     Scenario("presence", "Presence broadcast to online contacts", scenario_presence.run,
              scenario_presence.METRICS, scenario_presence.unavailable),
-    Scenario("fanout", "Pubsub fan-out to online subscribers", scenario_pubsub.run,
+    Scenario("fanout", "Pubsub fan-out, 1000 subscribers × 100 items", scenario_pubsub.run,
+             scenario_pubsub.METRICS, scenario_pubsub.unavailable),
+    Scenario("fanout-deep", "Pubsub fan-out, 100 subscribers × 1000 items",
+             sized("fanout-deep", scenario_pubsub.run, subscribers=0.1, items=10),
              scenario_pubsub.METRICS, scenario_pubsub.unavailable),
     Scenario("feeds", "Feed polling and normalizing (pubsubd only)", scenario_feeds.run,
              scenario_feeds.METRICS, scenario_feeds.unavailable, only_for="pubsubd"),
 )
-SERVERS: dict[str, type[ServerUnderTest]] = {"pubsubd": Pubsubd, "prosody": prosody.Prosody}
+DEFAULT_SERVERS = "pubsubd,pubsubd-defaults,prosody,ejabberd"
+SERVERS: dict[str, type[ServerUnderTest]] = {
+    "pubsubd": Pubsubd, "pubsubd-defaults": PubsubdDefaults, "prosody": prosody.Prosody,
+    "ejabberd": ejabberd.Ejabberd}
 
 
 def parse_args(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
@@ -83,10 +105,13 @@ def parse_args(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
     p.add_argument("--only", default="", help="comma-separated scenarios "
                    f"({', '.join(s.name for s in SCENARIOS)}); default: all. The report "
                    "then keeps its other sections and replaces only these")
-    p.add_argument("--servers", default="pubsubd,prosody", help="(default: %(default)s)")
+    p.add_argument("--servers", default=DEFAULT_SERVERS,
+                   help="(default: %(default)s)")
     p.add_argument("--output", default=str(Path(__file__).parent / "RESULTS.md"),
                    help="the Markdown report (default: bench/RESULTS.md)")
     p.add_argument("--keep", action="store_true", help="keep the servers' temporary directories")
+    p.add_argument("--profile", default="", help="directory for py-spy profiles of pubsubd, "
+                   "one per scenario (folded stacks and a summary); default: none")
     args = p.parse_args(argv)
     opts = Options(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Options)})
     return opts, args
@@ -104,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     if "prosody" in server_names and not prosody.installed():
         log.warning("prosody is not installed (apt-get install prosody); measuring pubsubd only")
         server_names.remove("prosody")
+    if "ejabberd" in server_names and not ejabberd.installed():
+        log.warning("ejabberd is not installed (apt-get install ejabberd); skipping it")
+        server_names.remove("ejabberd")
     results: list[ScenarioResult] = []
     servers_seen: list[ServerUnderTest] = []
     started = time.monotonic()
@@ -111,14 +139,29 @@ def main(argv: list[str] | None = None) -> int:
     for name in server_names:
         server = SERVERS[name](root / name)
         servers_seen.append(server)
-        results.extend(run_server(server, scenarios, opts))
+        profiles = Path(args.profile) if args.profile and name == "pubsubd" else None
+        chosen = [s for s in scenarios
+                  if getattr(server, "scenarios", None) is None or s.name in server.scenarios]
+        if chosen:
+            results.extend(run_server(server, chosen, opts, profiles))
     elapsed = time.monotonic() - started
     command = "python -m bench.run " + shlex.join(argv if argv is not None else sys.argv[1:])
-    text = report.render(results, scenarios, servers_seen, opts, command.strip(), elapsed)
     output = Path(args.output)
+    names = None
+    if args.servers != DEFAULT_SERVERS and output.exists():
+        # Some servers only: the other servers' figures of these scenarios stay in the report.
+        previous, names = report.parse_results(output.read_text(), scenarios)
+        measured = {(r.scenario, r.server) for r in results}
+        results = [r for r in previous if (r.scenario, r.server) not in measured
+                   and r.server not in {s.name for s in servers_seen}] + results
+        names += [s.name for s in servers_seen if s.name not in names]
+    text = report.render(results, scenarios, servers_seen, opts, command.strip(), elapsed,
+                         names)
     if wanted and output.exists():  # a partial run updates its sections only
+        kept = ("; the other servers' columns are kept from the previous report"
+                if names is not None else "")
         note = (f"_Measured {time.strftime('%Y-%m-%d %H:%M %Z')} with `{command.strip()}`, "
-                "apart from the other sections._")
+                f"apart from the other sections{kept}._")
         text = report.merge(output.read_text(), text, note)
     output.write_text(text)
     log.info("wrote %s (%.0f s in all)", args.output, elapsed)
@@ -130,11 +173,17 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_server(server: ServerUnderTest, scenarios: list[Scenario],
-               opts: Options) -> list[ScenarioResult]:
+               opts: Options, profiles: Path | None = None) -> list[ScenarioResult]:
     """Start ``server``, provision accounts, run each scenario, stop it (also on errors)."""
     results: list[ScenarioResult] = []
     log.info("starting %s", server.name)
-    server.start()
+    try:
+        server.start()
+    except Exception as exc:  # noqa: BLE001 - a server that cannot start is reported, not fatal
+        log.error("%s did not start: %s", server.name, exc)
+        server.stop()
+        reason = f"the server did not start: {str(exc).splitlines()[0][:200]}"
+        return [ScenarioResult(s.name, server.name, error=reason) for s in scenarios]
     try:
         log.info("%s: %s, registering accounts", server.name, server.version())
         scenario_core.provision(server, opts)
@@ -151,6 +200,8 @@ def run_server(server: ServerUnderTest, scenarios: list[Scenario],
                 continue
             log.info("%s / %s ...", server.name, scenario.name)
             t0 = time.monotonic()
+            recording = (profile.Recording(server.pid, profiles / f"{scenario.name}.folded")
+                         if profiles is not None else None)
             try:
                 result = scenario.run(server, opts)
             except Exception as exc:  # noqa: BLE001 - one failing scenario must not stop the run
@@ -159,6 +210,12 @@ def run_server(server: ServerUnderTest, scenarios: list[Scenario],
                 reason = str(exc) or "a deadline expired"
                 result = ScenarioResult(scenario.name, server.name,
                                         error=f"{type(exc).__name__}: {reason}"[:300])
+            if recording is not None and (folded := recording.stop()) is not None:
+                summary = profile.summarize(folded)
+                folded.with_suffix(".md").write_text(
+                    f"# pubsubd profile: {scenario.name}\n\n" + "\n".join(summary) + "\n")
+                result.profile = summary
+                profile.compress(folded)
             log.info("%s / %s: %s (%.0f s)", server.name, scenario.name,
                      {k: round(v, 2) for k, v in result.values.items() if v is not None},
                      time.monotonic() - t0)

@@ -66,7 +66,8 @@ async def messages_worker(ctx: WorkerContext) -> None:
     """Closed loop per pair: each delivered message lets its sender send one more."""
     p = ctx.params
     mine = list(ctx.share(p["pairs"]))
-    logins = [(f"m{2 * i + side}", "bench") for i in mine for side in (0, 1)]
+    # A resource per scenario: a server may still be closing the previous scenario's sessions.
+    logins = [(f"m{2 * i + side}", p.get("resource", "bench")) for i in mine for side in (0, 1)]
     conns = await login_many(ctx.target, logins, first_index=2 * mine[0] if mine else 0,
                              spread=p["spread"])
     await ctx.sync("ready")
@@ -100,7 +101,7 @@ async def messages_worker(ctx: WorkerContext) -> None:
 def _messages(server: ServerUnderTest, opts: Options, scenario: str, pairs: int, window: int,
               duration: float, limit: int, workers: int) -> tuple[ScenarioResult, dict[str, Any]]:
     params = {"pairs": pairs, "window": window, "duration": duration, "spread": opts.spread,
-              "limit": limit}
+              "limit": limit, "resource": f"{scenario}-{pairs}x{window}"}
     pool = Workers(f"{MODULE}:messages_worker", workers, server.target, params)
     try:
         pool.reach("ready")
@@ -132,6 +133,7 @@ def _messages(server: ServerUnderTest, opts: Options, scenario: str, pairs: int,
 
 
 def run_messages(server: ServerUnderTest, opts: Options) -> ScenarioResult:
+    asyncio.run(register_accounts(server.target, message_accounts(opts.pairs)))  # more pairs
     result, _ = _messages(server, opts, "messages", opts.pairs, opts.window, opts.duration, 0,
                           opts.workers)
     result.notes[-1] += (f" ({opts.pairs} pairs, {opts.window} in flight per pair, "

@@ -23,6 +23,8 @@ from bench.wire import IQ, MESSAGE, Connection, XmppError, escape
 MODULE = __name__
 PUBSUB_NS = "http://jabber.org/protocol/pubsub"
 EVENT_ITEMS = "{http://jabber.org/protocol/pubsub#event}event"
+_EV = "{http://jabber.org/protocol/pubsub#event}"
+EVENT_ITEM = f"{_EV}event/{_EV}items/{_EV}item"
 DISCO_INFO = "http://jabber.org/protocol/disco#info"
 NODE = "bench-fanout"
 
@@ -70,9 +72,23 @@ def _entry(i: int) -> str:
             f"node. Item number {i}.</summary></entry></item>")
 
 
-async def _create_node(conn: Connection, service: str) -> None:
-    reply = await conn.iq(f"<pubsub xmlns='{PUBSUB_NS}'><create node='{NODE}'/></pubsub>",
-                          to=service, type_="set", ident="create")
+def _configure(max_items: int) -> str:
+    """A node keeping every published item, so no server trims (and notifies retractions)."""
+    return ("<configure><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' "
+            "type='hidden'><value>http://jabber.org/protocol/pubsub#node_config</value></field>"
+            f"<field var='pubsub#max_items'><value>{max_items}</value></field></x></configure>")
+
+
+async def _create_node(conn: Connection, service: str, max_items: int | None = None) -> None:
+    reply = None
+    if max_items is not None:
+        reply = await conn.iq(f"<pubsub xmlns='{PUBSUB_NS}'><create node='{NODE}'/>"
+                              f"{_configure(max_items)}</pubsub>",
+                              to=service, type_="set", ident="create")
+    if reply is None or (reply.get("type") != "result"
+                         and reply.find(".//{*}conflict") is None):
+        reply = await conn.iq(f"<pubsub xmlns='{PUBSUB_NS}'><create node='{NODE}'/></pubsub>",
+                              to=service, type_="set", ident="create")
     if reply.get("type") != "result" and reply.find(".//{*}conflict") is None:
         raise XmppError(f"node creation failed: {etree.tostring(reply)[:300]!r}")
 
@@ -95,7 +111,7 @@ async def fanout_worker(ctx: WorkerContext) -> None:
     publisher: Connection | None = None
     if ctx.index == 0:
         [publisher] = await login_many(ctx.target, [(p["publisher"], "bench")])
-        await _create_node(publisher, service)
+        await _create_node(publisher, service, max(p["items"], 1))
     await ctx.sync("node")
     gate = asyncio.Semaphore(64)
 
@@ -132,7 +148,8 @@ async def fanout_worker(ctx: WorkerContext) -> None:
         got, last = 0, 0.0
         while got < items:
             for el in await conn.receive_some():
-                if el.tag == MESSAGE and el.find(EVENT_ITEMS) is not None:
+                # Published items only: not retractions nor anything else under <items/>.
+                if el.tag == MESSAGE and el.find(EVENT_ITEM) is not None:
                     got += 1
                     last = time.monotonic()
         return got, last
@@ -158,7 +175,7 @@ def run(server: ServerUnderTest, opts: Options) -> ScenarioResult:
     asyncio.run(register_accounts(server.target, [server.publisher, *names]))
     params = {"subscribers": names, "items": opts.items, "spread": opts.spread,
               "service": server.pubsub_domain, "publisher": server.publisher,
-              "timeout": 120.0}
+              "timeout": 300.0}
     pool = Workers(f"{MODULE}:fanout_worker", opts.workers, server.target, params)
     try:
         pool.reach("node")

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -78,7 +79,8 @@ class ServerUnderTest:
     def start(self, timeout: float = 30.0) -> None:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(self.command(), cwd=self.workdir, stdout=log,
-                                     stderr=subprocess.STDOUT, env=self.environment())
+                                     stderr=subprocess.STDOUT, env=self.environment(),
+                                     **self.popen_options())
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -93,6 +95,10 @@ class ServerUnderTest:
 
     def environment(self) -> dict[str, str]:
         return dict(os.environ)
+
+    def popen_options(self) -> dict[str, Any]:
+        """Extra :class:`subprocess.Popen` arguments (e.g. the user to run as)."""
+        return {}
 
     def stop(self, timeout: float = 20.0) -> None:
         if self.proc is None or self.proc.poll() is not None:
@@ -121,9 +127,17 @@ class ServerUnderTest:
 
 
 class Pubsubd(ServerUnderTest):
-    """pubsubd from this repository, plaintext on loopback so it is measured like Prosody."""
+    """pubsubd from this repository, plaintext on loopback so it is measured like the others.
+
+    The features the reference servers do not run in the bench (message archive, stream
+    management, group chat, feeds, s2s) are off, so every server pays for the same work;
+    :class:`PubsubdDefaults` measures the default configuration beside it.
+    """
 
     name = "pubsubd"
+    # Scenarios this server runs (None: every one).
+    scenarios: frozenset[str] | None = None
+    defaults = False
 
     def __init__(self, workdir: Path) -> None:
         super().__init__(workdir)
@@ -145,6 +159,9 @@ class Pubsubd(ServerUnderTest):
             "log": {"level": "WARNING"},
             "feeds": {"enabled": False},
         }
+        if not self.defaults:
+            for feature in ("mam", "stream_management", "muc", "s2s"):
+                self.config[feature] = {"enabled": False}
         self.config_path = workdir / "pubsubd.yaml"
         self.config_path.write_text(yaml.safe_dump(self.config, sort_keys=False))
 
@@ -163,3 +180,12 @@ class Pubsubd(ServerUnderTest):
             return f"pubsubd {version('pubsubd')} (Python {sys.version.split()[0]})"
         except Exception:  # noqa: BLE001 - a missing version must not stop a benchmark
             return f"pubsubd (Python {sys.version.split()[0]})"
+
+
+class PubsubdDefaults(Pubsubd):
+    """pubsubd with its default features (message archive and stream management on), for the
+    cost of those features on 1:1 chat."""
+
+    name = "pubsubd (defaults)"
+    scenarios = frozenset({"messages"})
+    defaults = True

@@ -31,6 +31,16 @@ def presence_known(presence: PresenceView, bare: str) -> bool:
     return True if knows is None else bool(knows(bare))
 
 
+def resource_connected(presence: PresenceView, full_jid: str) -> bool:
+    """Whether ``full_jid`` has a bound session, available or not (RFC 6121 §8.5.3.1 delivers
+    a message to a "connected resource" as well as to an available one).
+
+    A view may answer with ``connected(full_jid)``; one that cannot knows only availability.
+    """
+    connected = getattr(presence, "connected", None)
+    return False if connected is None else bool(connected(full_jid))
+
+
 @dataclass(frozen=True, slots=True)
 class Candidate:
     """A subscription that may receive a notification; ``collection`` is set when it was
@@ -113,7 +123,8 @@ def plan_delivery(
         for address in addresses:
             previous = merged.get(address)
             if previous is None:
-                merged[address] = with_address(template, address)
+                merged[address] = (template if address == template.address
+                                   else with_address(template, address))
             elif sub.subid not in previous.subids:
                 # XEP-0060 §7.1.2.4: one message per address, listing every subid.
                 merged[address] = _merge(previous, sub.subid)
@@ -122,19 +133,28 @@ def plan_delivery(
 
 
 def _addresses(sub: Subscription, config: NodeConfig, presence: PresenceView) -> list[str]:
-    resources = presence.available_resources(sub.bare_jid)
-    if is_full(sub.jid):
-        resources = {sub.jid: resources[sub.jid]} if sub.jid in resources else {}
     shows = sub.options.show_values
+    full = is_full(sub.jid)
     if config.presence_based_delivery or shows is not None:
         # XEP-0060 §12.6 presence-based delivery and pubsub#show-values: only resources
         # whose presence allows it; an empty list means "held".
+        resources = presence.available_resources(sub.bare_jid)
+        if full:
+            resources = {sub.jid: resources[sub.jid]} if sub.jid in resources else {}
         return [jid for jid, show in resources.items() if shows is None or show in shows]
     if not presence_known(presence, sub.bare_jid):
         # A subscriber on another server: its presence is not ours to know, so its own server
         # applies RFC 6121 delivery to the subscribed address.
         return [sub.jid]
-    if not resources and (sub.options.message_type or config.notification_type) is (
+    if full:
+        # RFC 6121 §8.5.3.1: a message to a connected full JID is delivered whether or not
+        # that resource has sent initial presence; XEP-0060 does not gate delivery on presence
+        # unless the node (§12.6) or the subscription (show-values) asks for it.
+        online = resource_connected(presence, sub.jid) or (
+            sub.jid in presence.available_resources(sub.bare_jid))
+    else:
+        online = bool(presence.available_resources(sub.bare_jid))
+    if not online and (sub.options.message_type or config.notification_type) is (
         MessageType.HEADLINE
     ):
         # RFC 6121 §8.5.2.2.1 / §8.5.3.2.1: a headline to an offline account is dropped, so

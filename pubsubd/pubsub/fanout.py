@@ -14,7 +14,7 @@ from typing import Protocol
 from .access import AccessContext, Action, may
 from .catch_up import CatchUpTracker
 from .delivery import Candidate, DigestQueue, PresenceView, plan_delivery
-from .model import AccessModel, Item, Node, NodeConfig
+from .model import AccessModel, Item, Node, NodeConfig, Subscription
 from .notifications import Notification, NotificationKind, Recipient
 from .store import PubSubStore
 
@@ -58,6 +58,9 @@ class FanOut:
         self.subscribers = subscribers
         self.catch_up = CatchUpTracker(store, service, catch_up_cap)
         self.digests = DigestQueue()
+        # node → (its subscriptions as last listed, their candidates): the store hands out the
+        # same subscription objects until one changes, so a publish reuses the candidates.
+        self._own: dict[str, tuple[list[Subscription], list[Candidate]]] = {}
 
     def items_notification(
         self, node: Node, items: Sequence[Item], recipients: tuple[Recipient, ...]
@@ -75,22 +78,33 @@ class FanOut:
     async def candidates(self, node: Node) -> list[Candidate]:
         """Item subscriptions of the node itself, then of its ancestor collections."""
         own = await self.store.list_subscriptions(self.service, node.node_id)
-        found = [Candidate(s) for s in own] + await self.ancestor_candidates(
-            node.parents, "items", {node.node_id}
-        )
+        found = self._own_candidates(node.node_id, own)
+        if node.parents:
+            found = found + await self.ancestor_candidates(node.parents, "items", {node.node_id})
         return await self.without_lapsed(found)
+
+    def _own_candidates(self, node_id: str, subs: list[Subscription]) -> list[Candidate]:
+        cached = self._own.get(node_id)
+        if cached is not None:
+            previous, candidates = cached
+            same = len(previous) == len(subs) and all(
+                a is b for a, b in zip(previous, subs, strict=True))
+            if same:
+                return candidates
+        candidates = [Candidate(s) for s in subs]
+        self._own[node_id] = (subs, candidates)
+        return candidates
 
     async def without_lapsed(self, candidates: list[Candidate]) -> list[Candidate]:
         """Drop (and delete) subscriptions whose lease has ended (XEP-0060 §12.19)."""
         now = datetime.fromtimestamp(self.clock(), UTC)
-        live = []
-        for candidate in candidates:
+        lapsed = [c for c in candidates if c.subscription.lapsed(now)]
+        if not lapsed:
+            return candidates
+        for candidate in lapsed:
             sub = candidate.subscription
-            if sub.lapsed(now):
-                await self.store.delete_subscription(self.service, sub.node, sub.subid)
-            else:
-                live.append(candidate)
-        return live
+            await self.store.delete_subscription(self.service, sub.node, sub.subid)
+        return [c for c in candidates if c not in lapsed]
 
     async def ancestor_candidates(
         self, parents: Sequence[str], subscription_type: str, seen: set[str]

@@ -4,6 +4,10 @@ Every call is one transaction on the database thread, so a publish (with its max
 trimming) is committed before the service acknowledges it. Configurations and subscription
 options are kept as JSON of their data-form rendering, which is already a validated, versioned
 codec; adding a field needs no migration.
+
+A node's subscriptions are also held in memory once read (a publish fans out from them), which
+relies on this store being the only writer of its tables: one server process per database,
+with the command-line tools going through the server's control socket.
 """
 
 from __future__ import annotations
@@ -172,6 +176,14 @@ class SqlitePubSubStore:
     def __init__(self, db: Database) -> None:
         self.db = db
         db.migrate("pubsub", MIGRATIONS)
+        # The subscriptions of a node, read once on first use and then kept up to date by
+        # every write through this store (the only writer of these tables): a publish fans out
+        # from memory instead of re-reading and re-parsing every subscription's options.
+        # Insertion order is rowid order (INSERT OR REPLACE moves a row to the end).
+        self._subscriptions: dict[tuple[str, str], dict[str, Subscription]] = {}
+        # Bumped by every subscription write of a node, so a read that raced a write is not
+        # kept as the node's cached state.
+        self._sub_writes: dict[tuple[str, str], int] = {}
 
     async def create_node(self, node: Node, owner: str | None) -> bool:
         def create(conn: sqlite3.Connection) -> bool:
@@ -225,11 +237,13 @@ class SqlitePubSubStore:
         )
 
     async def delete_node(self, service: str, node_id: str) -> None:
+        self._written(service, node_id)
         await self.db.run(
             lambda conn: conn.execute(
                 "DELETE FROM pubsub_nodes WHERE service = ? AND node = ?", (service, node_id)
             )
         )
+        self._written(service, node_id)  # its subscriptions went with it (ON DELETE CASCADE)
 
     async def get_affiliation(self, service: str, node_id: str, jid: str) -> Affiliation:
         row = await self.db.run(
@@ -281,9 +295,17 @@ class SqlitePubSubStore:
         )
         return {node_id: Affiliation(value) for node_id, value in rows}
 
+    def _written(self, service: str, node_id: str) -> None:
+        """Forget the cached subscriptions of a node whose rows changed in a way not mirrored."""
+        key = (service, node_id)
+        self._sub_writes[key] = self._sub_writes.get(key, 0) + 1
+        self._subscriptions.pop(key, None)
+
     async def put_subscription(self, service: str, subscription: Subscription) -> None:
         sub = subscription
-        await self.db.run(
+        key = (service, sub.node)
+        self._sub_writes[key] = self._sub_writes.get(key, 0) + 1
+        cursor = await self.db.run(
             lambda conn: conn.execute(
                 "INSERT OR REPLACE INTO pubsub_subscriptions SELECT ?, ?, ?, ?, ?, ?, ?"
                 " WHERE EXISTS (SELECT 1 FROM pubsub_nodes WHERE service = ? AND node = ?)",
@@ -300,25 +322,43 @@ class SqlitePubSubStore:
                 ),
             )
         )
+        cached = self._subscriptions.get(key)
+        if cached is not None:
+            cached.pop(sub.subid, None)
+            if cursor.rowcount > 0:  # the node exists
+                cached[sub.subid] = sub
 
     async def delete_subscription(self, service: str, node_id: str, subid: str) -> bool:
+        key = (service, node_id)
+        self._sub_writes[key] = self._sub_writes.get(key, 0) + 1
         cursor = await self.db.run(
             lambda conn: conn.execute(
                 "DELETE FROM pubsub_subscriptions WHERE service = ? AND node = ? AND subid = ?",
                 (service, node_id, subid),
             )
         )
+        cached = self._subscriptions.get(key)
+        if cached is not None:
+            cached.pop(subid, None)
         return cursor.rowcount > 0
 
     async def list_subscriptions(self, service: str, node_id: str) -> list[Subscription]:
-        rows = await self.db.run(
+        key = (service, node_id)
+        cached = self._subscriptions.get(key)
+        if cached is not None:
+            return list(cached.values())
+        writes = self._sub_writes.get(key, 0)
+        rows = await self.db.read(
             lambda conn: conn.execute(
                 "SELECT node, subid, jid, state, options FROM pubsub_subscriptions"
                 " WHERE service = ? AND node = ? ORDER BY rowid",
                 (service, node_id),
             ).fetchall()
         )
-        return [_subscription_row(row) for row in rows]
+        subs = [_subscription_row(row) for row in rows]
+        if self._sub_writes.get(key, 0) == writes:  # no write raced this read
+            self._subscriptions[key] = {s.subid: s for s in subs}
+        return subs
 
     async def node_subscriptions_of(
         self, service: str, node_id: str, jid: str

@@ -121,3 +121,23 @@ def test_service_presence_and_durability(server: ServerProcess) -> None:
         await disconnect(client)
 
     run(second())
+
+
+def test_connected_resource_without_presence_gets_notifications(server: ServerProcess) -> None:
+    # XEP-0060 delivery is not gated on presence unless asked for; RFC 6121 §8.5.3.1 delivers
+    # a message to a connected full JID even before its initial presence.
+    alice, bob = server.add_user("alice"), server.add_user("bob")
+
+    async def scenario() -> None:
+        publisher = await connect(server, alice, plugins=PUBSUB_PLUGINS)
+        quiet = await connect(server, bob + "/quiet", plugins=PUBSUB_PLUGINS, presence=False)
+        svc = service_jid(server)
+        await publisher.plugin["xep_0060"].create_node(svc, "plain")
+        events = message_queue(quiet)
+        await raw_iq(quiet, svc, "set", subscribe_xml("plain", bob + "/quiet", options(
+            {"pubsubd#catch_up": ["1"]})))
+        await raw_iq(publisher, svc, "set", publish_xml("plain", "one"))
+        assert item_ids(await next_event(events)) == ["one"]
+        await disconnect(publisher, quiet)
+
+    run(scenario())

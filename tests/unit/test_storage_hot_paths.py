@@ -82,3 +82,31 @@ async def test_login_stamps_are_grouped_visible_at_once_and_durable(tmp_path: Pa
     assert len(accounts) == len(names)
     assert all(a.last_login is not None and a.last_logout is not None for a in accounts)
     reopened.db.close()
+
+
+async def test_subscriptions_are_read_from_disk_once_per_node(tmp_path: Path) -> None:
+    """A publish fans out from memory: listing a node's subscriptions again runs no query,
+    and what changes later is seen without one."""
+    from pubsubd.pubsub.model import Node, NodeConfig, Subscription
+    from pubsubd.storage.pubsub_sqlite import SqlitePubSubStore
+
+    db = Database(tmp_path / "db.sqlite3")
+    store = SqlitePubSubStore(db)
+    statements: list[str] = []
+    db.run_sync(lambda c: c.set_trace_callback(statements.append))
+    try:
+        svc = "pubsub.example.org"
+        await store.create_node(Node(svc, "n", NodeConfig(), "a@example.org"), "a@example.org")
+        for i in range(50):
+            await store.put_subscription(svc, Subscription("n", f"u{i}@example.org", f"s{i}"))
+        assert len(await store.list_subscriptions(svc, "n")) == 50
+        selects = [s for s in statements if s.startswith("SELECT") and "subscriptions" in s]
+        assert len(selects) == 1
+        for _ in range(10):
+            assert len(await store.list_subscriptions(svc, "n")) == 50
+        await store.delete_subscription(svc, "n", "s0")
+        assert len(await store.list_subscriptions(svc, "n")) == 49
+        assert [s for s in statements
+                if s.startswith("SELECT") and "subscriptions" in s] == selects
+    finally:
+        db.close()

@@ -136,6 +136,33 @@ def _headers(recipient: Recipient) -> str:
     return f"<headers xmlns='{ns.SHIM}'>{''.join(headers)}</headers>"
 
 
+class _Variant:
+    """One serialization of a notification shared by recipients that differ only in ``to``."""
+
+    __slots__ = ("head", "tail", "headline", "element", "_from")
+
+    def __init__(self, head: bytes, tail: bytes, headline: bool = False) -> None:
+        self.head = head
+        self.tail = tail
+        self.headline = headline
+        self.element: etree._Element | None = None
+        self._from: JID | None = None
+
+    def render(self, address: str) -> bytes:
+        return self.head + quoteattr(address).encode() + self.tail
+
+    def parsed(self, data: bytes) -> etree._Element:
+        """The message as an element, parsed from the first recipient's bytes."""
+        if self.element is None:
+            self.element = etree.fromstring(data, _PARSER)
+        return self.element
+
+    def sender(self) -> JID:
+        if self._from is None:
+            self._from = JID.parse(self.parsed(b"").get("from") or "")
+        return self._from
+
+
 # ``async (notification, recipient) -> bool``: True when it delivered that recipient's copy
 # itself (the feed engine sends entries to chat subscribers as plain chat messages).
 Renderer = Callable[[Notification, Recipient], Awaitable[bool]]
@@ -169,16 +196,23 @@ class NotificationSender:
         body = ""
         if any(r.include_body for r in notification.recipients):
             body = self._body(notification, text)
-        sender = _attr("from", notification.service)
+        head = f"<message xmlns='{ns.CLIENT}'{_attr('from', notification.service)} to=".encode()
+        # Recipients differ only in their address, unless SubID/Collection headers, a body or
+        # the message type set them apart: each such variant is serialized once, and so parsed
+        # once if the message/in filters want to look at it.
+        variants: dict[tuple[str, str, bool], _Variant] = {}
         for recipient in notification.recipients:
             if self.renderers and await self._rendered(notification, recipient):
                 continue
-            data = (
-                f"<message xmlns='{ns.CLIENT}'{sender}{_attr('to', recipient.address)}"
-                f"{_attr('type', recipient.message_type.value)}>{event}{_headers(recipient)}"
-                f"{body if recipient.include_body else ''}{extra}</message>"
-            ).encode()
-            await self.deliver(recipient.address, recipient.message_type.value, data)
+            headers = _headers(recipient)
+            key = (recipient.message_type.value, headers, recipient.include_body)
+            variant = variants.get(key)
+            if variant is None:
+                tail = (f"{_attr('type', key[0])}>{event}{headers}"
+                        f"{body if recipient.include_body else ''}{extra}</message>").encode()
+                variant = variants[key] = _Variant(head, tail, key[0] == "headline")
+            await self.deliver(recipient.address, key[0], variant.render(recipient.address),
+                               variant)
 
     async def _rendered(self, notification: Notification, recipient: Recipient) -> bool:
         for renderer in self.renderers:
@@ -207,7 +241,8 @@ class NotificationSender:
             return ""
         return f"<body>{escape(text)}</body>" if text else ""
 
-    async def deliver(self, address: str, message_type: str, data: bytes) -> None:
+    async def deliver(self, address: str, message_type: str, data: bytes,
+                      variant: _Variant | None = None) -> None:
         """RFC 6121 §8.5 delivery of one serialized message, straight to sessions if local."""
         try:
             to = JID.parse(address)
@@ -223,7 +258,7 @@ class NotificationSender:
                 # RFC 6121 §8.5.3.2.1: a normal or headline message to an unknown resource is
                 # silently ignored (an offline subscriber's bare-JID subscriptions are held).
                 return
-            if await self._filtered(data):
+            if await self._filtered(data, to, variant):
                 return
             session.send(data)
             return
@@ -232,20 +267,29 @@ class NotificationSender:
             if message_type != "headline":
                 await self._route(data)  # offline storage (RFC 6121 §8.5.2.2.1)
             return  # §8.5.2.2.3: a headline to an offline account is dropped
-        if await self._filtered(data):
+        if await self._filtered(data, to, variant):
             return
         for session in targets:
             session.send(data)
 
-    async def _filtered(self, data: bytes) -> bool:
-        """Give the ``message/in`` filters (blocking, carbons) a look when any is installed."""
+    async def _filtered(self, data: bytes, to: JID, variant: _Variant | None) -> bool:
+        """Give the ``message/in`` filters (blocking, carbons) a look when any is installed.
+
+        They see the message as sent; what they change in it is not sent (the bytes are), so
+        the recipients of one variant share one parsed element, readdressed for each.
+        """
         if not self.hooks.has("message/in"):
             return False
-        element = etree.fromstring(data, _PARSER)
-        to = element.get("to") or ""
-        return await self.hooks.fire(
-            "message/in", Stanza(element, JID.parse(element.get("from") or ""), JID.parse(to))
-        )
+        if variant is not None and variant.headline:
+            # A headline event is neither archived (XEP-0313 §6.1.1: not notifications) nor
+            # carbon-copied (XEP-0280 §6.1: chat, or normal with a body): nothing to look at.
+            return False
+        if variant is None:
+            variant = _Variant(b"", b"")
+            variant.element = etree.fromstring(data, _PARSER)
+        element = variant.parsed(data)
+        element.set("to", str(to))
+        return await self.hooks.fire("message/in", Stanza(element, variant.sender(), to))
 
     async def _route(self, data: bytes) -> None:
         element = etree.fromstring(data, _PARSER)

@@ -41,6 +41,11 @@ class ServerPresence:
         return jid is not None and (self.router.is_local(jid) or (
             self.view is not None and self.view.tracks(jid)))
 
+    def connected(self, full_jid: str) -> bool:
+        """Whether ``full_jid`` is a bound session of ours (available or not yet)."""
+        jid = _jid(full_jid)
+        return jid is not None and jid.resource is not None and self.sessions.get(jid) is not None
+
     def available_resources(self, bare: str) -> dict[str, str]:
         jid = _jid(bare)
         if jid is None:

@@ -41,9 +41,14 @@ class Presence:
     """Available resources and their show values."""
 
     shows: dict[str, str] = field(default_factory=dict)
+    bound: set[str] = field(default_factory=set)
+    """Full JIDs with a session that has not sent presence (or went unavailable)."""
 
     def available_resources(self, bare_jid: str) -> Mapping[str, str]:
         return {jid: show for jid, show in self.shows.items() if bare(jid) == bare_jid}
+
+    def connected(self, full_jid: str) -> bool:
+        return full_jid in self.bound or full_jid in self.shows
 
 
 @dataclass

@@ -160,3 +160,32 @@ def test_remote_subscriber_gets_headlines_addressed_to_its_jid() -> None:
     local = Subscription(node="n", jid="amy@here.example", subid="2")
     plan = plan_delivery([Candidate(remote), Candidate(local)], config, LocalOnly())
     assert [r.address for r in plan.recipients] == ["bob@there.example"]
+
+
+async def test_connected_full_jid_without_presence_gets_the_notification(world: World) -> None:
+    # RFC 6121 §8.5.3.1: a message to a connected resource is delivered even before its
+    # initial presence; the node is not presence-based, so nothing is held for catch-up.
+    world.presence.bound.add(PHONE)
+    await world.service.create_node(OWNER, "feed", {"pubsub#presence_based_delivery": ["0"]})
+    await world.service.subscribe(PHONE, "feed", PHONE, {"pubsubd#catch_up": ["1"]})
+    assert addresses(await publish(world, "1")) == {PHONE}
+    assert await world.service.became_available(PHONE, "online", initial=False) == []
+
+
+async def test_connected_resource_without_presence_still_waits_where_presence_is_asked(
+    world: World,
+) -> None:
+    world.presence.bound.add(PHONE)
+    await world.service.create_node(OWNER, "feed", {"pubsub#presence_based_delivery": ["1"]})
+    await world.service.subscribe(PHONE, "feed", PHONE)
+    await world.service.subscribe(BOB, "feed", BOB, {"pubsub#show-values": ["online"]})
+    assert addresses(await publish(world, "1")) == set()
+
+
+async def test_bare_jid_subscription_is_not_delivered_to_a_resource_without_presence(
+    world: World,
+) -> None:
+    # RFC 6121 §8.5.2.1.1: a bare-JID message goes to available resources only.
+    world.presence.bound.add(PHONE)
+    await setup(world, x_catch_up=["1"])
+    assert addresses(await publish(world, "1")) == set()

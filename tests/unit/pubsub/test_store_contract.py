@@ -194,3 +194,40 @@ async def test_changed_items_batch_larger_than_max_items(store: PubSubStore) -> 
     assert [i.item_id for i in await store.get_items(SVC, "news")] == ["c", "b"]
     with pytest.raises(KeyError):
         await store.put_changed_items(SVC, "nowhere", [new("a")], 2)
+
+
+async def test_subscription_listing_follows_every_write(store: PubSubStore) -> None:
+    """A listing read once stays true after later writes (the fan-out lists on every publish)."""
+    await make(store)
+    assert await store.list_subscriptions(SVC, "news") == []
+    one, two = (Subscription("news", f"u{i}@example.org", f"s{i}") for i in (1, 2))
+    await store.put_subscription(SVC, one)
+    await store.put_subscription(SVC, two)
+    assert await store.list_subscriptions(SVC, "news") == [one, two]
+    changed = Subscription("news", one.jid, "s1", SubscriptionState.UNCONFIGURED)
+    await store.put_subscription(SVC, changed)
+    # (where a replaced subscription goes in the order is the backend's own)
+    assert sorted(await store.list_subscriptions(SVC, "news"), key=lambda s: s.subid) == [
+        changed, two]
+    assert await store.delete_subscription(SVC, "news", "s2")
+    assert await store.list_subscriptions(SVC, "news") == [changed]
+    # A subscription to a node that does not exist is not kept.
+    assert await store.list_subscriptions(SVC, "gone") == []
+    await store.put_subscription(SVC, Subscription("gone", "u3@example.org", "s3"))
+    assert await store.list_subscriptions(SVC, "gone") == []
+    await store.delete_node(SVC, "news")
+    await make(store)
+    assert await store.list_subscriptions(SVC, "news") == []
+
+
+async def test_sqlite_subscriptions_survive_reopen(tmp_path: Path) -> None:
+    db = Database(tmp_path / "durable.db")
+    store = SqlitePubSubStore(db)
+    await make(store)
+    sub = Subscription("news", "bob@example.org", "s1")
+    assert await store.list_subscriptions(SVC, "news") == []
+    await store.put_subscription(SVC, sub)
+    db.close()
+    reopened = SqlitePubSubStore(Database(tmp_path / "durable.db"))
+    assert await reopened.list_subscriptions(SVC, "news") == [sub]
+    reopened.db.close()
