@@ -55,7 +55,11 @@ class WebSubHubModule(Module):
         self.routes = routes
         self.clock = clock
         self.enabled = False
-        self._send, self._receive = trio.open_memory_channel[str](10_000)
+        self._send, self._receive = trio.open_memory_channel[tuple[str, float]](10_000)
+        # When each (topic, callback) subscribed in this process: a publish made before then
+        # is not pushed to it (it reads the feed itself on subscribing). Subscriptions loaded
+        # from storage after a restart predate every publish of this process.
+        self._subscribed_at: dict[tuple[str, str], float] = {}
         self.distributed = 0  # successful deliveries, for tests and metrics
         self._pending: trio.Nursery | None = None  # verifications and deliveries run here
 
@@ -135,6 +139,7 @@ class WebSubHubModule(Module):
         if mode == "subscribe":
             await self.store.put_subscription(
                 HubSubscription(canonical, callback, secret, self.clock() + lease))
+            self._subscribed_at.setdefault((canonical, callback), trio.current_time())
             self.log.info("WebSub subscription of %s to %s verified for %d s",
                           callback, topic, lease)
         else:
@@ -145,18 +150,20 @@ class WebSubHubModule(Module):
 
     async def node_published(self, node_id: str) -> None:
         try:
-            self._send.send_nowait(node_id)
+            self._send.send_nowait((node_id, trio.current_time()))
         except trio.WouldBlock:
             self.log.warning("WebSub distribution queue full; %s not pushed", node_id)
 
-    async def distribute(self, node_id: str) -> None:
+    async def distribute(self, node_id: str, published_at: float | None = None) -> None:
         node = await self.feeds.readable_node(node_id)
         if node is None or node.config.access_model is not AccessModel.OPEN:
             return
         now = self.clock()
         for kind in FORMATS:
             topic = self.feeds.topic_url(node_id, kind)
-            subs = await self.store.subscriptions_for(topic, now)
+            subs = [sub for sub in await self.store.subscriptions_for(topic, now)
+                    if published_at is None
+                    or self._subscribed_at.get((sub.topic, sub.callback), 0.0) <= published_at]
             if not subs:
                 continue
             doc = await self.feeds.document(node, kind)
@@ -193,17 +200,18 @@ class WebSubHubModule(Module):
         async with trio.open_nursery() as nursery:
             self._pending = nursery
             nursery.start_soon(self._expire)
-            async for node_id in self._receive:
+            async for node_id, published_at in self._receive:
                 await trio.sleep(COALESCE)
-                nodes = {node_id}
+                nodes = {node_id: published_at}  # several publishes to a node: one push
                 while True:
                     try:
-                        nodes.add(self._receive.receive_nowait())
+                        more, at = self._receive.receive_nowait()
                     except trio.WouldBlock:
                         break
+                    nodes[more] = max(at, nodes.get(more, at))
                 for node in sorted(nodes):
                     try:
-                        await self.distribute(node)
+                        await self.distribute(node, nodes[node])
                     except Exception:
                         self.log.exception("WebSub distribution for %s failed", node)
 
