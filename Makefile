@@ -17,14 +17,18 @@ install: $(VENV)/.installed
 ## Real peers tests run against: Prosody for federation; Profanity and Poezio in tmux, Gajim on
 ## a virtual X display (typed into with xdotool, photographed with imagemagick) and converse.js
 ## in Chromium as real clients. An entry is a command, or command:package where the Debian
-## package is named otherwise. Installed when missing; in CI (CI=true) a peer that cannot be
-## installed is an error: its tests would not run.
-DEBIAN_PEERS := prosody profanity poezio tmux chromium node:nodejs npm
+## package is named otherwise, or an absolute path (a glob) for a program Debian keeps off the
+## PATH, like PostgreSQL's server (the storage tests start a throw-away cluster). Installed
+## when missing; in CI (CI=true) a peer that cannot be installed is an error: its tests would
+## not run.
+DEBIAN_PEERS := prosody profanity poezio tmux chromium node:nodejs npm \
+  /usr/lib/postgresql/*/bin/pg_ctl:postgresql
 DEBIAN_GUI_PEERS := gajim Xvfb:xvfb xdotool import:imagemagick dbus-daemon:dbus
 debian-deps:
 	@missing=""; for entry in $(DEBIAN_PEERS) $(DEBIAN_GUI_PEERS); do \
 	  bin=$${entry%%:*}; pkg=$${entry#*:}; \
-	  command -v $$bin >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
+	  case $$bin in /*) found=$$(ls $$bin 2>/dev/null);; *) found=$$(command -v $$bin);; esac; \
+	  [ -n "$$found" ] || missing="$$missing $$pkg"; done; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	  echo "installing$$missing (interop tests with real peers)"; \
