@@ -63,9 +63,7 @@ class Server:
         # Read only by the feed modules (FeedsModule, ServiceAdminModule), which still take
         # the server object; every other module gets what it needs as arguments.
         self.base_dir: Path = s.base_dir
-        if s.stores.db is None:
-            raise ValueError("storage.backend: the feed service needs the sqlite backend for now")
-        self.db: Database = s.stores.db
+        self.db: Database | None = s.stores.db  # None on PostgreSQL
         self.router: Router = s.router
         self.hooks: HookBus = s.hooks
         self.metrics: Metrics = s.metrics

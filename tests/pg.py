@@ -5,10 +5,15 @@ that directory, as a non-root user (PostgreSQL refuses to run as root: tests in 
 at the end of the session. Each test asks for a fresh database (``CREATE DATABASE ... TEMPLATE
 template0``), so no test sees another's rows. Missing PostgreSQL skips, or fails under
 ``PUBSUBD_REQUIRE_PEERS=1`` like every other real peer (:mod:`tests.peers`).
+
+One cluster serves a whole test process (:func:`shared_cluster`): the contract suites reach it
+through the ``pg_url`` fixture, and :mod:`tests.harness` through :func:`new_database` when
+``PUBSUBD_TEST_STORAGE=postgres`` runs the integration suite on PostgreSQL.
 """
 
 from __future__ import annotations
 
+import atexit
 import glob
 import itertools
 import os
@@ -17,7 +22,6 @@ import shutil
 import socket
 import subprocess
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -107,14 +111,32 @@ class Cluster:
         return self.url(name)
 
 
+_shared: Cluster | None = None
+
+
+def shared_cluster() -> Cluster:
+    """This process's cluster, started on first use and removed when the process exits."""
+    global _shared
+    if _shared is None:
+        bindir = server_bin()
+        if bindir is None:
+            raise RuntimeError("PostgreSQL is not installed (Debian package postgresql)")
+        cluster = Cluster(bindir)
+        cluster.start()
+        atexit.register(cluster.stop)
+        _shared = cluster
+    return _shared
+
+
+def new_database() -> str:
+    """The URL of a new, empty database on this process's cluster."""
+    return shared_cluster().new_database()
+
+
 @pytest.fixture(scope="session")
-def pg_cluster() -> Iterator[Cluster]:
-    cluster = Cluster(require_postgres())
-    cluster.start()
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
+def pg_cluster() -> Cluster:
+    require_postgres()
+    return shared_cluster()
 
 
 @pytest.fixture

@@ -68,7 +68,7 @@ from pubsubd.storage.feed_contacts_sqlite import (
     SqliteFeedContactStore,
     SqliteFeedMarkStore,
 )
-from pubsubd.storage.feeds_sqlite import SqliteFeedStore
+from pubsubd.storage.sqlite import Database
 from pubsubd.xml import builders
 
 log = logging.getLogger(__name__)
@@ -901,7 +901,8 @@ class FeedsModule(Module):
 
         self.samples = SampleFeedServer.bind(cfg) if cfg.serve_samples else None
         endpoints = frozenset({self.samples.endpoint}) if self.samples else frozenset()
-        self.store = SqliteFeedStore(self.server.db)
+        stores = self.server.services.stores
+        self.store = stores.feeds
         self.fetcher = ObservedFetcher(fetch_config(cfg, endpoints))
         self.fetcher.listeners.append(self._fetched)
         self.publisher = NodePublisher(pubsub, self.server.router.send,
@@ -909,7 +910,8 @@ class FeedsModule(Module):
         self.poller = Poller(self.store, self.publisher, self.fetcher, poller_config(cfg))
         admins = frozenset(bare(a) for a in self.server.config.admins)
         self.manager = FeedManager(cfg, pubsub, self.poller, self.fetcher, self.publisher,
-                                   SqliteFeedMarkStore(self.server.db), admins,
+                                   stores.feed_marks or SqliteFeedMarkStore(self._db()),
+                                   admins,
                                    self.server.router.send)
         manager = self.manager
         self.contacts = self._contacts(pubsub, manager)
@@ -930,6 +932,11 @@ class FeedsModule(Module):
             register_commands(commands, manager)
         self._register_control_ops()
 
+    def _db(self) -> Database:
+        db = self.server.db
+        assert db is not None, "a backend without SQLite provides the feed stores itself"
+        return db
+
     def _contacts(self, pubsub: PubSubComponent, manager: FeedManager) -> FeedContacts:
         from pubsubd.modules.rfc6121_roster import RosterModule
 
@@ -937,7 +944,9 @@ class FeedsModule(Module):
         router = self.server.router
         roster = self.server.module("roster")
         return FeedContacts(
-            pubsub.service.service, SqliteFeedContactStore(self.server.db), manager,
+            pubsub.service.service,
+            self.server.services.stores.feed_contacts or SqliteFeedContactStore(self._db()),
+            manager,
             roster if isinstance(roster, RosterModule) else None, router.accounts,
             frozenset(router.domains),
             router.send, router.reply, command_local=cfg.command_contact,

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Protocol
 
 from pubsubd.storage.accounts import SqliteAccountStore
+from pubsubd.storage.feed_contacts_sqlite import FeedContactStore, FeedMarkStore
 from pubsubd.storage.feeds_sqlite import SqliteFeedStore
 from pubsubd.storage.im_sqlite import im_store
 from pubsubd.storage.interfaces import (
@@ -95,6 +96,10 @@ class Stores:
     """Releases connections; the stores must not be used afterwards."""
     db: Database | None = None
     """The SQLite database, for the feed modules' state not yet behind a protocol."""
+    feed_contacts: FeedContactStore | None = None
+    """The feed service's contact names and marks, where the backend is not SQLite (whose
+    feed modules still build these from ``db``)."""
+    feed_marks: FeedMarkStore | None = None
 
 
 Opener = Callable[[StorageSettings, Path, int], Stores]
@@ -158,6 +163,8 @@ def open_postgres(settings: StorageSettings, base_dir: Path, scram_iterations: i
             motd=pg.PgMotdStore(db),
             ping=db.ping,
             close=db.close,
+            feed_contacts=pg.PgFeedContactStore(db),
+            feed_marks=pg.PgFeedMarkStore(db),
         )
     except BaseException:
         db.close()

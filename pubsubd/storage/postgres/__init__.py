@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pubsubd.storage.postgres.accounts import PgAccountStore
 from pubsubd.storage.postgres.database import PgDatabase
+from pubsubd.storage.postgres.feed_contacts import PgFeedContactStore, PgFeedMarkStore
 from pubsubd.storage.postgres.feeds import PgFeedStore
 from pubsubd.storage.postgres.im import PgImStore
 from pubsubd.storage.postgres.mam import PgMamStore
@@ -22,6 +23,8 @@ from pubsubd.storage.postgres.pubsub import PgPubSubStore
 __all__ = [
     "PgAccountStore",
     "PgDatabase",
+    "PgFeedContactStore",
+    "PgFeedMarkStore",
     "PgFeedStore",
     "PgImStore",
     "PgMamStore",
