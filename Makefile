@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 CONFIG ?= config.example.yaml
 
-.PHONY: install debian-deps npm-deps run test screenshots bench lint clean
+.PHONY: install debian-deps npm-deps run test test-postgres screenshots bench lint clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -62,6 +62,16 @@ PYTEST_ARGS ?=
 test: install debian-deps npm-deps
 	PUBSUBD_REQUIRE_PEERS=1 $(PY) -m pytest -q -p no:cacheprovider -rs --durations=20 \
 	  -n 2 --dist loadfile $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory test-postgres
+
+## The storage-heavy integration tests again, every server on PostgreSQL (a fresh database of
+## a throw-away cluster each, see tests/pg.py); make test runs this after the whole suite.
+PG_INTEGRATION := $(addprefix tests/integration/,test_pubsub_service.py test_pubsub_delivery_timing.py \
+  test_feeds_subscribe.py test_im_messaging.py test_im_roster_presence.py test_mam.py \
+  test_muc.py test_private_storage.py test_core_lifecycle.py test_smoke.py)
+test-postgres: install debian-deps
+	PUBSUBD_REQUIRE_PEERS=1 PUBSUBD_TEST_STORAGE=postgres $(PY) -m pytest -q -p no:cacheprovider \
+	  -rs -n 2 --dist loadfile $(PG_INTEGRATION)
 
 ## Pictures of each real client showing a feed, for docs/: the client tests save them there.
 screenshots: install debian-deps npm-deps
