@@ -5,8 +5,10 @@ synchronous API in a worker thread (``trio.to_thread.run_sync``), one pooled con
 call, like :class:`pubsubd.storage.sqlite.Database` does with its one SQLite connection. A
 ``trio.CapacityLimiter`` as large as the pool keeps threads from queueing inside the pool: the
 event loop never blocks, and up to ``max_connections`` transactions run at once (PostgreSQL,
-unlike SQLite, lets writers proceed concurrently). Measured on this design, a round trip costs
-a thread hand-off (tens of microseconds) next to the query's own network round trip.
+unlike SQLite, lets writers proceed concurrently). Measured against a local PostgreSQL 15 on
+two busy cores, a one-``SELECT`` transaction took about 170 µs called directly and 250 µs
+through the worker thread: the hand-off costs less than the round trip itself, and during both
+the event loop keeps serving other streams, which blocking calls on it would not.
 """
 
 from __future__ import annotations
