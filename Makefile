@@ -77,7 +77,8 @@ test-postgres: install debian-deps
 screenshots: install debian-deps npm-deps
 	PUBSUBD_SCREENSHOT_DIR=docs $(PY) -m pytest -q -p no:cacheprovider tests/integration/test_client_*.py
 
-## Benchmarks against Prosody (installs it with apt-get); writes bench/RESULTS.md.
+## Benchmarks against Prosody (installs it with apt-get), pubsubd on SQLite and on PostgreSQL
+## side by side; writes bench/RESULTS.md.
 bench: install debian-deps
 	$(PY) -m bench.run
 
