@@ -19,7 +19,12 @@ from pathlib import Path
 from typing import Protocol
 
 from pubsubd.storage.accounts import SqliteAccountStore
-from pubsubd.storage.feed_contacts_sqlite import FeedContactStore, FeedMarkStore
+from pubsubd.storage.feed_contacts_sqlite import (
+    FeedContactStore,
+    FeedMarkStore,
+    MemoryFeedContactStore,
+    MemoryFeedMarkStore,
+)
 from pubsubd.storage.feeds_sqlite import SqliteFeedStore
 from pubsubd.storage.im_sqlite import im_store
 from pubsubd.storage.interfaces import (
@@ -97,8 +102,8 @@ class Stores:
     db: Database | None = None
     """The SQLite database, for the feed modules' state not yet behind a protocol."""
     feed_contacts: FeedContactStore | None = None
-    """The feed service's contact names and marks, where the backend is not SQLite (whose
-    feed modules still build these from ``db``)."""
+    """The feed service's contact names and marks; None on SQLite, whose feed module still
+    builds them from ``db``."""
     feed_marks: FeedMarkStore | None = None
 
 
@@ -116,6 +121,8 @@ def open_memory(settings: StorageSettings, base_dir: Path, scram_iterations: int
         pubsub=MemoryPubSubStore(),
         feeds=MemoryFeedStore(),
         motd=MemoryMotdStore(),
+        feed_contacts=MemoryFeedContactStore(),
+        feed_marks=MemoryFeedMarkStore(),
     )
 
 
