@@ -176,10 +176,12 @@ def open_postgres(settings: StorageSettings, base_dir: Path, scram_iterations: i
             pubsub=pg.PgPubSubStore(db),
             feeds=pg.PgFeedStore(db),
             motd=pg.PgMotdStore(db),
-            ping=db.ping,
-            close=db.close,
+            uploads=pg.PgUploadStore(db),
             feed_contacts=pg.PgFeedContactStore(db),
             feed_marks=pg.PgFeedMarkStore(db),
+            websub=pg.PgWebSubStore(db),
+            ping=db.ping,
+            close=db.close,
         )
     except BaseException:
         db.close()

@@ -55,7 +55,7 @@ TABLES = (
     _t("mam_messages", "seq, owner, uid, stamp, with_bare, with_full, stanza", "seq"),
     _t("mam_prefs", "owner, default_policy, always, never", "owner"),
     _t("muc_rooms", "room, config, subject, subject_nick", "room"),
-    _t("muc_affiliations", "room, jid, affiliation", "room, jid"),
+    _t("muc_affiliations", "room, jid, affiliation, nick", "room, jid"),
     _t("private_xml", "owner, namespace, name, data", "owner, namespace, name"),
     _t("admin_motd", "id, text, set_at", "id"),
     _t("pubsub_nodes", "service, node, config, creator, created", "service, node"),
@@ -73,6 +73,11 @@ TABLES = (
     _t("feed_seen", "feed_id, item_id, content_hash, last_seen", "feed_id, item_id"),
     _t("feed_contact", "short, feed_id", "short"),
     _t("feed_service", "feed_id, pinned, idle", "feed_id"),
+    _t("upload_files", "slot_id, owner, filename, size, content_type, granted, uploaded",
+       "slot_id"),
+    _t("websub_hub_subscriptions", "topic, callback, secret, expires", "topic, callback"),
+    _t("websub_leases", "feed_id, hub, topic, token, secret, state, requested, expires,"
+       " last_push", "feed_id"),
 )
 
 
@@ -172,18 +177,7 @@ class _Connection:
 
 def prepare(settings: StorageSettings, base_dir: Path) -> Resolved:
     """Create or migrate every store's tables (as the server would at start-up)."""
-    stores = open_backend(settings, base_dir)
-    try:
-        if stores.db is not None:  # the feed service's own SQLite tables
-            from pubsubd.storage.feed_contacts_sqlite import (
-                SqliteFeedContactStore,
-                SqliteFeedMarkStore,
-            )
-
-            SqliteFeedContactStore(stores.db)
-            SqliteFeedMarkStore(stores.db)
-    finally:
-        stores.close()
+    open_backend(settings, base_dir).close()  # every store migrates its tables on open
     return resolve(settings)
 
 

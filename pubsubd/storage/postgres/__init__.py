@@ -19,6 +19,8 @@ from pubsubd.storage.postgres.motd import PgMotdStore
 from pubsubd.storage.postgres.muc import PgMucStore
 from pubsubd.storage.postgres.private import PgPrivateStore
 from pubsubd.storage.postgres.pubsub import PgPubSubStore
+from pubsubd.storage.postgres.uploads import PgUploadStore
+from pubsubd.storage.postgres.websub import PgWebSubStore
 
 __all__ = [
     "PgAccountStore",
@@ -32,5 +34,7 @@ __all__ = [
     "PgMucStore",
     "PgPrivateStore",
     "PgPubSubStore",
+    "PgUploadStore",
+    "PgWebSubStore",
     "SchemaTooNew",
 ]

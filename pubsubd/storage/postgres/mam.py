@@ -164,6 +164,14 @@ class PgMamStore:
 
         return await self.db.read(read)
 
+    async def replace_stanza(self, owner: JID, uid: str, stanza: bytes) -> bool:
+        def write(conn: psycopg.Connection) -> bool:
+            return conn.execute(
+                "UPDATE mam_messages SET stanza = %s WHERE owner = %s AND uid = %s",
+                (stanza, str(owner.bare), uid)).rowcount > 0
+
+        return await self.db.run(write)
+
     async def forget(self, owner: JID) -> None:
         owner = owner.bare
 

@@ -1,4 +1,5 @@
-"""Persistent XEP-0045 rooms on PostgreSQL: configuration as JSON, affiliations as rows."""
+"""Persistent XEP-0045 rooms on PostgreSQL: configuration as JSON, affiliations as rows (with
+the nick each affiliated user registered)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ MIGRATIONS = [
         PRIMARY KEY (room, jid)
     )
     """,
+    # XEP-0045 §7.10: the nickname an affiliated user registered ('' if none)
+    "ALTER TABLE muc_affiliations ADD COLUMN nick TEXT NOT NULL DEFAULT ''",
 ]
 
 
@@ -38,9 +41,11 @@ class PgMucStore:
                                " WHERE room = %s", (room,)).fetchone()
             if row is None:
                 return None
-            affs = {str(j): str(a) for j, a in conn.execute(
-                "SELECT jid, affiliation FROM muc_affiliations WHERE room = %s", (room,))}
-            return StoredRoom(room, json.loads(row[0]), row[1], row[2], affs)
+            rows = conn.execute("SELECT jid, affiliation, nick FROM muc_affiliations"
+                                " WHERE room = %s", (room,)).fetchall()
+            affs = {str(jid): str(aff) for jid, aff, _ in rows}
+            nicks = {str(jid): str(nick) for jid, _, nick in rows if nick}
+            return StoredRoom(room, json.loads(row[0]), row[1], row[2], affs, nicks)
 
         return await self.db.read(read)
 
@@ -55,8 +60,10 @@ class PgMucStore:
             conn.execute("DELETE FROM muc_affiliations WHERE room = %s", (stored.room,))
             with conn.cursor() as cur:
                 cur.executemany(
-                    "INSERT INTO muc_affiliations (room, jid, affiliation) VALUES (%s, %s, %s)",
-                    [(stored.room, jid, aff) for jid, aff in stored.affiliations.items()])
+                    "INSERT INTO muc_affiliations (room, jid, affiliation, nick)"
+                    " VALUES (%s, %s, %s, %s)",
+                    [(stored.room, jid, aff, stored.nicks.get(jid, ""))
+                     for jid, aff in stored.affiliations.items()])
 
         await self.db.run(write)
 

@@ -39,7 +39,9 @@ class PgPrivateStore:
         return await self.db.read(read)
 
     async def put(self, owner: JID, fragments: list[tuple[str, str, bytes]],
-                  max_entries: int) -> bool:
+                  max_entries: int, *, max_bytes: int | None = None) -> bool:
+        """Store every fragment at once; False (nothing stored) past ``max_entries`` fragments
+        or ``max_bytes`` bytes for the owner."""
         owner_s = str(owner.bare)
 
         def write(conn: psycopg.Connection) -> bool:
@@ -51,9 +53,11 @@ class PgPrivateStore:
                     " VALUES (%s, %s, %s, %s) ON CONFLICT (owner, namespace, name)"
                     " DO UPDATE SET data = excluded.data",
                     [(owner_s, ns_, name, data) for ns_, name, data in fragments])
-            row = conn.execute("SELECT COUNT(*) FROM private_xml WHERE owner = %s",
-                               (owner_s,)).fetchone()
-            if row is None or row[0] > max_entries:
+            row = conn.execute(
+                "SELECT COUNT(*), COALESCE(SUM(OCTET_LENGTH(data)), 0) FROM private_xml"
+                " WHERE owner = %s", (owner_s,)).fetchone()
+            if row is None or row[0] > max_entries or (
+                    max_bytes is not None and row[1] > max_bytes):
                 raise _TooMany
             return True
 

@@ -17,7 +17,7 @@ import psycopg
 
 from pubsubd.pubsub.delivery import Hold
 from pubsubd.pubsub.model import Affiliation, Item, Node, Subscription, bare
-from pubsubd.pubsub.store import HeldEntry, NewItem, PutResult
+from pubsubd.pubsub.store import BatchPutResult, HeldEntry, NewItem, PutResult
 from pubsubd.storage.postgres.database import PgDatabase
 from pubsubd.storage.pubsub_sqlite import (
     _config_json,
@@ -253,16 +253,39 @@ class PgPubSubStore:
                 assert row is not None
                 stored.append(Item(new.item_id, new.payload, new.publisher, new.published,
                                    int(row[0])))
-            evicted: list[str] = []
-            if max_items is not None:
-                evicted = [str(r[0]) for r in conn.execute(
-                    "SELECT item_id FROM pubsub_items WHERE service = %s AND node = %s"
-                    " ORDER BY seq DESC OFFSET %s", (service, node_id, max_items))]
-                conn.execute("DELETE FROM pubsub_items WHERE service = %s AND node = %s"
-                             " AND item_id = ANY(%s)", (service, node_id, evicted))
-            evicted.reverse()  # oldest first, as the memory store reports them
+            evicted = _trim(conn, service, node_id, max_items)
             gone = set(evicted)
             return PutResult(tuple(i for i in stored if i.item_id not in gone), tuple(evicted))
+
+        return await self.db.run(put)
+
+    async def put_changed_items(self, service: str, node_id: str, items: Sequence[NewItem],
+                                max_items: int | None) -> BatchPutResult:
+        def put(conn: psycopg.Connection) -> BatchPutResult:
+            if not _lock_node(conn, service, node_id):
+                raise KeyError(node_id)
+            written: list[Item] = []
+            unchanged: list[str] = []
+            for new in items:
+                # The node's row lock keeps a concurrent batch from changing the item between
+                # this comparison and the write.
+                row = conn.execute(
+                    f"INSERT INTO pubsub_items (service, node, {_ITEM_COLUMNS})"
+                    " VALUES (%s, %s, %s, %s, %s, %s, nextval('pubsub_item_seq'))"
+                    " ON CONFLICT (service, node, item_id) DO UPDATE SET"
+                    " payload = excluded.payload, publisher = excluded.publisher,"
+                    " published = excluded.published, seq = excluded.seq"
+                    " WHERE pubsub_items.payload IS DISTINCT FROM excluded.payload"
+                    " RETURNING seq",
+                    (service, node_id, new.item_id, new.payload, new.publisher,
+                     new.published.isoformat())).fetchone()
+                if row is None:
+                    unchanged.append(new.item_id)
+                    continue
+                written.append(Item(new.item_id, new.payload, new.publisher, new.published,
+                                    int(row[0])))
+            evicted = _trim(conn, service, node_id, max_items)
+            return BatchPutResult(tuple(written), tuple(unchanged), tuple(evicted))
 
         return await self.db.run(put)
 
@@ -358,6 +381,20 @@ class PgPubSubStore:
                              " AND item_id = ANY(%s)", (service, node_id, list(item_ids)))
 
         await self.db.run(forget)
+
+
+def _trim(conn: psycopg.Connection, service: str, node_id: str,
+          max_items: int | None) -> list[str]:
+    """Delete the node's oldest items beyond ``max_items``; their ids, oldest first."""
+    if max_items is None:
+        return []
+    evicted = [str(r[0]) for r in conn.execute(
+        "SELECT item_id FROM pubsub_items WHERE service = %s AND node = %s"
+        " ORDER BY seq DESC OFFSET %s", (service, node_id, max_items))]
+    conn.execute("DELETE FROM pubsub_items WHERE service = %s AND node = %s"
+                 " AND item_id = ANY(%s)", (service, node_id, evicted))
+    evicted.reverse()  # oldest first, as the memory store reports them
+    return evicted
 
 
 def _take_held(conn: psycopg.Connection, service: str, node_id: str,
