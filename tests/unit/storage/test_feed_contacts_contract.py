@@ -7,14 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from pubsubd.storage.feed_contacts_sqlite import (
-    FeedContactStore,
-    FeedMarkStore,
-    MemoryFeedContactStore,
-    MemoryFeedMarkStore,
-    SqliteFeedContactStore,
-    SqliteFeedMarkStore,
-)
+from pubsubd.storage.feed_contacts_sqlite import SqliteFeedContactStore, SqliteFeedMarkStore
+from pubsubd.storage.interfaces import FeedContactStore, FeedMarkStore
+from pubsubd.storage.memory import MemoryFeedContactStore, MemoryFeedMarkStore
 from pubsubd.storage.postgres import PgDatabase, PgFeedContactStore, PgFeedMarkStore
 from pubsubd.storage.sqlite import Database
 

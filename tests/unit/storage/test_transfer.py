@@ -13,6 +13,7 @@ import psycopg
 import pytest
 
 from feeds.model import FeedState
+from feeds.push import LeaseState, PushLease
 from pubsubd.config import StorageConfig
 from pubsubd.jid import JID
 from pubsubd.pubsub.delivery import Hold
@@ -21,13 +22,23 @@ from pubsubd.pubsub.notifications import Recipient
 from pubsubd.pubsub.store import NewItem
 from pubsubd.storage import transfer
 from pubsubd.storage.backends import Stores, open_backend
-from pubsubd.storage.feed_contacts_sqlite import SqliteFeedContactStore, SqliteFeedMarkStore
-from pubsubd.storage.interfaces import ArchivedMessage, Prefs, Query, RosterItem, StoredRoom
-from pubsubd.storage.postgres import PgDatabase, PgFeedContactStore, PgFeedMarkStore
+from pubsubd.storage.interfaces import (
+    ArchivedMessage,
+    HubSubscription,
+    Prefs,
+    Query,
+    RosterItem,
+    StoredRoom,
+    UploadRecord,
+)
 
 ALICE, BOB = JID.parse("alice@example.org"), JID.parse("bob@example.org/phone")
 SVC = "pubsub.example.org"
 WHEN = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+UPLOAD = UploadRecord("slot1", "alice@example.org", "cat.jpg", 1234, "image/jpeg", 10.0)
+HUB_SUB = HubSubscription("https://example.org/feed", "https://sub.example/cb", None, 9e9)
+LEASE = PushLease("news", "https://hub.example/", "https://example.org/feed", "tok", "sec",
+                  LeaseState.ACTIVE, 5.0, 6.0, None)
 HOLD = Hold("bob@example.org", frozenset({"away"}),
             Recipient("bob@example.org/phone", MessageType.HEADLINE, ("s1",)))
 
@@ -51,7 +62,8 @@ async def populate(stores: Stores) -> None:
                                              f"<message>{i}</message>".encode())
                              for i in range(5)], keep=100)
     await stores.muc.save(StoredRoom("room@muc.example.org", {"name": "Room", "public": True},
-                                     "Hello", "alice", {"alice@example.org": "owner"}))
+                                     "Hello", "alice", {"alice@example.org": "owner"},
+                                     {"alice@example.org": "ally"}))
     await stores.private.put(ALICE, [("storage:bookmarks", "storage", b"<storage/>")], 10)
     await stores.motd.set("Maintenance at noon")
     pubsub = stores.pubsub
@@ -67,6 +79,12 @@ async def populate(stores: Stores) -> None:
     await stores.feeds.put_feed(FeedState("news", "https://example.org/feed", title="News",
                                           next_fetch=1234.5))
     await stores.feeds.mark_seen("news", [("e1", "h1"), ("e2", "h2")], at=99.0)
+    await stores.feed_contacts.add("news", "news")
+    await stores.feed_marks.set("news", pinned=True)
+    await stores.uploads.add(UPLOAD)
+    await stores.uploads.mark_uploaded(UPLOAD.slot_id, 11.5)
+    await stores.websub.put_subscription(HUB_SUB)
+    await stores.websub.put_lease(LEASE)
 
 
 async def snapshot(stores: Stores) -> dict[str, Any]:
@@ -93,6 +111,11 @@ async def snapshot(stores: Stores) -> dict[str, Any]:
         "held": await pubsub.held_for(SVC, "bob@example.org"),
         "feeds": await stores.feeds.list_feeds(),
         "seen": await stores.feeds.seen_hashes("news", ["e1", "e2", "e3"]),
+        "feed_contacts": await stores.feed_contacts.load(),
+        "feed_marks": await stores.feed_marks.get("news"),
+        "upload": await stores.uploads.get(UPLOAD.slot_id),
+        "websub": (await stores.websub.subscriptions_for(HUB_SUB.topic, 0.0),
+                   await stores.websub.all_leases()),
     }
 
 
@@ -101,14 +124,12 @@ async def test_sqlite_to_postgres_and_back_keeps_every_store(pg_url: str,
     sqlite = StorageConfig(path="old.sqlite3")
     stores = open_backend(sqlite, tmp_path)
     await populate(stores)
-    assert stores.db is not None
-    await SqliteFeedContactStore(stores.db).add("news", "news")
-    await SqliteFeedMarkStore(stores.db).set("news", pinned=True)
     stores.close()
 
     dump = io.StringIO()
     exported = transfer.export(sqlite, tmp_path, dump)
     assert exported["mam_messages"] == 5 and exported["feed_contact"] == 1
+    assert exported["upload_files"] == exported["websub_leases"] == 1
     postgres = StorageConfig(url=pg_url)
     imported = transfer.import_(postgres, tmp_path, io.StringIO(dump.getvalue()))
     assert imported == {table: n for table, n in exported.items() if n}
@@ -127,12 +148,6 @@ async def test_sqlite_to_postgres_and_back_keeps_every_store(pg_url: str,
     finally:
         before.close()
         after.close()
-    pg = PgDatabase(pg_url, max_connections=1)
-    try:
-        assert await PgFeedContactStore(pg).load() == {"news": "news"}
-        assert await PgFeedMarkStore(pg).get("news") == (True, False)
-    finally:
-        pg.close()
 
     # And back: PostgreSQL to a new SQLite file, item for item.
     back = io.StringIO()
@@ -155,18 +170,21 @@ async def test_import_refuses_storage_that_holds_data(tmp_path: Path) -> None:
         transfer.import_(sqlite, tmp_path, io.StringIO(dump.getvalue()))
 
 
-def test_the_table_list_covers_every_table_of_both_backends(pg_url: str,
-                                                            tmp_path: Path) -> None:
+def test_the_table_list_covers_every_table_and_column_of_both_backends(
+        pg_url: str, tmp_path: Path) -> None:
     transfer.prepare(StorageConfig(path="t.sqlite3"), tmp_path)
     transfer.prepare(StorageConfig(url=pg_url), tmp_path)
     with sqlite3.connect(tmp_path / "t.sqlite3") as conn:
-        lite = {n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        lite = {n: {str(c[1]) for c in conn.execute(f"PRAGMA table_info({n})")}
+                for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     with psycopg.connect(pg_url) as conn:
-        pg = {n for (n,) in conn.execute(
-            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")}
-    listed = {t.name for t in transfer.TABLES}
+        pg: dict[str, set[str]] = {}
+        for table, column in conn.execute(
+                "SELECT table_name, column_name FROM information_schema.columns"
+                " WHERE table_schema = current_schema()"):
+            pg.setdefault(table, set()).add(column)
+    pg["pubsub_subscriptions"].discard("pos")  # PostgreSQL's stand-in for SQLite's rowid
+    listed = {t.name: set(t.columns) for t in transfer.TABLES}
     bookkeeping = {"schema_versions", "sqlite_sequence", "pubsub_sequence"}
-    assert lite - bookkeeping == listed
-    assert pg - bookkeeping == listed
-
-
+    assert {n: c for n, c in lite.items() if n not in bookkeeping} == listed
+    assert {n: c for n, c in pg.items() if n not in bookkeeping} == listed
