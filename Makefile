@@ -68,7 +68,8 @@ test: install debian-deps npm-deps
 ## a throw-away cluster each, see tests/pg.py); make test runs this after the whole suite.
 PG_INTEGRATION := $(addprefix tests/integration/,test_pubsub_service.py test_pubsub_delivery_timing.py \
   test_feeds_subscribe.py test_im_messaging.py test_im_roster_presence.py test_mam.py \
-  test_muc.py test_private_storage.py test_core_lifecycle.py test_smoke.py)
+  test_muc.py test_muc_rooms.py test_private_storage.py test_http_upload.py \
+  test_feeds_websub_push.py test_core_lifecycle.py test_smoke.py)
 test-postgres: install debian-deps
 	PUBSUBD_REQUIRE_PEERS=1 PUBSUBD_TEST_STORAGE=postgres $(PY) -m pytest -q -p no:cacheprovider \
 	  -rs -n 2 --dist loadfile $(PG_INTEGRATION)
