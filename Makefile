@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 CONFIG ?= config.example.yaml
 
-.PHONY: install debian-deps npm-deps run test screenshots fuzz bench lint clean
+.PHONY: install debian-deps npm-deps run test test-postgres screenshots fuzz bench lint clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,14 +17,18 @@ install: $(VENV)/.installed
 ## Real peers tests run against: Prosody for federation; Profanity and Poezio in tmux, Gajim on
 ## a virtual X display (typed into with xdotool, photographed with imagemagick) and converse.js
 ## in Chromium as real clients. An entry is a command, or command:package where the Debian
-## package is named otherwise. Installed when missing; in CI (CI=true) a peer that cannot be
-## installed is an error: its tests would not run.
-DEBIAN_PEERS := prosody ejabberdctl:ejabberd profanity poezio tmux chromium node:nodejs npm
+## package is named otherwise, or an absolute path (a glob) for a program Debian keeps off the
+## PATH, like PostgreSQL's server (the storage tests start a throw-away cluster). Installed
+## when missing; in CI (CI=true) a peer that cannot be installed is an error: its tests would
+## not run.
+DEBIAN_PEERS := prosody ejabberdctl:ejabberd profanity poezio tmux chromium node:nodejs npm \
+  /usr/lib/postgresql/*/bin/pg_ctl:postgresql
 DEBIAN_GUI_PEERS := gajim Xvfb:xvfb xdotool import:imagemagick dbus-daemon:dbus
 debian-deps:
 	@missing=""; for entry in $(DEBIAN_PEERS) $(DEBIAN_GUI_PEERS); do \
 	  bin=$${entry%%:*}; pkg=$${entry#*:}; \
-	  command -v $$bin >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
+	  case $$bin in /*) found=$$(ls $$bin 2>/dev/null);; *) found=$$(command -v $$bin);; esac; \
+	  [ -n "$$found" ] || missing="$$missing $$pkg"; done; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	  echo "installing$$missing (interop tests with real peers)"; \
@@ -58,6 +62,17 @@ PYTEST_ARGS ?=
 test: install debian-deps npm-deps
 	PUBSUBD_REQUIRE_PEERS=1 $(PY) -m pytest -q -p no:cacheprovider -rs --durations=20 \
 	  -n 2 --dist loadfile $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory test-postgres
+
+## The storage-heavy integration tests again, every server on PostgreSQL (a fresh database of
+## a throw-away cluster each, see tests/pg.py); make test runs this after the whole suite.
+PG_INTEGRATION := $(addprefix tests/integration/,test_pubsub_service.py test_pubsub_delivery_timing.py \
+  test_feeds_subscribe.py test_im_messaging.py test_im_roster_presence.py test_mam.py \
+  test_muc.py test_muc_rooms.py test_private_storage.py test_http_upload.py \
+  test_feeds_websub_push.py test_core_lifecycle.py test_smoke.py)
+test-postgres: install debian-deps
+	PUBSUBD_REQUIRE_PEERS=1 PUBSUBD_TEST_STORAGE=postgres $(PY) -m pytest -q -p no:cacheprovider \
+	  -rs -n 2 --dist loadfile $(PG_INTEGRATION)
 
 ## Pictures of each real client showing a feed, for docs/: the client tests save them there.
 screenshots: install debian-deps npm-deps
@@ -71,7 +86,8 @@ fuzz: install
 	  $(PY) -m pytest -q -p no:cacheprovider -s tests/fuzz
 
 ## Benchmarks against Prosody and ejabberd (installs them with apt-get, and py-spy for the
-## profiles); writes bench/RESULTS.md and bench/profiles/.
+## profiles), with pubsubd on SQLite and on PostgreSQL side by side; writes bench/RESULTS.md
+## and bench/profiles/.
 bench: install debian-deps
 	@command -v ejabberdctl >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ejabberd >/dev/null; } || \

@@ -3,6 +3,7 @@
     python -m bench.run                      # defaults: a few minutes in all
     python -m bench.run --idle 2000 --duration 5 --only messages,idle
     python -m bench.run --servers pubsubd    # without Prosody (no comparison)
+    python -m bench.run --servers pubsubd,pubsubd-postgres --only messages,fanout
 
 Each server is started once with a generated loopback config in a temporary directory, its
 accounts are created by in-band registration, then the scenarios run one after the other while
@@ -36,7 +37,7 @@ from bench import (
 from bench.loadgen import raise_fd_limit
 from bench.measure import Metric, ScenarioResult
 from bench.options import Options
-from bench.servers import Pubsubd, PubsubdDefaults, ServerUnderTest
+from bench.servers import Pubsubd, PubsubdDefaults, PubsubdPostgres, ServerUnderTest
 
 log = logging.getLogger("bench")
 
@@ -88,10 +89,10 @@ SCENARIOS = (
     Scenario("feeds", "Feed polling and normalizing (pubsubd only)", scenario_feeds.run,
              scenario_feeds.METRICS, scenario_feeds.unavailable, only_for="pubsubd"),
 )
-DEFAULT_SERVERS = "pubsubd,pubsubd-defaults,prosody,ejabberd"
+DEFAULT_SERVERS = "pubsubd,pubsubd-defaults,pubsubd-postgres,prosody,ejabberd"
 SERVERS: dict[str, type[ServerUnderTest]] = {
-    "pubsubd": Pubsubd, "pubsubd-defaults": PubsubdDefaults, "prosody": prosody.Prosody,
-    "ejabberd": ejabberd.Ejabberd}
+    "pubsubd": Pubsubd, "pubsubd-defaults": PubsubdDefaults, "pubsubd-postgres": PubsubdPostgres,
+    "prosody": prosody.Prosody, "ejabberd": ejabberd.Ejabberd}
 
 
 def parse_args(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
@@ -106,7 +107,7 @@ def parse_args(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
                    f"({', '.join(s.name for s in SCENARIOS)}); default: all. The report "
                    "then keeps its other sections and replaces only these")
     p.add_argument("--servers", default=DEFAULT_SERVERS,
-                   help="(default: %(default)s)")
+                   help="(default: %(default)s; pubsubd-postgres: every store on PostgreSQL)")
     p.add_argument("--output", default=str(Path(__file__).parent / "RESULTS.md"),
                    help="the Markdown report (default: bench/RESULTS.md)")
     p.add_argument("--keep", action="store_true", help="keep the servers' temporary directories")

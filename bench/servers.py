@@ -189,3 +189,25 @@ class PubsubdDefaults(Pubsubd):
     name = "pubsubd (defaults)"
     scenarios = frozenset({"messages"})
     defaults = True
+
+
+class PubsubdPostgres(Pubsubd):
+    """The same pubsubd with every store on PostgreSQL: a fresh database of a throw-away
+    cluster of Debian's postgresql (the one the tests use), removed when the run ends. Its
+    CPU figures count the pubsubd process only, not PostgreSQL's own processes."""
+
+    name = "pubsubd-postgres"
+
+    def __init__(self, workdir: Path) -> None:
+        super().__init__(workdir)
+        from tests.pg import new_database
+
+        self.config["storage"] = {"url": new_database()}
+        self.config_path.write_text(yaml.safe_dump(self.config, sort_keys=False))
+
+    def version(self) -> str:
+        from tests.pg import server_bin
+
+        bindir = server_bin()
+        release = bindir.parts[-2] if bindir else "?"
+        return f"{super().version()}, PostgreSQL {release}"

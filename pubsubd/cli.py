@@ -1,4 +1,5 @@
-"""Command line: ``pubsubd run | component | check-config | user ...``; wiring only."""
+"""Command line: ``pubsubd run | component | check-config | user | storage ...``; wiring
+only, no protocol logic."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import sys
 from functools import partial
 from pathlib import Path
 
+import psycopg
 import trio
 
 from pubsubd import admin_cli
@@ -17,6 +19,7 @@ from pubsubd.cli_feeds_table import feeds_table
 from pubsubd.config import Config, ConfigError, load
 from pubsubd.logging_setup import setup_logging
 from pubsubd.ports_file import write as write_ports
+from pubsubd.storage.sqlite import SchemaTooNew
 
 __all__ = ["DEFAULT_CONFIG", "main"]
 
@@ -81,6 +84,16 @@ def _parser() -> argparse.ArgumentParser:
             a.add_argument("--json", action="store_true", help="machine-readable output")
     user.set_defaults(func=cmd_user)
 
+    storage = command("storage", "migrate, export or import the stored data")
+    storage.add_argument("action", choices=["migrate", "export", "import"],
+                         help="migrate: bring the schema up to date; export: write every row"
+                              " (JSON lines); import: load an export into empty storage")
+    storage.add_argument("file", nargs="?", help="export: the file to write (default stdout);"
+                                                 " import: the file to read (default stdin)")
+    storage.add_argument("--url", help="use this storage instead of the configured one"
+                                       " (postgresql://... or sqlite:///...)")
+    storage.set_defaults(func=cmd_storage)
+
     admin_cli.add_parser(command("admin", "operate the running server (users, online, stats...)"))
 
     feeds = command("feeds", "manage polled feeds on the running server")
@@ -142,13 +155,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         restart = trio.run(partial(
             serve, config, base,
             on_listening=None if ports_file is None else partial(write_ports, ports_file)))
-    except (OSError, BaseExceptionGroup) as exc:
+    except (OSError, SchemaTooNew, psycopg.Error, BaseExceptionGroup) as exc:
         # A listener that cannot bind fails inside the server's nurseries: one line, not the
-        # whole exception group.
-        cause = _os_error(exc)
+        # whole exception group; psycopg: PostgreSQL unreachable.
+        cause = _os_error(exc) if isinstance(exc, BaseExceptionGroup) else exc
         if cause is None:
             raise
-        print(f"pubsubd: cannot start: {cause.strerror or cause}", file=sys.stderr)
+        print(f"pubsubd: cannot start: {getattr(cause, 'strerror', None) or cause}",
+              file=sys.stderr)
         return 1
     if restart:  # an admin asked for a restart: the same command, in the same process id
         import os
@@ -166,6 +180,8 @@ def _os_error(exc: BaseException) -> OSError | None:
             if found is not None:
                 return found
     return None
+
+
 def cmd_component(args: argparse.Namespace) -> int:
     """``pubsubd component``: pubsub and the feed service inside another server's domain."""
     config = _load(args)
@@ -187,6 +203,42 @@ def cmd_component(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"pubsubd: cannot start: {exc}", file=sys.stderr)
         return 1
+    return 0
+
+
+def cmd_storage(args: argparse.Namespace) -> int:
+    """``pubsubd storage migrate|export|import``; the server should not be running for an
+    import (it must find the target empty anyway)."""
+    import dataclasses
+
+    from pubsubd.storage import transfer
+    config = _load(args)
+    settings = config.storage
+    if args.url:
+        settings = dataclasses.replace(settings, url=args.url, backend="sqlite")  # url decides
+    base = Path.cwd()
+    try:
+        if args.action == "migrate":
+            resolved = transfer.prepare(settings, base)
+            print(f"storage ({resolved.backend}) is at the current schema")
+            return 0
+        if args.action == "export":
+            if args.file:
+                with open(args.file, "w", encoding="utf-8") as out:
+                    counts = transfer.export(settings, base, out)
+            else:
+                counts = transfer.export(settings, base, sys.stdout)
+        else:
+            if args.file:
+                with open(args.file, encoding="utf-8") as lines:
+                    counts = transfer.import_(settings, base, lines)
+            else:
+                counts = transfer.import_(settings, base, sys.stdin)
+    except (transfer.TransferError, RuntimeError, OSError) as exc:
+        print(f"pubsubd: storage {args.action}: {exc}", file=sys.stderr)
+        return 1
+    done = "exported" if args.action == "export" else "imported"
+    print(f"{done} {sum(counts.values())} rows of {len(counts)} tables", file=sys.stderr)
     return 0
 
 
@@ -218,11 +270,12 @@ def cmd_user(args: argparse.Namespace) -> int:
 
 async def _user(config: Config, args: argparse.Namespace) -> int:
     from pubsubd.jid import JID, InvalidJID
-    from pubsubd.storage.accounts import AccountExists, SqliteAccountStore
-    from pubsubd.storage.sqlite import Database
+    from pubsubd.storage.accounts import AccountExists
+    from pubsubd.storage.backends import open_backend
 
-    db = Database(Path(config.storage.path))
-    store = SqliteAccountStore(db, config.auth.scram_iterations)
+    stores = open_backend(config.storage, Path.cwd(),
+                          scram_iterations=config.auth.scram_iterations)
+    store = stores.accounts
     try:
         if args.action == "list":
             accounts = await store.list()
@@ -266,7 +319,7 @@ async def _user(config: Config, args: argparse.Namespace) -> int:
             print(f"password changed for {jid}")
         return 0
     finally:
-        db.close()
+        stores.close()
 
 
 def _read_password() -> str:

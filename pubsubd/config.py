@@ -87,8 +87,12 @@ class LimitsConfig:
 @dataclass(frozen=True, slots=True)
 class StorageConfig:
     # The backend every store uses (pubsubd/storage/backends.py); memory is for throw-away servers.
-    backend: Literal["sqlite", "memory"] = "sqlite"
+    backend: Literal["sqlite", "memory", "postgres"] = "sqlite"
     path: str = "var/pubsubd.sqlite3"
+    # PostgreSQL (pubsubd/storage/postgres/): a postgresql:// URL selects it; sqlite:///path
+    # is another way to name the SQLite file.
+    url: str | None = None
+    pool_size: int = 8  # PostgreSQL connections (and worker threads) at most
 
 
 @dataclass(frozen=True, slots=True)
@@ -527,6 +531,12 @@ def validate(config: Config) -> Config:
     if config.limits.max_stanza_bytes < 10000:
         raise ConfigError("limits.max_stanza_bytes: must be at least 10000 (RFC 6120 §13.12)")
     _validate_hardening(config)
+    from pubsubd.storage.backends import UnknownBackend, resolve
+
+    try:
+        resolve(config.storage)  # storage.url against storage.backend
+    except UnknownBackend as exc:
+        raise ConfigError(str(exc)) from None
     return config
 
 

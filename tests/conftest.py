@@ -10,6 +10,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import ServerProcess  # noqa: E402
 
+from tests.pg import pg_cluster, pg_url  # noqa: E402, F401  (fixtures for every suite)
+
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[ServerProcess]:

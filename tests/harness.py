@@ -35,6 +35,19 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+STORAGE_ENV = "PUBSUBD_TEST_STORAGE"
+
+
+def test_storage(workdir: Path) -> dict[str, Any]:
+    """The ``storage`` settings of a test server: SQLite under ``workdir``, or with
+    ``PUBSUBD_TEST_STORAGE=postgres`` a fresh database of the tests' PostgreSQL cluster."""
+    if os.environ.get(STORAGE_ENV, "sqlite") == "postgres":
+        from tests.pg import new_database
+
+        return {"url": new_database()}
+    return {"path": str(workdir / "var" / "pubsubd.sqlite3")}
+
+
 class ServerProcess:
     """One pubsubd process with its own config and data directory.
 
@@ -59,7 +72,7 @@ class ServerProcess:
                 {"kind": "c2s_tls", "address": "127.0.0.1", "port": 0},
             ],
             "data_dir": str(workdir / "var"),
-            "storage": {"path": str(workdir / "var" / "pubsubd.sqlite3")},
+            "storage": test_storage(workdir),
             "admins": [f"admin@{domain}"],
             "registration": {"enabled": registration},
             "log": {"level": "DEBUG"},

@@ -71,6 +71,14 @@ class StorageSettings(Protocol):
     @property
     def path(self) -> str: ...
 
+    @property
+    def url(self) -> str | None:
+        """``postgresql://...`` or ``sqlite:///...``; None (or empty) for ``backend``."""
+        ...
+
+    @property
+    def pool_size(self) -> int: ...
+
 
 async def _nothing_to_check() -> None:
     return None
@@ -153,19 +161,88 @@ def _select_one(conn: sqlite3.Connection) -> None:
     conn.execute("SELECT 1").fetchone()
 
 
-BACKENDS: dict[str, Opener] = {"sqlite": open_sqlite, "memory": open_memory}
+def open_postgres(settings: StorageSettings, base_dir: Path, scram_iterations: int) -> Stores:
+    """Every store on one PostgreSQL database (``storage.url``), schemas migrated on open."""
+    from pubsubd.storage import postgres as pg
+
+    db = pg.PgDatabase(resolve(settings).url, max_connections=settings.pool_size)
+    try:
+        return Stores(
+            accounts=pg.PgAccountStore(db, scram_iterations),
+            im=pg.PgImStore(db),
+            mam=pg.PgMamStore(db),
+            muc=pg.PgMucStore(db),
+            private=pg.PgPrivateStore(db),
+            pubsub=pg.PgPubSubStore(db),
+            feeds=pg.PgFeedStore(db),
+            motd=pg.PgMotdStore(db),
+            uploads=pg.PgUploadStore(db),
+            feed_contacts=pg.PgFeedContactStore(db),
+            feed_marks=pg.PgFeedMarkStore(db),
+            websub=pg.PgWebSubStore(db),
+            ping=db.ping,
+            close=db.close,
+        )
+    except BaseException:
+        db.close()
+        raise
+
+
+BACKENDS: dict[str, Opener] = {"sqlite": open_sqlite, "memory": open_memory,
+                               "postgres": open_postgres}
 
 
 class UnknownBackend(ValueError):
     pass
 
 
-def open_backend(settings: StorageSettings, base_dir: Path, *,
-                 scram_iterations: int = 4096) -> Stores:
-    """Open the configured backend's stores (``storage.backend``, default SQLite)."""
-    name = settings.backend
-    opener = BACKENDS.get(name)
-    if opener is None:
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """The settings as one backend reads them, after ``url`` had its say."""
+
+    backend: str
+    path: str
+    url: str
+    pool_size: int
+
+
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+SQLITE_SCHEME = "sqlite:///"
+
+
+def resolve(settings: StorageSettings) -> Resolved:
+    """Which backend the settings name: a ``url`` decides by its scheme (``backend`` may
+    repeat it), else ``backend``. Raises :class:`UnknownBackend` naming the key at fault."""
+    url = getattr(settings, "url", "") or ""
+    pool_size = getattr(settings, "pool_size", 8)
+    name, path = settings.backend, settings.path
+    if url.startswith(POSTGRES_SCHEMES):
+        if name not in ("postgres", DEFAULT_BACKEND):
+            raise UnknownBackend(f"storage.backend: {name!r} contradicts storage.url, a"
+                                 " PostgreSQL URL (use backend: postgres, or leave it out)")
+        name = "postgres"
+    elif url.startswith(SQLITE_SCHEME):
+        if name != DEFAULT_BACKEND:
+            raise UnknownBackend(f"storage.backend: {name!r} contradicts storage.url, a"
+                                 " SQLite URL (use backend: sqlite, or leave it out)")
+        path = url[len(SQLITE_SCHEME):] or path  # sqlite:////abs/path: an absolute path
+    elif url:
+        raise UnknownBackend(f"storage.url: expected postgresql://... or sqlite:///..., not"
+                             f" {url.split('://')[0]}://...")
+    elif name == "postgres":
+        raise UnknownBackend("storage.url: required with backend postgres"
+                             " (postgresql://user:password@host/database)")
+    if name not in BACKENDS:
         raise UnknownBackend(
             f"storage.backend: unknown {name!r}, expected one of {', '.join(sorted(BACKENDS))}")
-    return opener(settings, base_dir, scram_iterations)
+    if pool_size < 1:
+        raise UnknownBackend("storage.pool_size: must be at least 1")
+    return Resolved(name, path, url, pool_size)
+
+
+def open_backend(settings: StorageSettings, base_dir: Path, *,
+                 scram_iterations: int = 4096) -> Stores:
+    """Open the configured backend's stores (``storage.url`` or ``storage.backend``, default
+    SQLite)."""
+    resolved = resolve(settings)
+    return BACKENDS[resolved.backend](resolved, base_dir, scram_iterations)

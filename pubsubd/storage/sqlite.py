@@ -39,6 +39,10 @@ def _private_file(path: Path) -> None:
             pass
 
 
+class SchemaTooNew(RuntimeError):
+    """The database was migrated by a newer pubsubd than this one."""
+
+
 class Database:
     """A SQLite file (or ``:memory:``) with a schema-migration registry."""
 
@@ -112,6 +116,11 @@ class Database:
                 "SELECT version FROM schema_versions WHERE name = ?", (name,)
             ).fetchone()
             current = row[0] if row else 0
+            if current > len(steps):  # written by a newer pubsubd: we would misread it
+                raise SchemaTooNew(
+                    f"storage: the {name!r} tables are at schema version {current}, but this"
+                    f" pubsubd knows versions up to {len(steps)}; run the newer pubsubd"
+                    " (or restore a backup)")
             for version, script in enumerate(steps, start=1):
                 if version <= current:
                     continue

@@ -13,12 +13,12 @@ from feeds.model import FeedState
 from feeds.store import FeedStore
 from pubsubd.storage.feeds_sqlite import SqliteFeedStore
 from pubsubd.storage.sqlite import Database
-from tests.unit.storage.backend_params import BACKENDS, Backend
+from tests.unit.storage.backend_params import BACKENDS, open_param
 
 
 @pytest.fixture(params=BACKENDS)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[FeedStore]:
-    backend = Backend(request.param, tmp_path)
+    backend = open_param(request, tmp_path)
     yield backend.stores.feeds
     backend.stores.close()
 

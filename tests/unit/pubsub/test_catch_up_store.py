@@ -13,6 +13,7 @@ from pubsubd.pubsub.model import Item, MessageType, Node
 from pubsubd.pubsub.notifications import Recipient
 from pubsubd.pubsub.service import PubSubService, ServiceConfig
 from pubsubd.pubsub.store import MemoryPubSubStore, PubSubStore
+from pubsubd.storage.postgres import PgDatabase, PgPubSubStore
 from pubsubd.storage.pubsub_sqlite import SqlitePubSubStore
 from pubsubd.storage.sqlite import Database
 
@@ -22,10 +23,15 @@ WHEN = datetime(2026, 1, 2, tzinfo=UTC)
 BOB = "bob@example.org"
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[PubSubStore]:
     if request.param == "memory":
         yield MemoryPubSubStore()
+        return
+    if request.param == "postgres":
+        pg = PgDatabase(request.getfixturevalue("pg_url"), max_connections=2)
+        yield PgPubSubStore(pg)
+        pg.close()
         return
     db = Database(tmp_path / "pubsub.db")
     yield SqlitePubSubStore(db)

@@ -20,7 +20,7 @@ from pubsubd.pubsub.model import (
 from pubsubd.pubsub.store import NewItem, PubSubStore
 from pubsubd.storage.pubsub_sqlite import SqlitePubSubStore
 from pubsubd.storage.sqlite import Database
-from tests.unit.storage.backend_params import BACKENDS, Backend
+from tests.unit.storage.backend_params import BACKENDS, open_param
 
 SVC = "pubsub.example.org"
 WHEN = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -28,7 +28,7 @@ WHEN = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 @pytest.fixture(params=BACKENDS)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PubSubStore]:
-    backend = Backend(request.param, tmp_path)
+    backend = open_param(request, tmp_path)
     yield backend.stores.pubsub
     backend.stores.close()
 

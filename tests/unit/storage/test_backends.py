@@ -65,5 +65,5 @@ async def test_memory_keeps_nothing_between_openings(tmp_path: Path) -> None:
 
 
 def test_an_unknown_backend_is_refused_with_the_known_ones(tmp_path: Path) -> None:
-    with pytest.raises(UnknownBackend, match="'postgres'.*memory, sqlite"):
-        open_backend(Settings("postgres", "x"), tmp_path)
+    with pytest.raises(UnknownBackend, match="'oracle'.*memory, postgres, sqlite"):
+        open_backend(Settings("oracle", "x"), tmp_path)

@@ -10,12 +10,12 @@ import pytest
 from pubsubd.storage.backends import Stores
 from pubsubd.storage.interfaces import MotdStore
 
-from .backend_params import BACKENDS, Backend
+from .backend_params import BACKENDS, Backend, open_param
 
 
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    opened = Backend(request.param, tmp_path)
+    opened = open_param(request, tmp_path)
     yield opened
     opened.stores.close()
 
