@@ -15,8 +15,8 @@ from slixmpp import JID
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from feeds_support import FEEDS_EXTRA, ThreadedFeedServer, rss  # noqa: E402
-from harness import ServerProcess, disconnect, round_trip, run  # noqa: E402
-from muc_support import Inbox, clients  # noqa: E402
+from harness import ServerProcess, connect, disconnect, round_trip, run  # noqa: E402
+from muc_support import PLUGINS, Inbox, clients, configure  # noqa: E402
 
 SERVICE = "pubsub.localhost"
 ROOM = JID("lounge@conference.localhost")
@@ -50,6 +50,7 @@ def test_room_owner_subscribes_a_room_and_occupants_read_entries(tmp_path: Path)
                 muc_a, muc_b, muc_c = (c.plugin["xep_0045"] for c in (alice, bob, carol))
                 inbox_a, inbox_b = Inbox(alice), Inbox(bob)
                 await muc_a.join_muc_wait(ROOM, "alice", timeout=5)  # alice owns the room
+                await configure(alice, ROOM, persistentroom=True)
                 await muc_b.join_muc_wait(ROOM, "bob", timeout=5)
                 await muc_c.join_muc_wait(ROOM, "carol", timeout=5)
 
@@ -76,9 +77,26 @@ def test_room_owner_subscribes_a_room_and_occupants_read_entries(tmp_path: Path)
                         content_type="application/rss+xml")
                 await asyncio.to_thread(server.refresh_feed, url)
                 entry = await inbox_b.next(lambda s: _said(s, FEED_NICK, "Entry r2"))
-                assert f"http://example.org/r2" in entry["body"]
+                assert "http://example.org/r2" in entry["body"]
                 await round_trip(bob)
                 assert not any("skipme" in b for b in _bodies_from(inbox_b.drain(), FEED_NICK))
+
+                # After a restart the service is back in the room with its feed.
+                for client in (alice, bob, carol):
+                    await disconnect(client)
+                await asyncio.to_thread(server.restart)
+                alice, bob = [await connect(server, f"{name}@{server.domain}", plugins=PLUGINS)
+                              for name in ("alice", "bob")]
+                inbox_a, inbox_b = Inbox(alice), Inbox(bob)
+                _, _, occupants, _ = await bob.plugin["xep_0045"].join_muc_wait(
+                    ROOM, "bob", timeout=5, maxstanzas=0)
+                assert {"feeds", FEED_NICK} <= {p["from"].resource for p in occupants}
+                await alice.plugin["xep_0045"].join_muc_wait(ROOM, "alice", timeout=5,
+                                                             maxstanzas=0)
+                web.set("/room.xml", rss(FEED_NICK, ["r4", "skipme", "r2", "r1"]),
+                        content_type="application/rss+xml")
+                await asyncio.to_thread(server.refresh_feed, url)
+                await inbox_b.next(lambda s: _said(s, FEED_NICK, "Entry r4"))
 
                 alice.send_message(mto=ROOM, mbody="feeds: list", mtype="groupchat")
                 listing = await inbox_a.next(lambda s: _said(s, "feeds", "alice:"))
@@ -88,12 +106,12 @@ def test_room_owner_subscribes_a_room_and_occupants_read_entries(tmp_path: Path)
                 await inbox_b.next(lambda s: _presence_of(s, FEED_NICK, "unavailable"))
                 answer = await inbox_a.next(lambda s: _said(s, "feeds", "alice:"))
                 assert "no longer posted here" in answer["body"], answer["body"]
-                web.set("/room.xml", rss(FEED_NICK, ["r3", "skipme", "r2", "r1"]),
+                web.set("/room.xml", rss(FEED_NICK, ["r3", "r4", "skipme", "r2", "r1"]),
                         content_type="application/rss+xml")
                 await asyncio.to_thread(server.refresh_feed, url)
                 await round_trip(bob)
                 assert not any("r3" in b for b in _bodies_from(inbox_b.drain(), FEED_NICK))
-                for client in (alice, bob, carol):
+                for client in (alice, bob):
                     await disconnect(client)
 
             run(scenario())

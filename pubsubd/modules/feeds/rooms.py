@@ -224,11 +224,7 @@ class RoomFeeds:
             await self._join_refused(st, occupant)
             return
         if mine:
-            occupant.present = st.type != "unavailable"
-            if occupant.present:
-                occupant.joined.set()
-            elif "303" not in codes and not codes & {"301", "307", "321", "322", "332"}:
-                self._later(lambda: self._join(occupant))
+            await self._own_presence(st, occupant, codes, x)
             return
         if occupant.node is not None:
             return
@@ -238,6 +234,44 @@ class RoomFeeds:
             seen.pop(nick, None)
         elif item is not None:
             seen[nick] = item.get("affiliation") or "none"
+
+    async def _own_presence(self, st: Stanza, occupant: Occupant, codes: set[str | None],
+                            x: etree._Element | None) -> None:
+        """Our occupant's own presence (status 110): joined, or out of the room, and why."""
+        room = occupant.room
+        occupant.present = st.type != "unavailable"
+        if occupant.present:
+            occupant.joined.set()
+            if "201" in codes:
+                # XEP-0045 §10.1.1: our join created the room, so the room we served is gone
+                # (a temporary room emptied while we were away): do not keep a new one alive.
+                self._later(lambda: self._room_gone(room))
+            return
+        destroyed = x is not None and x.find(ns.clark(ns.MUC_USER, "destroy")) is not None
+        if destroyed or codes & {"301", "321"}:  # §10.9 destroyed, §9.1 banned, §9.4 removed
+            self._later(lambda: self._room_gone(room))
+        elif "307" in codes and occupant.node is not None:
+            # §8.2: a moderator kicked a feed's occupant; its feed is no longer wanted here.
+            node = occupant.node
+            self._later(lambda: self._kicked(room, node))
+        elif "307" in codes:
+            self.occupants.pop(resource_of(room, None), None)  # back when invited again
+        elif "303" not in codes and "332" not in codes:
+            self._later(lambda: self._join(occupant))
+        # 332 (the service shut down): the self-ping finds the room again when it is back.
+
+    async def _kicked(self, room: str, node: str) -> None:
+        self.occupants.pop(resource_of(room, node), None)
+        await self.unsubscribe(room, node)
+        await self.say(room, f"{node} is no longer posted here (its occupant was kicked).")
+
+    async def _room_gone(self, room: str) -> None:
+        """Forget every feed of a room that no longer exists or no longer wants us."""
+        for feed in self.room_feeds(room):
+            await self.unsubscribe(room, feed.node)
+        for occupant in [o for o in self.occupants.values() if o.room == room]:
+            await self._leave(occupant)
+        self.affiliations.pop(room, None)
 
     async def _join_refused(self, st: Stanza, occupant: Occupant) -> None:
         if _condition(st.element) == "conflict" and occupant.attempts < 3:
