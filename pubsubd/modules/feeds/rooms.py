@@ -289,22 +289,34 @@ class RoomFeeds:
             if _condition(st.element) == "not-acceptable":  # XEP-0410 §3.1: not an occupant
                 self._later(lambda: self._join(occupant))
             return
-        invite_room = _invitation(st)
-        if invite_room is not None or occupant.node is not None or st.type != "groupchat":
+        if occupant.node is not None or _invitation(st) is not None:
             return
         body = (st.element.findtext(ns.C_BODY) or "").strip()
-        command = _addressed(body)
         nick = st.from_.resource or ""
-        if command is None or st.element.find(ns.clark(ns.DELAY, "delay")) is not None:
-            return  # chatter, or history
-        if nick in {o.nick for o in self.occupants.values() if o.room == occupant.room}:
-            return
         room = occupant.room
-        if self.affiliations.get(room, {}).get(nick) not in MANAGERS:
-            self._later(lambda: self.say(room, f"{nick}: only the owners and admins of this "
-                                               "room can change its feeds."))
+        if st.type == "groupchat":
+            command = _addressed(body)
+            if command is None or st.element.find(ns.clark(ns.DELAY, "delay")) is not None:
+                return  # chatter, or history
+            if nick in {o.nick for o in self.occupants.values() if o.room == room}:
+                return
+
+            async def reply(text: str) -> None:
+                await self.say(room, f"{nick}: {text}")
+        elif st.type == "chat" and st.from_.resource and body:
+            # A private message to the "feeds" occupant (XEP-0045 §7.5), prefix optional.
+            command = _addressed(body) or body
+            to, from_ = str(st.from_), str(st.to)
+
+            async def reply(text: str) -> None:
+                await self.send(builders.message(to=to, from_=from_, type_="chat", body=text))
+        else:
             return
-        self._later(lambda: self._command(room, nick, command))
+        if self.affiliations.get(room, {}).get(nick) not in MANAGERS:
+            self._later(lambda: reply("only the owners and admins of this room can change "
+                                      "its feeds."))
+            return
+        self._later(lambda: self._command(room, nick, command, reply))
 
     # -- invitations to the service ----------------------------------------------------------
 
@@ -327,15 +339,15 @@ class RoomFeeds:
         await self.send(builders.message(to=room, from_=self.jid(control), type_="groupchat",
                                          body=text))
 
-    async def _command(self, room: str, nick: str, text: str) -> None:
+    async def _command(self, room: str, nick: str, text: str,
+                       reply: Callable[[str], Awaitable[None]]) -> None:
         try:
-            command = parse_chat(text)
-            reply = await self._run(room, nick, command)
+            answer = await self._run(room, nick, parse_chat(text))
         except ChatError as error:
-            reply = str(error).replace("Say “help”", "Say “feeds: help”")
+            answer = str(error).replace("Say “help”", "Say “feeds: help”")
         except FeedRefused as refused:
-            reply = refused.message
-        await self.say(room, f"{nick}: {reply}")
+            answer = refused.message
+        await reply(answer)
 
     async def _run(self, room: str, nick: str, command: ChatCommand) -> str:
         match command.verb:
