@@ -42,7 +42,9 @@ def test_room_owner_subscribes_a_room_and_occupants_read_entries(tmp_path: Path)
     with ThreadedFeedServer() as web:
         web.set("/room.xml", rss(FEED_NICK, ["r1"]), content_type="application/rss+xml")
         url = web.url("/room.xml")
-        server = ServerProcess(tmp_path, extra={"feeds": dict(FEEDS_EXTRA)})
+        web.set("/other.xml", rss("Other", ["o1"]), content_type="application/rss+xml")
+        server = ServerProcess(tmp_path, extra={"feeds": {**FEEDS_EXTRA,
+                                                          "max_feeds_per_user": 1}})
         server.start()
         try:
             async def scenario() -> None:
@@ -70,6 +72,12 @@ def test_room_owner_subscribes_a_room_and_occupants_read_entries(tmp_path: Path)
                 assert joined["muc"]["affiliation"] == "none"
                 answer = await inbox_a.next(lambda s: _said(s, "feeds", "alice:"))
                 assert f"Now posting {FEED_NICK} ({url})" in answer["body"], answer["body"]
+
+                # The per-user feed limit holds for a room as a whole.
+                alice.send_message(mto=ROOM, mbody=f"feeds: subscribe {web.url('/other.xml')}",
+                                   mtype="groupchat")
+                answer = await inbox_a.next(lambda s: _said(s, "feeds", "alice:"))
+                assert "already has 1 feeds" in answer["body"], answer["body"]
 
                 # New entries reach every occupant as groupchat from the feed's nick, filtered
                 # by the subscription's options like a personal subscription.

@@ -388,7 +388,13 @@ class RoomFeeds:
         url = normalize_url(text)
         state = await manager.poller.store.get_feed(url)
         note = ""
+        limit = manager.config.max_feeds_per_user  # a room counts as one follower
+        if (room, url) not in self.feeds and len(self.room_feeds(room)) >= limit:
+            raise FeedRefused(f"This room already has {limit} feeds, the most allowed.",
+                              "policy-violation")
         if state is None:
+            if not manager.config.user_subscriptions:
+                raise FeedRefused("This service does not take new feeds.", "not-allowed")
             resolved = await manager.resolve(url)
             state = await manager.ensure_feed(resolved.feed_url, resolved.feed_url)
             note = resolved.note
