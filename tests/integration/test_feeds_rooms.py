@@ -1,7 +1,7 @@
 """Feeds posted into a group chat room: the owner invites the feed service, says
 ``feeds: subscribe <url>`` in the room, and every occupant reads the feed's entries as groupchat
 from the feed's own occupant; filters apply, ``list`` and ``unsubscribe`` work, others are
-refused, and the room's feeds come back after a restart."""
+refused, the room's feeds come back after a restart, and kicking a feed unsubscribes it."""
 
 from __future__ import annotations
 
@@ -121,6 +121,16 @@ def test_room_owner_subscribes_a_room_and_occupants_read_entries(tmp_path: Path)
                 await asyncio.to_thread(server.refresh_feed, url)
                 await round_trip(bob)
                 assert not any("r3" in b for b in _bodies_from(inbox_b.drain(), FEED_NICK))
+
+                # Kicking a feed's occupant (XEP-0045 §8.2) unsubscribes the room from it.
+                alice.send_message(mto=ROOM, mbody=f"feeds: subscribe {url}", mtype="groupchat")
+                await inbox_b.next(lambda s: _presence_of(s, FEED_NICK))
+                await alice.plugin["xep_0045"].set_role(ROOM, FEED_NICK, "none")
+                notice = await inbox_a.next(lambda s: _said(s, "feeds", "was kicked"))
+                assert url in notice["body"]
+                alice.send_message(mto=ROOM, mbody="feeds: list", mtype="groupchat")
+                listing = await inbox_a.next(lambda s: _said(s, "feeds", "alice:"))
+                assert "No feeds are posted here" in listing["body"], listing["body"]
                 for client in (alice, bob):
                     await disconnect(client)
 

@@ -20,8 +20,10 @@ notice being dropped and join again.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -72,6 +74,9 @@ class Occupant:
     joined: trio.Event
     present: bool = False
     attempts: int = 0
+
+
+_OUR_RESOURCE = re.compile(r"[cf]-[0-9a-f]{16}")
 
 
 def resource_of(room: str, node: str | None) -> str:
@@ -187,8 +192,8 @@ class RoomFeeds:
     async def handle(self, st: Stanza) -> bool:
         """A contact handler of the pubsub component: stanzas to our occupants."""
         assert st.to is not None
-        if st.to.local != LOCAL:
-            return False
+        if st.to.local != LOCAL or not _OUR_RESOURCE.fullmatch(st.to.resource or ""):
+            return False  # e.g. a feed whose contact happens to be named "rooms"
         occupant = self.occupants.get(st.to.resource or "")
         if st.kind == "iq":
             await self._iq(st)
@@ -204,7 +209,8 @@ class RoomFeeds:
         if st.type in ("result", "error"):
             waiting = self._pings.get(st.id or "")
             if waiting is not None:
-                waiting.send_nowait(st.element)
+                with contextlib.suppress(trio.WouldBlock, trio.BrokenResourceError):
+                    waiting.send_nowait(st.element)  # a second answer to one ping is dropped
             return
         payload = st.element[0] if len(st.element) else None
         reply = builders.iq("result", to=str(st.from_), from_=str(st.to), id_=st.id or "")
@@ -248,7 +254,9 @@ class RoomFeeds:
                 self._later(lambda: self._room_gone(room))
             return
         destroyed = x is not None and x.find(ns.clark(ns.MUC_USER, "destroy")) is not None
-        if destroyed or codes & {"301", "321"}:  # §10.9 destroyed, §9.1 banned, §9.4 removed
+        if "333" in codes:  # XEP-0410 §3.2/XEP-0045 §11.1: removed for a technical reason
+            self._later(lambda: self._join(occupant))
+        elif destroyed or codes & {"301", "321"}:  # §10.9 destroyed, §9.1 banned, §9.4 removed
             self._later(lambda: self._room_gone(room))
         elif "307" in codes and occupant.node is not None:
             # §8.2: a moderator kicked a feed's occupant; its feed is no longer wanted here.
