@@ -33,6 +33,7 @@ from pubsubd.storage.interfaces import (
     MucStore,
     PrivateStore,
     PubSubStore,
+    RoomFeedStore,
     UploadStore,
     WebSubStore,
 )
@@ -48,6 +49,7 @@ from pubsubd.storage.memory import (
     MemoryMucStore,
     MemoryPrivateStore,
     MemoryPubSubStore,
+    MemoryRoomFeedStore,
     MemoryUploadStore,
     MemoryWebSubStore,
 )
@@ -55,6 +57,7 @@ from pubsubd.storage.motd_sqlite import SqliteMotdStore
 from pubsubd.storage.muc_sqlite import SqliteMucStore
 from pubsubd.storage.private_sqlite import SqlitePrivateStore
 from pubsubd.storage.pubsub_sqlite import SqlitePubSubStore
+from pubsubd.storage.room_feeds_sqlite import SqliteRoomFeedStore
 from pubsubd.storage.sqlite import Database
 from pubsubd.storage.upload_sqlite import SqliteUploadStore
 from pubsubd.storage.websub_sqlite import SqliteWebSubStore
@@ -104,6 +107,7 @@ class Stores:
     feed_contacts: FeedContactStore
     feed_marks: FeedMarkStore
     websub: WebSubStore
+    room_feeds: RoomFeedStore
     ping: Callable[[], Awaitable[None]] = field(default=_nothing_to_check)
     """Raises if the backend cannot answer a trivial query (health checks)."""
     close: Callable[[], None] = field(default=_nothing_to_close)
@@ -128,6 +132,7 @@ def open_memory(settings: StorageSettings, base_dir: Path, scram_iterations: int
         feed_contacts=MemoryFeedContactStore(),
         feed_marks=MemoryFeedMarkStore(),
         websub=MemoryWebSubStore(),
+        room_feeds=MemoryRoomFeedStore(),
     )
 
 
@@ -152,6 +157,7 @@ def open_sqlite(settings: StorageSettings, base_dir: Path, scram_iterations: int
         feed_contacts=SqliteFeedContactStore(db),
         feed_marks=SqliteFeedMarkStore(db),
         websub=SqliteWebSubStore(db),
+        room_feeds=SqliteRoomFeedStore(db),
         ping=ping,
         close=db.close,
     )

@@ -48,6 +48,8 @@ __all__ = [
     "Query",
     "RosterItem",
     "RosterStore",
+    "RoomFeed",
+    "RoomFeedStore",
     "Row",
     "StoredRoom",
     "SubscriptionRequestStore",
@@ -444,6 +446,35 @@ class FeedMarkStore(Protocol):
         ...
 
     async def forget(self, feed_id: str) -> None: ...
+
+
+# --- feeds posted into group chat rooms -----------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RoomFeed:
+    """A feed posted into a room (XEP-0045) by the feed service's occupant ``nick``; the
+    filters and digest live in the pubsub subscription of the room JID to the feed node."""
+
+    room: str  # bare room JID, local or on another server
+    node: str  # the feed node
+    nick: str  # the occupant's nick in the room (the feed title when it was subscribed)
+    added_by: str  # bare JID or occupant JID of the owner/admin who asked for it
+
+
+class RoomFeedStore(Protocol):
+    """Feed subscriptions of rooms, keyed by (room, node): which rooms the service rejoins
+    after a restart, and under which nick."""
+
+    async def put(self, feed: RoomFeed) -> None: ...
+
+    async def remove(self, room: str, node: str) -> bool: ...
+
+    async def list_all(self) -> list[RoomFeed]:
+        """Every room feed, ordered by room then node."""
+        ...
+
+
 # --- WebSub (W3C WebSub): subscribers of our hub, and our leases at other hubs ------------
 
 

@@ -30,6 +30,7 @@ from pubsubd.storage.interfaces import (
     Prefs,
     PushLease,
     Query,
+    RoomFeed,
     RosterItem,
     Row,
     StoredRoom,
@@ -48,6 +49,7 @@ __all__ = [
     "MemoryMucStore",
     "MemoryPrivateStore",
     "MemoryPubSubStore",
+    "MemoryRoomFeedStore",
     "MemoryUploadStore",
     "MemoryWebSubStore",
 ]
@@ -511,3 +513,20 @@ class MemoryWebSubStore:
 
     async def delete_lease(self, feed_id: str) -> None:
         self._leases.pop(feed_id, None)
+
+
+# --- feeds posted into rooms ----------------------------------------------------------------
+
+
+class MemoryRoomFeedStore:
+    def __init__(self) -> None:
+        self.feeds: dict[tuple[str, str], RoomFeed] = {}
+
+    async def put(self, feed: RoomFeed) -> None:
+        self.feeds[(feed.room, feed.node)] = feed
+
+    async def remove(self, room: str, node: str) -> bool:
+        return self.feeds.pop((room, node), None) is not None
+
+    async def list_all(self) -> list[RoomFeed]:
+        return [self.feeds[key] for key in sorted(self.feeds)]

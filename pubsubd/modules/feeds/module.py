@@ -39,10 +39,11 @@ from pubsubd.modules.feeds.manager import FeedManager
 from pubsubd.modules.feeds.publisher import NodePublisher
 from pubsubd.modules.feeds.pubsub_component import PubSubComponent
 from pubsubd.modules.feeds.refusal import FeedRefused
+from pubsubd.modules.feeds.rooms import RoomFeeds
 from pubsubd.modules.feeds.samples import SampleFeedServer
 from pubsubd.modules.feeds.status import feed_metadata
 from pubsubd.pubsub.model import bare
-from pubsubd.storage.interfaces import FeedContactStore, FeedMarkStore
+from pubsubd.storage.interfaces import FeedContactStore, FeedMarkStore, RoomFeedStore
 from pubsubd.xml import builders
 
 log = logging.getLogger(__name__)
@@ -79,7 +80,8 @@ class FeedsModule(Module):
                  contact_store: FeedContactStore, mark_store: FeedMarkStore,
                  metrics: Metrics, control_ops: ControlOps, admins: frozenset[str],
                  max_items: int, catalogue: Path | None,
-                 push: WebSubSubscriber | None = None) -> None:
+                 push: WebSubSubscriber | None = None,
+                 room_store: RoomFeedStore | None = None) -> None:
         super().__init__()
         self.settings = settings
         self.pubsub = pubsub
@@ -94,6 +96,8 @@ class FeedsModule(Module):
         self.max_items = max_items
         self.catalogue = catalogue  # an OPML file of feeds to poll from the start
         self.push = push  # WebSub: feeds whose hub pushes are polled rarely
+        self.room_store = room_store  # feeds posted into group chat rooms (.rooms)
+        self.rooms: RoomFeeds | None = None
         self.manager: FeedManager | None = None
 
     @property
@@ -130,6 +134,12 @@ class FeedsModule(Module):
         manager.contacts = self.contacts
         pubsub.contact_handlers.append(self.contacts.handle)
         pubsub.sender.renderers.append(ChatDelivery(self.contacts.contact_of, router.send))
+        if self.room_store is not None:
+            # First in line: a room's copy goes out as groupchat, never as chat to the room.
+            self.rooms = RoomFeeds(manager, self.room_store, router.send, pubsub.service.service)
+            pubsub.sender.renderers.insert(0, self.rooms.deliver)
+            pubsub.contact_handlers.insert(0, self.rooms.handle)
+            pubsub.message_handlers.insert(0, self.rooms.invited)
         # After every poll, followers see when it was checked and when it is checked next.
         self.poller.polled_listeners.append(self.contacts.announce)
         self.publisher.contact_of = self.contacts.contact_of
@@ -150,6 +160,8 @@ class FeedsModule(Module):
             await self.contacts.load()
             await self._provision_catalogue()
             await nursery.start(self.poller.run)
+            if self.rooms is not None:
+                await nursery.start(self.rooms.run)
             nursery.start_soon(self._sweep_unfollowed)
 
     async def _sweep_unfollowed(self) -> None:
