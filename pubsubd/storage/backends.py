@@ -186,6 +186,7 @@ def open_postgres(settings: StorageSettings, base_dir: Path, scram_iterations: i
             feed_contacts=pg.PgFeedContactStore(db),
             feed_marks=pg.PgFeedMarkStore(db),
             websub=pg.PgWebSubStore(db),
+            room_feeds=pg.PgRoomFeedStore(db),
             ping=db.ping,
             close=db.close,
         )

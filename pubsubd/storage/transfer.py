@@ -76,6 +76,7 @@ TABLES = (
     _t("upload_files", "slot_id, owner, filename, size, content_type, granted, uploaded",
        "slot_id"),
     _t("websub_hub_subscriptions", "topic, callback, secret, expires", "topic, callback"),
+    _t("room_feed", "room, node, nick, added_by", "room, node"),
     _t("websub_leases", "feed_id, hub, topic, token, secret, state, requested, expires,"
        " last_push", "feed_id"),
 )
