@@ -143,7 +143,6 @@ class BoshC2S(C2SConnection):
 
     def __init__(self, ctx: ServerContext, stream: BoshStream, peer: str) -> None:
         super().__init__(ctx, stream, peer, direct_tls=True)
-        self._over_tls = stream.over_tls
 
     def _channel_bindings(self) -> list[str]:
         return []  # the TLS session of one HTTP request is not the session's channel
