@@ -23,9 +23,12 @@ from pubsubd.core.disco_registry import DiscoRegistry, Identity
 from pubsubd.core.module import Module
 from pubsubd.core.session import SessionRegistry
 from pubsubd.errors import StreamCondition, StreamError
+from pubsubd.net.bosh import BoshManager
 from pubsubd.net.c2s import C2SConnection, refuse
+from pubsubd.net.http import Request, Response
 from pubsubd.net.listener import ConnectionHandler, Listener
 from pubsubd.net.websocket import WEBSOCKET_KINDS, WebSocketC2S, WebSocketSite, serve_websocket
+from pubsubd.stream.bosh import BoshLimits
 
 __all__ = ["DiscoRegistry", "Identity", "Server", "serve"]
 
@@ -56,7 +59,17 @@ class Server:
         self._c2s_per_ip: Counter[str] = Counter()
         self.ports: dict[str, int] = {}
         self.modules: list[Module] = []
+        self.bosh = self._bosh_manager()
         modules(s, self)
+
+    def _bosh_manager(self) -> BoshManager | None:
+        bosh = self.config.bosh
+        if not bosh.enabled:
+            return None
+        limits = BoshLimits(bosh.max_wait, bosh.max_hold, bosh.inactivity, bosh.polling,
+                            bosh.max_requests)
+        return BoshManager(self.ctx, limits, cors_origins=bosh.cors_origins,
+                           run_session=self._serve_c2s)
 
     def add_module(self, module: M) -> M:
         """Load ``module``: advertise its features, then set it up."""
@@ -108,9 +121,16 @@ class Server:
             stream = secured
         site = WebSocketSite(tls, self.config.limits.max_stanza_bytes,
                              self.config.limits.handshake_timeout, self.config.primary_domain,
-                             self.listeners)
+                             self.listeners, bosh=self.bosh is not None)
+        bosh = self.bosh
+
+        async def http_bind(request: Request) -> Response:
+            assert bosh is not None
+            return await bosh.handle(request, over_tls=tls)
+
         await serve_websocket(stream, site,
-                              lambda ws: self._serve_c2s(WebSocketC2S(self.ctx, ws, peer)))
+                              lambda ws: self._serve_c2s(WebSocketC2S(self.ctx, ws, peer)),
+                              http_bind if bosh is not None else None, peer)
 
     async def _refuse_c2s(self, stream: trio.abc.Stream, peer: str, direct_tls: bool) -> None:
         # RFC 6120 §4.9.3.18: exceeding a local limit is a policy-violation stream error.
@@ -131,6 +151,8 @@ class Server:
                 for module in self.modules:
                     services.start_soon(module.run)
                 async with trio.open_nursery() as connections:
+                    if self.bosh is not None:
+                        connections.start_soon(self.bosh.run)
                     async with trio.open_nursery() as listeners:
                         for i, spec in enumerate(self.config.listeners):
                             handler = self._handler_for(spec.kind)

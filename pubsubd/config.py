@@ -335,6 +335,21 @@ class WebSubConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class BoshConfig:
+    """BOSH (XEP-0124/XEP-0206) at /http-bind on the websocket and websocket_tls listeners."""
+
+    enabled: bool = True
+    max_wait: int = 60  # longest a request is held without output (XEP-0124 'wait')
+    max_hold: int = 1  # requests the server may hold at once (XEP-0124 'hold')
+    inactivity: int = 60  # seconds without a request before the session ends (§10)
+    polling: int = 2  # shortest allowed interval between empty polls (§12)
+    max_requests: int = 2  # simultaneous requests allowed (§11, at least hold + 1)
+    # Browser origins (e.g. https://chat.example.org) whose pages may call /http-bind (CORS);
+    # "*" for any; empty: no CORS headers (same-origin pages and non-browser clients only).
+    cors_origins: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class ComponentConfig:
     """One external component (XEP-0114) accepted on a ``component`` listener."""
 
@@ -380,6 +395,7 @@ class Config:
     upload: UploadConfig = field(default_factory=UploadConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     websub: WebSubConfig = field(default_factory=WebSubConfig)
+    bosh: BoshConfig = field(default_factory=BoshConfig)
     components: dict[str, ComponentConfig] = field(default_factory=dict)
     component_of: ComponentOfConfig | None = None
 

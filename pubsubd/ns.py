@@ -70,6 +70,7 @@ SM = "urn:xmpp:sm:3"
 FRAMING = "urn:ietf:params:xml:ns:xmpp-framing"
 XRD = "http://docs.oasis-open.org/ns/xri/xrd-1.0"
 ALT_CONNECTIONS_WEBSOCKET = "urn:xmpp:alt-connections:websocket"
+ALT_CONNECTIONS_XBOSH = "urn:xmpp:alt-connections:xbosh"  # XEP-0156 §3.2
 
 
 def clark(namespace: str, local: str) -> str:

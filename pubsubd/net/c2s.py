@@ -48,6 +48,7 @@ from pubsubd.net.c2s_state import (
     StreamRestart,
 )
 from pubsubd.net.exception_groups import decisive
+from pubsubd.stream.client_state import CSI, T_ACTIVE, T_INACTIVE, ClientState
 from pubsubd.stream.parser import ElementReceived, StreamClosed, StreamOpened, StreamParser
 from pubsubd.stream.stream_management import StreamManagement
 from pubsubd.xml import builders
@@ -121,6 +122,7 @@ class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
         self._hibernated = trio.Event()
         self._wake = trio.Event()
         self._resumed = False
+        self.client_state = ClientState()  # XEP-0352
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -376,6 +378,7 @@ class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
                 self.state = State.EXPECT_AUTH
         else:
             builders.child(features, ns.BIND, "bind")
+            builders.child(features, CSI, "csi")  # XEP-0352 §3
             # RFC 3921 session establishment, optional per RFC 6121 Appendix E.
             session = builders.child(features, ns.SESSION, "session")
             etree.SubElement(session, ns.clark(ns.SESSION, "optional"))
@@ -432,6 +435,9 @@ class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
                         if el.tag in SM_TAGS:
                             self._on_sm_element(el, session)
                             continue
+                        if el.tag in (T_ACTIVE, T_INACTIVE):
+                            self._on_client_state(el.tag == T_ACTIVE)
+                            continue
                         if el.tag not in ns.STANZA_TAGS:
                             if el.tag == T_STARTTLS or etree.QName(el).namespace in (ns.SASL,
                                                                                       ns.BIND):
@@ -476,9 +482,23 @@ class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
                     batch.append(recv.receive_nowait())
                 except trio.WouldBlock:
                     break
+            batch = [data for data in self.client_state.outgoing(batch) if data]
+            if not batch:
+                continue
             if self.sm is not None:
                 batch = self._count_sent(batch)
             await self.stream.send_all(b"".join(batch) if len(batch) > 1 else batch[0])
+
+    def _on_client_state(self, active: bool) -> None:
+        """XEP-0352 §4: the writer holds or releases what can wait; an empty item wakes it."""
+        if not active:
+            self.client_state.deactivate()
+            return
+        self.client_state.inactive = False
+        try:
+            self._outbox_send.send_nowait(b"")
+        except trio.WouldBlock:
+            pass  # a full outbox wakes the writer anyway
 
 
 def _version_ok(version: str) -> bool:

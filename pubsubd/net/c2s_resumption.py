@@ -24,6 +24,7 @@ from pubsubd.errors import Condition, StanzaError, StreamCondition, StreamError
 from pubsubd.jid import JID, InvalidJID
 from pubsubd.logging_setup import ContextAdapter
 from pubsubd.net.c2s_state import T_SM_ACK, T_SM_ENABLE, T_SM_REQUEST, State
+from pubsubd.stream.client_state import ClientState
 from pubsubd.stream.stream_management import (
     HandledCountError,
     HandledCountTooHigh,
@@ -59,6 +60,7 @@ class StreamResumption:
     log: ContextAdapter
     _outbox_send: trio.MemorySendChannel[bytes]
     _outbox_recv: trio.MemoryReceiveChannel[bytes]
+    client_state: ClientState
     _pending_error: StreamError | None
     # The SM state, whether the writer counts yet (from <enabled/> on), and the hibernation
     # of a resumable session whose connection dropped.
@@ -204,7 +206,11 @@ class StreamResumption:
         session.hibernated = False
         # §5: <resumed/>, then every stanza still unacknowledged, in order; what was queued
         # during the hibernation follows through the writer.
-        await self._send(sm.resumed() + b"".join(sm.unacked))
+        resent = sm.resumed() + b"".join(sm.unacked)
+        held = old.client_state.take_all()  # XEP-0352: held while inactive, never written
+        if held:
+            resent += b"".join(self._count_sent(held))
+        await self._send(resent)
         self.state = State.BOUND
         self.log.info("resumed %s", session.jid,
                       extra={"event": "c2s.session_resumed", "jid": str(session.jid)})
@@ -259,9 +265,11 @@ class StreamResumption:
         assert self.sm is not None
         leftovers = list(self.sm.unacked)
         self.sm.unacked.clear()
+        leftovers += self.client_state.take_all()  # held by XEP-0352, never written
         while True:
             try:
-                leftovers.append(self._outbox_recv.receive_nowait())
+                if data := self._outbox_recv.receive_nowait():  # b"": a wake-up (XEP-0352)
+                    leftovers.append(data)
             except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
                 return leftovers
 

@@ -51,6 +51,8 @@ from pubsubd.errors import StreamCondition, StreamError
 from pubsubd.net.c2s import C2SConnection
 from pubsubd.net.http import (
     MAX_REQUEST_BYTES,
+    BodyTooLarge,
+    Handler,
     Request,
     Response,
     next_request,
@@ -69,6 +71,7 @@ log = logging.getLogger(__name__)
 
 WEBSOCKET_KINDS = ("websocket", "websocket_tls")
 WEBSOCKET_PATH = "/xmpp-websocket"
+BOSH_PATH = "/http-bind"  # XEP-0206, served by pubsubd.net.bosh
 SUBPROTOCOL = "xmpp"  # RFC 7395 §3.1
 HOST_META = "/.well-known/host-meta"
 HOST_META_JSON = "/.well-known/host-meta.json"
@@ -275,24 +278,34 @@ class WebSocketSite:
     timeout: float  # seconds for the HTTP request before the upgrade
     domain: str  # host of the advertised URLs when a listener has a wildcard address
     listeners: Sequence[Listener]  # the server's bound listeners (host-meta lists ours)
+    bosh: bool = False  # BOSH is served at BOSH_PATH (XEP-0206) and advertised in host-meta
 
 
 SessionRunner = Callable[[WebSocketStream], Awaitable[None]]
 
 
 async def serve_websocket(stream: trio.abc.Stream, site: WebSocketSite,
-                          run_session: SessionRunner) -> None:
-    """Answer HTTP requests on ``stream`` until one upgrades to XMPP; then run the session."""
+                          run_session: SessionRunner, bosh: Handler | None = None,
+                          peer: str = "") -> None:
+    """Answer HTTP requests on ``stream`` until one upgrades to XMPP; then run the session.
+    ``bosh`` answers the requests for :data:`BOSH_PATH` (they wait for the session's output)."""
     conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_REQUEST_BYTES)
     upgraded: WebSocketStream | None = None
     try:
         while upgraded is None:
             request: h11.Request | None = None
+            body = bytearray()
             with trio.move_on_after(site.timeout):
-                request = await next_request(conn, stream)
+                request = await next_request(conn, stream, body, site.max_message_bytes)
             if request is None:
                 return
-            view = request_view(request)
+            view = request_view(request, bytes(body), peer)
+            if view.path == BOSH_PATH and bosh is not None:
+                await respond(conn, stream, request, await bosh(view))
+                if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
+                    return
+                conn.start_next_cycle()
+                continue
             if view.path == WEBSOCKET_PATH and _asks_upgrade(view):
                 upgraded = await _upgrade(stream, conn, request, site)
                 if upgraded is None:
@@ -303,7 +316,7 @@ async def serve_websocket(stream: trio.abc.Stream, site: WebSocketSite,
                 return
             conn.start_next_cycle()
     except (h11.ProtocolError, trio.BrokenResourceError, trio.ClosedResourceError,
-            ssl.SSLError, OSError):
+            ssl.SSLError, OSError, BodyTooLarge):
         return
     finally:
         if upgraded is None:
@@ -368,12 +381,14 @@ def answer(request: Request, site: WebSocketSite) -> Response:
     if request.method not in ("GET", "HEAD"):
         return Response(405, b"method not allowed\n", headers=[("Allow", "GET, HEAD")])
     urls = endpoint_urls(site, request.headers.get("host"))
+    bosh_urls = bosh_endpoint_urls(site, request.headers.get("host")) if site.bosh else []
     # XEP-0156 §3: CORS, so web clients served from another origin can read the document
     # ("*" never carries cookies or HTTP credentials).
     cors = [("Access-Control-Allow-Origin", "*")]
     if request.path == HOST_META_JSON:
-        return Response(200, host_meta_json(urls), "application/json", cors)
-    return Response(200, host_meta_xrd(urls), "application/xrd+xml; charset=utf-8", cors)
+        return Response(200, host_meta_json(urls, bosh_urls), "application/json", cors)
+    return Response(200, host_meta_xrd(urls, bosh_urls), "application/xrd+xml; charset=utf-8",
+                    cors)
 
 
 def endpoint_urls(site: WebSocketSite, host_header: str | None = None) -> list[str]:
@@ -395,18 +410,29 @@ def endpoint_urls(site: WebSocketSite, host_header: str | None = None) -> list[s
     return urls
 
 
-def host_meta_xrd(urls: Sequence[str]) -> bytes:
+def bosh_endpoint_urls(site: WebSocketSite, host_header: str | None = None) -> list[str]:
+    """The ``http(s)://`` BOSH URLs of the same listeners, chosen as :func:`endpoint_urls`."""
+    return [url.replace("wss://", "https://", 1).replace("ws://", "http://", 1)
+            .removesuffix(WEBSOCKET_PATH) + BOSH_PATH
+            for url in endpoint_urls(site, host_header)]
+
+
+def _links(urls: Sequence[str], bosh_urls: Sequence[str]) -> list[tuple[str, str]]:
+    return ([(ns.ALT_CONNECTIONS_WEBSOCKET, url) for url in urls]
+            + [(ns.ALT_CONNECTIONS_XBOSH, url) for url in bosh_urls])
+
+
+def host_meta_xrd(urls: Sequence[str], bosh_urls: Sequence[str] = ()) -> bytes:
     """XEP-0156 §2.3 / RFC 6415: the XRD host-meta document."""
     xrd = etree.Element(ns.clark(ns.XRD, "XRD"), nsmap={None: ns.XRD})
-    for url in urls:
-        etree.SubElement(xrd, ns.clark(ns.XRD, "Link"), rel=ns.ALT_CONNECTIONS_WEBSOCKET,
-                         href=url)
+    for rel, url in _links(urls, bosh_urls):
+        etree.SubElement(xrd, ns.clark(ns.XRD, "Link"), rel=rel, href=url)
     return etree.tostring(xrd, xml_declaration=True, encoding="utf-8")
 
 
-def host_meta_json(urls: Sequence[str]) -> bytes:
+def host_meta_json(urls: Sequence[str], bosh_urls: Sequence[str] = ()) -> bytes:
     """XEP-0156 §2.3 / RFC 6415 Appendix A: the JRD host-meta document."""
-    links = [{"rel": ns.ALT_CONNECTIONS_WEBSOCKET, "href": url} for url in urls]
+    links = [{"rel": rel, "href": url} for rel, url in _links(urls, bosh_urls)]
     return json.dumps({"links": links}).encode()
 
 

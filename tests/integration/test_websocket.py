@@ -376,17 +376,23 @@ def test_host_meta_discovery(srv: Any) -> None:
     assert response.getheader("Access-Control-Allow-Origin") == "*"
     xrd = etree.fromstring(response.read())
     links = xrd.findall(f"{{{XRD}}}Link")
+    https_url = f"https://127.0.0.1:{srv.wss_port}/http-bind"
+    http_url = f"http://127.0.0.1:{srv.ws_port}/http-bind"
     assert [(link.get("rel"), link.get("href")) for link in links] == [
         ("urn:xmpp:alt-connections:websocket", wss_url),
         ("urn:xmpp:alt-connections:websocket", ws_url),
+        ("urn:xmpp:alt-connections:xbosh", https_url),  # BOSH beside WebSocket (XEP-0206)
+        ("urn:xmpp:alt-connections:xbosh", http_url),
     ]
     response = get(srv, "/.well-known/host-meta.json")
     assert response.status == 200
     assert response.getheader("Content-Type") == "application/json"
-    assert [link["href"] for link in json.loads(response.read())["links"]] == [wss_url, ws_url]
+    assert [link["href"] for link in json.loads(response.read())["links"]] == [
+        wss_url, ws_url, https_url, http_url]
     # Over TLS, discovery never offers the weaker plain endpoint (XEP-0156 §4).
     response = get(srv, "/.well-known/host-meta.json", tls=True)
-    assert [link["href"] for link in json.loads(response.read())["links"]] == [wss_url]
+    assert [link["href"] for link in json.loads(response.read())["links"]] == [
+        wss_url, https_url]
     assert get(srv, "/index.html").status == 404
     assert get(srv, PATH).status == 426  # the endpoint without an upgrade
 
