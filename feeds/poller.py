@@ -36,6 +36,7 @@ from feeds.schedule import HostBudget, SchedulePolicy, adapt_interval, next_fetc
 from feeds.store import FeedStore
 
 log = logging.getLogger(__name__)
+SEED_MAX_AGE = 120.0  # seconds a document fetched at subscribe stands in for the first poll
 
 
 class Publisher(Protocol):
@@ -116,6 +117,9 @@ class Poller:
         self.push = push  # a WebSub subscriber: consulted for polling periods, told of hubs
         self._feed_locks: dict[str, trio.Lock] = {}  # a poll and a push never overlap
         self._discovered: dict[str, tuple[tuple[str, ...], str]] = {}  # feed → (hubs, topic)
+        # Documents fetched for a feed before its first poll (checking the address at
+        # subscribe): that poll takes one instead of fetching the same document again.
+        self._seeded: dict[str, tuple[float, FetchResult]] = {}
 
     # -- management -------------------------------------------------------------------------
 
@@ -134,6 +138,25 @@ class Poller:
         await self.store.put_feed(state)
         self._poke()
         return state
+
+    def seed(self, feed_id: str, result: FetchResult) -> None:
+        """Hand the feed's next poll a document just fetched from its address, so that poll
+        does not fetch it again; used once, and only while fresher than ``SEED_MAX_AGE``."""
+        now = self._clock()
+        for key, (at, _) in list(self._seeded.items()):
+            if now - at > SEED_MAX_AGE:
+                del self._seeded[key]
+        self._seeded[feed_id] = (now, result)
+
+    def _take_seed(self, state: FeedState) -> FetchResult | None:
+        seeded = self._seeded.pop(state.feed_id, None)
+        if seeded is None:
+            return None
+        at, result = seeded
+        if self._clock() - at > SEED_MAX_AGE or result.url != state.url or state.etag \
+                or state.last_modified:
+            return None
+        return result
 
     async def remove_feed(self, feed_id: str) -> None:
         await self.store.delete_feed(feed_id)
@@ -296,10 +319,12 @@ class Poller:
         if state is None:
             return None
         self.stats.polls += 1
-        self.stats.fetches += 1
-        result = await self.fetcher.fetch(
-            state.url, etag=state.etag, last_modified=state.last_modified
-        )
+        result = self._take_seed(state)
+        if result is None:
+            self.stats.fetches += 1
+            result = await self.fetcher.fetch(
+                state.url, etag=state.etag, last_modified=state.last_modified
+            )
         now = self._clock()
         state = replace(
             state, last_fetch=now, last_status=result.status, fetch_count=state.fetch_count + 1
@@ -378,27 +403,29 @@ class Poller:
         state = replace(
             state, title=state.title or parsed.title, site_link=parsed.link or state.site_link
         )
+        # The state this poll commits if publishing succeeds: the publisher shows it to
+        # subscribers (next fetch, entries seen), not the state from before the poll.
+        warning = "; ".join(w for w in (parsed.bozo, normalized.warning) if w)
+        changed = bool(new or updated) or first
+        recovered: list[FeedEvent] = []
+        committed = self._succeeded(
+            replace(state, etag=result.etag, last_modified=result.last_modified,
+                    parse_warning=warning, entries_seen=state.entries_seen + len(new)),
+            result, recovered, changed=changed, now=now, parsed=parsed,
+        )
         try:
             if quiet:
-                await self.publisher.publish(state, quiet, notify=False)
+                await self.publisher.publish(committed, quiet, notify=False)
             if loud or updated:
-                await self.publisher.publish(state, loud + updated, notify=True)
+                await self.publisher.publish(committed, loud + updated, notify=True)
         except Exception as exc:
             log.warning("publishing feed %s failed: %s", state.feed_id, exc)
             # Nothing recorded and the old validators kept: the next poll retries these entries.
             return await self._failed(state, "publish", str(exc), events, None, now)
         self.stats.entries_published += len(new) + len(updated)
         self.stats.entries_notified += len(loud) + len(updated)
-        warning = "; ".join(w for w in (parsed.bozo, normalized.warning) if w)
-        state = replace(
-            state,
-            etag=result.etag,
-            last_modified=result.last_modified,
-            parse_warning=warning,
-            entries_seen=state.entries_seen + len(new),
-        )
-        changed = bool(new or updated) or first
-        state = self._succeeded(state, result, events, changed=changed, now=now, parsed=parsed)
+        events.extend(recovered)
+        state = committed
         seen = [(e.item_id, e.content_hash) for e in entries]
         outcome = PollOutcome(
             state.feed_id, result.status, new=len(new), updated=len(updated),

@@ -66,6 +66,9 @@ class Metrics:
                                ["status"], registry=r)
         self.fetch_latency = Histogram("pubsubd_feed_fetch_seconds", "Feed fetch duration",
                                        buckets=_FETCH_BUCKETS, registry=r)
+        self.entries_shortened = Counter(
+            "pubsubd_feed_entries_shortened",
+            "Feed entries whose content was cut to fit the pubsub payload limit", registry=r)
         self.notifications = Counter("pubsubd_notifications",
                                      "Pubsub notifications by outcome (delivered or held)",
                                      ["outcome"], registry=r)
@@ -99,6 +102,10 @@ class Metrics:
         """One feed fetch finished: its HTTP status (or an error kind like "timeout")."""
         self.fetches.labels(str(status)).inc()
         self.fetch_latency.observe(seconds)
+
+    def feed_entry_shortened(self) -> None:
+        """A feed entry was published shortened rather than dropped for its size."""
+        self.entries_shortened.inc()
 
     def notifications_delivered(self, count: int = 1) -> None:
         self._delivered.inc(count)

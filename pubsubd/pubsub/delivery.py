@@ -2,7 +2,7 @@
 
 Pure and synchronous. Presence is asked through :class:`PresenceView`; time is passed in.
 Items a subscriber could not receive while away are marked as held (:mod:`.catch_up` keeps
-them), and digest subscriptions accumulate until their frequency has elapsed.
+them), and digest subscriptions are marked for :mod:`.digests`, which batches them.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from .model import Item, MessageType, NodeConfig, Subscription, is_full
+from .model import MessageType, NodeConfig, Subscription, is_full
 from .notifications import Recipient
 
 
@@ -189,60 +189,3 @@ def _merge(previous: Recipient, subid: str) -> Recipient:
 
 
 # ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class DigestBatch:
-    node: str
-    recipient: Recipient
-    items: tuple[Item, ...]
-
-
-@dataclass(slots=True)
-class _Pending:
-    recipient: Recipient
-    started: float
-    frequency: float
-    items: list[Item]
-
-
-class DigestQueue:
-    """Notifications accumulated for digest subscriptions (pubsub#digest).
-
-    A batch opens with its first item and is due ``digest_frequency`` milliseconds later.
-    """
-
-    def __init__(self) -> None:
-        self._pending: dict[tuple[str, str], _Pending] = {}
-
-    def add(
-        self,
-        node: str,
-        recipient: Recipient,
-        items: Sequence[Item],
-        *,
-        now: float,
-        frequency_ms: int,
-    ) -> None:
-        key = (recipient.address, node)
-        pending = self._pending.get(key)
-        if pending is None:
-            pending = self._pending[key] = _Pending(recipient, now, frequency_ms / 1000, [])
-        pending.items.extend(items)
-
-    def due_digests(self, now: float) -> list[DigestBatch]:
-        due: list[DigestBatch] = []
-        for key, pending in list(self._pending.items()):
-            if now - pending.started >= pending.frequency:
-                del self._pending[key]
-                due.append(DigestBatch(key[1], pending.recipient, tuple(pending.items)))
-        return due
-
-    def forget_items(self, node: str, item_ids: Iterable[str] | None = None) -> None:
-        ids = None if item_ids is None else set(item_ids)
-        for (address, held_node), pending in list(self._pending.items()):
-            if held_node == node:
-                kept = [] if ids is None else [i for i in pending.items if i.item_id not in ids]
-                pending.items = kept
-                if not pending.items:
-                    del self._pending[(address, held_node)]

@@ -13,7 +13,8 @@ from typing import Protocol
 
 from .access import AccessContext, Action, may
 from .catch_up import CatchUpTracker
-from .delivery import Candidate, DigestQueue, PresenceView, plan_delivery
+from .delivery import Candidate, PresenceView, plan_delivery
+from .digests import DigestQueue
 from .model import AccessModel, Item, Node, NodeConfig, Subscription
 from .notifications import Notification, NotificationKind, Recipient
 from .store import PubSubStore
@@ -57,7 +58,7 @@ class FanOut:
         self.interest = interest
         self.subscribers = subscribers
         self.catch_up = CatchUpTracker(store, service, catch_up_cap)
-        self.digests = DigestQueue()
+        self.digests = DigestQueue(store, service)
         # node → (its subscriptions as last listed, their candidates): the store hands out the
         # same subscription objects until one changes, so a publish reuses the candidates.
         self._own: dict[str, tuple[list[Subscription], list[Candidate]]] = {}
@@ -167,7 +168,7 @@ class FanOut:
                     ),
                     86_400_000,
                 )
-                self.digests.add(
+                await self.digests.add(
                     node.node_id, recipient, items, now=self.clock(), frequency_ms=sub_frequency
                 )
         recipients = list(plan.recipients)

@@ -375,7 +375,7 @@ class PubSubService:
             )
         await self.store.delete_node(self.service, node_id)
         await self.catch_up.forget_items(node_id)
-        self.digests.forget_items(node_id)
+        await self.digests.forget_items(node_id)
         return Outcome(tuple(notifications))
 
     async def purge(self, requester: str, node_id: str) -> Outcome:
@@ -388,7 +388,7 @@ class PubSubService:
             raise unsupported("persistent-items")  # §8.5.3.3
         await self.store.purge_items(self.service, node_id)
         await self.catch_up.forget_items(node_id)
-        self.digests.forget_items(node_id)
+        await self.digests.forget_items(node_id)
         notifications = []
         if node.config.deliver_notifications:
             notifications = await self.fanout.fan_out(node, NotificationKind.PURGE)
@@ -875,7 +875,7 @@ class PubSubService:
             raise PubSubError("forbidden")  # §7.2.3.1
         await self.store.delete_items(self.service, node_id, [item_id])
         await self.catch_up.forget_items(node_id, [item_id])
-        self.digests.forget_items(node_id, [item_id])
+        await self.digests.forget_items(node_id, [item_id])
         notifications = []
         if notify or node.config.notify_retract:
             notifications = await self.fanout.fan_out(
@@ -1175,7 +1175,7 @@ class PubSubService:
             if not await self.store.purge_items(self.service, node_id):
                 continue
             await self.catch_up.forget_items(node_id)
-            self.digests.forget_items(node_id)
+            await self.digests.forget_items(node_id)
             if node.config.deliver_notifications:
                 notifications += await self.fanout.fan_out(node, NotificationKind.PURGE)
         return notifications
@@ -1183,7 +1183,7 @@ class PubSubService:
     async def due_digests(self, now: float) -> list[Notification]:
         """Digest batches whose pubsub#digest_frequency has elapsed, one notification each."""
         notifications = []
-        for batch in self.digests.due_digests(now):
+        for batch in await self.digests.due_digests(now):
             node = await self.store.get_node(self.service, batch.node)
             if node is not None and batch.items:
                 notifications.append(

@@ -62,6 +62,18 @@ class HeldEntry:
     """How many older items were dropped to respect the cap."""
 
 
+@dataclass(frozen=True, slots=True)
+class PendingDigest:
+    """A digest batch (pubsub#digest) for one recipient of one node; due ``frequency``
+    seconds after ``started``."""
+
+    node: str
+    recipient: Recipient
+    started: float
+    frequency: float
+    items: tuple[Item, ...]
+
+
 class PubSubStore(Protocol):
     async def create_node(self, node: Node, owner: str | None) -> bool:
         """Create ``node`` (and the owner's affiliation); False if the id is taken."""
@@ -166,6 +178,32 @@ class PubSubStore(Protocol):
         ...
 
 
+    async def add_digest(self, service: str, node_id: str, recipient: Recipient,
+                         items: Sequence[Item], *, started: float, frequency: float) -> None:
+        """Add ``items`` (payloads included) to the recipient's batch for the node, opening
+        it at ``started`` if none is pending; nothing if the node does not exist."""
+        ...
+
+    async def take_due_digests(self, service: str, now: float) -> list[PendingDigest]:
+        """Remove and return the batches due at ``now``, items in the order added."""
+        ...
+
+    async def forget_digest_items(
+        self, service: str, node_id: str, item_ids: Sequence[str] | None = None
+    ) -> None:
+        """Drop items of a node from pending batches (all of them when ``item_ids`` is
+        None); a batch left empty is dropped."""
+        ...
+
+
+@dataclass(slots=True)
+class _DigestState:
+    recipient: Recipient
+    started: float
+    frequency: float
+    items: dict[str, Item]
+
+
 @dataclass(slots=True)
 class _HeldState:
     recipient: Recipient
@@ -187,6 +225,7 @@ class MemoryPubSubStore:
         self._subscriptions: dict[tuple[str, str], dict[str, Subscription]] = {}
         self._items: dict[tuple[str, str], dict[str, Item]] = {}
         self._held: dict[tuple[str, str, str], _HeldState] = {}
+        self._digests: dict[tuple[str, str, str], _DigestState] = {}  # service, node, address
         self._seq = 0
 
     async def create_node(self, node: Node, owner: str | None) -> bool:
@@ -386,3 +425,35 @@ class MemoryPubSubStore:
             else:
                 for item_id in item_ids:
                     state.items.pop(item_id, None)
+
+    async def add_digest(self, service: str, node_id: str, recipient: Recipient,
+                         items: Sequence[Item], *, started: float, frequency: float) -> None:
+        if (service, node_id) not in self._nodes:
+            return
+        key = (service, node_id, recipient.address)
+        state = self._digests.get(key)
+        if state is None:
+            state = self._digests[key] = _DigestState(recipient, started, frequency, {})
+        for item in items:
+            state.items.pop(item.item_id, None)
+            state.items[item.item_id] = item
+
+    async def take_due_digests(self, service: str, now: float) -> list[PendingDigest]:
+        due = []
+        for key, state in sorted(self._digests.items()):
+            if key[0] == service and now - state.started >= state.frequency:
+                del self._digests[key]
+                due.append(PendingDigest(key[1], state.recipient, state.started,
+                                         state.frequency, tuple(state.items.values())))
+        return due
+
+    async def forget_digest_items(
+        self, service: str, node_id: str, item_ids: Sequence[str] | None = None
+    ) -> None:
+        for key, state in list(self._digests.items()):
+            if key[:2] != (service, node_id):
+                continue
+            for item_id in list(state.items) if item_ids is None else item_ids:
+                state.items.pop(item_id, None)
+            if not state.items:
+                del self._digests[key]

@@ -30,7 +30,7 @@ from pubsubd.pubsub.model import (
     bare,
 )
 from pubsubd.pubsub.notifications import Recipient
-from pubsubd.pubsub.store import BatchPutResult, HeldEntry, NewItem, PutResult
+from pubsubd.pubsub.store import BatchPutResult, HeldEntry, NewItem, PendingDigest, PutResult
 
 from .sqlite import Database
 
@@ -86,6 +86,23 @@ MIGRATIONS = [
     # A subscribe looks up the subscriber's own subscriptions to the node, not all of them.
     """
     CREATE INDEX pubsub_subscriptions_node_jid ON pubsub_subscriptions (service, node, jid)
+    """,
+    # Digest batches (pubsub#digest), written with the publish that fed them, so that they
+    # survive a restart; items keep their payloads (a transient node stores none).
+    """
+    CREATE TABLE pubsub_digests (
+        service TEXT NOT NULL, node TEXT NOT NULL, address TEXT NOT NULL,
+        recipient TEXT NOT NULL, started REAL NOT NULL, frequency REAL NOT NULL,
+        PRIMARY KEY (service, node, address),
+        FOREIGN KEY (service, node) REFERENCES pubsub_nodes ON DELETE CASCADE
+    );
+    CREATE TABLE pubsub_digest_items (
+        service TEXT NOT NULL, node TEXT NOT NULL, address TEXT NOT NULL,
+        item_id TEXT NOT NULL, payload TEXT NOT NULL, publisher TEXT NOT NULL,
+        published TEXT NOT NULL, seq INTEGER NOT NULL,
+        PRIMARY KEY (service, node, address, item_id),
+        FOREIGN KEY (service, node, address) REFERENCES pubsub_digests ON DELETE CASCADE
+    )
     """,
 ]
 
@@ -153,7 +170,14 @@ def _held_meta(text: str) -> tuple[Recipient, frozenset[str] | None]:
     return recipient, None if shows is None else frozenset(shows)
 
 
+def _digest_recipient_json(r: Recipient) -> str:
+    return json.dumps({"address": r.address, "message_type": r.message_type.value,
+                       "subids": list(r.subids), "collection": r.collection,
+                       "include_body": r.include_body}, sort_keys=True)
+
+
 _HELD_KEY = "service = ? AND node = ? AND bare_jid = ?"
+_DIGEST_KEY = "service = ? AND node = ? AND address = ?"
 
 
 def _held_entry(
@@ -615,6 +639,71 @@ class SqlitePubSubStore:
             conn.executemany(
                 "DELETE FROM pubsub_held_items WHERE service = ? AND node = ? AND item_id = ?",
                 [(service, node_id, item_id) for item_id in item_ids],
+            )
+
+        await self.db.run(forget)
+
+    # --- digests ---------------------------------------------------------------------------------
+
+    async def add_digest(self, service: str, node_id: str, recipient: Recipient,
+                         items: Sequence[Item], *, started: float, frequency: float) -> None:
+        def add(conn: sqlite3.Connection) -> None:
+            if not conn.execute(
+                "SELECT 1 FROM pubsub_nodes WHERE service = ? AND node = ?", (service, node_id)
+            ).fetchone():
+                return
+            key = (service, node_id, recipient.address)
+            conn.execute(
+                "INSERT INTO pubsub_digests VALUES (?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (service, node, address) DO NOTHING",
+                (*key, _digest_recipient_json(recipient), started, frequency),
+            )
+            # A republished id moves to the end (a new rowid), as in the memory store.
+            conn.executemany(
+                "INSERT OR REPLACE INTO pubsub_digest_items VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(*key, i.item_id, i.payload, i.publisher, i.published.isoformat(), i.seq)
+                 for i in items],
+            )
+
+        await self.db.run(add)
+
+    async def take_due_digests(self, service: str, now: float) -> list[PendingDigest]:
+        def take(conn: sqlite3.Connection) -> list[PendingDigest]:
+            rows = conn.execute(
+                "SELECT node, address, recipient, started, frequency FROM pubsub_digests"
+                " WHERE service = ? AND ? - started >= frequency ORDER BY node, address",
+                (service, now),
+            ).fetchall()
+            due = []
+            for node_id, address, meta, started, frequency in rows:
+                key = (service, node_id, address)
+                items = tuple(_item_row(row) for row in conn.execute(
+                    f"SELECT {_ITEM_COLUMNS} FROM pubsub_digest_items WHERE {_DIGEST_KEY}"
+                    " ORDER BY rowid", key).fetchall())
+                recipient, _ = _held_meta(json.dumps({**json.loads(meta), "shows": None}))
+                due.append(PendingDigest(node_id, recipient, started, frequency, items))
+                conn.execute(f"DELETE FROM pubsub_digests WHERE {_DIGEST_KEY}", key)
+            return due
+
+        return await self.db.run(take)
+
+    async def forget_digest_items(
+        self, service: str, node_id: str, item_ids: Sequence[str] | None = None
+    ) -> None:
+        def forget(conn: sqlite3.Connection) -> None:
+            if item_ids is None:
+                conn.execute("DELETE FROM pubsub_digests WHERE service = ? AND node = ?",
+                             (service, node_id))
+                return
+            conn.executemany(
+                "DELETE FROM pubsub_digest_items WHERE service = ? AND node = ? AND item_id = ?",
+                [(service, node_id, item_id) for item_id in item_ids],
+            )
+            conn.execute(
+                "DELETE FROM pubsub_digests WHERE service = ? AND node = ? AND NOT EXISTS ("
+                "SELECT 1 FROM pubsub_digest_items d WHERE d.service = pubsub_digests.service"
+                " AND d.node = pubsub_digests.node AND d.address = pubsub_digests.address)",
+                (service, node_id),
             )
 
         await self.db.run(forget)

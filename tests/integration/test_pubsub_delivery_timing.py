@@ -105,3 +105,40 @@ def test_catch_up_survives_kill(tmp_path: Path) -> None:
     finally:
         if server.alive():
             server.kill()
+
+
+def test_digest_batch_survives_kill(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path)
+    server.start()
+    try:
+        alice, bob = server.add_user("alice"), server.add_user("bob")
+        svc = service_jid(server)
+
+        async def before() -> None:
+            publisher = await connect(server, alice, plugins=PUBSUB_PLUGINS)
+            reader = await connect(server, bob, plugins=PUBSUB_PLUGINS)
+            await publisher.plugin["xep_0060"].create_node(svc, "weekly")
+            events = message_queue(reader)
+            # Long enough for the restart below to happen before the batch is due.
+            await raw_iq(reader, svc, "set", subscribe_xml(
+                "weekly", bob, pubsub__digest="1", pubsub__digest_frequency="6000"))
+            for item_id in ("w1", "w2"):
+                await raw_iq(publisher, svc, "set", publish_xml("weekly", item_id))
+            await no_event(events, reader)
+            await disconnect(publisher, reader)
+
+        run(before())
+        server.restart(hard=True)  # SIGKILL between the publishes and the digest
+
+        async def after() -> None:
+            reader = await connect(server, bob, plugins=PUBSUB_PLUGINS)
+            events = message_queue(reader)
+            batch = await next_event(events, 15.0)
+            assert item_ids(batch) == ["w1", "w2"]
+            await no_event(events, reader)
+            await disconnect(reader)
+
+        run(after())
+    finally:
+        if server.alive():
+            server.kill()

@@ -18,7 +18,7 @@ from typing import Protocol
 import trio
 
 from feeds.discover import discover, looks_like_feed
-from feeds.fetch import Fetcher
+from feeds.fetch import Fetcher, FetchResult
 from feeds.model import FeedState
 from feeds.opml import OpmlError, OpmlFeed, export_opml, parse_opml
 from feeds.poller import Poller, PollOutcome
@@ -44,6 +44,8 @@ class Resolved:
 
     feed_url: str
     note: str = ""
+    # The feed document fetched to check the address: its first poll reuses it.
+    fetched: FetchResult | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,12 +140,17 @@ class FeedManager:
                 f" ({chosen.title})" if chosen.title else ""
             ) + (f", the first of {others + 1} it lists." if others else ".")
             return Resolved(chosen.url, note)
-        return Resolved(url)
+        return Resolved(url, fetched=result if result.ok else None)
 
     async def ensure_feed(self, node: str, feed_url: str, *, title: str = "", group: str = "",
-                          pinned: bool = False) -> FeedState:
-        """The feed polled for ``node`` (created, or woken from idleness), with its node."""
+                          pinned: bool = False, fetched: FetchResult | None = None
+                          ) -> FeedState:
+        """The feed polled for ``node`` (created, or woken from idleness), with its node;
+        ``fetched``, the document just fetched from ``feed_url``, stands in for its first
+        fetch (a feed is fetched once at subscribe, not twice)."""
         await self.publisher.ensure_node(node, title, group)
+        if fetched is not None and await self.poller.store.get_feed(node) is None:
+            self.poller.seed(node, fetched)  # before the poll loop can see the new feed
         state = await self.poller.add_feed(feed_url, feed_id=node, title=title, group=group)
         was_pinned, idle = await self.marks.get(node)
         if idle and state.paused:
@@ -181,7 +188,7 @@ class FeedManager:
             resolved = await self.resolve(node)
         except FeedRefused as refused:
             raise PubSubError(refused.condition, text=refused.message) from None
-        await self.ensure_feed(node, resolved.feed_url)
+        await self.ensure_feed(node, resolved.feed_url, fetched=resolved.fetched)
         if resolved.note:
             await self._tell(requester, resolved.note)
         return True
@@ -241,7 +248,8 @@ class FeedManager:
             await self._check_quota(user)
             resolved = await self.resolve(url)
             node, note = resolved.feed_url, resolved.note
-            state = await self.ensure_feed(node, resolved.feed_url, title=title)
+            state = await self.ensure_feed(node, resolved.feed_url, title=title,
+                                           fetched=resolved.fetched)
         else:
             state = await self.ensure_feed(node, state.url)
         if state.gone:

@@ -116,7 +116,8 @@ class FeedsModule(Module):
         endpoints = frozenset({self.samples.endpoint}) if self.samples else frozenset()
         self.fetcher = ObservedFetcher(fetch_config(cfg, endpoints))
         self.fetcher.listeners.append(self._fetched)
-        self.publisher = NodePublisher(pubsub, self.router.send, self.max_items)
+        self.publisher = NodePublisher(pubsub, self.router.send, self.max_items,
+                                       on_shortened=self.metrics.feed_entry_shortened)
         self.poller = Poller(self.store, self.publisher, self.fetcher, poller_config(cfg),
                              push=self.push)
         if self.push is not None:

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from lxml import etree
 
 from feeds.model import Entry, FeedEvent, FeedEventKind, FeedState
+from feeds.shorten import shorten_entry
 from pubsubd import ns
 from pubsubd.modules.feeds.pubsub_component import PubSubComponent
 from pubsubd.modules.feeds.status import status_element
@@ -32,8 +33,11 @@ Send = Callable[[etree._Element], Awaitable[None]]  # routes a server-generated 
 class NodePublisher:
     """``feeds.poller.Publisher`` onto the pubsub service, idempotent by item id."""
 
-    def __init__(self, pubsub: PubSubComponent, router_send: Send, max_items: int) -> None:
+    def __init__(self, pubsub: PubSubComponent, router_send: Send, max_items: int,
+                 on_shortened: Callable[[], None] | None = None) -> None:
         self.pubsub = pubsub
+        # Told of each entry whose content had to be cut to fit the payload limit (metrics).
+        self._on_shortened = on_shortened
         self.service = pubsub.service
         self._send = router_send
         self.max_items = max_items
@@ -116,6 +120,7 @@ class NodePublisher:
             await self._retitle(node, feed.title)
         if not entries:
             return
+        entries = await self._fitted(node, feed, entries)
         batch = [BatchEntry(e.item_id, e.atom_xml, e.body_text) for e in entries]
         outcome = await self.service.publish_many(self.jid, node, batch)
         for item_id, error in outcome.refused:
@@ -132,6 +137,26 @@ class NodePublisher:
                      "published and notified" if notify else "stored as history",
                      extra={"event": "feed.published" if notify else "feed.history",
                             "feed": feed.url, "node": node, "count": len(entries)})
+
+    async def _fitted(self, node: str, feed: FeedState,
+                      entries: Sequence[Entry]) -> list[Entry]:
+        """The entries, each cut to the node's payload limit (XEP-0060 §7.1.3.5) rather than
+        refused: an entry is never dropped for its size, only its content."""
+        config = (await self.service.get_node(node)).config
+        limit = min(config.max_payload_size, self.service.config.max_payload_size)
+        fitted = []
+        for entry in entries:
+            short = shorten_entry(entry, limit)
+            if short is None:
+                fitted.append(entry)  # refused below, and logged there
+                continue
+            if short is not entry:
+                log.info("feed %s: entry %s shortened to fit %d bytes", node, entry.item_id,
+                         limit, extra={"event": "feed.entry_shortened", "feed": feed.url})
+                if self._on_shortened is not None:
+                    self._on_shortened()
+            fitted.append(short)
+        return fitted
 
     async def _send_notifications(self, notifications: Sequence[Notification],
                                   batch: Sequence[BatchEntry], extra: str | None) -> None:

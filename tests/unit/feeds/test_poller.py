@@ -345,3 +345,45 @@ async def test_refresh_during_a_poll_waits_for_it_then_polls_again(
         release.set()
     assert len(outcomes) == 2 and all(o is not None for o in outcomes)
     assert server.hits("/f") == 2 and rec.notified == ["a"]
+
+
+async def test_a_seeded_document_stands_in_for_the_first_fetch(
+    server: FeedServer, fetcher: Fetcher
+) -> None:
+    rec = Recorder()
+    poller = make(MemoryFeedStore(), fetcher, rec, first_poll=FirstPoll.ALL)
+    server.set("/f", rss(("a", "A")))
+    fetched = await fetcher.fetch(server.url("/f"))  # e.g. checking the address at subscribe
+    poller.seed("s", fetched)
+    await poller.add_feed(server.url("/f"), feed_id="s")
+    first = await poller.refresh("s")
+    assert first is not None and first.new == 1 and server.hits("/f") == 1
+    state = await poller.store.get_feed("s")
+    assert state is not None and state.etag  # the seeded document's validators were kept
+    # Used once: the next poll fetches, conditionally.
+    assert (await poller.refresh("s")).status == 304  # type: ignore[union-attr]
+    assert server.hits("/f") == 2
+
+
+async def test_the_publisher_sees_the_state_the_poll_commits(
+    server: FeedServer, fetcher: Fetcher
+) -> None:
+    seen: list[FeedState] = []
+
+    class Watching(Recorder):
+        async def publish(self, feed: FeedState, entries: Sequence[Entry], *,
+                          notify: bool) -> None:
+            seen.append(feed)
+            await super().publish(feed, entries, notify=notify)
+
+    poller = make(MemoryFeedStore(), fetcher, Watching(), first_poll=FirstPoll.ALL)
+    server.set("/f", rss(("b", "B"), ("a", "A")))
+    await poller.add_feed(server.url("/f"), feed_id="p")
+    await poller.refresh("p")
+    committed = await poller.store.get_feed("p")
+    assert committed is not None and seen
+    told = seen[-1]
+    assert told.entries_seen == 2 == committed.entries_seen
+    assert told.last_fetch is not None and told.next_fetch is not None
+    assert told.next_fetch > told.last_fetch
+    assert (told.last_fetch, told.next_fetch) == (committed.last_fetch, committed.next_fetch)
