@@ -159,6 +159,10 @@ class Poller:
         return result
 
     async def remove_feed(self, feed_id: str) -> None:
+        """Stop polling ``feed_id`` and forget it. A poll of it under way is waited for, so it
+        cannot commit the feed back after it was deleted."""
+        while feed_id in self._in_flight:
+            await self._finished.setdefault(feed_id, trio.Event()).wait()
         await self.store.delete_feed(feed_id)
         if self.push is not None:
             await self.push.forget(feed_id)
