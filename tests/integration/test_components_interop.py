@@ -150,8 +150,10 @@ def test_a_headline_follower_is_caught_up_by_the_component(
                     content_type="application/rss+xml")
             await asyncio.to_thread(component.refresh_feed, url)
             await asyncio.to_thread(component.wait_for_log, "entries published and notified")
-            reader = await connect(HostEndpoint(host), reader_jid)  # type: ignore[arg-type]
-            inbox = Inbox(reader)
+            reader = await connect(HostEndpoint(host), reader_jid,  # type: ignore[arg-type]
+                                   presence=False)
+            inbox = Inbox(reader)  # listening before the presence that releases the catch-up
+            reader.send_presence()
             caught_up = await inbox.wait(headline("a2"))
             assert caught_up.get("to") == reader.boundjid.full
             await inbox.absent(lambda el: headline("a2")(el) or headline("a1")(el),
