@@ -238,7 +238,8 @@ def build_modules(s: Services, server: Server) -> None:
                                  disco_registry=s.disco))
     add(MucComponent(settings=config.muc, primary_domain=config.primary_domain,
                      admins=config.admins, store=stores.muc, archive_store=stores.mam,
-                     router=router, disco=s.disco))
+                     router=router, disco=s.disco,
+                     max_rooms_per_user=config.limits.max_rooms_per_user))
     add(PepModule(store=stores.pubsub, router=router, sessions=sessions, hooks=hooks,
                   presence=view, disco=disco, max_payload_bytes=config.pubsub.max_payload_bytes,
                   domains=config.domains))

@@ -82,6 +82,7 @@ class LimitsConfig:
     disco_items_page: int = 100  # disco#items answers are pages (XEP-0059) of at most this
     max_nodes_per_user: int = 100  # pubsub nodes a user may own on the service
     private_xml_bytes: int = 65536  # XEP-0049 private XML stored per user
+    max_rooms_per_user: int = 50  # MUC rooms a user may own (admins exempt)
 
 
 @dataclass(frozen=True, slots=True)
@@ -581,6 +582,8 @@ def _validate_hardening(config: Config) -> None:
     if min(limits.disco_items_page, limits.max_nodes_per_user, limits.private_xml_bytes) < 1:
         raise ConfigError("limits: disco_items_page, max_nodes_per_user and private_xml_bytes "
                           "must be at least 1")
+    if limits.max_rooms_per_user < 1:
+        raise ConfigError("limits.max_rooms_per_user: must be at least 1")
     if config.registration.rate < 0 or config.registration.rate_window <= 0:
         raise ConfigError("registration.rate: must be >= 0, and rate_window > 0")
 def _validate_components(config: Config) -> None:

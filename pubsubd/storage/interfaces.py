@@ -343,6 +343,11 @@ class MucStore(Protocol):
         makes them public; in no particular order."""
         ...
 
+    async def count_owned(self, owner: str) -> int:
+        """How many stored rooms list the bare JID ``owner`` with affiliation ``owner``
+        (the rooms-per-user quota, ``limits.max_rooms_per_user``)."""
+        ...
+
 
 # --- private XML storage (XEP-0049) --------------------------------------------------------
 

@@ -369,6 +369,10 @@ class MemoryMucStore:
                 found.append((room, str(data.get("name") or "")))
         return found
 
+    async def count_owned(self, owner: str) -> int:
+        return sum(1 for *_, affiliations, _ in self._rooms.values()
+                   if affiliations.get(owner) == "owner")
+
 
 # --- private XML storage (XEP-0049) --------------------------------------------------------
 

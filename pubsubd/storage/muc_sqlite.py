@@ -33,6 +33,8 @@ _SCHEMA = [
     """,
     # XEP-0045 §7.10: the nickname an affiliated user registered ('' if none)
     "ALTER TABLE muc_affiliations ADD COLUMN nick TEXT NOT NULL DEFAULT ''",
+    # the rooms-per-user quota counts a user's owned rooms
+    "CREATE INDEX muc_affiliations_by_jid ON muc_affiliations (jid, affiliation)",
 ]
 
 
@@ -91,5 +93,16 @@ class SqliteMucStore:
                 if data.get("public", True):
                     found.append((room, str(data.get("name") or "")))
             return found
+
+        return await self.db.run(read, readonly=True)
+
+    async def count_owned(self, owner: str) -> int:
+        """Stored rooms where ``owner`` (a bare JID) is an owner; the primary key
+        (room, jid) makes each room count once."""
+
+        def read(conn: sqlite3.Connection) -> int:
+            row = conn.execute("SELECT COUNT(*) FROM muc_affiliations"
+                               " WHERE jid = ? AND affiliation = 'owner'", (owner,)).fetchone()
+            return int(row[0])
 
         return await self.db.run(read, readonly=True)

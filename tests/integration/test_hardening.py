@@ -46,7 +46,7 @@ def hardened(tmp_path_factory: pytest.TempPathFactory, blackhole: Blackhole
     proc.config["listeners"].append({"kind": "s2s", "address": "127.0.0.1",
                                      "port": proc.s2s_port})  # type: ignore[attr-defined]
     proc.config["limits"] = {"disco_items_page": 10, "max_nodes_per_user": 5,
-                             "private_xml_bytes": 2000}
+                             "private_xml_bytes": 2000, "max_rooms_per_user": 3}
     proc.config["s2s"] = {
         "require_tls": False, "connect_timeout": 30.0, "handshake_timeout": 60.0,
         "max_pending_verifications": 5, "max_domain_pairs": 20,
@@ -322,6 +322,52 @@ def test_private_xml_quota(hardened: ServerProcess, watcher: RawClient) -> None:
     assert "resource-constraint" in refused and "2000 bytes" in refused, refused
     assert 'type="result"' in store("p3", "a", 1800)  # replacing counts the new size only
     client.close()
+    still_served(watcher)
+
+
+def test_room_quota_counts_live_and_persistent_rooms(hardened: ServerProcess,
+                                                     watcher: RawClient) -> None:
+    """limits.max_rooms_per_user: temporary rooms count while they live, persistent ones
+    while they are stored; the join that would create one more is refused (not-allowed)."""
+    service = f"conference.{hardened.domain}"
+    MUC = "http://jabber.org/protocol/muc"
+
+    def join(client: RawClient, room: str) -> str:
+        """Enter ``room``; the self-presence (status 110) or the error presence."""
+        client.send(f"<presence to='{room}@{service}/me'><x xmlns='{MUC}'/></presence>")
+        while True:
+            presence = client.read_until(b"</presence>")
+            if f'from="{room}@{service}/me"' in presence and (
+                    'code="110"' in presence or 'type="error"' in presence):
+                return presence
+
+    still_served(watcher)
+    hardened.add_user("roomer")
+    roomer = RawClient(hardened)
+    roomer.login("roomer")
+    for room in ("r1", "r2", "r3"):
+        assert 'code="201"' in join(roomer, room)  # created, owned
+    configured = answer_to(roomer, f"<iq type='set' to='r3@{service}' id='cfg'>"
+                                   f"<query xmlns='{MUC}#owner'><x xmlns='jabber:x:data' "
+                                   f"type='submit'><field var='FORM_TYPE'><value>{MUC}#roomconfig"
+                                   "</value></field><field var='muc#roomconfig_persistentroom'>"
+                                   "<value>1</value></field></x></query></iq>", "cfg")
+    assert 'type="result"' in configured, configured
+    refused = join(roomer, "r4")
+    assert 'type="error"' in refused and "not-allowed" in refused, refused
+    assert "3 rooms" in refused, refused
+    for room in ("r1", "r3"):  # r1 vanishes with its last occupant (temporary); r3 is stored
+        roomer.send(f"<presence type='unavailable' to='{room}@{service}/me'/>")
+        roomer.read_until(f'from="{room}@{service}/me" type="unavailable"'.encode())
+    assert 'code="201"' in join(roomer, "r4")
+    refused = join(roomer, "r5")  # r2 (live), r3 (stored) and r4
+    assert "not-allowed" in refused, refused
+    hardened.add_user("roomer2")
+    other = RawClient(hardened)
+    other.login("roomer2")
+    assert 'code="201"' in join(other, "r5")  # the quota is per user
+    other.close()
+    roomer.close()
     still_served(watcher)
 
 

@@ -67,9 +67,10 @@ class MucComponent(Messaging, Administration, Ownership):
 
     def __init__(self, *, settings: MucConfig, primary_domain: str, admins: Collection[str],
                  store: MucStore, archive_store: MamStore, router: Router,
-                 disco: DiscoRegistry) -> None:
+                 disco: DiscoRegistry, max_rooms_per_user: int) -> None:
         super().__init__()
         self.settings = settings
+        self.max_rooms_per_user = max_rooms_per_user
         self.admins = admins
         self.store = store
         self.router = router

@@ -54,6 +54,7 @@ class RoomHost(Module):
     domain: str
     rooms: dict[str, Room]
     archive: RoomArchive
+    max_rooms_per_user: int
 
     def _new_room(self, jid: JID, config: RoomConfig) -> Room:
         return Room(jid, config, deque(maxlen=max(0, self.settings.history_max)))
@@ -86,6 +87,15 @@ class RoomHost(Module):
         if policy == "local":
             return jid.domain in self.router.domains
         return str(jid.bare) in self.admins
+
+    async def _rooms_owned(self, owner: str) -> int:
+        """Rooms ``owner`` owns: the stored (persistent) ones plus the live temporary ones.
+        The store is asked first so that the live count, taken without a pause after it, also
+        sees rooms that other stanzas created meanwhile."""
+        stored = await self.store.count_owned(owner)
+        return stored + sum(1 for room in self.rooms.values()
+                            if not room.config.persistent
+                            and room.affiliations.get(owner) == "owner")
 
     def _forget_if_empty(self, room: Room) -> None:
         # §10.1.3: a temporary room is destroyed when its last occupant exits.
@@ -179,11 +189,24 @@ class RoomHost(Module):
             if not self._may_create(st.from_):
                 await self._presence_error(st, Condition.NOT_ALLOWED, "room creation is restricted")
                 return
-            # §10.1.2: the creator becomes the owner of an instant room (unlocked at once here).
-            room = self._new_room(st.to.bare, RoomConfig(max_users=self.settings.max_occupants))
-            room.affiliations[str(st.from_.bare)] = "owner"
-            self.rooms[str(room.jid)] = room
-            created = True
+            creator = str(st.from_.bare)
+            owned = 0 if creator in self.admins else await self._rooms_owned(creator)
+            room = self.rooms.get(str(st.to.bare))  # created by another stanza meanwhile?
+            if room is None:
+                if owned >= self.max_rooms_per_user:
+                    # limits.max_rooms_per_user. XEP-0045 §10.1.1 names the error for a user
+                    # who may not create a room: <not-allowed/> (cancel), which clients show as
+                    # "cannot create the room"; the text says which limit was reached.
+                    await self._presence_error(
+                        st, Condition.NOT_ALLOWED,
+                        f"you already own {owned} rooms, the most one user may own here")
+                    return
+                # §10.1.2: the creator becomes the owner of an instant room (unlocked at once).
+                room = self._new_room(st.to.bare,
+                                      RoomConfig(max_users=self.settings.max_occupants))
+                room.affiliations[creator] = "owner"
+                self.rooms[str(room.jid)] = room
+                created = True
         affiliation = room.affiliation(st.from_)
         config = room.config
         if affiliation == "outcast":

@@ -84,3 +84,21 @@ async def test_registered_nicks_belong_to_affiliated_users(backend: Backend) -> 
                           nicks={"bob@example.org": "bobby"})
     assert await muc.load(ROOM) == expected
     assert await backend.reopen().muc.load(ROOM) == expected
+
+
+async def test_count_owned_counts_the_stored_rooms_a_user_owns(backend: Backend) -> None:
+    """The rooms-per-user quota: only ``owner`` affiliations count, each room once, and
+    replaced or deleted rooms stop counting."""
+    muc = backend.stores.muc
+    assert await muc.count_owned("alice@example.org") == 0
+    await muc.save(room())
+    await muc.save(room("tea@conference.example.org"))
+    await muc.save(StoredRoom("other@conference.example.org", {},
+                              affiliations={"alice@example.org": "admin"}))
+    assert await muc.count_owned("alice@example.org") == 2
+    assert await muc.count_owned("bob@example.org") == 0  # a member owns nothing
+    await muc.save(StoredRoom(ROOM, {}, affiliations={"bob@example.org": "owner"}))
+    await muc.delete("tea@conference.example.org")
+    assert await muc.count_owned("alice@example.org") == 0
+    assert await muc.count_owned("bob@example.org") == 1
+    assert await backend.reopen().muc.count_owned("bob@example.org") == 1
