@@ -69,6 +69,11 @@ TABLES = (
        "service, node, bare_jid"),
     _t("pubsub_held_items", "service, node, bare_jid, item_id, seq",
        "service, node, bare_jid, seq"),
+    _t("pubsub_digests", "service, node, address, recipient, started, frequency",
+       "service, node, address"),
+    # Item order in a batch is insertion order: rowid on SQLite, pos on PostgreSQL.
+    _t("pubsub_digest_items", "service, node, address, item_id, payload, publisher, published,"
+       " seq", "pos", "rowid"),
     _t("feeds", "feed_id, url, active, next_fetch, state", "feed_id"),
     _t("feed_seen", "feed_id, item_id, content_hash, last_seen", "feed_id, item_id"),
     _t("feed_contact", "short, feed_id", "short"),

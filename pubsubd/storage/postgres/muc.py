@@ -27,6 +27,8 @@ MIGRATIONS = [
     """,
     # XEP-0045 §7.10: the nickname an affiliated user registered ('' if none)
     "ALTER TABLE muc_affiliations ADD COLUMN nick TEXT NOT NULL DEFAULT ''",
+    # the rooms-per-user quota counts a user's owned rooms
+    "CREATE INDEX muc_affiliations_by_jid ON muc_affiliations (jid, affiliation)",
 ]
 
 
@@ -66,6 +68,16 @@ class PgMucStore:
                      for jid, aff in stored.affiliations.items()])
 
         await self.db.run(write)
+
+    async def count_owned(self, owner: str) -> int:
+        """Stored rooms where ``owner`` (a bare JID) is an owner."""
+
+        def read(conn: psycopg.Connection) -> int:
+            row = conn.execute("SELECT COUNT(*) FROM muc_affiliations"
+                               " WHERE jid = %s AND affiliation = 'owner'", (owner,)).fetchone()
+            return int(row[0]) if row else 0
+
+        return await self.db.read(read)
 
     async def delete(self, room: str) -> None:
         def write(conn: psycopg.Connection) -> None:

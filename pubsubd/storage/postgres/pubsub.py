@@ -15,12 +15,13 @@ from collections.abc import Sequence
 
 import psycopg
 
-from pubsubd.pubsub.delivery import Hold
+from pubsubd.pubsub.delivery import Hold, Recipient
 from pubsubd.pubsub.model import Affiliation, Item, Node, Subscription, bare
-from pubsubd.pubsub.store import BatchPutResult, HeldEntry, NewItem, PutResult
+from pubsubd.pubsub.store import BatchPutResult, HeldEntry, NewItem, PendingDigest, PutResult
 from pubsubd.storage.postgres.database import PgDatabase
 from pubsubd.storage.pubsub_sqlite import (
     _config_json,
+    _digest_recipient_json,
     _held_meta,
     _item_row,
     _node_row,
@@ -74,12 +75,30 @@ MIGRATIONS = [
         FOREIGN KEY (service, node, bare_jid) REFERENCES pubsub_held ON DELETE CASCADE
     )
     """,
+    # Digest batches (pubsub#digest), written with the publish that fed them (as on SQLite).
+    """
+    CREATE TABLE pubsub_digests (
+        service TEXT NOT NULL, node TEXT NOT NULL, address TEXT NOT NULL,
+        recipient TEXT NOT NULL, started DOUBLE PRECISION NOT NULL,
+        frequency DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (service, node, address),
+        FOREIGN KEY (service, node) REFERENCES pubsub_nodes ON DELETE CASCADE
+    );
+    CREATE TABLE pubsub_digest_items (
+        service TEXT NOT NULL, node TEXT NOT NULL, address TEXT NOT NULL,
+        item_id TEXT NOT NULL, payload TEXT NOT NULL, publisher TEXT NOT NULL,
+        published TEXT NOT NULL, seq BIGINT NOT NULL, pos BIGSERIAL NOT NULL,
+        PRIMARY KEY (service, node, address, item_id),
+        FOREIGN KEY (service, node, address) REFERENCES pubsub_digests ON DELETE CASCADE
+    )
+    """,
 ]
 
 _NODE_COLUMNS = "service, node, config, creator, created"
 _SUB_COLUMNS = "node, subid, jid, state, options"
 _ITEM_COLUMNS = "item_id, payload, publisher, published, seq"
 _HELD_KEY = "service = %s AND node = %s AND bare_jid = %s"
+_DIGEST_KEY = "service = %s AND node = %s AND address = %s"
 
 
 def _lock_node(conn: psycopg.Connection, service: str, node_id: str) -> bool:
@@ -379,6 +398,67 @@ class PgPubSubStore:
             else:
                 conn.execute("DELETE FROM pubsub_held_items WHERE service = %s AND node = %s"
                              " AND item_id = ANY(%s)", (service, node_id, list(item_ids)))
+
+        await self.db.run(forget)
+
+    # --- digests ---------------------------------------------------------------------------------
+
+    async def add_digest(self, service: str, node_id: str, recipient: Recipient,
+                         items: Sequence[Item], *, started: float, frequency: float) -> None:
+        def add(conn: psycopg.Connection) -> None:
+            if not _lock_node(conn, service, node_id):
+                return
+            key = (service, node_id, recipient.address)
+            conn.execute(
+                "INSERT INTO pubsub_digests VALUES (%s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (service, node, address) DO NOTHING",
+                (*key, _digest_recipient_json(recipient), started, frequency))
+            for i in items:
+                # A republished id moves to the end (a new position), as in the other stores.
+                conn.execute(f"DELETE FROM pubsub_digest_items WHERE {_DIGEST_KEY}"
+                             " AND item_id = %s", (*key, i.item_id))
+                conn.execute(
+                    "INSERT INTO pubsub_digest_items (service, node, address, item_id, payload,"
+                    " publisher, published, seq) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                    (*key, i.item_id, i.payload, i.publisher, i.published.isoformat(), i.seq))
+
+        await self.db.run(add)
+
+    async def take_due_digests(self, service: str, now: float) -> list[PendingDigest]:
+        def take(conn: psycopg.Connection) -> list[PendingDigest]:
+            rows = conn.execute(
+                "SELECT node, address, recipient, started, frequency FROM pubsub_digests"
+                " WHERE service = %s AND %s - started >= frequency ORDER BY node, address"
+                " FOR UPDATE", (service, now)).fetchall()
+            due = []
+            for node_id, address, meta, started, frequency in rows:
+                key = (service, node_id, address)
+                items = tuple(_item_row(row) for row in conn.execute(
+                    f"SELECT {_ITEM_COLUMNS} FROM pubsub_digest_items WHERE {_DIGEST_KEY}"
+                    " ORDER BY pos", key).fetchall())
+                recipient, _ = _held_meta(json.dumps({**json.loads(meta), "shows": None}))
+                due.append(PendingDigest(node_id, recipient, float(started), float(frequency),
+                                         items))
+                conn.execute(f"DELETE FROM pubsub_digests WHERE {_DIGEST_KEY}", key)
+            return due
+
+        return await self.db.run(take)
+
+    async def forget_digest_items(
+        self, service: str, node_id: str, item_ids: Sequence[str] | None = None
+    ) -> None:
+        def forget(conn: psycopg.Connection) -> None:
+            if item_ids is None:
+                conn.execute("DELETE FROM pubsub_digests WHERE service = %s AND node = %s",
+                             (service, node_id))
+                return
+            conn.execute("DELETE FROM pubsub_digest_items WHERE service = %s AND node = %s"
+                         " AND item_id = ANY(%s)", (service, node_id, list(item_ids)))
+            conn.execute(
+                "DELETE FROM pubsub_digests WHERE service = %s AND node = %s AND NOT EXISTS ("
+                "SELECT 1 FROM pubsub_digest_items d WHERE d.service = pubsub_digests.service"
+                " AND d.node = pubsub_digests.node AND d.address = pubsub_digests.address)",
+                (service, node_id))
 
         await self.db.run(forget)
 
