@@ -2,12 +2,10 @@
 
 A backend is a function building every store of :class:`Stores` from the storage settings;
 :data:`BACKENDS` maps the configured name (``storage.backend``) to it. Modules only ever see
-the protocols of :mod:`pubsubd.storage.interfaces`. To add a backend (PostgreSQL, say):
-
-1. write one class per protocol, e.g. ``im_postgres.py`` next to ``im_sqlite.py``;
-2. write its opener (like :func:`open_sqlite`) and register it in :data:`BACKENDS`;
-3. add its name to ``BACKENDS`` in ``tests/unit/storage/backend_params.py``: every contract
-   suite then runs on it.
+the protocols of :mod:`pubsubd.storage.interfaces`. Backends: ``memory``, ``sqlite`` (the
+``*_sqlite.py`` files) and ``postgres`` (the ``postgres/`` package). A store added to
+:class:`Stores` needs a class in each, a contract suite in ``tests/unit/storage/`` (it runs on
+every name in ``backend_params.BACKENDS``) and its tables in ``transfer.TABLES``.
 """
 
 from __future__ import annotations
