@@ -17,7 +17,7 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qsl, urlencode
 
 import httpx
@@ -154,8 +154,8 @@ class WebSubPubsubd(Pubsubd):
     def __init__(self, workdir: Path) -> None:
         super().__init__(workdir)
         http_port = free_port()
-        self.config["listeners"].append(
-            {"kind": "http", "address": "127.0.0.1", "port": http_port})
+        listeners = cast(list[dict[str, Any]], self.config["listeners"])
+        listeners.append({"kind": "http", "address": "127.0.0.1", "port": http_port})
         self.config["http"] = {"public_url": f"http://127.0.0.1:{http_port}"}
         # Polled once to find the hub; after that, only pushes bring entries.
         self.config["feeds"] = {"enabled": True, "allow_hosts": ["127.0.0.1"],
