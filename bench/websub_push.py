@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import logging
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -204,6 +205,7 @@ async def _wait_item(conn: Connection, wanted: str, deadline: float = 30.0) -> f
 
 
 async def measure(server: WebSubPubsubd, pushes: int) -> PushLatency:
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a log line per push
     await register_accounts(server.target, [READER])
     hub = HubAndFeed()
     await hub.start()
