@@ -10,6 +10,9 @@ Two measurements, pubsubd only (Prosody has no feed poller):
   every request gets a changed document with new entries: the figures are documents parsed and
   entries normalized and published per second. Meanwhile one logged-in client pings the server
   every 100 ms (XEP-0199), which shows whether polling starves the XMPP side.
+* **WebSub push latency**, on a pubsubd of its own with an ``http`` listener: a local hub
+  pushes entries one at a time; the figure is push → notification at a subscribed client
+  (:mod:`bench.websub_push`).
 * **Normalizing overhead**, in this process and with no server: ``feedparser.parse`` alone
   against pubsubd's whole path (``feeds.parse.parse_bytes`` + ``feeds.normalize.normalize_feed``)
   on the same documents: the test fixtures, the shipped samples and generated larger feeds.
@@ -33,6 +36,7 @@ from xml.sax.saxutils import quoteattr
 
 import yaml
 
+from bench import websub_push
 from bench.clients import login_many, register_accounts
 from bench.loadgen import WorkerContext, Workers
 from bench.measure import Metric, ScenarioResult, percentile
@@ -51,6 +55,7 @@ PHASE_SECONDS = 30.0  # measured seconds of each phase
 WARMUP_SECONDS = 2 * PERIOD  # after a mode switch, before measuring
 PING_EVERY = 0.1  # seconds between two pings of the probing client
 PINGER = "feedping"
+WEBSUB_PUSHES = 500  # entries pushed one at a time through the local WebSub hub
 
 MODE_NOT_MODIFIED = 0
 MODE_CHANGING = 1
@@ -69,6 +74,10 @@ METRICS = (
     Metric("ping_p50_changing", "c2s ping p50 while feeds change", "ms", higher_is_better=False),
     Metric("ping_p99_changing", "c2s ping p99 while feeds change", "ms", higher_is_better=False),
     Metric("cpu_changing", "server CPU utilisation while feeds change", "cores",
+           higher_is_better=False),
+    Metric("websub_push_p50", "WebSub push to pubsub notification, p50", "ms",
+           higher_is_better=False),
+    Metric("websub_push_p99", "WebSub push to pubsub notification, p99", "ms",
            higher_is_better=False),
     Metric("overhead_vs_feedparser_pct",
            "parse+normalize time over feedparser.parse(bytes) with its defaults", "%",
@@ -349,6 +358,12 @@ def run(server: ServerUnderTest, opts: Options) -> ScenarioResult:
         feeds_server.stop()
         farm.kill()
         farm.join(5)
+    # A pubsubd of its own, so the 1,000 polled feeds do not queue the pushed entries.
+    push = websub_push.run_standalone(server.workdir.parent / f"{server.workdir.name}-websub",
+                                      WEBSUB_PUSHES)
+    result.values["websub_push_p50"] = push.ms(0.50)
+    result.values["websub_push_p99"] = push.ms(0.99)
+    result.notes.append(push.describe())
     return result
 
 
