@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
-from harness import RawClient, ServerProcess, free_port
+from harness import RawClient, ServerProcess
 from lxml import etree
 
 BOSH = "http://jabber.org/protocol/httpbind"
@@ -108,7 +108,7 @@ def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     proc = ServerProcess(tmp, extra={
         "listeners": [{"kind": "c2s", "address": "127.0.0.1", "port": 0},
                       {"kind": "c2s_tls", "address": "127.0.0.1", "port": 0},
-                      {"kind": "websocket", "address": "127.0.0.1", "port": free_port()}],
+                      {"kind": "websocket", "address": "127.0.0.1", "port": 0}],
         "bosh": {"cors_origins": ["http://app.example"], "max_wait": 5, "inactivity": 3},
     })
     proc.start()

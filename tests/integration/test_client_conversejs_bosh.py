@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from harness import RawClient, ServerProcess, free_port
+from harness import RawClient, ServerProcess
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -42,7 +42,7 @@ def bosh_server(tmp_path: Path, pages: PageServer) -> Iterator[ServerProcess]:
     proc = ServerProcess(tmp_path, extra={
         "listeners": [{"kind": "c2s", "address": "127.0.0.1", "port": 0},
                       {"kind": "c2s_tls", "address": "127.0.0.1", "port": 0},
-                      {"kind": "websocket", "address": "127.0.0.1", "port": free_port()}],
+                      {"kind": "websocket", "address": "127.0.0.1", "port": 0}],
         "bosh": {"cors_origins": [origin]},
     })
     proc.start()
