@@ -30,7 +30,7 @@ from pubsubd.errors import StreamCondition, StreamError
 from pubsubd.jid import JID, InvalidJID
 from pubsubd.logging_setup import ContextAdapter
 from pubsubd.net.c2s_binding import ResourceBinding
-from pubsubd.net.c2s_resumption import SM_KEY, StreamResumption
+from pubsubd.net.c2s_resumption import SM_KEY, StreamResumption, handed_over
 from pubsubd.net.c2s_sasl import MAX_SASL_ATTEMPTS, SaslNegotiation
 from pubsubd.net.c2s_state import (
     SM_TAGS,
@@ -62,6 +62,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 READ_SIZE = 65536
+# A graceful shutdown writes what is queued for each client, but a client that does not read
+# must not hold the server: after this long its stream is cut.
+SHUTDOWN_FLUSH_SECONDS = 2.0
 # RFC 6120 §4.7.4: our error texts are English, so the response header always says "en"
 # (it matches "en" and, by the lookup scheme of RFC 4647, "en-*"; other languages fall back).
 SERVER_LANG = "en"
@@ -122,6 +125,8 @@ class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
         self._hibernated = trio.Event()
         self._wake = trio.Event()
         self._resumed = False
+        self._kept_for_handover: list[bytes] = []  # queued at shutdown, for the hand-over
+        self._unwritten: list[bytes] = []  # the writer's last batch when the shutdown came
         self.client_state = ClientState()  # XEP-0352
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -163,11 +168,14 @@ class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
         session = self.session
         self.session = None
         hibernate = session is not None and self._may_hibernate(session)
+        queued = self._queued_at_shutdown() if send_close and session is not None else []
         if session is not None and not hibernate:
             await self._end_session(session)
         with trio.move_on_after(5) as scope:
             scope.shield = True
             try:
+                if queued and not await self._flush(queued):
+                    send_close = False  # a stuck client: the stream is cut, not closed
                 if send_close:
                     tail = b""
                     if self._pending_error is not None:
@@ -192,6 +200,44 @@ class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
         if hibernate:
             assert session is not None
             await self._hibernate(session)
+
+    def _queued_at_shutdown(self) -> list[bytes]:
+        """What a graceful shutdown still writes before its stream error (RFC 6120 §4.4).
+
+        Modules queue their farewells (MUC status 332) just before the streams close, so a
+        ``system-shutdown`` stream first writes what is queued, XEP-0352-held stanzas too.
+        With XEP-0198 the session cannot be resumed after a shutdown: what the hand-over keeps
+        (RFC 6121 §8.5: a message with a body goes to offline storage, a request is bounced)
+        stays queued for it, so nothing is delivered twice; the rest would be dropped, so it
+        is written.
+        """
+        if not self._shutdown_called():
+            return []
+        queued = self.client_state.take_all() + self._unwritten
+        self._unwritten = []
+        while True:
+            try:
+                if data := self._outbox_recv.receive_nowait():  # b"": a wake-up (XEP-0352)
+                    queued.append(data)
+            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                break
+        if self.sm is None or self.authenticated is None:
+            return queued
+        account = self.authenticated.bare
+        self._kept_for_handover = [data for data in queued if handed_over(data, account)]
+        return [data for data in queued if not handed_over(data, account)]
+
+    def _shutdown_called(self) -> bool:
+        error = self._pending_error
+        return error is not None and error.condition is StreamCondition.SYSTEM_SHUTDOWN
+
+    async def _flush(self, queued: list[bytes]) -> bool:
+        """Write ``queued`` within :data:`SHUTDOWN_FLUSH_SECONDS`; False if that ran out."""
+        with trio.move_on_after(SHUTDOWN_FLUSH_SECONDS):
+            await self.stream.send_all(b"".join(queued))
+            return True
+        self.log.info("%s did not take its last stanzas in time", self.peer)
+        return False
 
     async def _end_session(self, session: Session) -> None:
         """The resource goes away for good: unregister it and tell the modules."""
@@ -482,6 +528,9 @@ class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
                     batch.append(recv.receive_nowait())
                 except trio.WouldBlock:
                     break
+            if self._shutdown_called():
+                self._unwritten = batch  # taken while the shutdown began: _finish decides
+                return
             batch = [data for data in self.client_state.outgoing(batch) if data]
             if not batch:
                 continue

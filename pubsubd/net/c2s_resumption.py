@@ -74,6 +74,7 @@ class StreamResumption:
     _hibernated: trio.Event
     _wake: trio.Event
     _resumed: bool
+    _kept_for_handover: list[bytes]
 
     if TYPE_CHECKING:
         def close_with(self, error: StreamError) -> None: ...
@@ -265,6 +266,8 @@ class StreamResumption:
         assert self.sm is not None
         leftovers = list(self.sm.unacked)
         self.sm.unacked.clear()
+        leftovers += self._kept_for_handover  # taken from the outbox at shutdown, unwritten
+        self._kept_for_handover = []
         leftovers += self.client_state.take_all()  # held by XEP-0352, never written
         while True:
             try:
@@ -294,20 +297,14 @@ class StreamResumption:
 
     async def _reroute_each(self, session: Session, handover: list[tuple[bytes, float]]) -> None:
         router = self.ctx.router
+        bare = session.jid.bare
         for data, first_sent in handover:
-            if not is_stanza(data):
+            st = _handed_over(data, bare)
+            if st is None:
                 continue
-            try:
-                el = etree.fromstring(data)
-                sender = JID.parse(el.get("from", ""))
-            except (etree.XMLSyntaxError, InvalidJID):
-                continue
-            bare = session.jid.bare
-            st = Stanza(el, sender, bare)
+            el = st.element
             kind, type_ = st.kind, st.type
-            if kind == "message" and type_ in ("chat", "normal"):
-                if sender.bare == bare or el.find(ns.C_BODY) is None:
-                    continue
+            if kind == "message":
                 _stamp_delay(el, bare.domain, first_sent)
                 targets = [s for s in router.message_targets(bare, type_)
                            if s is not session and not s.closed]
@@ -320,6 +317,32 @@ class StreamResumption:
                 await router.bounce(st, StanzaError(Condition.SERVICE_UNAVAILABLE))
             elif kind == "iq" and type_ in ("get", "set"):
                 await router.bounce(st, StanzaError(Condition.SERVICE_UNAVAILABLE))
+
+
+def handed_over(data: bytes, account: JID) -> bool:
+    """Whether the hand-over of :meth:`StreamResumption._reroute` keeps ``data`` (else drops it)."""
+    return _handed_over(data, account) is not None
+
+
+def _handed_over(data: bytes, account: JID) -> Stanza | None:
+    """RFC 6121 §8.5: a chat or normal message with a body, not the account's own, or an iq
+    request; anything else sent to a resource that went away is dropped."""
+    if not is_stanza(data):
+        return None
+    try:
+        el = etree.fromstring(data)
+        sender = JID.parse(el.get("from", ""))
+    except (etree.XMLSyntaxError, InvalidJID):
+        return None
+    st = Stanza(el, sender, account)
+    kind, type_ = st.kind, st.type
+    if kind == "message" and type_ in ("chat", "normal"):
+        if sender.bare == account or el.find(ns.C_BODY) is None:
+            return None
+        return st
+    if kind == "iq" and type_ in ("get", "set"):
+        return st
+    return None
 
 
 def _stamp_delay(el: etree._Element, domain: str, when: float) -> None:
