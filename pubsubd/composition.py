@@ -54,7 +54,7 @@ from pubsubd.modules.xep0133_admin import AdminModule
 from pubsubd.modules.xep0157_server_contacts import ServerContactsModule
 from pubsubd.modules.xep0160_offline import OfflineModule
 from pubsubd.modules.xep0163_pep import PepModule
-from pubsubd.modules.xep0191_blocking import BlockingModule
+from pubsubd.modules.xep0191_blocking import BlockingModule, blocked_by
 from pubsubd.modules.xep0199_ping import PingModule
 from pubsubd.modules.xep0202_time import TimeModule
 from pubsubd.modules.xep0215_external_services import ExternalServicesModule
@@ -233,16 +233,17 @@ def build_modules(s: Services, server: Server) -> None:
                   hooks=hooks, sessions=sessions, disco=disco))
 
     # Components and PEP.
+    blocked = blocked_by(stores.im)  # XEP-0191 for what skips the router's filters
     pubsub = add(PubSubComponent(config=config, store=stores.pubsub, router=router,
                                  sessions=sessions, hooks=hooks, presence=view,
-                                 disco_registry=s.disco))
+                                 disco_registry=s.disco, blocked=blocked))
     add(MucComponent(settings=config.muc, primary_domain=config.primary_domain,
                      admins=config.admins, store=stores.muc, archive_store=stores.mam,
                      router=router, disco=s.disco,
                      max_rooms_per_user=config.limits.max_rooms_per_user))
     add(PepModule(store=stores.pubsub, router=router, sessions=sessions, hooks=hooks,
                   presence=view, disco=disco, max_payload_bytes=config.pubsub.max_payload_bytes,
-                  domains=config.domains))
+                  domains=config.domains, blocked=blocked))
     # Nodes on the web (Atom, RSS, JSON Feed) and our WebSub hub pushing them.
     node_feeds = add(NodeFeedsModule(settings=config.http, pubsub=pubsub, routes=s.http_routes,
                                      hub_enabled=config.websub.hub))

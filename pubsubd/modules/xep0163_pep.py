@@ -11,7 +11,7 @@ OMEMO device lists need.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import trio
 from lxml import etree
@@ -42,14 +42,16 @@ class PepModule(Module):
 
     def __init__(self, *, store: PubSubStore, router: Router, sessions: SessionRegistry,
                  hooks: HookBus, presence: PresenceView | None, disco: DiscoModule,
-                 max_payload_bytes: int, domains: Iterable[str]) -> None:
+                 max_payload_bytes: int, domains: Iterable[str],
+                 blocked: Callable[[JID, JID], bool] | None = None) -> None:
         super().__init__()
         self.store = store  # the one pubsub.<domain> uses too
         self.router = router
         self.view = presence
         self.disco = disco
         self.presence = ServerPresence(router, sessions, presence)
-        self.sender = NotificationSender(router, sessions, hooks)
+        # XEP-0191: a contact one blocks is not heard from (xep0191_blocking.blocked_by).
+        self.sender = NotificationSender(router, sessions, hooks, blocked)
         self.config = ServiceConfig.for_pep(
             max_payload_size=max_payload_bytes,
             local_domains=frozenset(domains),

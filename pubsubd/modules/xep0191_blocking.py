@@ -8,6 +8,8 @@ blocked JID are dropped (presence silently, messages and IQ get/set with
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from lxml import etree
 
 from pubsubd import ns
@@ -18,7 +20,7 @@ from pubsubd.core.session import SessionRegistry
 from pubsubd.errors import Condition, StanzaError
 from pubsubd.jid import JID, InvalidJID
 from pubsubd.modules.rfc6121_presence import PresenceModule
-from pubsubd.storage.interfaces import ImStore
+from pubsubd.storage.interfaces import BlocklistStore, ImStore
 from pubsubd.xml import builders
 
 BLOCKLIST = ns.clark(ns.BLOCKING, "blocklist")
@@ -36,6 +38,24 @@ def matches(blocked: set[str], jid: JID) -> bool:
     if jid.resource is not None:
         candidates.add(f"{jid.domain}/{jid.resource}")
     return not blocked.isdisjoint(candidates)
+
+
+# (recipient, sender) → does the recipient block the sender? For deliveries that bypass the
+# router's ``*/pre`` hooks: pubsub and PEP notifications go straight into session outboxes.
+BlockedBy = Callable[[JID, JID], bool]
+
+
+def blocked_by(store: BlocklistStore) -> BlockedBy:
+    """The check of :data:`BlockedBy` over ``store``: a dictionary lookup for an account that
+    blocks nobody, the match of §3.1 only for one that does."""
+
+    def blocked(recipient: JID, sender: JID) -> bool:
+        # §3.3: stanzas from a blocked JID are not delivered; one's own are never blocked.
+        if not store.has_blocklist(recipient) or sender.bare == recipient.bare:
+            return False
+        return matches(store.blocklist(recipient), sender)
+
+    return blocked
 
 
 class BlockingModule(Module):

@@ -101,8 +101,10 @@ class PubSubComponent(Module):
 
     def __init__(self, *, config: Config, store: PubSubStore, router: Router,
                  sessions: SessionRegistry, hooks: HookBus, presence: PresenceView | None,
-                 disco_registry: DiscoRegistry) -> None:
+                 disco_registry: DiscoRegistry,
+                 blocked: Callable[[JID, JID], bool] | None = None) -> None:
         super().__init__()
+        self.blocked = blocked  # XEP-0191 for notifications (xep0191_blocking.blocked_by)
         self.config = config
         self.store = store
         self.router = router
@@ -128,7 +130,7 @@ class PubSubComponent(Module):
             config=pubsub_service_config(config),
             clock=time.time,
         )
-        self.sender = NotificationSender(self.router, self.sessions, self.hooks)
+        self.sender = NotificationSender(self.router, self.sessions, self.hooks, self.blocked)
         self.missing_node_handlers: list[MissingNodeHandler] = []
         self.subscribed_handlers: list[SubscriptionHandler] = []
         self.unsubscribed_handlers: list[UnsubscribedHandler] = []

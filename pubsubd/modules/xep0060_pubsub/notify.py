@@ -139,14 +139,16 @@ def _headers(recipient: Recipient) -> str:
 class _Variant:
     """One serialization of a notification shared by recipients that differ only in ``to``."""
 
-    __slots__ = ("head", "tail", "headline", "element", "_from")
+    __slots__ = ("head", "tail", "headline", "element", "_from", "service")
 
-    def __init__(self, head: bytes, tail: bytes, headline: bool = False) -> None:
+    def __init__(self, head: bytes, tail: bytes, headline: bool = False,
+                 service: str | None = None) -> None:
         self.head = head
         self.tail = tail
         self.headline = headline
         self.element: etree._Element | None = None
         self._from: JID | None = None
+        self.service = service  # the 'from' of the message, when known without parsing it
 
     def render(self, address: str) -> bytes:
         return self.head + quoteattr(address).encode() + self.tail
@@ -159,7 +161,8 @@ class _Variant:
 
     def sender(self) -> JID:
         if self._from is None:
-            self._from = JID.parse(self.parsed(b"").get("from") or "")
+            sender = self.service if self.service is not None else self.parsed(b"").get("from")
+            self._from = JID.parse(sender or "")
         return self._from
 
 
@@ -171,11 +174,14 @@ Renderer = Callable[[Notification, Recipient], Awaitable[bool]]
 class NotificationSender:
     """Turns notifications into messages and hands them to sessions or the router."""
 
-    def __init__(self, router: Router, sessions: SessionRegistry, hooks: HookBus) -> None:
+    def __init__(self, router: Router, sessions: SessionRegistry, hooks: HookBus,
+                 blocked: Callable[[JID, JID], bool] | None = None) -> None:
         self.router = router
         self.sessions = sessions
         self.hooks = hooks
         self.renderers: list[Renderer] = []
+        # XEP-0191: (recipient, sender) → blocked? Local deliveries skip the router's hooks.
+        self.blocked = blocked
 
     async def send(self, notifications: Iterable[Notification], text: str | None = None,
                    extra: str | None = None) -> None:
@@ -210,7 +216,8 @@ class NotificationSender:
             if variant is None:
                 tail = (f"{_attr('type', key[0])}>{event}{headers}"
                         f"{body if recipient.include_body else ''}{extra}</message>").encode()
-                variant = variants[key] = _Variant(head, tail, key[0] == "headline")
+                variant = variants[key] = _Variant(head, tail, key[0] == "headline",
+                                                   notification.service)
             await self.deliver(recipient.address, key[0], variant.render(recipient.address),
                                variant)
 
@@ -252,6 +259,8 @@ class NotificationSender:
         if to.domain not in self.router.domains or to.local is None:
             await self._route(data)
             return
+        if self.blocked is not None and self._blocked(to, data, variant):
+            return
         if to.resource is not None:
             session = self.sessions.get(to)
             if session is None:
@@ -271,6 +280,18 @@ class NotificationSender:
             return
         for session in targets:
             session.send(data)
+
+    def _blocked(self, to: JID, data: bytes, variant: _Variant | None) -> bool:
+        """XEP-0191 §3.3: nothing from a JID the recipient blocks (checked here because these
+        messages go straight to sessions, past the router's ``message/pre`` filter)."""
+        assert self.blocked is not None
+        if variant is None:
+            variant = _Variant(b"", b"")
+            variant.element = etree.fromstring(data, _PARSER)
+        try:
+            return self.blocked(to, variant.sender())
+        except InvalidJID:
+            return False
 
     async def _filtered(self, data: bytes, to: JID, variant: _Variant | None) -> bool:
         """Give the ``message/in`` filters (blocking, carbons) a look when any is installed.
