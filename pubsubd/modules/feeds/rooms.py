@@ -34,7 +34,7 @@ from lxml import etree
 from pubsubd import ns
 from pubsubd.core.router import Stanza
 from pubsubd.jid import JID
-from pubsubd.modules.feeds.chat import ChatCommand, ChatError, parse_chat
+from pubsubd.modules.feeds.chat import ChatCommand, ChatError, describe_options, parse_chat
 from pubsubd.modules.feeds.delivery import body_of, read_entry
 from pubsubd.modules.feeds.refusal import FeedRefused, normalize_url
 from pubsubd.pubsub import Notification, NotificationKind, PubSubError, Recipient
@@ -439,7 +439,11 @@ class RoomFeeds:
                               exc.condition) from None
         await manager.pubsub.send_notifications(notifications)
         done = "Options updated for" if existing else "Now posting"
-        return "\n".join(filter(None, [note, f"{done} {feed.nick} ({node})."]))
+        # The owner learns which options hold (a digest, filters); type: does not apply here.
+        described = describe_options({k: v for k, v in options.items()
+                                      if k != "pubsubd#message_type"})
+        posting = f"{done} {feed.nick} ({node})" + (f", {described}" if described else "")
+        return "\n".join(filter(None, [note, posting + "."]))
 
     async def unsubscribe(self, room: str, node: str) -> bool:
         room = bare(room)
