@@ -26,13 +26,39 @@ from pubsubd.ports_file import read as read_ports
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def free_port() -> int:
-    """A port free right now, for an address that must be known before any server starts
-    (routes between federated servers, a peer's config). It can be taken by someone else before
-    it is used: a server's own listeners use port 0 and report what they bound instead."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+_RESERVED: list[socket.socket] = []
+
+
+def reserved_port() -> int:
+    """A loopback port held for the rest of the test run, for an address that must be known
+    before its server starts (routes between federated servers, a peer's config, a public URL).
+
+    A port merely free when asked could be handed to someone else before its server binds it.
+    This one stays bound (never listening) by a socket with SO_REUSEADDR: the kernel never
+    gives a bound port out as an ephemeral one, and a bind without SO_REUSEADDR is refused, so
+    nothing else can take it; the server meant to listen there binds it beside this socket with
+    SO_REUSEADDR (trio, Prosody, ejabberd and PostgreSQL all set it), which Linux allows while
+    no one listens on it. Until that server listens, connecting is refused. A server's own
+    listeners that nothing needs to know in advance use port 0 and the ports file instead.
+    """
+    sock = _hold(0)
+    assert sock is not None
+    _RESERVED.append(sock)
+    return int(sock.getsockname()[1])
+
+
+def _hold(port: int) -> socket.socket | None:
+    """A socket bound to ``port`` (0: any) on loopback, never listening; None if taken."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(("127.0.0.1", port))
+    except OSError:
+        sock.close()
+        if not port:
+            raise
+        return None
+    return sock
 
 
 STORAGE_ENV = "PUBSUBD_TEST_STORAGE"
@@ -165,8 +191,16 @@ class ServerProcess:
         self.proc.wait()
 
     def restart(self, *, hard: bool = False) -> None:
+        """Stop (or kill) and start again on the same ports; the ports the first run bound
+        stay held (see :func:`reserved_port`) until the new process has bound them again."""
         self.kill() if hard else self.stop()
-        self.start()
+        held = [_hold(port) for port in set(self.ports.values())]
+        try:
+            self.start()
+        finally:
+            for sock in held:
+                if sock is not None:
+                    sock.close()
 
     def cli(self, *args: str, input_: str | None = None,
             check: bool = True) -> subprocess.CompletedProcess[str]:

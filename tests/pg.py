@@ -1,6 +1,6 @@
 """A throw-away PostgreSQL cluster for tests: Debian's ``postgresql`` package, run by hand.
 
-``initdb`` in a temporary directory, ``pg_ctl`` on a free loopback port with its unix socket in
+``initdb`` in a temporary directory, ``pg_ctl`` on a reserved loopback port with its unix socket in
 that directory, as a non-root user (PostgreSQL refuses to run as root: tests in CI do), removed
 at the end of the session. Each test asks for a fresh database (``CREATE DATABASE ... TEMPLATE
 template0``), so no test sees another's rows. Missing PostgreSQL skips, or fails under
@@ -19,13 +19,13 @@ import itertools
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
 
 import pytest
 
+from tests.harness import reserved_port
 from tests.peers import REQUIRE_ENV, peers_required
 
 SUPERUSER = "pubsubd"
@@ -50,12 +50,6 @@ def require_postgres() -> Path:
     pytest.skip(reason)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class Cluster:
     """One running cluster; :meth:`new_database` hands out empty databases as URLs."""
 
@@ -63,7 +57,7 @@ class Cluster:
         self.bindir = bindir
         self.root = Path(tempfile.mkdtemp(prefix="pubsubd-pg-"))
         self.data = self.root / "data"
-        self.port = _free_port()
+        self.port = reserved_port()  # PostgreSQL binds it with SO_REUSEADDR
         self._user: pwd.struct_passwd | None = pwd.getpwnam(RUN_AS) if os.getuid() == 0 else None
         self._names = itertools.count(1)
         if self._user is not None:

@@ -8,7 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from harness import free_port
+from harness import reserved_port
 
 from .test_s2s_prosody import _self_signed
 
@@ -57,7 +57,7 @@ class ProsodyHost(HostServer):
         workdir.mkdir(parents=True, exist_ok=True)
         self.workdir = workdir
         self.domain = "prosody.localhost"
-        self.c2s_port, self.component_port = free_port(), free_port()
+        self.c2s_port, self.component_port = reserved_port(), reserved_port()
         cert, key = _self_signed(workdir, self.domain)
         (workdir / "data").mkdir(exist_ok=True)
         self.log_path = workdir / "prosody.log"
@@ -116,7 +116,7 @@ class EjabberdHost(HostServer):
         workdir.mkdir(parents=True, exist_ok=True)
         self.workdir = workdir
         self.domain = "ejabberd.localhost"
-        self.c2s_port, self.component_port = free_port(), free_port()
+        self.c2s_port, self.component_port = reserved_port(), reserved_port()
         cert, key = _self_signed(workdir, self.domain)
         (workdir / "spool").mkdir(exist_ok=True)
         self.config_path = workdir / "ejabberd.yml"

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import ROOT, ServerProcess, free_port
+from harness import ROOT, ServerProcess
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -257,16 +257,14 @@ def feeds() -> Iterator[ThreadedFeedServer]:
 @pytest.fixture
 def ws_server(tmp_path: Path) -> Iterator[ServerProcess]:
     """The server with plain c2s and a WebSocket listener (RFC 7395) on loopback."""
-    c2s, ws = free_port(), free_port()
     proc = ServerProcess(tmp_path, extra={
-        "listeners": [{"kind": "c2s", "address": "127.0.0.1", "port": c2s},
-                      {"kind": "websocket", "address": "127.0.0.1", "port": ws}],
+        "listeners": [{"kind": "c2s", "address": "127.0.0.1", "port": 0},
+                      {"kind": "websocket", "address": "127.0.0.1", "port": 0}],
         # Fast polls for the test, and the first poll of a feed as configured by default.
         "feeds": {**FEEDS_EXTRA, "first_poll": "last"},
     })
-    proc.c2s_port = c2s
-    proc.ws_port = ws  # type: ignore[attr-defined]
     proc.start()
+    proc.ws_port = proc.port("websocket")  # type: ignore[attr-defined]
     proc.add_user(USER, PASSWORD)
     try:
         yield proc

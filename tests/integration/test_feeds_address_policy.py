@@ -10,7 +10,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from feeds_support import Inbox, ThreadedFeedServer, chat, rss  # noqa: E402
-from harness import ServerProcess, connect, disconnect, free_port, run  # noqa: E402
+from harness import ServerProcess, connect, disconnect, reserved_port, run  # noqa: E402
 
 SERVICE = "pubsub.localhost"
 
@@ -40,7 +40,7 @@ def test_subscriptions_respect_the_address_policy(tmp_path: Path) -> None:
                                    f"subscribe http://localhost:{port}/r")
                 assert "127.0.0.1 is a private or local address" in reply, reply
                 for url in ("http://nonexistent.invalid/feed.xml",
-                            f"http://localhost:{free_port()}/feed.xml"):  # nothing listens
+                            f"http://localhost:{reserved_port()}/feed.xml"):  # nothing listens
                     reply = await chat(client, inbox, SERVICE, f"subscribe {url}")
                     assert "Cannot fetch" in reply, reply
                 assert "no feeds yet" in await chat(client, inbox, SERVICE, "list")

@@ -28,7 +28,7 @@ from harness import (  # noqa: E402
     ServerProcess,
     connect,
     disconnect,
-    free_port,
+    reserved_port,
     round_trip,
     run,
     until,
@@ -174,7 +174,7 @@ def test_commands_opml_and_last_subscriber_stops_polling(tmp_path: Path) -> None
 
 
 def test_sample_feeds_deliver_without_internet(tmp_path: Path) -> None:
-    feeds = {**FEEDS_EXTRA, "serve_samples": True, "samples_port": free_port(),
+    feeds = {**FEEDS_EXTRA, "serve_samples": True, "samples_port": reserved_port(),
              "samples_new_entry_every": 1.0, "first_poll": "none"}
     feeds.pop("allow_hosts")  # the sample server is opened on its own, nothing else
     server = ServerProcess(tmp_path, extra={"feeds": feeds})

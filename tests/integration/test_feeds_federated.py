@@ -12,7 +12,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from feeds_support import FEEDS_EXTRA, ThreadedFeedServer, rss  # noqa: E402
-from harness import connect, disconnect, free_port, run  # noqa: E402
+from harness import connect, disconnect, reserved_port, run  # noqa: E402
 
 from .s2s_support import Inbox, federated_server, stanza  # noqa: E402
 
@@ -22,7 +22,7 @@ NEWS_AT_B = "far-news@pubsub.b.localhost"
 
 
 def test_remote_follower_gets_a_subscription_request_and_chat_entries(tmp_path: Path) -> None:
-    port_a, port_b = free_port(), free_port()
+    port_a, port_b = reserved_port(), reserved_port()
     routes_a = {"b.localhost": f"127.0.0.1:{port_b}", "pubsub.b.localhost": f"127.0.0.1:{port_b}"}
     routes_b = {"a.localhost": f"127.0.0.1:{port_a}", "pubsub.a.localhost": f"127.0.0.1:{port_a}"}
     a = federated_server(tmp_path / "a", "a.localhost", port_a, routes_a)

@@ -15,7 +15,7 @@ from slixmpp import JID
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from feeds_support import FEEDS_EXTRA, ThreadedFeedServer, rss  # noqa: E402
-from harness import disconnect, free_port, run  # noqa: E402
+from harness import disconnect, reserved_port, run  # noqa: E402
 from muc_support import Inbox, clients  # noqa: E402
 
 from .s2s_support import federated_server  # noqa: E402
@@ -30,7 +30,7 @@ def _said(stanza: Any, nick: str, text: str) -> bool:
 
 
 def test_a_remote_room_gets_a_feed_over_federation(tmp_path: Path) -> None:
-    port_a, port_b = free_port(), free_port()
+    port_a, port_b = reserved_port(), reserved_port()
     to_a, to_b = f"127.0.0.1:{port_a}", f"127.0.0.1:{port_b}"
     a = federated_server(tmp_path / "a", "a.localhost", port_a,
                          {"b.localhost": to_b, "pubsub.b.localhost": to_b})

@@ -14,7 +14,7 @@ import trio
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from feeds_support import FEEDS_EXTRA, PUBSUB, Inbox, ThreadedFeedServer, iq  # noqa: E402
-from harness import ServerProcess, connect, disconnect, free_port, round_trip, run  # noqa: E402
+from harness import ServerProcess, connect, disconnect, reserved_port, round_trip, run  # noqa: E402
 from websub_support import Subscription, TestHub  # noqa: E402
 
 SERVICE = "pubsub.localhost"
@@ -76,7 +76,7 @@ class ThreadedHub:
 
 
 def test_pushed_entries_are_notified_at_once(tmp_path: Path) -> None:
-    port = free_port()
+    port = reserved_port()
     with ThreadedFeedServer() as web, ThreadedHub() as hub:
         url = web.url("/pushed.atom")
         web.set("/pushed.atom", atom(hub.hub.url, url, ["1"]),

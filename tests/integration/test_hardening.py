@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from harness import STREAM_HEADER, RawClient, RawSocket, ServerProcess, free_port
+from harness import STREAM_HEADER, RawClient, RawSocket, ServerProcess
 
 STREAMS = "urn:ietf:params:xml:ns:xmpp-streams"
 SERVER_HEADER = (
@@ -42,9 +42,7 @@ def blackhole() -> Iterator[Blackhole]:
 def hardened(tmp_path_factory: pytest.TempPathFactory, blackhole: Blackhole
              ) -> Iterator[ServerProcess]:
     proc = ServerProcess(tmp_path_factory.mktemp("hardened"))
-    proc.s2s_port = free_port()  # type: ignore[attr-defined]
-    proc.config["listeners"].append({"kind": "s2s", "address": "127.0.0.1",
-                                     "port": proc.s2s_port})  # type: ignore[attr-defined]
+    proc.config["listeners"].append({"kind": "s2s", "address": "127.0.0.1", "port": 0})
     proc.config["limits"] = {"disco_items_page": 10, "max_nodes_per_user": 5,
                              "private_xml_bytes": 2000, "max_rooms_per_user": 3}
     proc.config["s2s"] = {
@@ -54,6 +52,7 @@ def hardened(tmp_path_factory: pytest.TempPathFactory, blackhole: Blackhole
     }
     proc.config_path.write_text(yaml.safe_dump(proc.config))
     proc.start()
+    proc.s2s_port = proc.port("s2s")  # type: ignore[attr-defined]
     try:
         yield proc
     finally:
@@ -196,7 +195,7 @@ def test_run_on_a_busy_port_or_missing_address_says_so_in_one_line(tmp_path: Pat
     busy.bind(("127.0.0.1", 0))
     busy.listen(1)
     address, port = (("127.0.0.1", busy.getsockname()[1]) if where == "busy"
-                     else ("192.0.2.77", free_port()))  # TEST-NET-1: on no interface here
+                     else ("192.0.2.77", 5222))  # TEST-NET-1: on no interface here
     config = {"domains": ["localhost"], "data_dir": str(tmp_path / "var"),
               "storage": {"path": str(tmp_path / "var" / "db.sqlite3")},
               "control": {"enabled": False},

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from harness import ServerProcess, connect, disconnect, free_port, run
+from harness import ServerProcess, connect, disconnect, reserved_port, run
 from slixmpp.exceptions import IqError
 
 from .pubsub_helpers import raw_iq
@@ -26,7 +26,8 @@ def upload_server(workdir: Path, *, tls: bool, **settings: Any) -> ServerProcess
     """A server with a plain upload listener and, with ``tls``, an upload_tls one too; then
     clients are sent to the plain one through ``public_url`` (the TLS certificate is
     self-signed), else the URL is derived from the plain listener."""
-    upload_port, tls_port = free_port(), free_port()
+    # Only the public URL needs a port before the start; the other listeners bind port 0.
+    upload_port = reserved_port() if tls else 0
     if tls:
         settings["public_url"] = f"http://127.0.0.1:{upload_port}/"
     proc = ServerProcess(workdir, extra={"upload": {"max_file_bytes": 1000,
@@ -35,10 +36,11 @@ def upload_server(workdir: Path, *, tls: bool, **settings: Any) -> ServerProcess
                                      "port": upload_port})
     if tls:
         proc.config["listeners"].append({"kind": "upload_tls", "address": "127.0.0.1",
-                                         "port": tls_port})
+                                         "port": 0})
     proc.config_path.write_text(yaml.safe_dump(proc.config))
     proc.start()
-    proc.upload_ports = (upload_port, tls_port)  # type: ignore[attr-defined]
+    proc.upload_ports = (proc.port("upload"),  # type: ignore[attr-defined]
+                         proc.ports.get("upload_tls", 0))
     return proc
 
 

@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl, urlsplit
 import h11
 import httpx
 import pytest
-from harness import ServerProcess, connect, disconnect, free_port, run
+from harness import ServerProcess, connect, disconnect, reserved_port, run
 from lxml import etree
 
 from .pubsub_helpers import PUBSUB, PUBSUB_PLUGINS, raw_iq, service_jid
@@ -26,7 +26,7 @@ ATOM_NS = "http://www.w3.org/2005/Atom"
 @pytest.fixture
 def web_server(tmp_path: Path) -> Iterator[tuple[ServerProcess, str]]:
     """The server with an http listener on a port known in advance (its public URL)."""
-    port = free_port()
+    port = reserved_port()
     server = ServerProcess(tmp_path, extra={
         "listeners": [
             {"kind": "c2s", "address": "127.0.0.1", "port": 0},
@@ -209,7 +209,7 @@ def test_nodes_as_feeds_and_websub_push(web_server: tuple[ServerProcess, str]) -
 
 
 def test_hub_callbacks_to_private_addresses_are_refused(tmp_path: Path) -> None:
-    port = free_port()
+    port = reserved_port()
     server = ServerProcess(tmp_path, extra={
         "listeners": [{"kind": "c2s", "address": "127.0.0.1", "port": 0},
                       {"kind": "http", "address": "127.0.0.1", "port": port}],

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import ServerProcess, connect, disconnect, free_port, run
+from harness import ServerProcess, connect, disconnect, reserved_port, run
 
 from .im_helpers import R, roster_push
 from .s2s_support import (
@@ -29,7 +29,7 @@ Pair = tuple[ServerProcess, ServerProcess, int]
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
     base = tmp_path_factory.mktemp("s2s")
-    port_a, port_b, closed_port = free_port(), free_port(), free_port()
+    port_a, port_b, closed_port = reserved_port(), reserved_port(), reserved_port()
     silent, silent_port = silent_listener()
     routes_a = {"b.localhost": f"127.0.0.1:{port_b}", "pubsub.b.localhost": f"127.0.0.1:{port_b}",
                 "closed.localhost": f"127.0.0.1:{closed_port}",

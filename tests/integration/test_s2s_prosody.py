@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 import yaml
-from harness import ServerProcess, connect, disconnect, free_port, make_client, run
+from harness import ServerProcess, connect, disconnect, make_client, reserved_port, run
 from peers import needs_peers
 
 from .s2s_support import Inbox, federated_server, stanza
@@ -69,7 +69,7 @@ class Prosody:
     def __init__(self, workdir: Path) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         self.workdir = workdir
-        self.c2s_port, self.s2s_port = free_port(), free_port()
+        self.c2s_port, self.s2s_port = reserved_port(), reserved_port()
         cert, key = _self_signed(workdir, PROSODY_DOMAIN)
         (workdir / "data").mkdir(exist_ok=True)
         self.log_path = workdir / "prosody.log"
