@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from harness import RawSocket, ServerProcess, reserved_port
+from harness import RawSocket, ServerProcess
 
 from . import im_helpers
 
@@ -95,5 +95,5 @@ def silent_listener() -> tuple[socket.socket, int]:
     return sock, int(sock.getsockname()[1])
 
 
-__all__ = ["federated_server", "reserved_port", "Inbox", "stanza", "error_condition", "RawPeer",
+__all__ = ["federated_server", "Inbox", "stanza", "error_condition", "RawPeer",
            "silent_listener"]
