@@ -127,6 +127,7 @@ class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
         self._resumed = False
         self._kept_for_handover: list[bytes] = []  # queued at shutdown, for the hand-over
         self._unwritten: list[bytes] = []  # the writer's last batch when the shutdown came
+        self._mid_write = False  # the writer is inside send_all
         self.client_state = ClientState()  # XEP-0352
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -211,8 +212,8 @@ class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
         stays queued for it, so nothing is delivered twice; the rest would be dropped, so it
         is written.
         """
-        if not self._shutdown_called():
-            return []
+        if not self._shutdown_called() or self._mid_write:
+            return []  # after half a stanza nothing more can be written well-formed
         queued = self.client_state.take_all() + self._unwritten
         self._unwritten = []
         while True:
@@ -224,8 +225,10 @@ class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
         if self.sm is None or self.authenticated is None:
             return queued
         account = self.authenticated.bare
-        self._kept_for_handover = [data for data in queued if handed_over(data, account)]
-        return [data for data in queued if not handed_over(data, account)]
+        written: list[bytes] = []
+        for data in queued:
+            (self._kept_for_handover if handed_over(data, account) else written).append(data)
+        return written
 
     def _shutdown_called(self) -> bool:
         error = self._pending_error
@@ -536,7 +539,9 @@ class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
                 continue
             if self.sm is not None:
                 batch = self._count_sent(batch)
+            self._mid_write = True  # a cancellation now may leave a stanza half written
             await self.stream.send_all(b"".join(batch) if len(batch) > 1 else batch[0])
+            self._mid_write = False
 
     def _on_client_state(self, active: bool) -> None:
         """XEP-0352 §4: the writer holds or releases what can wait; an empty item wakes it."""
