@@ -1,5 +1,5 @@
 """A graceful shutdown writes what is queued for each client before its ``system-shutdown``
-stream error (RFC 6120 §4.4, §4.9.3.22), and what XEP-0198 hands over stays handed over."""
+stream error (RFC 6120 §4.4, §4.9.3.20), and what XEP-0198 hands over stays handed over."""
 
 from __future__ import annotations
 

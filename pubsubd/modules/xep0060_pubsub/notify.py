@@ -283,7 +283,8 @@ class NotificationSender:
 
     def _blocked(self, to: JID, data: bytes, variant: _Variant | None) -> bool:
         """XEP-0191 §3.3: nothing from a JID the recipient blocks (checked here because these
-        messages go straight to sessions, past the router's ``message/pre`` filter)."""
+        messages go straight to sessions, past the router's ``message/pre`` filter). No error
+        goes back: the sender is one of this server's own services."""
         assert self.blocked is not None
         if variant is None:
             variant = _Variant(b"", b"")
