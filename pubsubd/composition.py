@@ -37,6 +37,7 @@ from pubsubd.modules.node_feeds_http import NodeFeedsModule
 from pubsubd.modules.rfc6121_presence import PresenceModule
 from pubsubd.modules.rfc6121_roster import RosterModule
 from pubsubd.modules.s2s import S2SModule
+from pubsubd.modules.shared_state import SharedStateModule
 from pubsubd.modules.websub_hub import WebSubHubModule
 from pubsubd.modules.websub_subscriber import WebSubSubscriberModule
 from pubsubd.modules.xep0012_last import LastActivityModule
@@ -240,9 +241,12 @@ def build_modules(s: Services, server: Server) -> None:
                      admins=config.admins, store=stores.muc, archive_store=stores.mam,
                      router=router, disco=s.disco,
                      max_rooms_per_user=config.limits.max_rooms_per_user))
-    add(PepModule(store=stores.pubsub, router=router, sessions=sessions, hooks=hooks,
-                  presence=view, disco=disco, max_payload_bytes=config.pubsub.max_payload_bytes,
-                  domains=config.domains))
+    pep = add(PepModule(store=stores.pubsub, router=router, sessions=sessions, hooks=hooks,
+                        presence=view, disco=disco,
+                        max_payload_bytes=config.pubsub.max_payload_bytes,
+                        domains=config.domains))
+    add(SharedStateModule(invalidation=stores.invalidation, services=lambda jid: (
+        pubsub.service if pubsub.enabled and jid == pubsub.domain else pep.loaded(jid))))
     # Nodes on the web (Atom, RSS, JSON Feed) and our WebSub hub pushing them.
     node_feeds = add(NodeFeedsModule(settings=config.http, pubsub=pubsub, routes=s.http_routes,
                                      hub_enabled=config.websub.hub))
@@ -329,4 +333,6 @@ def build_component_modules(s: Services, server: Server) -> None:
     pubsub = add(PubSubComponent(config=config, store=stores.pubsub, router=router,
                                  sessions=s.sessions, hooks=s.hooks, presence=presence,
                                  disco_registry=s.disco))
+    add(SharedStateModule(invalidation=stores.invalidation, services=lambda jid: (
+        pubsub.service if jid == pubsub.domain else None)))
     add_feed_modules(s, server, pubsub=pubsub, roster=None, commands=None)
