@@ -78,6 +78,12 @@ class PgInvalidation:
     def live(self) -> bool:
         return self._up
 
+    @property
+    def backend_pid(self) -> int | None:
+        """The server process of the listening connection (``pg_stat_activity.pid``)."""
+        conn = self._conn
+        return conn.info.backend_pid if conn is not None and not conn.closed else None
+
     def subscribe(self, kind: str, handler: InvalidationHandler) -> None:
         self._handlers.setdefault(kind, []).append(handler)
 
@@ -98,12 +104,13 @@ class PgInvalidation:
 
     async def _dispatch(self, event: _Event) -> None:
         if event.kind is None:
-            self._up = False
+            # Down: caches stop serving before they are dropped. Up: every change from now on
+            # will be heard, so what is read from now on may be cached again.
+            self._up = event.up
             self.resets += 1
             for handlers in list(self._handlers.values()):
                 for handler in handlers:
                     await self._call(handler, None)
-            self._up = event.up
             return
         self.heard += 1
         for handler in self._handlers.get(event.kind, ()):
