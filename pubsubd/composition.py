@@ -68,6 +68,7 @@ from pubsubd.net.tls import ensure_self_signed, server_context
 from pubsubd.rate_limit import RateLimiter
 from pubsubd.storage import Stores, open_stores
 from pubsubd.storage.accounts import AccountStore
+from pubsubd.storage.interfaces import Invalidation
 
 if TYPE_CHECKING:
     from pubsubd.app import Server
@@ -83,11 +84,20 @@ class KnownAccounts:
     user with a bound session exists, and accounts seen once are remembered until deleted.
     """
 
-    def __init__(self, store: AccountStore, sessions: SessionRegistry, hooks: HookBus) -> None:
+    def __init__(self, store: AccountStore, sessions: SessionRegistry, hooks: HookBus,
+                 invalidation: Invalidation) -> None:
         self.store = store
         self.sessions = sessions
         self._known: set[JID] = set()
         hooks.on("account/deleted", self._forget)
+        invalidation.subscribe("account", self._deleted_elsewhere)
+
+    async def _deleted_elsewhere(self, key: str | None) -> None:
+        """Another instance on the database deleted the account (None: perhaps any)."""
+        if key is None:
+            self._known.clear()
+        else:
+            self._known.discard(JID.parse(key).bare)
 
     async def exists(self, jid: JID) -> bool:
         if jid.local is None:
@@ -160,7 +170,7 @@ def build_services(config: Config, base_dir: Path) -> Services:
     hooks = HookBus()
     sessions = SessionRegistry()
     router = Router(config.domains, sessions, hooks,
-                    KnownAccounts(stores.accounts, sessions, hooks))
+                    KnownAccounts(stores.accounts, sessions, hooks, stores.invalidation))
     disco = DiscoRegistry()
     disco.identities.append(Identity("server", "im", "pubsubd"))
     auth = config.auth
@@ -289,6 +299,12 @@ def add_feed_modules(s: Services, server: Server, *, pubsub: PubSubComponent,
         max_items=config.pubsub.max_items,
         catalogue=s.path(feeds_cfg.catalogue) if feeds_cfg.catalogue else None,
         push=push.subscriber))
+
+    async def feed_contacts_changed(key: str | None) -> None:  # by another instance
+        if feeds.manager is not None:
+            await feeds.contacts.load()
+
+    s.stores.invalidation.subscribe("feed_contact", feed_contacts_changed)
     add(ServiceAdminModule(feeds=feeds, pubsub=service, commands=commands,
                            control_ops=s.control_ops, hooks=hooks, metrics=s.metrics,
                            sessions=sessions, admins=admins))

@@ -17,7 +17,10 @@ import psycopg
 import pytest
 import trio
 
+from pubsubd.composition import KnownAccounts
 from pubsubd.config import StorageConfig
+from pubsubd.core.hooks import HookBus
+from pubsubd.core.session import SessionRegistry
 from pubsubd.jid import JID
 from pubsubd.pubsub.model import Affiliation, Node, NodeConfig, Subscription
 from pubsubd.pubsub.store import NewItem
@@ -56,7 +59,7 @@ class Heard:
 class Pair:
     def __init__(self, a: Stores, b: Stores) -> None:
         self.a, self.b = a, b
-        self.heard = Heard(b, "pubsub", "im", "mam_prefs")
+        self.heard = Heard(b, "pubsub", "im", "mam_prefs", "account", "feed_contact")
 
     @property
     def listener(self) -> PgInvalidation:
@@ -216,3 +219,20 @@ async def test_an_instance_sees_its_own_writes_at_once_while_it_caches(pair: Pai
     assert await pair.b.pubsub.list_subscriptions(SERVICE, "news") == [sub]
     await pair.b.pubsub.delete_subscription(SERVICE, "news", "s1")
     assert await pair.b.pubsub.list_subscriptions(SERVICE, "news") == []
+
+
+async def test_an_account_deleted_elsewhere_is_no_longer_known_to_exist(pair: Pair) -> None:
+    known = KnownAccounts(pair.b.accounts, SessionRegistry(), HookBus(), pair.b.invalidation)
+    await pair.a.accounts.create("alice", "example.org", "pw")
+    assert await known.exists(ALICE)  # remembered from now on
+    assert await pair.a.accounts.delete("alice", "example.org")
+    await pair.heard.until("account", str(ALICE))
+    assert not await known.exists(ALICE)
+
+
+async def test_feed_contact_names_are_announced(pair: Pair) -> None:
+    await pair.a.feed_contacts.add("near-news", "feed-1")
+    await pair.heard.until("feed_contact", "feed-1")
+    assert await pair.b.feed_contacts.load() == {"near-news": "feed-1"}
+    await pair.a.feed_contacts.forget("feed-1")
+    await pair.heard.until("feed_contact", "feed-1")
