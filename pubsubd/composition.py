@@ -203,9 +203,15 @@ def build_modules(s: Services, server: Server) -> None:
                                         config.registration.rate_window)))
     commands = add(CommandsModule(router=router, disco=disco,
                                   primary_domain=config.primary_domain))
-    add(AdminModule(config=config, accounts=stores.accounts, hooks=hooks, sessions=sessions,
-                    connections=s.connections, rosters=stores.im, motd=stores.motd,
-                    commands=commands, control_ops=s.control_ops, lifecycle=s.lifecycle))
+    admin = add(AdminModule(config=config, accounts=stores.accounts, hooks=hooks,
+                            sessions=sessions, connections=s.connections, rosters=stores.im,
+                            motd=stores.motd, commands=commands, control_ops=s.control_ops,
+                            lifecycle=s.lifecycle))
+
+    async def motd_changed(key: str | None) -> None:  # by another instance
+        admin.motd = await stores.motd.get()
+
+    stores.invalidation.subscribe("motd", motd_changed)
     add(MetricsModule(settings=config.metrics, metrics=s.metrics, sessions=sessions,
                       hooks=hooks, throttle=s.throttle, storage_ping=stores.ping,
                       lifecycle=s.lifecycle, listeners=s.listeners,

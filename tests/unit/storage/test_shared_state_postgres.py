@@ -59,7 +59,8 @@ class Heard:
 class Pair:
     def __init__(self, a: Stores, b: Stores) -> None:
         self.a, self.b = a, b
-        self.heard = Heard(b, "pubsub", "im", "mam_prefs", "account", "feed_contact")
+        self.heard = Heard(b, "pubsub", "im", "mam_prefs", "account", "feed_contact",
+                          "motd")
 
     @property
     def listener(self) -> PgInvalidation:
@@ -236,3 +237,9 @@ async def test_feed_contact_names_are_announced(pair: Pair) -> None:
     assert await pair.b.feed_contacts.load() == {"near-news": "feed-1"}
     await pair.a.feed_contacts.forget("feed-1")
     await pair.heard.until("feed_contact", "feed-1")
+
+
+async def test_a_message_of_the_day_set_elsewhere_is_announced(pair: Pair) -> None:
+    await pair.a.motd.set("Maintenance at noon")
+    await pair.heard.until("motd", None)  # one MOTD: no key
+    assert await pair.b.motd.get() == "Maintenance at noon"
