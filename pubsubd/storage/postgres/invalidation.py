@@ -10,9 +10,9 @@ Notifications an instance sent itself are skipped: its stores already updated th
 
 The connection LISTENs as soon as the database opens, before any store loads its cache, so
 nothing committed after a load goes unheard. A lost connection (PostgreSQL restarted, network
-cut) means notifications were missed: every handler hears "anything may have changed" (key
-None) and caches stop serving (``live`` false) until the connection is back, when every
-handler hears it again, so there is no gap.
+cut) means notifications may have been missed: caches stop serving (``live`` false) until the
+connection is back and LISTENs again; then every handler hears "anything may have changed" (key
+None), so there is no gap.
 """
 
 from __future__ import annotations
@@ -104,13 +104,15 @@ class PgInvalidation:
 
     async def _dispatch(self, event: _Event) -> None:
         if event.kind is None:
-            # Down: caches stop serving before they are dropped. Up: every change from now on
-            # will be heard, so what is read from now on may be cached again.
+            # Down: caches that can fall back to the database stop serving; reloading now
+            # would only wait for a database that is likely gone. Up: every change from now on
+            # will be heard, so every cache reloads (or drops) what it holds.
             self._up = event.up
-            self.resets += 1
-            for handlers in list(self._handlers.values()):
-                for handler in handlers:
-                    await self._call(handler, None)
+            if event.up:
+                self.resets += 1
+                for handlers in list(self._handlers.values()):
+                    for handler in handlers:
+                        await self._call(handler, None)
             return
         self.heard += 1
         for handler in self._handlers.get(event.kind, ()):
