@@ -157,6 +157,8 @@ class PgInvalidation:
                         if event is not None:
                             post(event)
                 except psycopg.Error as exc:
+                    if self._closed:
+                        break
                     log.warning("lost the connection listening for other instances' changes"
                                 " (%s): dropping every cache", exc)
                     conn.close()
