@@ -115,6 +115,7 @@ class PgInvalidation:
                         await self._call(handler, None)
             return
         self.heard += 1
+        log.debug("changed elsewhere: %s %s", event.kind, event.key)
         for handler in self._handlers.get(event.kind, ()):
             await self._call(handler, event.key)
 

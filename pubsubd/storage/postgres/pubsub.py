@@ -9,9 +9,12 @@ node; publishes to one node are serialised instead by locking the node's row, wh
 
 Several instances may share the database: every write to a node's configuration, affiliations
 or subscriptions notifies the others (kind ``pubsub``, key ``["service", "node"]``, see
-:mod:`.invalidation`). The subscriptions of a node are cached, as on SQLite, so a publish fans
-out without re-reading them, but only while those notifications are heard
-(``invalidation.live``); nodes and items are read from the database every time.
+:mod:`.invalidation`). The subscriptions of a node are cached, so a publish fans out without
+re-reading and re-parsing them, but every use first checks them against the database: the
+number of the node's subscription rows and their highest ``pos`` (a sequence: any insert, and
+every change, which replaces its row, raises it; a delete lowers the count). A client told by
+one instance that it subscribed is thus never missed by another instance's next publish, however
+late that instance hears the notification. Nodes and items are read every time.
 """
 
 from __future__ import annotations
@@ -126,6 +129,7 @@ def _held_entry(conn: psycopg.Connection, service: str, node_id: str, bare_jid: 
 
 
 _KIND = "pubsub"
+_Stamp = tuple[int, int | None]  # a node's subscription rows: how many, and their highest pos
 
 
 def node_key(service: str, node_id: str) -> str:
@@ -139,27 +143,21 @@ class PgPubSubStore:
     def __init__(self, db: PgDatabase) -> None:
         self.db = db
         db.migrate("pubsub", MIGRATIONS)
-        # node → its subscriptions as last read, the same objects until one changes (the
-        # fan-out reuses its delivery candidates while they are).
-        self._subscriptions: dict[tuple[str, str], list[Subscription]] = {}
-        # Bumped by every change to a node's subscriptions, here or elsewhere, and ``_epoch`` by
-        # a lost notification connection: a read that raced one is not kept.
-        self._sub_writes: dict[tuple[str, str], int] = {}
-        self._epoch = 0
+        # node → (its subscriptions' stamp, the subscriptions as last read): the same objects
+        # while the stamp holds (the fan-out reuses its delivery candidates while they are).
+        self._subscriptions: dict[tuple[str, str], tuple[_Stamp, list[Subscription]]] = {}
         db.invalidation.subscribe(_KIND, self._changed_elsewhere)
 
     async def _changed_elsewhere(self, key: str | None) -> None:
+        # Not needed for correctness (every use checks the stamp); it frees the memory early.
         if key is None:
-            self._epoch += 1
             self._subscriptions.clear()
             return
         service, node_id = json.loads(key)
         self._forget(service, node_id)
 
     def _forget(self, service: str, node_id: str) -> None:
-        key = (service, node_id)
-        self._sub_writes[key] = self._sub_writes.get(key, 0) + 1
-        self._subscriptions.pop(key, None)
+        self._subscriptions.pop((service, node_id), None)
 
     def _notify(self, conn: psycopg.Connection, service: str, node_id: str) -> None:
         self.db.notify(conn, _KIND, node_key(service, node_id))
@@ -288,18 +286,27 @@ class PgPubSubStore:
 
     async def list_subscriptions(self, service: str, node_id: str) -> list[Subscription]:
         key = (service, node_id)
-        heard = self.db.invalidation
-        cached = self._subscriptions.get(key) if heard.live else None
-        if cached is not None:
-            return list(cached)
-        writes, epoch = self._sub_writes.get(key, 0), self._epoch
-        rows = await self.db.read(lambda conn: conn.execute(
-            f"SELECT {_SUB_COLUMNS} FROM pubsub_subscriptions"
-            " WHERE service = %s AND node = %s ORDER BY pos", (service, node_id)).fetchall())
-        subs = [_subscription_row(row) for row in rows]
-        if heard.live and self._sub_writes.get(key, 0) == writes and self._epoch == epoch:
-            self._subscriptions[key] = subs  # no change raced this read
-        return list(subs)
+        cached = self._subscriptions.get(key)
+
+        def read(conn: psycopg.Connection) -> tuple[_Stamp, list[Subscription]] | None:
+            if cached is not None:
+                row = conn.execute(
+                    "SELECT COUNT(*), MAX(pos) FROM pubsub_subscriptions"
+                    " WHERE service = %s AND node = %s", (service, node_id)).fetchone()
+                if row is not None and (int(row[0]), row[1]) == cached[0]:
+                    return None  # unchanged since it was cached
+            rows = conn.execute(
+                f"SELECT {_SUB_COLUMNS}, pos FROM pubsub_subscriptions"
+                " WHERE service = %s AND node = %s ORDER BY pos", (service, node_id)).fetchall()
+            stamp = (len(rows), rows[-1][-1] if rows else None)
+            return stamp, [_subscription_row(row[:-1]) for row in rows]
+
+        fresh = await self.db.read(read)
+        if fresh is None:
+            assert cached is not None
+            return list(cached[1])
+        self._subscriptions[key] = fresh
+        return list(fresh[1])
 
     async def node_subscriptions_of(self, service: str, node_id: str,
                                     jid: str) -> list[Subscription]:

@@ -247,3 +247,26 @@ async def test_a_message_of_the_day_set_elsewhere_is_announced(pair: Pair) -> No
     await pair.a.motd.set("Maintenance at noon")
     await pair.heard.until("motd", None)  # one MOTD: no key
     assert await pair.b.motd.get() == "Maintenance at noon"
+
+
+async def test_cached_subscriptions_are_checked_on_every_use_so_no_notice_can_be_late(
+        pair: Pair, pg_url: str, tmp_path: Path) -> None:
+    # A third instance that hears nothing: what a client was told by A must still count at its
+    # very next fan-out, before any notification could arrive.
+    deaf = open_backend(StorageConfig(url=pg_url), tmp_path)
+    try:
+        await make_node(pair, "news")
+        assert await deaf.pubsub.list_subscriptions(SERVICE, "news") == []  # cached
+        first = Subscription("news", "alice@example.org", "s1")
+        await pair.a.pubsub.put_subscription(SERVICE, first)
+        assert await deaf.pubsub.list_subscriptions(SERVICE, "news") == [first]
+        cached = await deaf.pubsub.list_subscriptions(SERVICE, "news")
+        assert cached[0] is (await deaf.pubsub.list_subscriptions(SERVICE, "news"))[0]
+        await pair.a.pubsub.put_subscription(SERVICE, replace(first, jid="alice@example.org/x"))
+        assert [s.jid for s in await deaf.pubsub.list_subscriptions(SERVICE, "news")] == [
+            "alice@example.org/x"]
+        await pair.a.pubsub.put_subscription(SERVICE, Subscription("news", "b@example.org", "s2"))
+        await pair.a.pubsub.delete_subscription(SERVICE, "news", "s1")
+        assert [s.subid for s in await deaf.pubsub.list_subscriptions(SERVICE, "news")] == ["s2"]
+    finally:
+        deaf.close()
