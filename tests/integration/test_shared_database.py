@@ -3,9 +3,9 @@
 The host balances a component's traffic over its connections by the sender's bare JID, so one
 user's requests always reach the same instance: here the node's owner and subscriber reaches
 the first instance to connect (A) and the publisher the second (B). B caches the node's
-subscriptions when it first publishes; the subscription made through A afterwards must reach
-that cache (PostgreSQL NOTIFY), and the configuration changed through A must apply to B's
-next publish.
+subscriptions when it first publishes; the subscription made through A afterwards must count at
+B's next publish (the owner sends it right after A's answer, which may well be before B hears
+A's NOTIFY), and the configuration changed through A must apply to B's next publish.
 """
 
 from __future__ import annotations
