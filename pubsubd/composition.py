@@ -37,6 +37,7 @@ from pubsubd.modules.node_feeds_http import NodeFeedsModule
 from pubsubd.modules.rfc6121_presence import PresenceModule
 from pubsubd.modules.rfc6121_roster import RosterModule
 from pubsubd.modules.s2s import S2SModule
+from pubsubd.modules.shared_state import SharedStateModule
 from pubsubd.modules.websub_hub import WebSubHubModule
 from pubsubd.modules.websub_subscriber import WebSubSubscriberModule
 from pubsubd.modules.xep0012_last import LastActivityModule
@@ -67,6 +68,7 @@ from pubsubd.net.tls import ensure_self_signed, server_context
 from pubsubd.rate_limit import RateLimiter
 from pubsubd.storage import Stores, open_stores
 from pubsubd.storage.accounts import AccountStore
+from pubsubd.storage.interfaces import Invalidation
 
 if TYPE_CHECKING:
     from pubsubd.app import Server
@@ -82,11 +84,20 @@ class KnownAccounts:
     user with a bound session exists, and accounts seen once are remembered until deleted.
     """
 
-    def __init__(self, store: AccountStore, sessions: SessionRegistry, hooks: HookBus) -> None:
+    def __init__(self, store: AccountStore, sessions: SessionRegistry, hooks: HookBus,
+                 invalidation: Invalidation) -> None:
         self.store = store
         self.sessions = sessions
         self._known: set[JID] = set()
         hooks.on("account/deleted", self._forget)
+        invalidation.subscribe("account", self._deleted_elsewhere)
+
+    async def _deleted_elsewhere(self, key: str | None) -> None:
+        """Another instance on the database deleted the account (None: perhaps any)."""
+        if key is None:
+            self._known.clear()
+        else:
+            self._known.discard(JID.parse(key).bare)
 
     async def exists(self, jid: JID) -> bool:
         if jid.local is None:
@@ -159,7 +170,7 @@ def build_services(config: Config, base_dir: Path) -> Services:
     hooks = HookBus()
     sessions = SessionRegistry()
     router = Router(config.domains, sessions, hooks,
-                    KnownAccounts(stores.accounts, sessions, hooks))
+                    KnownAccounts(stores.accounts, sessions, hooks, stores.invalidation))
     disco = DiscoRegistry()
     disco.identities.append(Identity("server", "im", "pubsubd"))
     auth = config.auth
@@ -192,9 +203,15 @@ def build_modules(s: Services, server: Server) -> None:
                                         config.registration.rate_window)))
     commands = add(CommandsModule(router=router, disco=disco,
                                   primary_domain=config.primary_domain))
-    add(AdminModule(config=config, accounts=stores.accounts, hooks=hooks, sessions=sessions,
-                    connections=s.connections, rosters=stores.im, motd=stores.motd,
-                    commands=commands, control_ops=s.control_ops, lifecycle=s.lifecycle))
+    admin = add(AdminModule(config=config, accounts=stores.accounts, hooks=hooks,
+                            sessions=sessions, connections=s.connections, rosters=stores.im,
+                            motd=stores.motd, commands=commands, control_ops=s.control_ops,
+                            lifecycle=s.lifecycle))
+
+    async def motd_changed(key: str | None) -> None:  # by another instance
+        admin.motd = await stores.motd.get()
+
+    stores.invalidation.subscribe("motd", motd_changed)
     add(MetricsModule(settings=config.metrics, metrics=s.metrics, sessions=sessions,
                       hooks=hooks, throttle=s.throttle, storage_ping=stores.ping,
                       lifecycle=s.lifecycle, listeners=s.listeners,
@@ -241,9 +258,12 @@ def build_modules(s: Services, server: Server) -> None:
                      admins=config.admins, store=stores.muc, archive_store=stores.mam,
                      router=router, disco=s.disco,
                      max_rooms_per_user=config.limits.max_rooms_per_user))
-    add(PepModule(store=stores.pubsub, router=router, sessions=sessions, hooks=hooks,
-                  presence=view, disco=disco, max_payload_bytes=config.pubsub.max_payload_bytes,
-                  domains=config.domains, blocked=blocked))
+    pep = add(PepModule(store=stores.pubsub, router=router, sessions=sessions, hooks=hooks,
+                        presence=view, disco=disco,
+                        max_payload_bytes=config.pubsub.max_payload_bytes,
+                        domains=config.domains, blocked=blocked))
+    add(SharedStateModule(invalidation=stores.invalidation, services=lambda jid: (
+        pubsub.service if pubsub.enabled and jid == pubsub.domain else pep.loaded(jid))))
     # Nodes on the web (Atom, RSS, JSON Feed) and our WebSub hub pushing them.
     node_feeds = add(NodeFeedsModule(settings=config.http, pubsub=pubsub, routes=s.http_routes,
                                      hub_enabled=config.websub.hub))
@@ -286,6 +306,12 @@ def add_feed_modules(s: Services, server: Server, *, pubsub: PubSubComponent,
         max_items=config.pubsub.max_items,
         catalogue=s.path(feeds_cfg.catalogue) if feeds_cfg.catalogue else None,
         push=push.subscriber))
+
+    async def feed_contacts_changed(key: str | None) -> None:  # by another instance
+        if feeds.manager is not None:
+            await feeds.contacts.load()
+
+    s.stores.invalidation.subscribe("feed_contact", feed_contacts_changed)
     add(ServiceAdminModule(feeds=feeds, pubsub=service, commands=commands,
                            control_ops=s.control_ops, hooks=hooks, metrics=s.metrics,
                            sessions=sessions, admins=admins))
@@ -330,4 +356,6 @@ def build_component_modules(s: Services, server: Server) -> None:
     pubsub = add(PubSubComponent(config=config, store=stores.pubsub, router=router,
                                  sessions=s.sessions, hooks=s.hooks, presence=presence,
                                  disco_registry=s.disco))
+    add(SharedStateModule(invalidation=stores.invalidation, services=lambda jid: (
+        pubsub.service if jid == pubsub.domain else None)))
     add_feed_modules(s, server, pubsub=pubsub, roster=None, commands=None)

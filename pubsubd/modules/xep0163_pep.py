@@ -76,6 +76,10 @@ class PepModule(Module):
             view.on_available(self._user_available)
             view.on_unavailable(self._user_unavailable)
 
+    def loaded(self, owner_bare: str) -> PubSubService | None:
+        """The account's PEP service if one was created, without creating it."""
+        return self._services.get(owner_bare)
+
     def service_for(self, owner_bare: str) -> PubSubService:
         """The PEP service of one account (created on first use; cheap)."""
         service = self._services.get(owner_bare)

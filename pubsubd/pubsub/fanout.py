@@ -63,6 +63,11 @@ class FanOut:
         # same subscription objects until one changes, so a publish reuses the candidates.
         self._own: dict[str, tuple[list[Subscription], list[Candidate]]] = {}
 
+    def invalidate(self, node_id: str) -> None:
+        """Forget the node's delivery candidates: its subscriptions changed elsewhere (another
+        instance on the same database)."""
+        self._own.pop(node_id, None)
+
     def items_notification(
         self, node: Node, items: Sequence[Item], recipients: tuple[Recipient, ...]
     ) -> Notification:

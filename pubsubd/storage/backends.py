@@ -26,6 +26,7 @@ from pubsubd.storage.interfaces import (
     FeedMarkStore,
     FeedStore,
     ImStore,
+    Invalidation,
     MamStore,
     MotdStore,
     MucStore,
@@ -42,6 +43,7 @@ from pubsubd.storage.memory import (
     MemoryFeedMarkStore,
     MemoryFeedStore,
     MemoryImStore,
+    MemoryInvalidation,
     MemoryMamStore,
     MemoryMotdStore,
     MemoryMucStore,
@@ -110,6 +112,9 @@ class Stores:
     """Raises if the backend cannot answer a trivial query (health checks)."""
     close: Callable[[], None] = field(default=_nothing_to_close)
     """Releases connections; the stores must not be used afterwards."""
+    invalidation: Invalidation = field(default_factory=MemoryInvalidation)
+    """Changes other instances sharing the database commit (nothing on memory and SQLite,
+    which one process owns); run for the server's lifetime by the composition root."""
 
 
 Opener = Callable[[StorageSettings, Path, int], Stores]
@@ -187,6 +192,7 @@ def open_postgres(settings: StorageSettings, base_dir: Path, scram_iterations: i
             room_feeds=pg.PgRoomFeedStore(db),
             ping=db.ping,
             close=db.close,
+            invalidation=db.invalidation,
         )
     except BaseException:
         db.close()

@@ -11,7 +11,7 @@ writes through to durable storage before updating memory.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -33,6 +33,8 @@ __all__ = [
     "FeedStore",
     "HubSubscription",
     "HubSubscriptionStore",
+    "Invalidation",
+    "InvalidationHandler",
     "LeaseStore",
     "ImStore",
     "MAM_TRIM_SLACK",
@@ -515,3 +517,33 @@ class HubSubscriptionStore(Protocol):
 
 class WebSubStore(HubSubscriptionStore, LeaseStore, Protocol):
     """Both sides of WebSub, on one backend."""
+
+
+# --- shared state: invalidation of caches when another instance writes --------------------
+
+InvalidationHandler = Callable[[str | None], Awaitable[None]]
+"""Called with the key another instance changed, or None when anything may have changed (the
+listening connection was lost and is back): the cache drops or reloads it."""
+
+
+class Invalidation(Protocol):
+    """Changes committed by other server instances on the same database, by kind of state.
+
+    A backend that one process owns (memory, SQLite) never reports anything: every write goes
+    through that process's own stores, which keep their caches current. PostgreSQL, shared by
+    several instances, reports other instances' writes (LISTEN/NOTIFY, delivered on commit)."""
+
+    @property
+    def live(self) -> bool:
+        """Whether other instances' changes are being heard right now: a cache that other
+        instances' writes can make stale may serve reads only while this is true."""
+        ...
+
+    def subscribe(self, kind: str, handler: InvalidationHandler) -> None:
+        """Call ``handler`` for every change of ``kind`` made elsewhere."""
+        ...
+
+    async def run(self) -> None:
+        """Listen and dispatch for the server's lifetime (returns at once when there is
+        nothing to hear)."""
+        ...

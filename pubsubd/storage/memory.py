@@ -26,6 +26,7 @@ from pubsubd.storage.interfaces import (
     AccountExists,
     ArchivedMessage,
     HubSubscription,
+    InvalidationHandler,
     Page,
     Prefs,
     PushLease,
@@ -44,6 +45,7 @@ __all__ = [
     "MemoryFeedMarkStore",
     "MemoryFeedStore",
     "MemoryImStore",
+    "MemoryInvalidation",
     "MemoryMamStore",
     "MemoryMotdStore",
     "MemoryMucStore",
@@ -534,3 +536,20 @@ class MemoryRoomFeedStore:
 
     async def list_all(self) -> list[RoomFeed]:
         return [self.feeds[key] for key in sorted(self.feeds)]
+
+
+# --- invalidation ----------------------------------------------------------------------------
+
+
+class MemoryInvalidation:
+    """:class:`~pubsubd.storage.interfaces.Invalidation` of a backend one process owns (memory
+    and SQLite): no other instance writes, so there is never anything to hear, and caches are
+    always safe (``live``)."""
+
+    live = True
+
+    def subscribe(self, kind: str, handler: InvalidationHandler) -> None:
+        return None
+
+    async def run(self) -> None:
+        return None

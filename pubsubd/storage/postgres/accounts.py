@@ -79,6 +79,8 @@ class PgAccountStore:
 
     async def delete(self, username: str, domain: str) -> bool:
         def delete(conn: psycopg.Connection) -> bool:
+            # Other instances remember which accounts exist (the router's KnownAccounts).
+            self.db.notify(conn, "account", f"{username}@{domain}")
             return conn.execute("DELETE FROM accounts WHERE domain = %s AND username = %s",
                                 (domain, username)).rowcount > 0
 

@@ -9,10 +9,15 @@ unlike SQLite, lets writers proceed concurrently). Measured against a local Post
 two busy cores, a one-``SELECT`` transaction took about 170 µs called directly and 250 µs
 through the worker thread: the hand-off costs less than the round trip itself, and during both
 the event loop keeps serving other streams, which blocking calls on it would not.
+
+Several instances may share the database: :attr:`PgDatabase.invalidation` listens for the
+changes the others commit, which stores announce with :meth:`PgDatabase.notify` (see
+:mod:`.invalidation`).
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -20,6 +25,7 @@ import psycopg
 import trio
 from psycopg_pool import ConnectionPool
 
+from pubsubd.storage.postgres.invalidation import CHANNEL, PgInvalidation, payload
 from pubsubd.storage.postgres.migrations import Steps, migrate
 
 T = TypeVar("T")
@@ -36,6 +42,18 @@ class PgDatabase:
             name="pubsubd")
         self.pool.open(wait=True, timeout=timeout)
         self._limiter = trio.CapacityLimiter(max_connections)
+        # Which instance a notification comes from: its own are not news to it.
+        self.origin = uuid.uuid4().hex[:16]
+        try:  # listening before any store loads a cache: no change can slip in between
+            self.invalidation = PgInvalidation(url, self.origin)
+        except BaseException:
+            self.pool.close()
+            raise
+
+    def notify(self, conn: psycopg.Connection, kind: str, key: str) -> None:
+        """Tell the other instances, when (and if) ``conn``'s transaction commits, that the
+        ``kind`` state of ``key`` changed."""
+        conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload(self.origin, kind, key)))
 
     def run_sync(self, fn: Fn[T]) -> T:
         """Run ``fn`` in one transaction in the calling thread (start-up, CLI, tests);
@@ -59,4 +77,5 @@ class PgDatabase:
         self.run_sync(lambda conn: migrate(conn, name, steps))
 
     def close(self) -> None:
+        self.invalidation.close()
         self.pool.close()

@@ -1,6 +1,11 @@
 """The feed service's person-facing state on PostgreSQL: the short names of feeds' contacts
 and the admin's pins and idleness marks (protocols in
-:mod:`pubsubd.storage.feed_contacts_sqlite`)."""
+:mod:`pubsubd.storage.feed_contacts_sqlite`).
+
+The feed service keeps the short names in memory; a change notifies the other instances sharing
+the database (kind ``feed_contact``, key the feed, see :mod:`.invalidation`), which load them
+again.
+"""
 
 from __future__ import annotations
 
@@ -45,12 +50,16 @@ class PgFeedContactStore:
                          (short, feed_id))
             conn.execute("INSERT INTO feed_contact (short, feed_id) VALUES (%s, %s)",
                          (short, feed_id))
+            self.db.notify(conn, "feed_contact", feed_id)
 
         await self.db.run(write)
 
     async def forget(self, feed_id: str) -> None:
-        await self.db.run(lambda conn: conn.execute(
-            "DELETE FROM feed_contact WHERE feed_id = %s", (feed_id,)))
+        def write(conn: psycopg.Connection) -> None:
+            conn.execute("DELETE FROM feed_contact WHERE feed_id = %s", (feed_id,))
+            self.db.notify(conn, "feed_contact", feed_id)
+
+        await self.db.run(write)
 
 
 class PgFeedMarkStore:

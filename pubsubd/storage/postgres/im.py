@@ -4,8 +4,10 @@ blocklists and vCards.
 As on SQLite (see :mod:`pubsubd.storage.im_sqlite`), rosters, pending requests and blocklists
 are read on every stanza, so they are loaded into memory when the store opens and kept there;
 every change is committed first and applied to memory after, so whatever a client was told
-survives ``kill -9``. One server process owns these rows: a second process writing the same
-users' rosters would not see the first one's changes until it restarts.
+survives ``kill -9``. Several instances may share the database: every change also notifies the
+others (kind ``im``, key the owner's bare JID, see :mod:`.invalidation`), which reload that
+owner's roster, requests and blocklist; a roster changed elsewhere keeps no change log here, so
+a client asking for the changes since an older version gets the whole roster (RFC 6121 §2.6.3).
 """
 
 from __future__ import annotations
@@ -13,12 +15,15 @@ from __future__ import annotations
 import json
 from collections import deque
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import psycopg
 
 from pubsubd.jid import JID
 from pubsubd.storage.interfaces import ROSTER_CHANGE_LOG, RosterItem
 from pubsubd.storage.postgres.database import PgDatabase
+
+T = TypeVar("T")
 
 MIGRATIONS = [
     """
@@ -65,32 +70,73 @@ class _Roster:
     floor: int = 0
 
 
+_KIND = "im"
+
+
+@dataclass(slots=True)
+class _Loaded:
+    """Rosters, requests and blocklists as read from the database (all owners, or one)."""
+
+    rosters: dict[JID, _Roster] = field(default_factory=dict)
+    requests: dict[JID, dict[JID, bytes]] = field(default_factory=dict)
+    blocked: dict[JID, set[str]] = field(default_factory=dict)
+
+
+def _read(conn: psycopg.Connection, owner: JID | None = None) -> _Loaded:
+    """Everyone's state, or only ``owner``'s."""
+    where, args = (" WHERE owner = %s", (str(owner),)) if owner is not None else ("", ())
+    loaded = _Loaded()
+    for who, version in conn.execute(f"SELECT owner, version FROM roster_versions{where}",
+                                     args):
+        roster = loaded.rosters.setdefault(JID.parse(who), _Roster())
+        roster.version = roster.floor = int(version)
+    for who, contact, name, groups, sub, ask, approved in conn.execute(
+            "SELECT owner, contact, name, groups, subscription, ask, approved"
+            f" FROM roster_items{where}", args):
+        item = RosterItem(JID.parse(contact), name, tuple(json.loads(groups)), sub,
+                          bool(ask), bool(approved))
+        loaded.rosters.setdefault(JID.parse(who), _Roster()).items[item.contact] = item
+    for who, contact, stanza in conn.execute(
+            f"SELECT owner, contact, stanza FROM subscription_requests{where}", args):
+        loaded.requests.setdefault(JID.parse(who), {})[JID.parse(contact)] = bytes(stanza)
+    for who, blocked in conn.execute(f"SELECT owner, blocked FROM blocklist{where}", args):
+        loaded.blocked.setdefault(JID.parse(who), set()).add(blocked)
+    return loaded
+
+
 class PgImStore:
     """:class:`~pubsubd.storage.interfaces.ImStore` on PostgreSQL; see the module docstring."""
 
     def __init__(self, db: PgDatabase) -> None:
         self.db = db
         db.migrate("im", MIGRATIONS)
-        self._rosters: dict[JID, _Roster] = {}
-        self._requests: dict[JID, dict[JID, bytes]] = {}
-        self._blocked: dict[JID, set[str]] = {}
-        db.run_sync(self._load)
+        loaded = db.run_sync(_read)
+        self._rosters: dict[JID, _Roster] = loaded.rosters
+        self._requests: dict[JID, dict[JID, bytes]] = loaded.requests
+        self._blocked: dict[JID, set[str]] = loaded.blocked
+        db.invalidation.subscribe(_KIND, self._changed_elsewhere)
 
-    def _load(self, conn: psycopg.Connection) -> None:
-        for owner, version in conn.execute("SELECT owner, version FROM roster_versions"):
-            roster = self._rosters.setdefault(JID.parse(owner), _Roster())
-            roster.version = roster.floor = int(version)
-        for owner, contact, name, groups, sub, ask, approved in conn.execute(
-                "SELECT owner, contact, name, groups, subscription, ask, approved"
-                " FROM roster_items"):
-            item = RosterItem(JID.parse(contact), name, tuple(json.loads(groups)), sub,
-                              bool(ask), bool(approved))
-            self._rosters.setdefault(JID.parse(owner), _Roster()).items[item.contact] = item
-        for owner, contact, stanza in conn.execute(
-                "SELECT owner, contact, stanza FROM subscription_requests"):
-            self._requests.setdefault(JID.parse(owner), {})[JID.parse(contact)] = bytes(stanza)
-        for owner, blocked in conn.execute("SELECT owner, blocked FROM blocklist"):
-            self._blocked.setdefault(JID.parse(owner), set()).add(blocked)
+    def _notify(self, conn: psycopg.Connection, owner: JID) -> None:
+        self.db.notify(conn, _KIND, str(owner))
+
+    async def _changed_elsewhere(self, key: str | None) -> None:
+        """Another instance changed ``key``'s state (None: anyone's): read it again."""
+        owner = JID.parse(key) if key is not None else None
+        loaded = await self.db.read(lambda conn: _read(conn, owner))
+        if owner is None:
+            self._rosters, self._requests = loaded.rosters, loaded.requests
+            self._blocked = loaded.blocked
+            return
+        roster = loaded.rosters.get(owner)
+        current = self._rosters.get(owner)
+        if roster is None:
+            self._rosters.pop(owner, None)
+        elif current is not None and current.version == roster.version:
+            current.items = roster.items  # the roster itself did not change: keep its log
+        else:
+            self._rosters[owner] = roster
+        _replace(self._requests, owner, loaded.requests.get(owner))
+        _replace(self._blocked, owner, loaded.blocked.get(owner))
 
     # --- rosters (RFC 6121 §2) ------------------------------------------------------------
 
@@ -120,9 +166,11 @@ class PgImStore:
                 (str(owner), str(item.contact), item.name, json.dumps(list(item.groups)),
                  item.subscription, int(item.ask), int(item.approved)))
             _set_version(conn, owner, version)
+            self._notify(conn, owner)
 
         await self.db.run(write)
-        self._rosters[owner].items[item.contact] = item
+        # setdefault: a reload for another instance's change may have replaced the roster
+        self._rosters.setdefault(owner, _Roster()).items[item.contact] = item
         return version
 
     async def remove_item(self, owner: JID, contact: JID) -> int:
@@ -133,9 +181,10 @@ class PgImStore:
             conn.execute("DELETE FROM roster_items WHERE owner = %s AND contact = %s",
                          (str(owner), str(contact)))
             _set_version(conn, owner, version)
+            self._notify(conn, owner)
 
         await self.db.run(write)
-        self._rosters[owner].items.pop(contact, None)
+        self._rosters.setdefault(owner, _Roster()).items.pop(contact, None)
         return version
 
     def _next_version(self, owner: JID, contact: JID) -> int:
@@ -180,6 +229,7 @@ class PgImStore:
                              " VALUES (%s, %s, %s) ON CONFLICT (owner, contact)"
                              " DO UPDATE SET stanza = excluded.stanza",
                              (str(owner), str(contact), stanza))
+            self._notify(conn, owner)
 
         await self.db.run(write)
         if stanza is None:
@@ -237,6 +287,7 @@ class PgImStore:
             with conn.cursor() as cur:
                 cur.executemany("INSERT INTO blocklist (owner, blocked) VALUES (%s, %s)"
                                 " ON CONFLICT DO NOTHING", [(str(owner), j) for j in jids])
+            self._notify(conn, owner)
 
         await self.db.run(write)
         self._blocked.setdefault(owner, set()).update(jids)
@@ -250,6 +301,7 @@ class PgImStore:
             else:
                 conn.execute("DELETE FROM blocklist WHERE owner = %s AND blocked = ANY(%s)",
                              (str(owner), list(jids)))
+            self._notify(conn, owner)
 
         await self.db.run(write)
         if jids is None:
@@ -286,11 +338,19 @@ class PgImStore:
                           "DELETE FROM blocklist WHERE owner = %s",
                           "DELETE FROM vcards WHERE owner = %s"):
                 conn.execute(query, (str(owner),))
+            self._notify(conn, owner)
 
         await self.db.run(write)
         self._rosters.pop(owner, None)
         self._requests.pop(owner, None)
         self._blocked.pop(owner, None)
+
+
+def _replace(cache: dict[JID, T], owner: JID, value: T | None) -> None:
+    if value is None:
+        cache.pop(owner, None)
+    else:
+        cache[owner] = value
 
 
 def _set_version(conn: psycopg.Connection, owner: JID, version: int) -> None:

@@ -2,7 +2,9 @@
 
 Order within an archive is ``seq``, a ``BIGSERIAL``: it grows with every stored message and is
 never reused (XEP-0313 §3.1). Preferences are read for every archived message, so they are
-loaded when the store opens and kept in memory; changes are committed before memory changes.
+loaded when the store opens and kept in memory; changes are committed before memory changes,
+and notify the other instances sharing the database (kind ``mam_prefs``, key the owner's bare
+JID, see :mod:`.invalidation`), which read that owner's preferences again.
 """
 
 from __future__ import annotations
@@ -47,32 +49,42 @@ class PgMamStore:
     def __init__(self, db: PgDatabase) -> None:
         self.db = db
         db.migrate("mam", MIGRATIONS)
-        self._prefs: dict[JID, Prefs] = {}
         # Archive sizes as far as this process knows them, so the retention trim runs when an
         # archive outgrows its limit by MAM_TRIM_SLACK, not on every batch. Worker threads
         # share it, hence the lock; an estimate off by a concurrent batch only moves a trim.
         self._sizes: dict[str, int] = {}
         self._sizes_lock = threading.Lock()
-        db.run_sync(self._load)
+        self._prefs = db.run_sync(_read_prefs)
+        db.invalidation.subscribe("mam_prefs", self._changed_elsewhere)
 
-    def _load(self, conn: psycopg.Connection) -> None:
-        for owner, default, always, never in conn.execute(
-                "SELECT owner, default_policy, always, never FROM mam_prefs"):
-            self._prefs[JID.parse(owner)] = Prefs(
-                default, frozenset(json.loads(always)), frozenset(json.loads(never)))
+    async def _changed_elsewhere(self, key: str | None) -> None:
+        if key is None:
+            self._prefs = await self.db.read(_read_prefs)
+            return
+        owner = JID.parse(key)
+        prefs = (await self.db.read(lambda conn: _read_prefs(conn, owner))).get(owner)
+        if prefs is None:
+            self._prefs.pop(owner, None)
+        else:
+            self._prefs[owner] = prefs
 
     def prefs(self, owner: JID) -> Prefs | None:
         return self._prefs.get(owner.bare)
 
     async def set_prefs(self, owner: JID, prefs: Prefs) -> None:
         owner = owner.bare
-        await self.db.run(lambda conn: conn.execute(
-            "INSERT INTO mam_prefs (owner, default_policy, always, never)"
-            " VALUES (%s, %s, %s, %s) ON CONFLICT (owner) DO UPDATE SET"
-            " default_policy = excluded.default_policy, always = excluded.always,"
-            " never = excluded.never",
-            (str(owner), prefs.default, json.dumps(sorted(prefs.always)),
-             json.dumps(sorted(prefs.never)))))
+
+        def write(conn: psycopg.Connection) -> None:
+            conn.execute(
+                "INSERT INTO mam_prefs (owner, default_policy, always, never)"
+                " VALUES (%s, %s, %s, %s) ON CONFLICT (owner) DO UPDATE SET"
+                " default_policy = excluded.default_policy, always = excluded.always,"
+                " never = excluded.never",
+                (str(owner), prefs.default, json.dumps(sorted(prefs.always)),
+                 json.dumps(sorted(prefs.never))))
+            self.db.notify(conn, "mam_prefs", str(owner))
+
+        await self.db.run(write)
         self._prefs[owner] = prefs
 
     async def append(self, messages: Sequence[ArchivedMessage], keep: int) -> None:
@@ -178,6 +190,7 @@ class PgMamStore:
         def write(conn: psycopg.Connection) -> None:
             conn.execute("DELETE FROM mam_messages WHERE owner = %s", (str(owner),))
             conn.execute("DELETE FROM mam_prefs WHERE owner = %s", (str(owner),))
+            self.db.notify(conn, "mam_prefs", str(owner))
             with self._sizes_lock:
                 self._sizes.pop(str(owner), None)
 
@@ -198,3 +211,12 @@ def _where(q: Query) -> tuple[str, tuple[object, ...]]:
         clauses.append("uid = ANY(%s)")
         args.append(list(q.uids))
     return " AND ".join(clauses), tuple(args)
+
+
+def _read_prefs(conn: psycopg.Connection, owner: JID | None = None) -> dict[JID, Prefs]:
+    """Everyone's archiving preferences, or only ``owner``'s."""
+    where, args = (" WHERE owner = %s", (str(owner),)) if owner is not None else ("", ())
+    return {JID.parse(who): Prefs(default, frozenset(json.loads(always)),
+                                  frozenset(json.loads(never)))
+            for who, default, always, never in conn.execute(
+                f"SELECT owner, default_policy, always, never FROM mam_prefs{where}", args)}

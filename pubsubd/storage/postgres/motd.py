@@ -43,5 +43,6 @@ class PgMotdStore:
                 conn.execute("INSERT INTO admin_motd (id, text, set_at) VALUES (1, %s, %s)"
                              " ON CONFLICT (id) DO UPDATE SET text = excluded.text,"
                              " set_at = excluded.set_at", (text, time.time()))
+            self.db.notify(conn, "motd", "")  # the admin module of every instance caches it
 
         await self.db.run(write)

@@ -6,12 +6,22 @@ Rows use the same columns and JSON codecs as :mod:`pubsubd.storage.pubsub_sqlite
 ``SEQUENCE`` rather than SQLite's one-row counter, which would serialise every publish of every
 node; publishes to one node are serialised instead by locking the node's row, which keeps the
 ``max_items`` trimming exact under concurrent publishers.
+
+Several instances may share the database: every write to a node's configuration, affiliations
+or subscriptions notifies the others (kind ``pubsub``, key ``["service", "node"]``, see
+:mod:`.invalidation`). The subscriptions of a node are cached, so a publish fans out without
+re-reading and re-parsing them, but every use first checks them against the database: the
+number of the node's subscription rows and their highest ``pos`` (a sequence: any insert, and
+every change, which replaces its row, raises it; a delete lowers the count). A client told by
+one instance that it subscribed is thus never missed by another instance's next publish, however
+late that instance hears the notification. Nodes and items are read every time.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import psycopg
 
@@ -94,6 +104,8 @@ MIGRATIONS = [
     """,
 ]
 
+T = TypeVar("T")
+
 _NODE_COLUMNS = "service, node, config, creator, created"
 _SUB_COLUMNS = "node, subid, jid, state, options"
 _ITEM_COLUMNS = "item_id, payload, publisher, published, seq"
@@ -116,12 +128,53 @@ def _held_entry(conn: psycopg.Connection, service: str, node_id: str, bare_jid: 
     return HeldEntry(node_id, bare_jid, recipient, shows, ids, skipped)
 
 
+_KIND = "pubsub"
+_Stamp = tuple[int, int | None]  # a node's subscription rows: how many, and their highest pos
+
+
+def node_key(service: str, node_id: str) -> str:
+    """The key of a node in ``pubsub`` notifications."""
+    return json.dumps([service, node_id])
+
+
 class PgPubSubStore:
     """:class:`~pubsubd.pubsub.store.PubSubStore` on :class:`PgDatabase`."""
 
     def __init__(self, db: PgDatabase) -> None:
         self.db = db
         db.migrate("pubsub", MIGRATIONS)
+        # node → (its subscriptions' stamp, the subscriptions as last read): the same objects
+        # while the stamp holds (the fan-out reuses its delivery candidates while they are).
+        self._subscriptions: dict[tuple[str, str], tuple[_Stamp, list[Subscription]]] = {}
+        db.invalidation.subscribe(_KIND, self._changed_elsewhere)
+
+    async def _changed_elsewhere(self, key: str | None) -> None:
+        # Not needed for correctness (every use checks the stamp); it frees the memory early.
+        if key is None:
+            self._subscriptions.clear()
+            return
+        service, node_id = json.loads(key)
+        self._forget(service, node_id)
+
+    def _forget(self, service: str, node_id: str) -> None:
+        self._subscriptions.pop((service, node_id), None)
+
+    def _notify(self, conn: psycopg.Connection, service: str, node_id: str) -> None:
+        self.db.notify(conn, _KIND, node_key(service, node_id))
+
+    async def _write(self, service: str, node_id: str, fn: Callable[[psycopg.Connection], T]) -> T:
+        """Run a write to the node's state in one transaction that also notifies the other
+        instances; this instance's cached subscriptions of the node are dropped around it."""
+        def write(conn: psycopg.Connection) -> T:
+            result = fn(conn)
+            self._notify(conn, service, node_id)
+            return result
+
+        self._forget(service, node_id)
+        try:
+            return await self.db.run(write)
+        finally:
+            self._forget(service, node_id)
 
     # --- nodes ----------------------------------------------------------------------------
 
@@ -141,7 +194,7 @@ class PgPubSubStore:
                     (node.service, node.node_id, bare(owner), Affiliation.OWNER.value))
             return True
 
-        return await self.db.run(create)
+        return await self._write(node.service, node.node_id, create)
 
     async def get_node(self, service: str, node_id: str) -> Node | None:
         row = await self.db.read(lambda conn: conn.execute(
@@ -156,12 +209,12 @@ class PgPubSubStore:
         return [_node_row(row) for row in rows]
 
     async def update_node(self, node: Node) -> None:
-        await self.db.run(lambda conn: conn.execute(
+        await self._write(node.service, node.node_id, lambda conn: conn.execute(
             "UPDATE pubsub_nodes SET config = %s WHERE service = %s AND node = %s",
             (_config_json(node.config), node.service, node.node_id)))
 
     async def delete_node(self, service: str, node_id: str) -> None:
-        await self.db.run(lambda conn: conn.execute(
+        await self._write(service, node_id, lambda conn: conn.execute(
             "DELETE FROM pubsub_nodes WHERE service = %s AND node = %s", (service, node_id)))
 
     # --- affiliations ---------------------------------------------------------------------
@@ -189,7 +242,7 @@ class PgPubSubStore:
                     " DO UPDATE SET affiliation = excluded.affiliation",
                     (*key, affiliation.value, service, node_id))
 
-        await self.db.run(store)
+        await self._write(service, node_id, store)
 
     async def list_affiliations(self, service: str, node_id: str) -> dict[str, Affiliation]:
         rows = await self.db.read(lambda conn: conn.execute(
@@ -221,7 +274,7 @@ class PgPubSubStore:
                 (service, sub.node, sub.subid, sub.jid, sub.bare_jid, sub.state.value,
                  json.dumps(sub.options.to_form(), sort_keys=True), service, sub.node))
 
-        await self.db.run(store)
+        await self._write(service, sub.node, store)
 
     async def delete_subscription(self, service: str, node_id: str, subid: str) -> bool:
         def delete(conn: psycopg.Connection) -> bool:
@@ -229,13 +282,31 @@ class PgPubSubStore:
                 "DELETE FROM pubsub_subscriptions WHERE service = %s AND node = %s"
                 " AND subid = %s", (service, node_id, subid)).rowcount > 0
 
-        return await self.db.run(delete)
+        return await self._write(service, node_id, delete)
 
     async def list_subscriptions(self, service: str, node_id: str) -> list[Subscription]:
-        rows = await self.db.read(lambda conn: conn.execute(
-            f"SELECT {_SUB_COLUMNS} FROM pubsub_subscriptions"
-            " WHERE service = %s AND node = %s ORDER BY pos", (service, node_id)).fetchall())
-        return [_subscription_row(row) for row in rows]
+        key = (service, node_id)
+        cached = self._subscriptions.get(key)
+
+        def read(conn: psycopg.Connection) -> tuple[_Stamp, list[Subscription]] | None:
+            if cached is not None:
+                row = conn.execute(
+                    "SELECT COUNT(*), MAX(pos) FROM pubsub_subscriptions"
+                    " WHERE service = %s AND node = %s", (service, node_id)).fetchone()
+                if row is not None and (int(row[0]), row[1]) == cached[0]:
+                    return None  # unchanged since it was cached
+            rows = conn.execute(
+                f"SELECT {_SUB_COLUMNS}, pos FROM pubsub_subscriptions"
+                " WHERE service = %s AND node = %s ORDER BY pos", (service, node_id)).fetchall()
+            stamp = (len(rows), rows[-1][-1] if rows else None)
+            return stamp, [_subscription_row(row[:-1]) for row in rows]
+
+        fresh = await self.db.read(read)
+        if fresh is None:
+            assert cached is not None
+            return list(cached[1])
+        self._subscriptions[key] = fresh
+        return list(fresh[1])
 
     async def node_subscriptions_of(self, service: str, node_id: str,
                                     jid: str) -> list[Subscription]:
