@@ -46,6 +46,9 @@ class Stanza:
     from_: JID
     to: JID | None
     origin: Session | None = None  # the local client session that sent it
+    # The id the sender's archive gave this message (XEP-0313 §3.5), for the sent carbon
+    # copies only: the message itself leaves without it.
+    archive_id: str | None = None
 
     @property
     def kind(self) -> str:
