@@ -6,7 +6,16 @@ Archiving happens in two hooks, so each archive gets a message exactly once (XEP
 the sender's own account, which arrive through the other path), and ``message/in`` keeps a
 message about to be delivered to a local user in the recipient's archive and stamps it with
 the archive id. Writes are queued and committed in batches by one background task, so
-routing never waits for the disk; a query first commits whatever is queued.
+routing never waits for the disk; a query first commits whatever is queued, so a client never
+misses in its archive a message it was already given.
+
+Group commit: a batch is written after FLUSH_DELAY or once FLUSH_ROWS messages wait, whichever
+comes first. SQLite's cost per archived message falls steeply with the batch size (each commit
+writes every index page it touched to the WAL: ~33 us a message in batches of 50, ~13 us in
+batches of 1,000), and nothing is promised about a message's archiving before a query asks:
+an XEP-0198 ack of the sender's stanza promises its receipt, not its archiving. What a process
+killed with ``kill -9`` loses is the queue of the last FLUSH_DELAY at most; every committed
+batch survives it (WAL with ``synchronous=NORMAL``, see :mod:`pubsubd.storage.sqlite`).
 
 The archive is exposed on the account's bare JID only (XEP-0313 §3.3.1); the server's own
 JID has none, so ``urn:xmpp:mam:2`` is an account feature, not a server feature.
@@ -61,7 +70,8 @@ POLICIES = ("always", "never", "roster")
 # XEP-0313 §4.1 fields, with the #extended ones (before-id, after-id, ids) we implement.
 FORM_FIELDS = frozenset({"FORM_TYPE", "with", "start", "end", "before-id", "after-id", "ids"})
 MAX_IDS = 500  # archive ids one query may name in the 'ids' field
-FLUSH_DELAY = 0.05  # seconds archived messages may wait to be written together
+FLUSH_DELAY = 0.25  # seconds archived messages may wait to be written together
+FLUSH_ROWS = 2000  # ... unless this many wait already: then they are written at once
 
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 _MICROSECOND = datetime.timedelta(microseconds=1)
@@ -144,6 +154,7 @@ class MamModule(Module):
         self._pending: list[ArchivedMessage] = []
         self._default_prefs = Prefs(settings.default)  # users who set none share it
         self._wake = trio.Event()
+        self._full = trio.Event()  # FLUSH_ROWS are waiting
         self._flush_lock = trio.Lock()
 
     def setup(self) -> None:
@@ -172,8 +183,10 @@ class MamModule(Module):
             await self._wake.wait()
             # Let a burst of messages gather, so one transaction archives them all rather
             # than one database round trip per message.
-            await trio.sleep(FLUSH_DELAY)
+            with trio.move_on_after(FLUSH_DELAY):
+                await self._full.wait()
             self._wake = trio.Event()
+            self._full = trio.Event()
             await self._flush()
 
     async def stop(self) -> None:
@@ -195,8 +208,12 @@ class MamModule(Module):
         return prefs.default == "always"
 
     def _archive(self, owner: JID, uid: str, remote: JID, stanza: bytes) -> None:
-        self._pending.append(ArchivedMessage(owner, uid, time.time_ns() // 1000, remote, stanza))
-        self._wake.set()
+        pending = self._pending
+        pending.append(ArchivedMessage(owner, uid, time.time_ns() // 1000, remote, stanza))
+        if len(pending) == 1:
+            self._wake.set()
+        elif len(pending) >= FLUSH_ROWS:
+            self._full.set()
 
     async def _flush(self) -> None:
         async with self._flush_lock:
