@@ -49,6 +49,14 @@ class Stanza:
     # The id the sender's archive gave this message (XEP-0313 §3.5), for the sent carbon
     # copies only: the message itself leaves without it.
     archive_id: str | None = None
+    # The element as serialized by a ``message/in`` hook that changed it last (the archive):
+    # delivered as is instead of serialized again. A hook that changes the element after
+    # that must set it back to None.
+    wire: bytes | None = None
+
+    def serialized(self) -> bytes:
+        """The element's bytes: ``wire`` if a hook left them, else serialized now."""
+        return self.wire if self.wire is not None else etree.tostring(self.element)
 
     @property
     def kind(self) -> str:
@@ -262,7 +270,7 @@ class Router:
             if session is not None:
                 if kind == "message" and await self.hooks.fire("message/in", st):
                     return
-                session.send(st.element)
+                session.send(st.wire or st.element)
                 return
         if not await self.accounts.exists(to.bare):
             # RFC 6121 §8.5.1: no such user
@@ -274,7 +282,7 @@ class Router:
             if session is not None:
                 if st.kind == "message" and await self.hooks.fire("message/in", st):
                     return
-                session.send(st.element)
+                session.send(st.wire or st.element)
                 return
             # RFC 6121 §8.5.3.2: no resource matches the full JID
             if st.kind == "iq":
@@ -301,7 +309,7 @@ class Router:
             return
         targets = self.message_targets(st.to, type_)
         if targets:
-            data = etree.tostring(st.element)
+            data = st.serialized()
             for session in targets:
                 session.send(data)
             return

@@ -118,7 +118,7 @@ class CarbonsModule(Module):
                                       type_=st.type)
             carbon = builders.child(wrapper, ns.CARBONS, direction)
             forwarded = builders.child(carbon, ns.FORWARD, "forwarded")
-            copy = etree.fromstring(etree.tostring(st.element))
+            copy = etree.fromstring(st.serialized())
             if direction == "sent" and st.archive_id is not None:
                 # XEP-0313 §3.5: the id of the message in the owner's archive.
                 builders.child(copy, ns.SID, "stanza-id", id=st.archive_id, by=str(owner))

@@ -92,14 +92,17 @@ class SqliteMamStore:
         messages beyond ``keep`` (XEP-0313 §3.2: only the oldest, never a hole)."""
 
         def write(conn: sqlite3.Connection) -> None:
-            conn.executemany(
-                "INSERT INTO mam_messages (owner, uid, stamp, with_bare, with_full, stanza)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                [(str(m.owner), m.uid, m.stamp, str(m.remote.bare), str(m.remote), m.stanza)
-                 for m in messages])
+            rows = []
             added: dict[str, int] = {}
             for m in messages:
-                added[str(m.owner)] = added.get(str(m.owner), 0) + 1
+                owner = str(m.owner)
+                remote = str(m.remote)
+                # The bare JID is the text before the first '/' (RFC 7622 §3.1).
+                rows.append((owner, m.uid, m.stamp, remote.partition("/")[0], remote, m.stanza))
+                added[owner] = added.get(owner, 0) + 1
+            conn.executemany(
+                "INSERT INTO mam_messages (owner, uid, stamp, with_bare, with_full, stanza)"
+                " VALUES (?, ?, ?, ?, ?, ?)", rows)
             for owner, count in added.items():
                 size = self._sizes.get(owner)
                 if size is None:
