@@ -12,10 +12,11 @@ misses in its archive a message it was already given.
 Group commit: a batch is written after FLUSH_DELAY or once FLUSH_ROWS messages wait, whichever
 comes first. SQLite's cost per archived message falls steeply with the batch size (each commit
 writes every index page it touched to the WAL: ~33 us a message in batches of 50, ~13 us in
-batches of 1,000, ~10 us in batches of 4,000), and nothing is promised about a message's archiving before a query asks:
-an XEP-0198 ack of the sender's stanza promises its receipt, not its archiving. What a process
-killed with ``kill -9`` loses is the queue of the last FLUSH_DELAY at most; every committed
-batch survives it (WAL with ``synchronous=NORMAL``, see :mod:`pubsubd.storage.sqlite`).
+batches of 1,000, ~10 us in batches of 4,000), and nothing is promised about a message's
+archiving before a query asks: an XEP-0198 ack of the sender's stanza promises its receipt,
+not its archiving. What a process killed with ``kill -9`` loses is the queue of the last
+FLUSH_DELAY at most; every committed batch survives it (WAL with ``synchronous=NORMAL``, see
+:mod:`pubsubd.storage.sqlite`).
 
 The archive is exposed on the account's bare JID only (XEP-0313 §3.3.1); the server's own
 JID has none, so ``urn:xmpp:mam:2`` is an account feature, not a server feature.
