@@ -40,10 +40,6 @@ class HookBus:
         else:
             self._handlers.pop(event, None)
 
-    def handles(self, event: str, handler: Handler) -> bool:
-        """True if ``handler`` is registered for ``event``."""
-        return any(h[2] == handler for h in self._handlers.get(event, ()))
-
     def has(self, event: str) -> bool:
         return bool(self._handlers.get(event))
 
