@@ -49,10 +49,10 @@ class Stanza:
     # The id the sender's archive gave this message (XEP-0313 §3.5), for the sent carbon
     # copies only: the message itself leaves without it.
     archive_id: str | None = None
-    # The stanza as serialized by a ``message/in`` hook (the archive, which splices in the
-    # recipient's stanza-id: these bytes may carry more than the element). Whatever delivers
-    # or copies the stanza after that hook uses them (:meth:`serialized`); a hook that changes
-    # the element after that must set them back to None.
+    # The stanza as serialized by a routing hook (the archive: as the sender's copy on the way
+    # out, then as the recipient's with its stanza-id spliced in, so these bytes may carry
+    # more than the element). Whatever delivers or copies the stanza after that uses them
+    # (:meth:`serialized`); a hook that changes the element must set them back to None.
     wire: bytes | None = None
 
     def serialized(self) -> bytes:

@@ -129,6 +129,8 @@ def _scan(st: Stanza, by: str) -> bool:
             skipped = True
     for child in ours:
         el.remove(child)
+    if ours:
+        st.wire = None  # bytes serialized before are out of date now
     return body and not skipped and st.type in ("chat", "normal")
 
 
@@ -136,14 +138,16 @@ _MESSAGE_END = b"</message>"
 _PLAIN_ATTR = re.compile(r"[^&<>\"\t\n\r]*")
 
 
-def with_stanza_id(el: etree._Element, uid: str, by: str) -> bytes:
-    """``el`` serialized with a stanza-id as its last child, the element left unchanged.
+def with_stanza_id(el: etree._Element, uid: str, by: str, wire: bytes | None = None) -> bytes:
+    """``el`` serialized with a stanza-id as its last child, the element left unchanged;
+    ``wire``: ``el`` as already serialized, if it was.
 
     The bytes are those lxml would write after :func:`add_stanza_id` (double-quoted
     attributes, the default namespace declared on the child); splicing them in costs a
     fraction of inserting an element. An archivable message has a body, so it ends with
     ``</message>``; values lxml would escape take the slow path."""
-    wire = etree.tostring(el, with_tail=False)
+    if wire is None:
+        wire = etree.tostring(el, with_tail=False)
     if wire.endswith(_MESSAGE_END) and _PLAIN_ATTR.fullmatch(uid) and _PLAIN_ATTR.fullmatch(by):
         return b"".join((wire[:-len(_MESSAGE_END)], b'<stanza-id xmlns="', _SID, b'" id="',
                          uid.encode(), b'" by="', by.encode(), b'"/>', _MESSAGE_END))
@@ -262,13 +266,13 @@ class MamModule(Module):
         owner = st.to.bare
         by = str(owner)
         ok = _scan(st, by)
-        st.wire = None  # whatever was serialized before is out of date now
         if not ok or not self._allowed(owner, st.from_):
             return False
         uid = new_uid()
         # Archived and delivered alike, serialized once with the stanza-id spliced in: the
         # router delivers these bytes, carbons and offline storage copy them (Stanza.wire).
-        st.wire = with_stanza_id(st.element, uid, by)
+        # A local sender's message was serialized for its own archive on the way out.
+        st.wire = with_stanza_id(st.element, uid, by, st.wire)
         self._archive(owner, uid, st.from_, st.wire)
         return False
 
@@ -283,7 +287,9 @@ class MamModule(Module):
         if to is None or to.bare == owner or not ok or not self._allowed(owner, to):
             return False  # messages to oneself are archived once, on the way in
         uid = new_uid()
-        self._archive(owner, uid, to, etree.tostring(st.element, with_tail=False))
+        # Kept on the stanza: the recipient's copy is these bytes plus its stanza-id.
+        st.wire = etree.tostring(st.element, with_tail=False)
+        self._archive(owner, uid, to, st.wire)
         # XEP-0313 §3.5: the sent carbon copies carry it; the contact may not see it, so it is
         # not added to the message itself.
         st.archive_id = uid
