@@ -145,10 +145,12 @@ def with_stanza_id(el: etree._Element, uid: str, by: str, wire: bytes | None = N
     The bytes are those lxml would write after :func:`add_stanza_id` (double-quoted
     attributes, the default namespace declared on the child); splicing them in costs a
     fraction of inserting an element. An archivable message has a body, so it ends with
-    ``</message>``; values lxml would escape take the slow path."""
+    ``</message>``; values lxml would escape (or write as character references: it writes
+    ASCII) take the slow path."""
     if wire is None:
         wire = etree.tostring(el, with_tail=False)
-    if wire.endswith(_MESSAGE_END) and _PLAIN_ATTR.fullmatch(uid) and _PLAIN_ATTR.fullmatch(by):
+    if (wire.endswith(_MESSAGE_END) and _PLAIN_ATTR.fullmatch(uid) and by.isascii()
+            and _PLAIN_ATTR.fullmatch(by)):
         return b"".join((wire[:-len(_MESSAGE_END)], b'<stanza-id xmlns="', _SID, b'" id="',
                          uid.encode(), b'" by="', by.encode(), b'"/>', _MESSAGE_END))
     copy = etree.fromstring(wire)
