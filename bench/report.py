@@ -97,10 +97,11 @@ def render(results: Sequence[ScenarioResult], scenarios: Sequence[Scenario],
                 out.append(f"- {n}: not measured — {found.error}")
             out += [f"- {n}: {note}" for note in found.notes]
         out.append("")
-        ours = by_server.get("pubsubd")
-        if ours is not None and ours.profile:
-            out += ["<details><summary>pubsubd profile (py-spy, samples holding the GIL, "
-                    "set-up included)</summary>", "", *ours.profile, "", "</details>", ""]
+        for name in ("pubsubd", "pubsubd (defaults)"):
+            ours = by_server.get(name)
+            if ours is not None and ours.profile:
+                out += [f"<details><summary>{name} profile (py-spy, samples holding the GIL, "
+                        "set-up included)</summary>", "", *ours.profile, "", "</details>", ""]
     out += ["↑ higher is better, ↓ lower is better. Sizes: "
             + ", ".join(f"{k}={v}" for k, v in _asdict(opts).items()) + ".", ""]
     return "\n".join(out)

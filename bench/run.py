@@ -140,7 +140,10 @@ def main(argv: list[str] | None = None) -> int:
     for name in server_names:
         server = SERVERS[name](root / name)
         servers_seen.append(server)
-        profiles = Path(args.profile) if args.profile and name == "pubsubd" else None
+        profiles = None
+        if args.profile and name in ("pubsubd", "pubsubd-defaults"):
+            # The defaults' profiles go to a subdirectory: same scenario names, other config.
+            profiles = Path(args.profile) / ("defaults" if name == "pubsubd-defaults" else "")
         chosen = [s for s in scenarios
                   if getattr(server, "scenarios", None) is None or s.name in server.scenarios]
         if chosen:

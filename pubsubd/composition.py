@@ -215,7 +215,9 @@ def build_modules(s: Services, server: Server) -> None:
     add(MetricsModule(settings=config.metrics, metrics=s.metrics, sessions=sessions,
                       hooks=hooks, throttle=s.throttle, storage_ping=stores.ping,
                       lifecycle=s.lifecycle, listeners=s.listeners,
-                      listener_kinds=s.listener_kinds, routes=s.http_routes))
+                      listener_kinds=s.listener_kinds, routes=s.http_routes,
+                      # Without a metrics listener nobody reads the stanza counters.
+                      count_stanzas=any(lst.kind == "metrics" for lst in config.listeners)))
     s.listener_kinds["http"] = s.http_routes.serve
     add(ControlSocketModule(enabled=config.control.enabled,
                             socket_path=s.path(config.control.socket), ops=s.control_ops))

@@ -46,6 +46,18 @@ class Stanza:
     from_: JID
     to: JID | None
     origin: Session | None = None  # the local client session that sent it
+    # The id the sender's archive gave this message (XEP-0313 §3.5), for the sent carbon
+    # copies only: the message itself leaves without it.
+    archive_id: str | None = None
+    # The stanza as serialized by a routing hook (the archive: as the sender's copy on the way
+    # out, then as the recipient's with its stanza-id spliced in, so these bytes may carry
+    # more than the element). Whatever delivers or copies the stanza after that uses them
+    # (:meth:`serialized`); a hook that changes the element must set them back to None.
+    wire: bytes | None = None
+
+    def serialized(self) -> bytes:
+        """The element's bytes: ``wire`` if a hook left them, else serialized now."""
+        return self.wire if self.wire is not None else etree.tostring(self.element)
 
     @property
     def kind(self) -> str:
@@ -164,7 +176,11 @@ class Router:
             return
         if kind == "iq" and not await self._valid_iq(st):
             return
-        if await self.hooks.fire(_PRE_HOOKS[kind], st):
+        hooks = self.hooks
+        pre = _PRE_HOOKS[kind]
+        # has() first: with no filter on the bus (nobody blocks anyone) a stanza does not
+        # even pay for the coroutine of an empty firing.
+        if hooks.has(pre) and await hooks.fire(pre, st):
             return  # consumed by a filter (e.g. blocking)
         to = st.to
         if to is None:
@@ -257,9 +273,10 @@ class Router:
             # A bound full JID is an existing account: no need to ask the directory.
             session = self.sessions.get(to)
             if session is not None:
-                if kind == "message" and await self.hooks.fire("message/in", st):
+                if (kind == "message" and self.hooks.has("message/in")
+                        and await self.hooks.fire("message/in", st)):
                     return
-                session.send(st.element)
+                session.send(st.wire or st.element)
                 return
         if not await self.accounts.exists(to.bare):
             # RFC 6121 §8.5.1: no such user
@@ -271,7 +288,7 @@ class Router:
             if session is not None:
                 if st.kind == "message" and await self.hooks.fire("message/in", st):
                     return
-                session.send(st.element)
+                session.send(st.wire or st.element)
                 return
             # RFC 6121 §8.5.3.2: no resource matches the full JID
             if st.kind == "iq":
@@ -298,7 +315,7 @@ class Router:
             return
         targets = self.message_targets(st.to, type_)
         if targets:
-            data = etree.tostring(st.element)
+            data = st.serialized()
             for session in targets:
                 session.send(data)
             return

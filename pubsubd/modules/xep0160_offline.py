@@ -74,7 +74,7 @@ class OfflineModule(Module):
             return False  # XEP-0334 §4
         if el.find(ns.C_BODY) is None and el.find(ns.C_SUBJECT) is None:
             return True  # chat states and receipts alone are not worth keeping; drop quietly
-        stored = etree.fromstring(etree.tostring(el))
+        stored = etree.fromstring(st.serialized())  # with what message/in hooks added
         delay = _own_delay(stored, st.to.domain)
         if delay is None:
             delay = etree.SubElement(stored, DELAY, nsmap={None: ns.DELAY})

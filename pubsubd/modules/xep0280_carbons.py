@@ -2,6 +2,8 @@
 
 Received copies are made in ``message/in`` (just before delivery, so the router's choice of
 targets is known); sent copies in ``message/pre`` (as the client's message enters routing).
+Those two hooks are on the bus only while some session has carbons enabled: most servers'
+messages never pay for a feature nobody turned on.
 """
 
 from __future__ import annotations
@@ -43,14 +45,12 @@ class CarbonsModule(Module):
         self.sessions = sessions
 
     def setup(self) -> None:
-        # Bare JID → how many of its sessions enabled carbons. Every message passes both
-        # hooks, and most users never enable carbons: one dict lookup settles those.
+        # Bare JID → how many of its sessions enabled carbons. While some user has them on,
+        # every message passes both hooks, and one dict lookup settles the other users.
         self._enabled: dict[JID, int] = {}
         router = self.router
         router.add_iq_handler("self", "set", ENABLE, self.enable)
         router.add_iq_handler("self", "set", DISABLE, self.disable)
-        self.hooks.on("message/in", self._received, priority=50)
-        self.hooks.on("message/pre", self._sent, priority=50)
         self.hooks.on("session/closed", self._closed)
 
     async def enable(self, st: Stanza) -> None:
@@ -66,11 +66,25 @@ class CarbonsModule(Module):
             return
         session.carbons = enabled
         bare = session.jid.bare
+        was_used = bool(self._enabled)
         count = self._enabled.get(bare, 0) + (1 if enabled else -1)
         if count > 0:
             self._enabled[bare] = count
         else:
             self._enabled.pop(bare, None)
+        if bool(self._enabled) != was_used:
+            self._hook(bool(self._enabled))
+
+    def _hook(self, on: bool) -> None:
+        """Put the copying hooks on the bus while anyone has carbons on, else take them off."""
+        if on:
+            # Priority 50: after blocking (100) and archiving (60), whose stanza-id the copies
+            # carry (XEP-0313 §3.5).
+            self.hooks.on("message/in", self._received, priority=50)
+            self.hooks.on("message/pre", self._sent, priority=50)
+        else:
+            self.hooks.off("message/in", self._received)
+            self.hooks.off("message/pre", self._sent)
 
     async def _closed(self, session: Session) -> bool:
         self._set(session, False)
@@ -104,5 +118,9 @@ class CarbonsModule(Module):
                                       type_=st.type)
             carbon = builders.child(wrapper, ns.CARBONS, direction)
             forwarded = builders.child(carbon, ns.FORWARD, "forwarded")
-            forwarded.append(etree.fromstring(etree.tostring(st.element)))
+            copy = etree.fromstring(st.serialized())
+            if direction == "sent" and st.archive_id is not None:
+                # XEP-0313 §3.5: the id of the message in the owner's archive.
+                builders.child(copy, ns.SID, "stanza-id", id=st.archive_id, by=str(owner))
+            forwarded.append(copy)
             session.send(wrapper)

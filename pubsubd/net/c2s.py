@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import re
 import secrets
 import ssl
@@ -313,16 +314,36 @@ class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
             idle = self._idle_scope
             if idle is not None:
                 idle.deadline = trio.current_time() + self._idle_timeout
-                data = await self.stream.receive_some(READ_SIZE)
+                data = await self._receive()
                 idle.deadline = math.inf  # routing what arrived is not idleness
             else:
-                data = await self.stream.receive_some(READ_SIZE)
+                data = await self._receive()
             if not data:
                 raise trio.BrokenResourceError("peer closed the connection")
             self._last_received = trio.current_time()
             for event in self.parser.feed(data):
                 yield event
             self.parser.check()  # a violation after those events ends the stream now
+
+    async def _receive(self) -> bytes | bytearray:
+        """One read from the client.
+
+        A plain TCP stream is read from its socket directly: wait until it is readable, then
+        read. trio's ``SocketStream`` reads first and waits only when that would block, which
+        on a connection that routed all it got (the usual case: the client waits for an
+        answer) costs a failed system call, an exception and a context manager per read.
+        Waiting first is also the yield a busy reader owes the other connections.
+        """
+        stream = self.stream
+        if type(stream) is not trio.SocketStream:
+            return await stream.receive_some(READ_SIZE)
+        fd = stream.socket.fileno()
+        while True:
+            await trio.lowlevel.wait_readable(fd)
+            try:
+                return os.read(fd, READ_SIZE)
+            except BlockingIOError:
+                continue  # readable, then not (another reader cannot exist: spurious)
 
     # --- negotiation -----------------------------------------------------------------------
 
@@ -476,36 +497,35 @@ class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
         session = self.session
         events = self._pending_events
         route = self.ctx.router.route_from_client
+        stanza_tags = ns.STANZA_TAGS
         with trio.CancelScope() as idle:
             self._idle_scope = idle  # _events moves its deadline at each read
             async for event in events:
-                match event:
-                    case ElementReceived(element=el):
-                        if el.tag in SM_TAGS:
-                            self._on_sm_element(el, session)
-                            continue
-                        if el.tag in (T_ACTIVE, T_INACTIVE):
-                            self._on_client_state(el.tag == T_ACTIVE)
-                            continue
-                        if el.tag not in ns.STANZA_TAGS:
-                            if el.tag == T_STARTTLS or etree.QName(el).namespace in (ns.SASL,
-                                                                                      ns.BIND):
-                                raise StreamError(StreamCondition.POLICY_VIOLATION,
-                                                  "negotiation is over")
-                            # RFC 6120 §4.9.3.23
-                            raise StreamError(StreamCondition.UNSUPPORTED_STANZA_TYPE)
-                        if self.sm is not None:
-                            self.sm.stanza_received()  # XEP-0198 §4: 'h' counts stanzas
-                        if self.lang and el.get(ns.XML_LANG) is None:
-                            el.set(ns.XML_LANG, self.lang)  # RFC 6120 §4.7.4
-                        if el.tag == ns.C_IQ and self._is_session_request(el):
-                            self._answer_session_request(el, session)
-                            continue
-                        await route(session, el)
-                    case StreamClosed():
+                if type(event) is not ElementReceived:  # the common case tested first
+                    if isinstance(event, StreamClosed):
                         return
-                    case StreamOpened():
-                        raise StreamError(StreamCondition.INVALID_XML)
+                    raise StreamError(StreamCondition.INVALID_XML)  # a second stream header
+                el = event.element
+                tag = el.tag
+                if tag in stanza_tags:
+                    if self.sm is not None:
+                        self.sm.stanza_received()  # XEP-0198 §4: 'h' counts stanzas
+                    lang = self.lang
+                    if lang and el.get(ns.XML_LANG) is None:
+                        el.set(ns.XML_LANG, lang)  # RFC 6120 §4.7.4
+                    if tag == ns.C_IQ and self._is_session_request(el):
+                        self._answer_session_request(el, session)
+                        continue
+                    await route(session, el)
+                elif tag in SM_TAGS:
+                    self._on_sm_element(el, session)
+                elif tag in (T_ACTIVE, T_INACTIVE):
+                    self._on_client_state(tag == T_ACTIVE)
+                elif tag == T_STARTTLS or etree.QName(el).namespace in (ns.SASL, ns.BIND):
+                    raise StreamError(StreamCondition.POLICY_VIOLATION, "negotiation is over")
+                else:
+                    # RFC 6120 §4.9.3.23
+                    raise StreamError(StreamCondition.UNSUPPORTED_STANZA_TYPE)
         if idle.cancelled_caught:
             raise StreamError(StreamCondition.CONNECTION_TIMEOUT, "idle for too long")
 

@@ -236,6 +236,9 @@ class SqliteImStore:
         """True if ``owner`` blocks anyone (asked for every stanza; copies nothing)."""
         return bool(self._blocked.get(owner.bare))
 
+    def blocks_anyone(self) -> bool:
+        return any(self._blocked.values())
+
     async def block(self, owner: JID, jids: list[str]) -> None:
         owner = owner.bare
         await self.db.run(lambda conn: conn.executemany(

@@ -187,6 +187,10 @@ class BlocklistStore(Protocol):
         """True if ``owner`` blocks anyone (asked for every stanza, so it must be cheap)."""
         ...
 
+    def blocks_anyone(self) -> bool:
+        """True if any owner blocks anyone (asked when blocklists change, not per stanza)."""
+        ...
+
     async def block(self, owner: JID, jids: list[str]) -> None: ...
 
     async def unblock(self, owner: JID, jids: list[str] | None) -> None:

@@ -223,6 +223,9 @@ class MemoryImStore:
     def has_blocklist(self, owner: JID) -> bool:
         return bool(self._blocked.get(owner.bare))
 
+    def blocks_anyone(self) -> bool:
+        return any(self._blocked.values())
+
     async def block(self, owner: JID, jids: list[str]) -> None:
         self._blocked.setdefault(owner.bare, set()).update(jids)
 

@@ -452,3 +452,25 @@ def test_retention_keeps_the_newest_messages(tmp_path: Path) -> None:
         run(scenario())
     finally:
         server.kill()
+
+
+def test_a_message_kept_offline_carries_its_archive_id(shared_server: ServerProcess) -> None:
+    """The copy offline storage keeps is the archived one, stanza-id included (XEP-0313 §3.5):
+    the id travels in the serialized message, not in the routed element."""
+    server = shared_server
+    nia, oto = server.add_user("nia"), server.add_user("oto")
+
+    async def scenario() -> None:
+        n = await online(server, nia)
+        n.client.send_message(mto=oto, mbody="while you were away", mtype="chat")
+        await settle(n)
+        o = Archive(await connect(server, oto, plugins=PLUGINS, presence=False), oto)
+        o.client.send_presence()  # XEP-0160 §3: offline messages follow initial presence
+        kept = await o.inbox.wait(has_body("while you were away"))
+        assert kept.find("{urn:xmpp:delay}delay") is not None  # it came from offline storage
+        results, _ = await o.query()
+        assert [r.body for r in results] == ["while you were away"]
+        assert stanza_ids(kept) == {oto: results[0].id}
+        await close(n, o)
+
+    run(scenario())

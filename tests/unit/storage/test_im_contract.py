@@ -135,19 +135,26 @@ async def test_offline_limit_zero_stores_nothing(im: ImStore) -> None:
 async def test_blocking_and_unblocking(backend: Backend) -> None:
     im = backend.stores.im
     assert im.blocklist(ALICE) == set() and not im.has_blocklist(ALICE)
+    assert not im.blocks_anyone()
     await im.block(ALICE_DESK, ["bob@example.org", "example.net"])
     await im.block(ALICE, ["example.net", "carol@example.net/res"])  # blocking twice is fine
-    assert im.has_blocklist(ALICE) and not im.has_blocklist(BOB)
+    assert im.has_blocklist(ALICE) and not im.has_blocklist(BOB) and im.blocks_anyone()
     im = backend.reopen().im
     assert im.blocklist(ALICE) == {"bob@example.org", "example.net", "carol@example.net/res"}
     await im.unblock(ALICE, ["example.net", "never@blocked"])
     assert im.blocklist(ALICE) == {"bob@example.org", "carol@example.net/res"}
     im.blocklist(ALICE).clear()  # a copy
     assert im.has_blocklist(ALICE)
+    im = backend.reopen().im
+    assert im.blocks_anyone()
+    await im.unblock(ALICE, ["bob@example.org", "carol@example.net/res"])
+    assert not im.has_blocklist(ALICE) and not im.blocks_anyone()  # an emptied list counts not
+    await im.block(ALICE, ["bob@example.org"])
     await im.unblock(ALICE, None)
     assert im.blocklist(ALICE) == set() and not im.has_blocklist(ALICE)
+    assert not im.blocks_anyone()
     im = backend.reopen().im
-    assert not im.has_blocklist(ALICE)
+    assert not im.has_blocklist(ALICE) and not im.blocks_anyone()
 
 
 # --- vCards (XEP-0054) ---------------------------------------------------------------------
