@@ -78,9 +78,7 @@ def scenario(*, farm: FeedFarm, url: str, subscribers: Sequence[str],
     async def kill_while_working(victim: ComponentProcess) -> None:
         """SIGKILL the instance while it holds leases (no lease is released), then note the
         leases it left behind."""
-        deadline = time.monotonic() + 10.0
-        while "i0" not in lease_owners(url).values() and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
+        await until(lambda: "i0" in lease_owners(url).values(), timeout=10.0)
         assert victim.proc is not None
         victim.proc.kill()
         died["at"] = time.time()
@@ -139,7 +137,7 @@ def test_three_instances_share_the_feeds_behind_our_front(tmp_path: Path) -> Non
     url = new_database()
     subscribers = [f"s{n}@localhost" for n in range(4)]
     with FeedFarm(count=2000, hosts=8, delay=0.005) as farm:
-        interval = 16.0
+        interval = 12.0
         seed(url, farm, "pubsub.localhost", subscribers, interval, start_in=2.0)
         (tmp_path / "front").mkdir()
         front = ServerProcess(tmp_path / "front", extra={
@@ -161,7 +159,7 @@ def test_three_instances_share_the_feeds_behind_our_front(tmp_path: Path) -> Non
                 component.start()
             scenario(farm=farm, url=url, subscribers=subscribers,
                      connect_subscriber=lambda jid: connect(front, jid),
-                     components=components, waves=6, per_wave=30, wave_every=3.0,
+                     components=components, waves=6, per_wave=30, wave_every=2.0,
                      kill_after_wave=2)
         finally:
             for proc in (*components, front):
