@@ -304,13 +304,16 @@ class Poller:
             await trio.sleep(0.1)
 
     async def _release(self, feed_id: str) -> None:
-        """Give back the feed's lease if the poll ended without committing it."""
+        """Give back the feed's lease if the poll ended without committing it. Also when the
+        poll was cancelled (the server stops): another instance then takes the feed at once
+        instead of after the lease period."""
         lease = self._unhold(feed_id)
         if lease is not None:
-            try:
-                await self.leases.release(lease)
-            except Exception:  # it runs out by itself
-                log.exception("releasing the lease of feed %s failed", feed_id)
+            with trio.CancelScope(shield=True), trio.move_on_after(5.0):
+                try:
+                    await self.leases.release(lease)
+                except Exception:  # it runs out by itself
+                    log.exception("releasing the lease of feed %s failed", feed_id)
 
     async def _sleep_until_due(self) -> None:
         soonest = await self.leases.next_due_time(self._clock())

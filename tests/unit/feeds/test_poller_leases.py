@@ -7,8 +7,9 @@ import time
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+import trio
 
-from feeds.fetch import FetchConfig, Fetcher
+from feeds.fetch import FetchConfig, Fetcher, FetchResult
 from feeds.model import Entry, FeedState
 from feeds.netguard import AddressPolicy
 from feeds.poller import FirstPoll, Poller, PollerConfig
@@ -112,3 +113,33 @@ async def test_a_poll_whose_lease_was_taken_over_commits_nothing(
     assert poller.stats.leases_lost == 1
     assert await poller.store.get_feed("f") == before  # the new holder's state stands
     assert await poller.store.seen_hashes("f", ["a"]) != {}  # claimed: nobody repeats it
+
+
+class FetchStarted(Fetcher):
+    """A fetcher telling when a fetch has begun."""
+
+    def __init__(self) -> None:
+        super().__init__(FetchConfig(policy=AddressPolicy.from_strings(["127.0.0.1"])))
+        self.started = trio.Event()
+
+    async def fetch(self, url: str, *, etag: str | None = None,
+                    last_modified: str | None = None) -> FetchResult:
+        self.started.set()
+        return await super().fetch(url, etag=etag, last_modified=last_modified)
+
+
+async def test_a_stopping_instance_gives_its_leases_back(
+        db: PgDatabase, server: FeedServer) -> None:
+    rec = Recorder()
+    fetcher = FetchStarted()
+    poller = instance(db, "leaving", fetcher, rec)
+    server.set("/f", rss(("a", "A")), delay=30.0)  # the poll is under way when we stop
+    await poller.add_feed(server.url("/f"), feed_id="f")
+    other = PgFeedLeases(db, "staying")
+    async with fetcher, trio.open_nursery() as nursery:
+        await nursery.start(poller.run)
+        await fetcher.started.wait()
+        assert await other.lease_due(time.time(), 5, 30.0) == []
+        nursery.cancel_scope.cancel()
+    [(state, lease)] = await other.lease_due(time.time(), 5, 30.0)
+    assert state.feed_id == "f" and not lease.taken_over  # given back, not left to expire
