@@ -152,7 +152,7 @@ class FeedsConfig:
     contact_group: str = "Feeds"
     entries_on_subscribe: int = 1  # the latest entries sent at once to a new follower
     # Several instances sharing one PostgreSQL database take due feeds on lease (docs/scaling.md).
-    instance_id: str = ""  # this instance's name in leases, logs, User-Agent; "" = hostname:pid
+    instance_id: str | None = None  # name in leases, logs, User-Agent; None: hostname:pid
     lease_seconds: float = 60.0  # a dead instance's feeds are taken over after this long
 
 

@@ -41,7 +41,8 @@ def fetch_label(result: FetchResult) -> str:
 
 
 def fetch_config(
-    cfg: FeedsConfig, endpoints: frozenset[tuple[str, int]] = frozenset(), instance: str = ""
+    cfg: FeedsConfig, endpoints: frozenset[tuple[str, int]] = frozenset(),
+    instance: str | None = None
 ) -> FetchConfig:
     """The fetcher's settings; a configured instance name rides in the User-Agent, so a feed's
     publisher (and the scale test) can tell the instances of one service apart."""
