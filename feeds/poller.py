@@ -113,6 +113,7 @@ class Poller:
         self.store = store
         self.leases: FeedLeases = leases or LocalFeedLeases(store)
         self._held: dict[str, Lease] = {}  # the lease of each feed this instance polls
+        self._leased: dict[str, FeedState] = {}  # the state read with the lease, until polled
         # Told of "takeover" (a feed leased from an instance that never released it) and
         # "lost" (a poll abandoned: its lease was taken over), for metrics.
         self.lease_listeners: list[Callable[[str], None]] = []
@@ -241,7 +242,7 @@ class Poller:
             lag = 0.0 if state.next_fetch is None else max(0.0, now - state.next_fetch)
             self.stats.last_lag = lag
             self.stats.max_lag = max(self.stats.max_lag, lag)
-            self._hold(lease)
+            self._hold(lease, state)
             self._in_flight.add(state.feed_id)
             nursery.start_soon(self._poll_task, state.feed_id, urlsplit(state.url).hostname or "")
             started += 1
@@ -249,8 +250,9 @@ class Poller:
         self.stats.queue_depth = 1 if free > 0 and started == free else 0
         self.stats.in_flight = len(self._in_flight)
 
-    def _hold(self, lease: Lease) -> None:
+    def _hold(self, lease: Lease, state: FeedState) -> None:
         self._held[lease.feed_id] = lease
+        self._leased[lease.feed_id] = state
         self.stats.leases_held = len(self._held)
         if lease.taken_over:
             self.stats.lease_takeovers += 1
@@ -259,6 +261,7 @@ class Poller:
                      lease.feed_id, extra={"event": "feed.lease_takeover", "feed": lease.feed_id})
 
     def _unhold(self, feed_id: str) -> Lease | None:
+        self._leased.pop(feed_id, None)
         lease = self._held.pop(feed_id, None)
         self.stats.leases_held = len(self._held)
         return lease
@@ -297,7 +300,7 @@ class Poller:
             leased = await self.leases.lease_feed(feed_id, self._clock(),
                                                   self.config.lease_seconds)
             if leased is not None:
-                self._hold(leased[1])
+                self._hold(leased[1], leased[0])
                 return True
             if await self.store.get_feed(feed_id) is None or self._clock() > deadline:
                 return False
@@ -433,7 +436,8 @@ class Poller:
             log.exception("feed %s: WebSub subscription failed", feed_id)
 
     async def _poll_feed(self, feed_id: str) -> PollOutcome | None:
-        state = await self.store.get_feed(feed_id)
+        # The state read with the lease, or (a refresh of a feed leased earlier) read now.
+        state = self._leased.pop(feed_id, None) or await self.store.get_feed(feed_id)
         if state is None:
             return None
         self.stats.polls += 1
