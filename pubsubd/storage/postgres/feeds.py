@@ -46,7 +46,9 @@ MIGRATIONS = [
         host TEXT NOT NULL,
         until DOUBLE PRECISION NOT NULL
     );
-    CREATE INDEX feed_fetches_host ON feed_fetches (host)
+    CREATE INDEX feed_fetches_host ON feed_fetches (host);
+    -- Leasing walks the active feeds soonest first, never-fetched ones before all others.
+    CREATE INDEX feeds_lease ON feeds (next_fetch NULLS FIRST) WHERE active = 1
     """,
 ]
 
