@@ -33,6 +33,7 @@ from bench import (
     scenario_feeds,
     scenario_presence,
     scenario_pubsub,
+    scenario_scale,
 )
 from bench.loadgen import raise_fd_limit
 from bench.measure import Metric, ScenarioResult
@@ -88,6 +89,9 @@ SCENARIOS = (
              scenario_pubsub.METRICS, scenario_pubsub.unavailable),
     Scenario("feeds", "Feed polling and normalizing (pubsubd only)", scenario_feeds.run,
              scenario_feeds.METRICS, scenario_feeds.unavailable, only_for="pubsubd"),
+    Scenario("scale", "Feed work shared by 1, 2 and 4 component instances on PostgreSQL "
+             "(pubsubd only)", scenario_scale.run, scenario_scale.METRICS,
+             scenario_scale.unavailable, only_for="pubsubd"),
 )
 DEFAULT_SERVERS = "pubsubd,pubsubd-defaults,pubsubd-postgres,prosody,ejabberd"
 SERVERS: dict[str, type[ServerUnderTest]] = {

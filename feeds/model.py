@@ -128,3 +128,6 @@ class PollerStats:
     queue_depth: int = 0
     last_lag: float = 0.0
     max_lag: float = 0.0
+    leases_held: int = 0  # feeds this instance holds a lease on (polling or about to)
+    lease_takeovers: int = 0  # leases taken from an instance that never released them
+    leases_lost: int = 0  # polls abandoned because another instance took their lease over

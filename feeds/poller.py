@@ -4,14 +4,18 @@ Each poll runs in its own task, at most ``max_concurrent_polls`` at a time, and 
 wait has a deadline (the fetcher's total timeout), so one slow or broken feed only ever holds
 its own slot.
 
-Ordering for "never lost, never twice": entries are published first and only then recorded as
-seen, together with the feed's new validators, in one store transaction
-(:meth:`FeedStore.commit_poll`). A crash before the publisher returns loses nothing: the old
-ETag is still stored, so the next poll gets the document again and the entries are still
-unseen. A crash after the publisher returned but before the commit republishes the same entries
-under the same item ids, so the only duplicate window is that one transaction, and a publisher
-that is idempotent by item id (a pubsub node replaces an item with the same id) closes it for
-stored items. If the publisher raises, nothing is recorded and the feed retries with back-off.
+Every poll holds a lease on its feed (:mod:`feeds.leases`): with one process that is
+in-memory bookkeeping; with several instances on one PostgreSQL database it is what keeps two
+of them from polling a feed at once, and leases are renewed while polls run.
+
+Ordering for "never lost, never twice": the entries of a document are first claimed under the
+lease (the seen set's unique key decides which are new, whichever instance sees them), then
+published, and only then committed as seen, together with the feed's new validators, in one
+transaction that also releases the lease (:meth:`FeedLeases.commit`). A crash before the
+commit loses nothing: the old ETag is still stored, so the next poll gets the document again;
+an entry it finds claimed but never committed is published then, unless the node already has
+it (the crash came after publishing). If the publisher raises, nothing is committed and the
+feed retries with back-off.
 """
 
 from __future__ import annotations
@@ -28,11 +32,12 @@ from urllib.parse import urlsplit
 import trio
 
 from feeds.fetch import Fetcher, FetchResult
+from feeds.leases import FeedLeases, Lease, LocalFeedLeases
 from feeds.model import Entry, FeedEvent, FeedEventKind, FeedState, PollerStats
 from feeds.normalize import normalize_feed
 from feeds.parse import ParsedFeed, parse
 from feeds.push import PushReceiver, parse_link_header
-from feeds.schedule import HostBudget, SchedulePolicy, adapt_interval, next_fetch
+from feeds.schedule import SchedulePolicy, adapt_interval, next_fetch
 from feeds.store import FeedStore
 
 log = logging.getLogger(__name__)
@@ -47,6 +52,10 @@ class Publisher(Protocol):
     ) -> None: ...
 
     async def feed_event(self, feed: FeedState, event: FeedEvent) -> None: ...
+
+    async def published_ids(self, feed: FeedState, item_ids: Sequence[str]) -> set[str]:
+        """Which of ``item_ids`` are already published (entries a dead poll had claimed)."""
+        ...
 
 
 class FirstPoll(enum.StrEnum):
@@ -67,6 +76,8 @@ class PollerConfig:
     failing_after: int = 5
     seen_keep: int = 5000
     idle_tick: float = 30.0
+    lease_seconds: float = 60.0  # how long a feed stays ours without a renewal
+    max_per_host: int = 0  # fetches from one host in flight across instances (0: no limit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,8 +108,15 @@ class Poller:
         clock: Callable[[], float] = time.time,
         rng: Callable[[], float] = random.random,
         push: PushReceiver | None = None,
+        leases: FeedLeases | None = None,
     ) -> None:
         self.store = store
+        self.leases: FeedLeases = leases or LocalFeedLeases(store)
+        self._held: dict[str, Lease] = {}  # the lease of each feed this instance polls
+        self._leased: dict[str, FeedState] = {}  # the state read with the lease, until polled
+        # Told of "takeover" (a feed leased from an instance that never released it) and
+        # "lost" (a poll abandoned: its lease was taken over), for metrics.
+        self.lease_listeners: list[Callable[[str], None]] = []
         self.publisher = publisher
         self.fetcher = fetcher
         self.config = config or PollerConfig()
@@ -108,7 +126,6 @@ class Poller:
         self._in_flight: set[str] = set()
         self._finished: dict[str, trio.Event] = {}  # set when that feed's running poll ends
         self._wake = trio.Event()
-        self._budget = HostBudget(self.config.schedule.host_spacing)
         self._parse_limiter = trio.CapacityLimiter(2)
         # Told of the feed's committed state after every poll, whatever came of it (e.g. to
         # show "checked just now, next in 30 min" to its followers), once the poll is over:
@@ -206,6 +223,7 @@ class Poller:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Poll due feeds until cancelled."""
         async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._renew_leases)
             task_status.started()
             while True:
                 self._wake = trio.Event()
@@ -215,19 +233,93 @@ class Poller:
     async def _dispatch(self, nursery: trio.Nursery) -> None:
         now = self._clock()
         free = self.config.max_concurrent_polls - len(self._in_flight)
-        due = await self.store.due_feeds(now, limit=len(self._in_flight) + max(free, 1) + 100)
-        waiting = [s for s in due if s.feed_id not in self._in_flight]
-        for state in waiting[: max(free, 0)]:
+        leased = await self.leases.lease_due(now, free, self.config.lease_seconds)
+        started = 0
+        for state, lease in leased:
+            if state.feed_id in self._in_flight:  # a refresh of it is under way here
+                await self.leases.release(lease)
+                continue
             lag = 0.0 if state.next_fetch is None else max(0.0, now - state.next_fetch)
             self.stats.last_lag = lag
             self.stats.max_lag = max(self.stats.max_lag, lag)
+            self._hold(lease, state)
             self._in_flight.add(state.feed_id)
             nursery.start_soon(self._poll_task, state.feed_id, urlsplit(state.url).hostname or "")
-        self.stats.queue_depth = max(0, len(waiting) - max(free, 0))
+            started += 1
+        # Only a lower bound: leasing takes no more than there are free slots.
+        self.stats.queue_depth = 1 if free > 0 and started == free else 0
         self.stats.in_flight = len(self._in_flight)
 
+    def _hold(self, lease: Lease, state: FeedState) -> None:
+        self._held[lease.feed_id] = lease
+        self._leased[lease.feed_id] = state
+        self.stats.leases_held = len(self._held)
+        if lease.taken_over:
+            self.stats.lease_takeovers += 1
+            self._lease_event("takeover")
+            log.info("feed %s taken over from an instance that stopped renewing its lease",
+                     lease.feed_id, extra={"event": "feed.lease_takeover", "feed": lease.feed_id})
+
+    def _unhold(self, feed_id: str) -> Lease | None:
+        self._leased.pop(feed_id, None)
+        lease = self._held.pop(feed_id, None)
+        self.stats.leases_held = len(self._held)
+        return lease
+
+    def _lease_event(self, kind: str) -> None:
+        for listener in self.lease_listeners:
+            try:
+                listener(kind)
+            except Exception:
+                log.exception("a lease listener failed")
+
+    async def _renew_leases(self) -> None:
+        """Extend the leases of running polls, three times per lease period."""
+        while True:
+            await trio.sleep(self.config.lease_seconds / 3)
+            held = list(self._held.values())
+            if not held:
+                continue
+            try:
+                kept = await self.leases.renew(held, self._clock(), self.config.lease_seconds)
+            except Exception:  # the database is away: the polls' commits will tell
+                log.exception("renewing %d feed leases failed", len(held))
+                continue
+            for lease in kept:
+                current = self._held.get(lease.feed_id)
+                if current is not None and current.token == lease.token:
+                    self._held[lease.feed_id] = lease
+
+    async def _acquire(self, feed_id: str) -> bool:
+        """Lease one feed for a refresh or a push, waiting while another instance polls it;
+        False if the feed is unknown or stays held past a lease period."""
+        if feed_id in self._held:
+            return True
+        deadline = self._clock() + self.config.lease_seconds + 1.0
+        while True:
+            leased = await self.leases.lease_feed(feed_id, self._clock(),
+                                                  self.config.lease_seconds)
+            if leased is not None:
+                self._hold(leased[1], leased[0])
+                return True
+            if await self.store.get_feed(feed_id) is None or self._clock() > deadline:
+                return False
+            await trio.sleep(0.1)
+
+    async def _release(self, feed_id: str) -> None:
+        """Give back the feed's lease if the poll ended without committing it. Also when the
+        poll was cancelled (the server stops): another instance then takes the feed at once
+        instead of after the lease period."""
+        lease = self._unhold(feed_id)
+        if lease is not None:
+            with trio.CancelScope(shield=True), trio.move_on_after(5.0):
+                try:
+                    await self.leases.release(lease)
+                except Exception:  # it runs out by itself
+                    log.exception("releasing the lease of feed %s failed", feed_id)
+
     async def _sleep_until_due(self) -> None:
-        soonest = await self.store.next_due_time()
+        soonest = await self.leases.next_due_time(self._clock())
         delay = self.config.idle_tick
         if soonest is not None:
             # Feeds being polled still look due until their poll commits; their completion
@@ -238,10 +330,7 @@ class Poller:
 
     async def _poll_task(self, feed_id: str, host: str) -> None:
         try:
-            slot = self._budget.reserve(host, self._clock())
-            wait = slot - self._clock()
-            if wait > 0:
-                await trio.sleep(wait)
+            await self._wait_for_host(feed_id, host)
             outcome = await self.poll_feed(feed_id)
         except Exception:  # our own bug: log it and keep every other feed polling
             log.exception("poll of feed %s failed", feed_id)
@@ -252,6 +341,21 @@ class Poller:
             self.stats.in_flight = len(self._in_flight)
             self._poke()
         await self._tell_polled(outcome)
+
+    async def _wait_for_host(self, feed_id: str, host: str) -> None:
+        """Per-host politeness, across instances where the leases are shared: wait for this
+        fetch's slot (``host_spacing`` after the previous one), and while the host has
+        ``max_per_host`` fetches in flight."""
+        spacing = self.config.schedule.host_spacing
+        while (lease := self._held.get(feed_id)) is not None:
+            slot = await self.leases.reserve_host(lease, host, self._clock(), spacing,
+                                                  self.config.max_per_host)
+            if slot is not None:
+                wait = slot - self._clock()
+                if wait > 0:
+                    await trio.sleep(wait)
+                return
+            await trio.sleep(max(spacing, 0.05))
 
     def _poll_ended(self, feed_id: str) -> None:
         self._in_flight.discard(feed_id)
@@ -283,25 +387,38 @@ class Poller:
         poll should still get a 304 if that document did not change.
         """
         async with self._lock(feed_id):
-            state = await self.store.get_feed(feed_id)
-            if state is None or not state.active:
+            if not await self._acquire(feed_id):
                 return None
-            now = self._clock()
-            result = FetchResult(
-                state.url, state.url, status=200, body=body, content_type=content_type,
-                etag=state.etag, last_modified=state.last_modified,
-            )
-            parsed = await parse(body, url=state.url, content_type=content_type,
-                                 limiter=self._parse_limiter)
-            if not parsed.is_feed:
-                log.info("feed %s: pushed content is not a feed (%s)", feed_id, parsed.bozo)
-                return None
-            return await self._publish(state, parsed, result, [], now)
+            try:
+                return await self._ingest(feed_id, body, content_type)
+            finally:
+                await self._release(feed_id)
+
+    async def _ingest(self, feed_id: str, body: bytes, content_type: str) -> PollOutcome | None:
+        state = await self.store.get_feed(feed_id)
+        if state is None or not state.active:
+            return None
+        now = self._clock()
+        result = FetchResult(
+            state.url, state.url, status=200, body=body, content_type=content_type,
+            etag=state.etag, last_modified=state.last_modified,
+        )
+        parsed = await parse(body, url=state.url, content_type=content_type,
+                             limiter=self._parse_limiter)
+        if not parsed.is_feed:
+            log.info("feed %s: pushed content is not a feed (%s)", feed_id, parsed.bozo)
+            return None
+        return await self._publish(state, parsed, result, [], now)
 
     async def poll_feed(self, feed_id: str) -> PollOutcome | None:
         """Fetch, parse and publish one feed now (callers keep it out of the loop meanwhile)."""
         async with self._lock(feed_id):
-            outcome = await self._poll_feed(feed_id)
+            if not await self._acquire(feed_id):
+                return None
+            try:
+                outcome = await self._poll_feed(feed_id)
+            finally:
+                await self._release(feed_id)
         if outcome is not None and outcome.status == 200 and not outcome.error:
             await self._tell_push(feed_id)
         return outcome
@@ -319,7 +436,8 @@ class Poller:
             log.exception("feed %s: WebSub subscription failed", feed_id)
 
     async def _poll_feed(self, feed_id: str) -> PollOutcome | None:
-        state = await self.store.get_feed(feed_id)
+        # The state read with the lease, or (a refresh of a feed leased earlier) read now.
+        state = self._leased.pop(feed_id, None) or await self.store.get_feed(feed_id)
         if state is None:
             return None
         self.stats.polls += 1
@@ -394,10 +512,13 @@ class Poller:
         )
         entries = normalized.entries
         known = await self.store.seen_hashes(state.feed_id, [e.item_id for e in entries])
-        new = [e for e in entries if e.item_id not in known]
+        fresh = await self._claim(state, entries, now)
+        if fresh is None:
+            return None
+        new = [e for e in entries if e.item_id in fresh]
         updated = [
             e for e in entries
-            if self.config.republish_updates
+            if self.config.republish_updates and e.item_id not in fresh
             and e.item_id in known and known[e.item_id] != e.content_hash
         ]
         new, updated = _chronological(entries, new), _chronological(entries, updated)
@@ -439,6 +560,31 @@ class Poller:
         if new and state.entries_seen > self.config.seen_keep:
             await self.store.prune_seen(state.feed_id, self.config.seen_keep)
         return finished
+
+    async def _claim(self, state: FeedState, entries: Sequence[Entry], now: float
+                     ) -> set[str] | None:
+        """The ids of ``entries`` this poll is to publish: never seen, or claimed by a poll
+        that died before committing and not published since. None if the lease was lost."""
+        lease = self._held.get(state.feed_id)
+        claim = None if lease is None else await self.leases.claim(
+            lease, [(e.item_id, e.content_hash) for e in entries], now)
+        if claim is None:
+            self._lost(state.feed_id)
+            return None
+        chosen = set(claim.fresh)
+        if claim.orphaned:
+            done = await self.publisher.published_ids(state, claim.orphaned)
+            log.info("feed %s: %d entries claimed by a poll that never committed, %d of them "
+                     "published since", state.feed_id, len(claim.orphaned), len(done))
+            chosen.update(i for i in claim.orphaned if i not in done)
+        return chosen
+
+    def _lost(self, feed_id: str) -> None:
+        self._unhold(feed_id)
+        self.stats.leases_lost += 1
+        self._lease_event("lost")
+        log.warning("feed %s: lease taken over by another instance; poll abandoned", feed_id,
+                    extra={"event": "feed.lease_lost", "feed": feed_id})
 
     def _split_first_poll(self, new: list[Entry]) -> tuple[list[Entry], list[Entry]]:
         """(history published silently, entries notified) for a feed's first poll."""
@@ -542,7 +688,11 @@ class Poller:
         if current is None:
             return None
         state = replace(state, paused=current.paused)
-        await self.store.commit_poll(state, seen, at=self._clock())
+        lease = self._held.get(state.feed_id)
+        if lease is None or not await self.leases.commit(lease, state, seen, at=self._clock()):
+            self._lost(state.feed_id)
+            return None
+        self._unhold(state.feed_id)
         # Events go out after the commit: at most once, never repeated by a retry.
         for event in events:
             try:

@@ -31,7 +31,7 @@ from pubsubd.metrics import Metrics
 from pubsubd.modules.component_of import ComponentOfModule
 from pubsubd.modules.control_socket import ControlSocketModule
 from pubsubd.modules.feeds.admin_commands import ServiceAdminModule
-from pubsubd.modules.feeds.module import FeedsModule
+from pubsubd.modules.feeds.module import FeedsModule, instance_id
 from pubsubd.modules.metrics_http import MetricsModule
 from pubsubd.modules.node_feeds_http import NodeFeedsModule
 from pubsubd.modules.rfc6121_presence import PresenceModule
@@ -307,7 +307,8 @@ def add_feed_modules(s: Services, server: Server, *, pubsub: PubSubComponent,
         metrics=s.metrics, control_ops=s.control_ops, admins=admins,
         max_items=config.pubsub.max_items,
         catalogue=s.path(feeds_cfg.catalogue) if feeds_cfg.catalogue else None,
-        push=push.subscriber))
+        push=push.subscriber,
+        leases=stores.lease_feeds(instance_id(feeds_cfg)) if stores.lease_feeds else None))
 
     async def feed_contacts_changed(key: str | None) -> None:  # by another instance
         if feeds.manager is not None:

@@ -151,6 +151,9 @@ class FeedsConfig:
     command_contact: str = "feeds"
     contact_group: str = "Feeds"
     entries_on_subscribe: int = 1  # the latest entries sent at once to a new follower
+    # Several instances sharing one PostgreSQL database take due feeds on lease (docs/scaling.md).
+    instance_id: str | None = None  # name in leases, logs, User-Agent; None: hostname:pid
+    lease_seconds: float = 60.0  # a dead instance's feeds are taken over after this long
 
 
 @dataclass(frozen=True, slots=True)
@@ -576,6 +579,8 @@ def _validate_hardening(config: Config) -> None:
         raise ConfigError("feeds.min_interval: must not exceed feeds.max_interval")
     if not feeds.min_interval <= feeds.default_interval <= feeds.max_interval:
         raise ConfigError("feeds.default_interval: must lie between min_interval and max_interval")
+    if feeds.lease_seconds <= 0:
+        raise ConfigError("feeds.lease_seconds: must be positive")
     if feeds.error_backoff > feeds.max_error_backoff:
         raise ConfigError("feeds.error_backoff: must not exceed feeds.max_error_backoff")
     limits = config.limits

@@ -75,6 +75,16 @@ class Metrics:
         self.offline = Counter("pubsubd_offline_stored",
                                "Messages kept in offline storage for an absent user",
                                registry=r)
+        # Feed work shared by several instances (docs/scaling.md).
+        self.feed_leases = Gauge("pubsubd_feed_leases_held",
+                                 "Feeds this instance holds a polling lease on", registry=r)
+        self.feed_lease_events = Counter(
+            "pubsubd_feed_lease_events",
+            "Leases taken over from an instance that stopped renewing them (takeover), and "
+            "polls abandoned because another instance took their lease (lost)",
+            ["event"], registry=r)
+        for event in ("takeover", "lost"):
+            self.feed_lease_events.labels(event)
         for kind in STANZA_KINDS:  # export zeros from the start, so rates work at once
             self.stanzas_in.labels(kind)
             self.stanzas_out.labels(kind)
@@ -102,6 +112,14 @@ class Metrics:
         """One feed fetch finished: its HTTP status (or an error kind like "timeout")."""
         self.fetches.labels(str(status)).inc()
         self.fetch_latency.observe(seconds)
+
+    def watch_feed_leases(self, held: Callable[[], int]) -> None:
+        """Read the number of feed leases held from ``held`` at every scrape."""
+        self.feed_leases.set_function(held)
+
+    def feed_lease_event(self, event: str) -> None:
+        """A lease was taken over ("takeover") or a poll lost its lease ("lost")."""
+        self.feed_lease_events.labels(event).inc()
 
     def feed_entry_shortened(self) -> None:
         """A feed entry was published shortened rather than dropped for its size."""

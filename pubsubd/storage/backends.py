@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from feeds.leases import FeedLeases
 from pubsubd.storage.accounts import SqliteAccountStore
 from pubsubd.storage.feed_contacts_sqlite import SqliteFeedContactStore, SqliteFeedMarkStore
 from pubsubd.storage.feeds_sqlite import SqliteFeedStore
@@ -108,6 +109,9 @@ class Stores:
     feed_marks: FeedMarkStore
     websub: WebSubStore
     room_feeds: RoomFeedStore
+    lease_feeds: Callable[[str], FeedLeases] | None = None
+    """Feed leases shared by every instance on the database, given this instance's id; None
+    where only one process uses the store (the poller then leases in memory)."""
     ping: Callable[[], Awaitable[None]] = field(default=_nothing_to_check)
     """Raises if the backend cannot answer a trivial query (health checks)."""
     close: Callable[[], None] = field(default=_nothing_to_close)
@@ -190,6 +194,7 @@ def open_postgres(settings: StorageSettings, base_dir: Path, scram_iterations: i
             feed_marks=pg.PgFeedMarkStore(db),
             websub=pg.PgWebSubStore(db),
             room_feeds=pg.PgRoomFeedStore(db),
+            lease_feeds=lambda instance: pg.PgFeedLeases(db, instance),
             ping=db.ping,
             close=db.close,
             invalidation=db.invalidation,

@@ -34,6 +34,25 @@ MIGRATIONS = [
     ) WITHOUT ROWID;
     CREATE INDEX feed_seen_age ON feed_seen (feed_id, last_seen);
     """,
+    # Step 2: the columns and tables of feed leases (several instances sharing one PostgreSQL
+    # database, see feeds.leases), kept here too so both backends have the same schema; one
+    # process on SQLite leases in memory (feeds.leases.LocalFeedLeases) and leaves them empty.
+    """
+    ALTER TABLE feeds ADD COLUMN lease_owner TEXT;
+    ALTER TABLE feeds ADD COLUMN lease_token TEXT;
+    ALTER TABLE feeds ADD COLUMN lease_until REAL;
+    ALTER TABLE feed_seen ADD COLUMN claim TEXT;
+    CREATE TABLE feed_hosts (
+        host TEXT PRIMARY KEY,
+        next_slot REAL NOT NULL
+    );
+    CREATE TABLE feed_fetches (
+        token TEXT PRIMARY KEY,
+        host TEXT NOT NULL,
+        until REAL NOT NULL
+    );
+    CREATE INDEX feed_fetches_host ON feed_fetches (host);
+    """,
 ]
 _CHUNK = 500  # stay well under SQLite's limit on bound parameters
 

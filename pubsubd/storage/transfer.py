@@ -74,8 +74,11 @@ TABLES = (
     # Item order in a batch is insertion order: rowid on SQLite, pos on PostgreSQL.
     _t("pubsub_digest_items", "service, node, address, item_id, payload, publisher, published,"
        " seq", "pos", "rowid"),
-    _t("feeds", "feed_id, url, active, next_fetch, state", "feed_id"),
-    _t("feed_seen", "feed_id, item_id, content_hash, last_seen", "feed_id, item_id"),
+    _t("feeds", "feed_id, url, active, next_fetch, state, lease_owner, lease_token,"
+       " lease_until", "feed_id"),
+    _t("feed_seen", "feed_id, item_id, content_hash, last_seen, claim", "feed_id, item_id"),
+    _t("feed_hosts", "host, next_slot", "host"),
+    _t("feed_fetches", "token, host, until", "token"),
     _t("feed_contact", "short, feed_id", "short"),
     _t("feed_service", "feed_id, pinned, idle", "feed_id"),
     _t("upload_files", "slot_id, owner, filename, size, content_type, granted, uploaded",

@@ -10,6 +10,7 @@ control operations use too.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -124,8 +125,11 @@ class ServiceAdminModule(Module):
         if self.feeds is None:
             return
         while True:
+            started = time.perf_counter()
             await self.update_feed_gauge()
-            await trio.sleep(FEED_GAUGE_SPACING)
+            # Reading every feed costs more as the table grows (tens of milliseconds for
+            # 20,000 feeds): at most 2% of the time goes to this gauge.
+            await trio.sleep(max(FEED_GAUGE_SPACING, 50 * (time.perf_counter() - started)))
             with trio.move_on_after(FEED_GAUGE_INTERVAL):
                 await self._feeds_changed.wait()
             self._feeds_changed = trio.Event()

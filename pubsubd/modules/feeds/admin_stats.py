@@ -136,6 +136,9 @@ class ServiceStats:
             "max_lag_seconds": round(s.max_lag, 3),
             "entries_published": s.entries_published,
             "entries_notified": s.entries_notified,
+            "leases_held": s.leases_held,
+            "lease_takeovers": s.lease_takeovers,
+            "leases_lost": s.leases_lost,
         }
 
     def delivery_stats(self) -> dict[str, Any]:

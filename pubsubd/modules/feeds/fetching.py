@@ -7,7 +7,7 @@ import dataclasses
 import logging
 from collections.abc import Callable
 
-from feeds.fetch import FetchConfig, Fetcher, FetchResult
+from feeds.fetch import DEFAULT_USER_AGENT, FetchConfig, Fetcher, FetchResult
 from feeds.netguard import AddressPolicy
 from pubsubd.config import FeedsConfig
 
@@ -41,12 +41,16 @@ def fetch_label(result: FetchResult) -> str:
 
 
 def fetch_config(
-    cfg: FeedsConfig, endpoints: frozenset[tuple[str, int]] = frozenset()
+    cfg: FeedsConfig, endpoints: frozenset[tuple[str, int]] = frozenset(),
+    instance: str | None = None
 ) -> FetchConfig:
+    """The fetcher's settings; a configured instance name rides in the User-Agent, so a feed's
+    publisher (and the scale test) can tell the instances of one service apart."""
     policy = dataclasses.replace(
         AddressPolicy.from_strings(cfg.allow_hosts), allow_endpoints=endpoints
     )
     return FetchConfig(
+        user_agent=f"{DEFAULT_USER_AGENT} instance/{instance}" if instance else DEFAULT_USER_AGENT,
         connect_timeout=cfg.connect_timeout,
         read_timeout=cfg.read_timeout,
         total_timeout=cfg.total_timeout,

@@ -18,6 +18,7 @@ from pathlib import Path
 import trio
 
 from feeds.fetch import FetchResult
+from feeds.leases import FeedLeases, default_instance_id
 from feeds.poller import FirstPoll, Poller, PollerConfig
 from feeds.schedule import SchedulePolicy
 from feeds.store import FeedStore
@@ -66,7 +67,14 @@ def poller_config(cfg: FeedsConfig) -> PollerConfig:
         first_poll_count=cfg.first_poll_count,
         republish_updates=cfg.republish_updates,
         failing_after=cfg.failing_after,
+        lease_seconds=cfg.lease_seconds,
+        max_per_host=max(cfg.max_per_host, 0),
     )
+
+
+def instance_id(cfg: FeedsConfig) -> str:
+    """This instance's name among those sharing the feeds (``feeds.instance_id``)."""
+    return cfg.instance_id or default_instance_id()
 
 
 class FeedsModule(Module):
@@ -81,7 +89,8 @@ class FeedsModule(Module):
                  metrics: Metrics, control_ops: ControlOps, admins: frozenset[str],
                  max_items: int, catalogue: Path | None,
                  push: WebSubSubscriber | None = None,
-                 room_store: RoomFeedStore | None = None) -> None:
+                 room_store: RoomFeedStore | None = None,
+                 leases: FeedLeases | None = None) -> None:
         super().__init__()
         self.settings = settings
         self.pubsub = pubsub
@@ -97,6 +106,7 @@ class FeedsModule(Module):
         self.catalogue = catalogue  # an OPML file of feeds to poll from the start
         self.push = push  # WebSub: feeds whose hub pushes are polled rarely
         self.room_store = room_store  # feeds posted into group chat rooms (.rooms)
+        self.leases = leases  # shared with other instances; None: this process polls alone
         self.rooms: RoomFeeds | None = None
         self.manager: FeedManager | None = None
 
@@ -114,12 +124,14 @@ class FeedsModule(Module):
             return
         self.samples = SampleFeedServer.bind(cfg) if cfg.serve_samples else None
         endpoints = frozenset({self.samples.endpoint}) if self.samples else frozenset()
-        self.fetcher = ObservedFetcher(fetch_config(cfg, endpoints))
+        self.fetcher = ObservedFetcher(fetch_config(cfg, endpoints, instance=cfg.instance_id))
         self.fetcher.listeners.append(self._fetched)
         self.publisher = NodePublisher(pubsub, self.router.send, self.max_items,
                                        on_shortened=self.metrics.feed_entry_shortened)
         self.poller = Poller(self.store, self.publisher, self.fetcher, poller_config(cfg),
-                             push=self.push)
+                             push=self.push, leases=self.leases)
+        self.metrics.watch_feed_leases(lambda: self.poller.stats.leases_held)
+        self.poller.lease_listeners.append(self.metrics.feed_lease_event)
         if self.push is not None:
             self.push.attach(self.poller.ingest)
         self.manager = manager = FeedManager(cfg, pubsub, self.poller, self.fetcher,

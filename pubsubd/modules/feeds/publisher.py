@@ -138,6 +138,15 @@ class NodePublisher:
                      extra={"event": "feed.published" if notify else "feed.history",
                             "feed": feed.url, "node": node, "count": len(entries)})
 
+    async def published_ids(self, feed: FeedState, item_ids: Sequence[str]) -> set[str]:
+        """The ids among ``item_ids`` that are items of the feed's node: a poll that died
+        between publishing and committing left them claimed, and they must not go out again."""
+        try:
+            items = await self.service.store.get_items(self.jid, feed.feed_id, list(item_ids))
+        except Exception:  # noqa: BLE001 - no node yet: nothing was published
+            return set()
+        return {item.item_id for item in items}
+
     async def _fitted(self, node: str, feed: FeedState,
                       entries: Sequence[Entry]) -> list[Entry]:
         """The entries, each cut to the node's payload limit (XEP-0060 §7.1.3.5) rather than

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pubsubd.storage.postgres.accounts import PgAccountStore
 from pubsubd.storage.postgres.database import PgDatabase
 from pubsubd.storage.postgres.feed_contacts import PgFeedContactStore, PgFeedMarkStore
+from pubsubd.storage.postgres.feed_leases import PgFeedLeases
 from pubsubd.storage.postgres.feeds import PgFeedStore
 from pubsubd.storage.postgres.im import PgImStore
 from pubsubd.storage.postgres.mam import PgMamStore
@@ -27,6 +28,7 @@ __all__ = [
     "PgAccountStore",
     "PgDatabase",
     "PgFeedContactStore",
+    "PgFeedLeases",
     "PgFeedMarkStore",
     "PgFeedStore",
     "PgImStore",

@@ -31,6 +31,25 @@ MIGRATIONS = [
     );
     CREATE INDEX feed_seen_age ON feed_seen (feed_id, last_seen)
     """,
+    # Step 2: feed work shared by several instances (pubsubd.storage.postgres.feed_leases).
+    """
+    ALTER TABLE feeds ADD COLUMN lease_owner TEXT;
+    ALTER TABLE feeds ADD COLUMN lease_token TEXT;
+    ALTER TABLE feeds ADD COLUMN lease_until DOUBLE PRECISION;
+    ALTER TABLE feed_seen ADD COLUMN claim TEXT;
+    CREATE TABLE feed_hosts (
+        host TEXT PRIMARY KEY,
+        next_slot DOUBLE PRECISION NOT NULL
+    );
+    CREATE TABLE feed_fetches (
+        token TEXT PRIMARY KEY,
+        host TEXT NOT NULL,
+        until DOUBLE PRECISION NOT NULL
+    );
+    CREATE INDEX feed_fetches_host ON feed_fetches (host);
+    -- Leasing walks the active feeds soonest first, never-fetched ones before all others.
+    CREATE INDEX feeds_lease ON feeds (next_fetch NULLS FIRST) WHERE active = 1
+    """,
 ]
 
 

@@ -53,6 +53,9 @@ class Recorder:
     async def feed_event(self, feed: FeedState, event: FeedEvent) -> None:
         self.events.append(event)
 
+    async def published_ids(self, feed: FeedState, item_ids: Sequence[str]) -> set[str]:
+        return {i for i, _ in self.published if i in item_ids}
+
     @property
     def notified(self) -> list[str]:
         return [i for i, n in self.published if n]
