@@ -99,8 +99,8 @@ def render(results: Sequence[ScenarioResult], scenarios: Sequence[Scenario],
         out.append("")
         ours = by_server.get("pubsubd")
         if ours is not None and ours.profile:
-            out += ["<details><summary>pubsubd profile (py-spy, samples holding the GIL, "
-                    "set-up included)</summary>", "", *ours.profile, "", "</details>", ""]
+            out += ["<details><summary>pubsubd profile (py-spy, samples holding the GIL)"
+                    "</summary>", "", *ours.profile, "", "</details>", ""]
     out += ["↑ higher is better, ↓ lower is better. Sizes: "
             + ", ".join(f"{k}={v}" for k, v in _asdict(opts).items()) + ".", ""]
     return "\n".join(out)
