@@ -762,10 +762,10 @@ class PubSubService:
         notifications = await self._published(node, result, text)
         return PublishOutcome(node_id, item_id, tuple(notifications), created)
 
-    async def _published(self, node: Node, result: PutResult,
-                         text: str | None) -> list[Notification]:
+    async def _published(self, node: Node, result: PutResult, text: str | None,
+                         *, items: bool = True) -> list[Notification]:
         """The notifications of one stored publish: retractions of what it trimmed, then the
-        item itself (XEP-0060 §7.1.2, §7.2.2.1)."""
+        item itself unless ``items`` is false (XEP-0060 §7.1.2, §7.2.2.1)."""
         notifications: list[Notification] = []
         if result.evicted:
             await self.catch_up.forget_items(node.node_id, result.evicted)
@@ -773,7 +773,7 @@ class PubSubService:
                 notifications += await self.fanout.fan_out(
                     node, NotificationKind.RETRACT, item_ids=result.evicted
                 )
-        if node.config.deliver_notifications:
+        if items and node.config.deliver_notifications:
             notifications += await self.fanout.fan_out(
                 node, NotificationKind.ITEMS, items=result.items, text=text
             )
@@ -818,8 +818,16 @@ class PubSubService:
                 self._effective_max_items(node.config))
         except KeyError:  # the node was deleted meanwhile
             return [o if o is not None else node_not_found(node_id) for o in outcomes]
-        for (position, new), result in zip(accepted, results, strict=True):
-            notifications = await self._published(node, result, entries[position].text)
+        deliver = node.config.deliver_notifications
+        if deliver:
+            candidates, plans = await self.fanout.item_plans(
+                node, [entries[position].text for position, _ in accepted])
+        for index, ((position, new), result) in enumerate(zip(accepted, results, strict=True)):
+            # As _published, with the plan taken for the whole burst.
+            notifications = await self._published(node, result, None, items=not deliver)
+            if deliver:
+                notifications += await self.fanout.planned(
+                    node, NotificationKind.ITEMS, candidates, plans[index], items=result.items)
             outcomes[position] = PublishOutcome(node_id, new.item_id, tuple(notifications))
         return [o for o in outcomes if o is not None]
 

@@ -317,6 +317,18 @@ class MemoryPubSubStore:
     async def put_items(
         self, service: str, node_id: str, items: Sequence[NewItem], max_items: int | None
     ) -> PutResult:
+        return self._put(service, node_id, items, max_items)
+
+    async def put_items_each(
+        self, service: str, node_id: str, items: Sequence[NewItem], max_items: int | None
+    ) -> list[PutResult]:
+        if (service, node_id) not in self._items:
+            raise KeyError(node_id)
+        return [self._put(service, node_id, [new], max_items) for new in items]
+
+    def _put(
+        self, service: str, node_id: str, items: Sequence[NewItem], max_items: int | None
+    ) -> PutResult:
         table = self._items.get((service, node_id))
         if table is None:
             raise KeyError(node_id)
@@ -335,13 +347,6 @@ class MemoryPubSubStore:
                 evicted.append(oldest)
         kept = tuple(i for i in stored if i.item_id in table)
         return PutResult(kept, tuple(evicted))
-
-    async def put_items_each(
-        self, service: str, node_id: str, items: Sequence[NewItem], max_items: int | None
-    ) -> list[PutResult]:
-        if (service, node_id) not in self._items:
-            raise KeyError(node_id)
-        return [await self.put_items(service, node_id, [new], max_items) for new in items]
 
     async def put_changed_items(
         self, service: str, node_id: str, items: Sequence[NewItem], max_items: int | None
