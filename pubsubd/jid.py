@@ -133,6 +133,20 @@ class JID:
     # The bare form of a full JID, built on first use and kept: routing and session lookups
     # ask for it on every stanza. Not part of equality, hashing or repr.
     _bare: JID | None = field(default=None, init=False, repr=False, compare=False)
+    _hash: int | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __hash__(self) -> int:
+        # A JID keys the session registry, the delivery ledger and routing caches: its hash
+        # is computed once (the fields never change).
+        found = self._hash
+        if found is None:
+            found = hash((self.local, self.domain, self.resource))
+            object.__setattr__(self, "_hash", found)
+        return found
+
+    def __reduce__(self) -> tuple[type[JID], tuple[str | None, str, str | None]]:
+        # Pickled without the caches: string hashes differ from one process to another.
+        return (JID, (self.local, self.domain, self.resource))
 
     @staticmethod
     def parse(text: str) -> JID:
