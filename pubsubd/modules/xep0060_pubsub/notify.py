@@ -17,7 +17,7 @@ from lxml import etree
 from pubsubd import ns
 from pubsubd.core.hooks import HookBus
 from pubsubd.core.router import Router, Stanza
-from pubsubd.core.session import Session, SessionRegistry
+from pubsubd.core.session import SessionRegistry
 from pubsubd.jid import JID, InvalidJID
 from pubsubd.pubsub import Notification, NotificationKind, Recipient, bare
 from pubsubd.xml.forms import Field, Form
@@ -185,9 +185,6 @@ class NotificationSender:
         # address → (its JID, or None if it is not one; the ``to`` attribute value as bytes):
         # the same subscribers hear of every item of a node, so each is parsed and quoted once.
         self._addresses: dict[str, tuple[JID | None, bytes]] = {}
-        # Full JID → its session, asked of the registry again once that session has ended
-        # (a session leaves the registry only closed, or displaced by a newer one).
-        self._bound: dict[JID, Session] = {}
 
     async def send(self, notifications: Iterable[Notification], text: str | None = None,
                    extra: str | None = None) -> None:
@@ -289,18 +286,11 @@ class NotificationSender:
             await self._route(data)
             return 0
         if to.resource is not None:
-            session = self._bound.get(to)
-            if session is None or session.closed or session.displaced:
-                session = self.sessions.get(to)
-                if session is None:
-                    # RFC 6121 §8.5.3.2.1: a normal or headline message to an unknown resource
-                    # is silently ignored (an offline subscriber's bare-JID subscriptions are
-                    # held).
-                    self._bound.pop(to, None)
-                    return 0
-                if len(self._bound) >= _ADDRESSES_KEPT:
-                    self._bound.clear()
-                self._bound[to] = session
+            session = self.sessions.get(to)
+            if session is None:
+                # RFC 6121 §8.5.3.2.1: a normal or headline message to an unknown resource is
+                # silently ignored (an offline subscriber's bare-JID subscriptions are held).
+                return 0
             if await self._filtered(data, to, variant):
                 return 0
             return 1 if session.send(data) else 0
