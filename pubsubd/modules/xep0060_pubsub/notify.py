@@ -17,7 +17,7 @@ from lxml import etree
 from pubsubd import ns
 from pubsubd.core.hooks import HookBus
 from pubsubd.core.router import Router, Stanza
-from pubsubd.core.session import SessionRegistry
+from pubsubd.core.session import Session, SessionRegistry
 from pubsubd.jid import JID, InvalidJID
 from pubsubd.pubsub import Notification, NotificationKind, Recipient, bare
 from pubsubd.xml.forms import Field, Form
@@ -185,6 +185,10 @@ class NotificationSender:
         # address → (its JID, or None if it is not one; the ``to`` attribute value as bytes):
         # the same subscribers hear of every item of a node, so each is parsed and quoted once.
         self._addresses: dict[str, tuple[JID | None, bytes]] = {}
+        # Full JID → its session, asked of the registry again once that session has ended
+        # (a session leaves the registry only closed, or displaced by a newer one).
+        self._bound: dict[JID, Session] = {}
+        self._bound_limit = 1024
 
     async def send(self, notifications: Iterable[Notification], text: str | None = None,
                    extra: str | None = None) -> None:
@@ -286,11 +290,14 @@ class NotificationSender:
             await self._route(data)
             return 0
         if to.resource is not None:
-            session = self.sessions.get(to)
-            if session is None:
-                # RFC 6121 §8.5.3.2.1: a normal or headline message to an unknown resource is
-                # silently ignored (an offline subscriber's bare-JID subscriptions are held).
-                return 0
+            session = self._bound.get(to)
+            if session is None or session.closed or session.displaced:
+                session = self._look_up(to)
+                if session is None:
+                    # RFC 6121 §8.5.3.2.1: a normal or headline message to an unknown resource
+                    # is silently ignored (an offline subscriber's bare-JID subscriptions are
+                    # held).
+                    return 0
             if await self._filtered(data, to, variant):
                 return 0
             return 1 if session.send(data) else 0
@@ -302,6 +309,21 @@ class NotificationSender:
         if await self._filtered(data, to, variant):
             return 0
         return sum(1 for session in targets if session.send(data))
+
+    def _look_up(self, to: JID) -> Session | None:
+        """The registry's session of ``to``, remembered for the next notifications."""
+        session = self.sessions.get(to)
+        if session is None:
+            self._bound.pop(to, None)
+            return None
+        if len(self._bound) >= self._bound_limit:
+            # Forget the sessions that ended, so the cache never holds more of them than of
+            # live ones (at most a thousand or so).
+            self._bound = {k: v for k, v in self._bound.items()
+                           if not (v.closed or v.displaced)}
+            self._bound_limit = max(1024, 2 * len(self._bound))
+        self._bound[to] = session
+        return session
 
     async def _filtered(self, data: bytes, to: JID, variant: _Variant | None) -> bool:
         """Give the ``message/in`` filters (blocking, carbons) a look when any is installed.
