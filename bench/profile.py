@@ -23,23 +23,40 @@ def py_spy() -> str | None:
 
 
 class Recording:
-    """One py-spy process attached to ``pid`` until :meth:`stop`."""
+    """One py-spy process attached to ``pid`` until :meth:`stop`.
+
+    A scenario may narrow the profile to its measured window: :meth:`restart` at the start of
+    the window drops the set-up's samples (logins, subscriptions), :meth:`stop` at its end.
+    """
 
     def __init__(self, pid: int, output: Path, rate: int = 100) -> None:
-        exe = py_spy()
+        self.pid = pid
         self.output = output
+        self.rate = rate
+        self.windowed = False  # the scenario marked its measured window
         self.proc: subprocess.Popen[bytes] | None = None
+        self._start()
+
+    def _start(self) -> None:
+        exe = py_spy()
         if exe is None:
             return
-        output.parent.mkdir(parents=True, exist_ok=True)
+        self.output.parent.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
-            [exe, "record", "--gil", "--nonblocking", "-r", str(rate), "-f", "raw",
-             "-o", str(output), "-p", str(pid)],
+            [exe, "record", "--gil", "--nonblocking", "-r", str(self.rate), "-f", "raw",
+             "-o", str(self.output), "-p", str(self.pid)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def restart(self) -> None:
+        """Forget what was recorded so far and record from now on."""
+        self.stop()
+        self.output.unlink(missing_ok=True)
+        self.windowed = True
+        self._start()
 
     def stop(self) -> Path | None:
         if self.proc is None:
-            return None
+            return self.output if self.output.exists() else None
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
         try:
@@ -47,7 +64,19 @@ class Recording:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        self.proc = None
         return self.output if self.output.exists() else None
+
+
+def window_starts(recording: Recording | None) -> None:
+    """A scenario's measured window begins: the profile keeps only what follows."""
+    if recording is not None:
+        recording.restart()
+
+
+def window_ends(recording: Recording | None) -> None:
+    if recording is not None:
+        recording.stop()
 
 
 def _frame_name(frame: str) -> str:
@@ -63,8 +92,9 @@ def _frame_name(frame: str) -> str:
     return f"{name} ({path})" if path else name
 
 
-def summarize(folded: Path, top: int = 15) -> list[str]:
-    """The ``top`` functions by self samples and by total (inclusive) samples, as lines."""
+def summarize(folded: Path, top: int = 15, measured_only: bool = False) -> list[str]:
+    """The ``top`` functions by self samples and by total (inclusive) samples, as lines;
+    ``measured_only`` says the samples cover the measured window alone, without set-up."""
     own: Counter[str] = Counter()
     total: Counter[str] = Counter()
     samples = 0
@@ -83,8 +113,9 @@ def summarize(folded: Path, top: int = 15) -> list[str]:
             total[name] += count
     if not samples:
         return ["(no samples)"]
-    lines = [f"{samples} samples holding the GIL", "", "| self % | total % | function |",
-             "|---:|---:|---|"]
+    scope = "measured window only" if measured_only else "set-up included"
+    lines = [f"{samples} samples holding the GIL ({scope})", "",
+             "| self % | total % | function |", "|---:|---:|---|"]
     for name, count in own.most_common(top):
         lines.append(f"| {100 * count / samples:.1f} | {100 * total[name] / samples:.1f} "
                      f"| `{name}` |")

@@ -100,8 +100,8 @@ def render(results: Sequence[ScenarioResult], scenarios: Sequence[Scenario],
         for name in ("pubsubd", "pubsubd (defaults)"):
             ours = by_server.get(name)
             if ours is not None and ours.profile:
-                out += [f"<details><summary>{name} profile (py-spy, samples holding the GIL, "
-                        "set-up included)</summary>", "", *ours.profile, "", "</details>", ""]
+                out += [f"<details><summary>{name} profile (py-spy, samples holding the GIL)"
+                        "</summary>", "", *ours.profile, "", "</details>", ""]
     out += ["↑ higher is better, ↓ lower is better. Sizes: "
             + ", ".join(f"{k}={v}" for k, v in _asdict(opts).items()) + ".", ""]
     return "\n".join(out)

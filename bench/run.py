@@ -210,6 +210,7 @@ def run_server(server: ServerUnderTest, scenarios: list[Scenario],
             t0 = time.monotonic()
             recording = (profile.Recording(server.pid, profiles / f"{scenario.name}.folded")
                          if profiles is not None else None)
+            server.recording = recording
             try:
                 result = scenario.run(server, opts)
             except Exception as exc:  # noqa: BLE001 - one failing scenario must not stop the run
@@ -218,8 +219,9 @@ def run_server(server: ServerUnderTest, scenarios: list[Scenario],
                 reason = str(exc) or "a deadline expired"
                 result = ScenarioResult(scenario.name, server.name,
                                         error=f"{type(exc).__name__}: {reason}"[:300])
+            server.recording = None
             if recording is not None and (folded := recording.stop()) is not None:
-                summary = profile.summarize(folded)
+                summary = profile.summarize(folded, measured_only=recording.windowed)
                 folded.with_suffix(".md").write_text(
                     f"# pubsubd profile: {scenario.name}\n\n" + "\n".join(summary) + "\n")
                 result.profile = summary

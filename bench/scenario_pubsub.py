@@ -17,6 +17,7 @@ from bench.clients import close_all, drain, login_many, register_accounts
 from bench.loadgen import WorkerContext, Workers
 from bench.measure import Metric, ScenarioResult, Snapshot, ratio
 from bench.options import Options
+from bench.profile import window_ends, window_starts
 from bench.servers import ServerUnderTest
 from bench.wire import IQ, MESSAGE, Connection, XmppError, escape
 
@@ -182,9 +183,11 @@ def run(server: ServerUnderTest, opts: Options) -> ScenarioResult:
         pool.release()
         pool.reach("ready")
         before = Snapshot.of(server)
+        window_starts(server.recording)
         pool.release()
         done = pool.reach("done")
         after = Snapshot.of(server)
+        window_ends(server.recording)
         pool.release()
         pool.finish()
     finally:

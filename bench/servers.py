@@ -14,11 +14,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from bench.wire import Target
+
+if TYPE_CHECKING:
+    from bench.profile import Recording
 
 ROOT = Path(__file__).resolve().parent.parent
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -60,6 +63,8 @@ class ServerUnderTest:
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = workdir / "server.log"
+        # The py-spy recording of the running scenario, if profiling (bench.profile).
+        self.recording: Recording | None = None
 
     @property
     def target(self) -> Target:

@@ -216,8 +216,7 @@ def build_modules(s: Services, server: Server) -> None:
                       hooks=hooks, throttle=s.throttle, storage_ping=stores.ping,
                       lifecycle=s.lifecycle, listeners=s.listeners,
                       listener_kinds=s.listener_kinds, routes=s.http_routes,
-                      # Without a metrics listener nobody reads the stanza counters.
-                      count_stanzas=any(lst.kind == "metrics" for lst in config.listeners)))
+                      exposed=any(spec.kind == "metrics" for spec in config.listeners)))
     s.listener_kinds["http"] = s.http_routes.serve
     add(ControlSocketModule(enabled=config.control.enabled,
                             socket_path=s.path(config.control.socket), ops=s.control_ops))
@@ -353,7 +352,8 @@ def build_component_modules(s: Services, server: Server) -> None:
     add(MetricsModule(settings=config.metrics, metrics=s.metrics, sessions=s.sessions,
                       hooks=s.hooks, throttle=s.throttle, storage_ping=stores.ping,
                       lifecycle=s.lifecycle, listeners=s.listeners,
-                      listener_kinds=s.listener_kinds))
+                      listener_kinds=s.listener_kinds,
+                      exposed=any(spec.kind == "metrics" for spec in config.listeners)))
     add(ControlSocketModule(enabled=config.control.enabled,
                             socket_path=s.path(config.control.socket), ops=s.control_ops))
     pubsub = add(PubSubComponent(config=config, store=stores.pubsub, router=router,

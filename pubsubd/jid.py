@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import string
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import idna
@@ -130,6 +130,23 @@ class JID:
     local: str | None
     domain: str
     resource: str | None = None
+    # The bare form of a full JID, built on first use and kept: routing and session lookups
+    # ask for it on every stanza. Not part of equality, hashing or repr.
+    _bare: JID | None = field(default=None, init=False, repr=False, compare=False)
+    _hash: int | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __hash__(self) -> int:
+        # A JID keys the session registry, the delivery ledger and routing caches: its hash
+        # is computed once (the fields never change).
+        found = self._hash
+        if found is None:
+            found = hash((self.local, self.domain, self.resource))
+            object.__setattr__(self, "_hash", found)
+        return found
+
+    def __reduce__(self) -> tuple[type[JID], tuple[str | None, str, str | None]]:
+        # Pickled without the caches: string hashes differ from one process to another.
+        return (JID, (self.local, self.domain, self.resource))
 
     @staticmethod
     def parse(text: str) -> JID:
@@ -148,7 +165,13 @@ class JID:
     @property
     def bare(self) -> JID:
         """``local@domain`` without the resource."""
-        return self if self.resource is None else JID(self.local, self.domain, None)
+        found = self._bare
+        if found is None:
+            if self.resource is None:
+                return self
+            found = JID(self.local, self.domain, None)
+            object.__setattr__(self, "_bare", found)  # a cache: the value stays immutable
+        return found
 
     @property
     def domain_jid(self) -> JID:

@@ -93,6 +93,7 @@ class Metrics:
         # Counted once per recipient of every notification: the labelled child is looked up
         # once here, not on each increment.
         self._delivered = self.notifications.labels("delivered")
+        self._held = self.notifications.labels("held")
 
     # --- the API modules call ------------------------------------------------------------
 
@@ -130,7 +131,7 @@ class Metrics:
 
     def notifications_held(self, count: int = 1) -> None:
         """Notifications kept for a subscriber who is away or offline."""
-        self.notifications.labels("held").inc(count)
+        self._held.inc(count)
 
     def offline_stored(self, stored: bool) -> bool:
         """Count a message the offline store accepted; returns ``stored`` so the store's

@@ -132,7 +132,8 @@ class SessionRegistry:
     def get(self, jid: JID) -> Session | None:
         if jid.resource is None:
             return None
-        return self._by_bare.get(jid.bare, {}).get(jid.resource)
+        resources = self._by_bare.get(jid.bare)  # no empty dict built per miss
+        return None if resources is None else resources.get(jid.resource)
 
     def resources(self, bare: JID) -> list[Session]:
         return list(self._by_bare.get(bare.bare, {}).values())

@@ -40,8 +40,11 @@ class MetricsModule(Module):
                  storage_ping: Callable[[], Awaitable[None]],
                  lifecycle: ServerLifecycle, listeners: Sequence[Listener],
                  listener_kinds: dict[str, ConnectionHandler],
-                 routes: HttpRoutes | None = None, count_stanzas: bool = True) -> None:
+                 routes: HttpRoutes | None = None, exposed: bool = True) -> None:
         super().__init__()
+        # Whether a ``metrics`` listener serves /metrics: without one, nobody can read the
+        # per-stanza counters, so they are not kept (no hook, no observer on the hot paths).
+        self.exposed = exposed
         self.settings = settings
         self.metrics = metrics
         self.sessions = sessions
@@ -52,8 +55,6 @@ class MetricsModule(Module):
         self.listeners = listeners  # filled once the server binds them
         self.listener_kinds = listener_kinds
         self.routes = routes  # paths other modules serve (node feeds, WebSub)
-        # Stanza counters cost a call per stanza: only worth it when something can read them.
-        self.count_stanzas = count_stanzas
 
     def setup(self) -> None:
         cfg = self.settings
@@ -66,13 +67,14 @@ class MetricsModule(Module):
         live = self.metrics.live
         live.sessions = lambda: len(sessions)
         live.connections = self._connections
-        # Labelled children looked up once: counting is on the path of every stanza.
-        self._out_counters = {prefix: self.metrics.stanzas_out.labels(kind).inc
-                              for prefix, kind in OUT_KINDS.items()}
-        if cfg.enabled and self.count_stanzas:
+        self._out_counters: dict[bytes, Callable[[], None]] = {}
+        if cfg.enabled and self.exposed:
             for kind in ("message", "presence", "iq"):
                 self.hooks.on(f"{kind}/pre", _counter_of_client_stanzas(
                     self.metrics.stanzas_in.labels(kind).inc), priority=10_000)
+            # Labelled children looked up once: counting is on the path of every stanza.
+            self._out_counters = {prefix: self.metrics.stanzas_out.labels(kind).inc
+                                  for prefix, kind in OUT_KINDS.items()}
             self.sessions.sent_observers.append(self._count_outgoing)
         self.throttle.on_failure.append(self.metrics.auth_failures.inc)
         if cfg.enabled:

@@ -24,6 +24,17 @@ class BatchEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class PipelinedPublish:
+    """One publish of a pipelined burst to a node (:meth:`PubSubService.publish_each`):
+    whoever asked, the item (``item_id`` None: the service names it) and its readable text."""
+
+    requester: str
+    item_id: str | None
+    payload: str
+    text: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class BatchOutcome:
     node: str
     published: tuple[str, ...]
@@ -50,4 +61,4 @@ def audience_key(candidates: list[Candidate], text: str | None) -> tuple[bool, .
     )
 
 
-__all__ = ["BatchEntry", "BatchOutcome", "audience_key"]
+__all__ = ["BatchEntry", "BatchOutcome", "PipelinedPublish", "audience_key"]

@@ -42,8 +42,10 @@ class CatchUpTracker:
     async def hold(self, node: str, holds: Sequence[Hold], items: Sequence[Item]) -> None:
         if self.cap > 0 and holds and items:
             await self.store.hold_items(self.service, node, holds, items, self.cap)
-        for listener in self.held_listeners:
-            listener(node, len(holds) * len(items))
+        held = len(holds) * len(items)
+        if held:  # nothing to count on the path of every publish that holds nothing
+            for listener in self.held_listeners:
+                listener(node, held)
 
     async def became_available(self, full_jid: str, show: str) -> list[CatchUp]:
         """Release what ``full_jid`` may now receive with presence ``show``."""

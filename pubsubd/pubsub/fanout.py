@@ -12,8 +12,9 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from .access import AccessContext, Action, may
+from .batch import audience_key
 from .catch_up import CatchUpTracker
-from .delivery import Candidate, PresenceView, plan_delivery
+from .delivery import Candidate, DeliveryPlan, PresenceView, plan_delivery
 from .digests import DigestQueue
 from .model import AccessModel, Item, Node, NodeConfig, Subscription
 from .notifications import Notification, NotificationKind, Recipient
@@ -162,7 +163,42 @@ class FanOut:
             text=text if item_event else None,
             item_event=item_event,
         )
-        if item_event:
+        return await self.planned(node, kind, candidates, plan, items=items, item_ids=item_ids,
+                                  redirect=redirect, config=config)
+
+    async def item_plans(
+        self, node: Node, texts: Sequence[str | None]
+    ) -> tuple[list[Candidate], list[DeliveryPlan]]:
+        """The delivery plans of a burst of items published to ``node`` (one per text, in
+        order), all taken at one instant: items whose text passes the same subscribers'
+        keyword filters share one plan, so presence is asked once per subscriber and burst."""
+        candidates = await self.candidates(node)
+        by_audience: dict[tuple[bool, ...], DeliveryPlan] = {}
+        plans = []
+        for text in texts:
+            key = audience_key(candidates, text)
+            plan = by_audience.get(key)
+            if plan is None:
+                plan = by_audience[key] = plan_delivery(
+                    candidates, node.config, self.presence, text=text, item_event=True)
+            plans.append(plan)
+        return candidates, plans
+
+    async def planned(
+        self,
+        node: Node,
+        kind: NotificationKind,
+        candidates: list[Candidate],
+        plan: DeliveryPlan,
+        *,
+        items: Sequence[Item] = (),
+        item_ids: Sequence[str] = (),
+        redirect: str | None = None,
+        config: NodeConfig | None = None,
+    ) -> list[Notification]:
+        """The notification of an event whose delivery ``plan`` is made: items held for
+        catch-up and digests are set aside, PEP's implicit subscribers added."""
+        if kind is NotificationKind.ITEMS:
             await self.catch_up.hold(node.node_id, plan.holds, items)
             for recipient in plan.digests:
                 sub_frequency = next(

@@ -128,6 +128,14 @@ class PubSubStore(Protocol):
         """Store items durably (replacing same ids) and trim to ``max_items``, atomically."""
         ...
 
+    async def put_items_each(
+        self, service: str, node_id: str, items: Sequence[NewItem], max_items: int | None
+    ) -> list[PutResult]:
+        """One :meth:`put_items` of a single item per entry, in order, all in one transaction
+        (group commit of pipelined publishes): each result says what that put stored and
+        trimmed, exactly as separate calls would have."""
+        ...
+
     async def put_changed_items(
         self, service: str, node_id: str, items: Sequence[NewItem], max_items: int | None
     ) -> BatchPutResult:
@@ -307,6 +315,18 @@ class MemoryPubSubStore:
         ]
 
     async def put_items(
+        self, service: str, node_id: str, items: Sequence[NewItem], max_items: int | None
+    ) -> PutResult:
+        return self._put(service, node_id, items, max_items)
+
+    async def put_items_each(
+        self, service: str, node_id: str, items: Sequence[NewItem], max_items: int | None
+    ) -> list[PutResult]:
+        if (service, node_id) not in self._items:
+            raise KeyError(node_id)
+        return [self._put(service, node_id, [new], max_items) for new in items]
+
+    def _put(
         self, service: str, node_id: str, items: Sequence[NewItem], max_items: int | None
     ) -> PutResult:
         table = self._items.get((service, node_id))

@@ -410,45 +410,17 @@ class SqlitePubSubStore:
         self, service: str, node_id: str, items: Sequence[NewItem], max_items: int | None
     ) -> PutResult:
         def put(conn: sqlite3.Connection) -> PutResult:
-            if not conn.execute(
-                "SELECT 1 FROM pubsub_nodes WHERE service = ? AND node = ?", (service, node_id)
-            ).fetchone():
-                raise KeyError(node_id)
-            (seq,) = conn.execute("SELECT value FROM pubsub_sequence WHERE id = 1").fetchone()
-            stored: list[Item] = []
-            for new in items:
-                seq += 1
-                conn.execute(
-                    "INSERT OR REPLACE INTO pubsub_items VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        service,
-                        node_id,
-                        new.item_id,
-                        new.payload,
-                        new.publisher,
-                        new.published.isoformat(),
-                        seq,
-                    ),
-                )
-                stored.append(Item(new.item_id, new.payload, new.publisher, new.published, seq))
-            conn.execute("UPDATE pubsub_sequence SET value = ? WHERE id = 1", (seq,))
-            evicted: list[str] = []
-            if max_items is not None:
-                evicted = [
-                    row[0]
-                    for row in conn.execute(
-                        "SELECT item_id FROM pubsub_items WHERE service = ? AND node = ?"
-                        " ORDER BY seq DESC LIMIT -1 OFFSET ?",
-                        (service, node_id, max_items),
-                    ).fetchall()
-                ]
-                conn.executemany(
-                    "DELETE FROM pubsub_items WHERE service = ? AND node = ? AND item_id = ?",
-                    [(service, node_id, item_id) for item_id in evicted],
-                )
-            evicted.reverse()  # oldest first, as the memory store reports them
-            gone = set(evicted)
-            return PutResult(tuple(i for i in stored if i.item_id not in gone), tuple(evicted))
+            _require_node(conn, service, node_id)
+            return _put(conn, service, node_id, items, max_items)
+
+        return await self.db.run(put)
+
+    async def put_items_each(
+        self, service: str, node_id: str, items: Sequence[NewItem], max_items: int | None
+    ) -> list[PutResult]:
+        def put(conn: sqlite3.Connection) -> list[PutResult]:
+            _require_node(conn, service, node_id)
+            return [_put(conn, service, node_id, [new], max_items) for new in items]
 
         return await self.db.run(put)
 
@@ -707,3 +679,43 @@ class SqlitePubSubStore:
             )
 
         await self.db.run(forget)
+
+
+def _require_node(conn: sqlite3.Connection, service: str, node_id: str) -> None:
+    if not conn.execute(
+        "SELECT 1 FROM pubsub_nodes WHERE service = ? AND node = ?", (service, node_id)
+    ).fetchone():
+        raise KeyError(node_id)
+
+
+def _put(conn: sqlite3.Connection, service: str, node_id: str, items: Sequence[NewItem],
+         max_items: int | None) -> PutResult:
+    """Store ``items`` (replacing same ids), then trim the node to ``max_items``."""
+    (seq,) = conn.execute("SELECT value FROM pubsub_sequence WHERE id = 1").fetchone()
+    stored: list[Item] = []
+    for new in items:
+        seq += 1
+        conn.execute(
+            "INSERT OR REPLACE INTO pubsub_items VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (service, node_id, new.item_id, new.payload, new.publisher,
+             new.published.isoformat(), seq),
+        )
+        stored.append(Item(new.item_id, new.payload, new.publisher, new.published, seq))
+    conn.execute("UPDATE pubsub_sequence SET value = ? WHERE id = 1", (seq,))
+    evicted: list[str] = []
+    if max_items is not None:
+        evicted = [
+            row[0]
+            for row in conn.execute(
+                "SELECT item_id FROM pubsub_items WHERE service = ? AND node = ?"
+                " ORDER BY seq DESC LIMIT -1 OFFSET ?",
+                (service, node_id, max_items),
+            ).fetchall()
+        ]
+        conn.executemany(
+            "DELETE FROM pubsub_items WHERE service = ? AND node = ? AND item_id = ?",
+            [(service, node_id, item_id) for item_id in evicted],
+        )
+    evicted.reverse()  # oldest first, as the memory store reports them
+    gone = set(evicted)
+    return PutResult(tuple(i for i in stored if i.item_id not in gone), tuple(evicted))

@@ -15,7 +15,9 @@ from pubsubd.storage.backends import open_backend
 
 from .pubsub_helpers import PUBSUB, PUBSUB_PLUGINS, raw_iq, service_jid
 
-STORM = 300  # publishes sent at once
+# Publishes sent at once: several group-commit bursts' worth (the server stores what has
+# queued up meanwhile in one transaction), so the kill lands between two of them.
+STORM = 2000
 KILL_AFTER = 60  # acknowledged publishes before the kill
 
 

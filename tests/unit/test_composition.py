@@ -142,3 +142,27 @@ storage: {{backend: memory}}
         assert not (tmp_path / "var" / "pubsubd.sqlite3").exists()
     finally:
         srv.services.stores.close()
+
+
+def test_per_stanza_metrics_only_with_a_listener_that_serves_them(tmp_path: Path,
+                                                                   server: Server) -> None:
+    # Without a metrics listener nobody can read the stanza counters: nothing is told of
+    # every stanza queued to a client, and notifications are counted once each by the sender.
+    assert server.services.sessions.sent_observers == []
+    admin = module(server, ServiceAdminModule)
+    pubsub = module(server, PubSubComponent)
+    assert pubsub.sender.delivered_listeners == [admin.stats.delivery.delivered]
+    config = loads(f"""
+domains: [example.test]
+data_dir: {tmp_path / "var2"}
+storage: {{path: {tmp_path / "var2" / "db.sqlite3"}}}
+control: {{socket: var2/control.sock}}
+listeners:
+  - {{kind: c2s, address: 127.0.0.1, port: 0}}
+  - {{kind: metrics, address: 127.0.0.1, port: 0}}
+""")
+    served = Server(config, base_dir=tmp_path)
+    try:
+        assert len(served.services.sessions.sent_observers) == 1
+    finally:
+        served.services.stores.close()

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import pickle
+
 import pytest
 
 from pubsubd.jid import JID, InvalidJID, prepare_resourcepart
@@ -139,3 +141,11 @@ def test_resource_mapped_to_an_edge_space_is_refused(resource: str) -> None:
     # OpaqueString maps these spaces to U+0020; the prepared part must parse again.
     with pytest.raises(InvalidJID):
         prepare_resourcepart(resource)
+
+
+def test_bare_and_hash_are_computed_once_and_not_pickled() -> None:
+    full = JID.parse("juliet@example.com/balcony")
+    assert full.bare is full.bare == JID("juliet", "example.com")
+    assert hash(full) == hash(JID("juliet", "example.com", "balcony"))
+    copy = pickle.loads(pickle.dumps(full))
+    assert copy == full and copy._hash is None and copy._bare is None

@@ -24,12 +24,12 @@ from pubsubd import ns
 from pubsubd.core.control_ops import ControlOps
 from pubsubd.core.hooks import HookBus
 from pubsubd.core.module import Module
-from pubsubd.core.session import Session, SessionRegistry
+from pubsubd.core.session import SessionRegistry
 from pubsubd.errors import Condition, StanzaError
 from pubsubd.jid import JID
 from pubsubd.metrics import Metrics
 from pubsubd.modules.control_socket import ControlError
-from pubsubd.modules.feeds.admin_stats import ServiceStats, notification_of
+from pubsubd.modules.feeds.admin_stats import ServiceStats
 from pubsubd.modules.feeds.manager import FeedManager, FeedStatus
 from pubsubd.modules.feeds.module import FeedsModule
 from pubsubd.modules.feeds.pubsub_component import PubSubComponent
@@ -109,15 +109,10 @@ class ServiceAdminModule(Module):
         if self.pubsub is None:
             return
         service = self.pubsub.service
-        tap_from = service.service.encode()
         counter = self.stats.delivery
-
-        def tap(session: Session, data: bytes) -> None:
-            node = notification_of(data, tap_from)
-            if node is not None:
-                counter.delivered(node)
-
-        self.sessions.sent_observers.append(tap)
+        # Told once per notification with how many outboxes took it, by the pubsub glue that
+        # wrote them: nothing to recognise in every stanza queued to a client.
+        self.pubsub.sender.delivered_listeners.append(counter.delivered)
         # One notification held per item and subscriber set aside (XEP-0060 §12.6).
         service.catch_up.held_listeners.append(counter.held)
 

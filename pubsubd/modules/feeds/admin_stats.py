@@ -1,23 +1,20 @@
 """The figures of the syndication side that no other module keeps: fetches per minute, and
 pubsub notifications delivered and held, per node and per minute.
 
-They are taken at the edges, without touching the pubsub component: a notification is counted
-*delivered* when its bytes enter a session's outbox (a ``<message/>`` from the service carrying
-a pubsub#event), and *held* when the pubsub core puts an item aside for an away or offline
-subscriber (XEP-0060 §12.6 presence-based delivery), which its catch-up tracker reports.
+A notification is counted *delivered* when its bytes enter a session's outbox, as the pubsub
+component's sender reports once per notification (with how many outboxes took it), and *held*
+when the pubsub core puts an item aside for an away or offline subscriber (XEP-0060 §12.6
+presence-based delivery), which its catch-up tracker reports.
 """
 
 from __future__ import annotations
 
-import re
 import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from xml.sax.saxutils import unescape
 
-from pubsubd import ns
 from pubsubd.core.session import SessionRegistry
 from pubsubd.metrics import Metrics
 from pubsubd.modules.control_socket import ControlError
@@ -26,9 +23,6 @@ from pubsubd.modules.feeds.pubsub_component import PubSubComponent
 
 RATE_SPAN = 300.0  # seconds over which "per minute" rates are averaged
 MAX_LISTED_NODES = 500  # node statistics without a node name list at most this many
-_EVENT = ns.PUBSUB_EVENT.encode()
-_FROM = re.compile(rb"""\sfrom=(["'])([^"']*)\1""")
-_NODE = re.compile(rb"""<(?:items|purge|delete|configuration|collection)\s+node=(["'])(.*?)\1""")
 
 
 # -- counting -----------------------------------------------------------------------------
@@ -63,23 +57,6 @@ class RateWindow:
         return round(sum(c for _, c in self._buckets) * 60.0 / seconds, 2)
 
 
-def notification_of(data: bytes, service: bytes) -> str | None:
-    """The node of a pubsub notification from ``service`` in serialized ``data``, else None.
-
-    Only the message's start tag and the event's first child are looked at, so the cost of a
-    non-notification is one ``startswith``.
-    """
-    if not data.startswith(b"<message") or _EVENT not in data:
-        return None
-    head_end = data.find(b">")
-    found = _FROM.search(data, 0, head_end)
-    if found is None or found.group(2) != service:
-        return None
-    node = _NODE.search(data, head_end)
-    raw = node.group(2).decode("utf-8", "replace") if node else ""
-    return unescape(raw, {"&apos;": "'", "&quot;": '"'})
-
-
 @dataclass(slots=True)
 class DeliveryCounter:
     """Notifications of the pubsub service: delivered and held, per node and per minute."""
@@ -90,10 +67,10 @@ class DeliveryCounter:
     on_delivered: Callable[[int], None] = lambda n: None
     on_held: Callable[[int], None] = lambda n: None
 
-    def delivered(self, node: str) -> None:
-        self.delivered_by_node[node] += 1
-        self.rate.add()
-        self.on_delivered(1)
+    def delivered(self, node: str, count: int = 1) -> None:
+        self.delivered_by_node[node] += count
+        self.rate.add(count)
+        self.on_delivered(count)
 
     def held(self, node: str, count: int) -> None:
         self.held_by_node[node] += count
@@ -180,4 +157,4 @@ class ServiceStats:
         return rows
 
 
-__all__ = ["DeliveryCounter", "RateWindow", "ServiceStats", "notification_of"]
+__all__ = ["DeliveryCounter", "RateWindow", "ServiceStats"]

@@ -45,6 +45,7 @@ from .handlers import Answer, execute, rejected_entries_payload, resolve_approva
 from .notify import NotificationSender
 from .pending import GET_PENDING, get_pending_command
 from .presence import ServerPresence
+from .publish_pipeline import PublishPipeline
 from .requests import PAYLOAD_TAGS, PubSubRequest, Verb, form_values, parse
 
 MissingNodeHandler = Callable[[str, str], Awaitable[bool]]
@@ -131,6 +132,7 @@ class PubSubComponent(Module):
             clock=time.time,
         )
         self.sender = NotificationSender(self.router, self.sessions, self.hooks, self.blocked)
+        self.pipeline = PublishPipeline(self.service, self.router, self._after)
         self.missing_node_handlers: list[MissingNodeHandler] = []
         self.subscribed_handlers: list[SubscriptionHandler] = []
         self.unsubscribed_handlers: list[UnsubscribedHandler] = []
@@ -179,6 +181,10 @@ class PubSubComponent(Module):
     # --- the component ---------------------------------------------------------------------
 
     async def receive(self, st: Stanza) -> None:
+        if st.kind == "iq" and st.to is not None and st.to.local is None:
+            if self.pipeline.take(st):
+                return  # stored with the publishes queued beside it, then answered
+        await self.pipeline.settled(st.from_)  # the sender's earlier publishes come first
         if st.to is not None and st.to.local is not None:
             await self._to_contact(st)
         elif st.kind == "iq":
@@ -366,7 +372,14 @@ class PubSubComponent(Module):
         await self.sender.send(outcome.notifications)  # pubsub#purge_offline purges
 
     async def run(self) -> None:
-        """Send digest batches (pubsub#digest) once their frequency has elapsed."""
+        """Store pipelined publishes, and send digest batches (pubsub#digest) once their
+        frequency has elapsed."""
+        async with trio.open_nursery() as nursery:
+            if self.config.pubsub.enabled:
+                nursery.start_soon(self.pipeline.run)
+            nursery.start_soon(self._digests)
+
+    async def _digests(self) -> None:
         while True:
             await trio.sleep(_DIGEST_PERIOD)
             try:

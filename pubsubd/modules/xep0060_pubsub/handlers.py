@@ -17,6 +17,7 @@ from pubsubd.pubsub import (
     Affiliation,
     Item,
     Notification,
+    PublishOutcome,
     PubSubError,
     PubSubService,
     RejectedEntries,
@@ -199,9 +200,14 @@ async def publish(service: PubSubService, requester: str, request: PubSubRequest
         requester, request.node, item.payload, item.item_id,
         options=request.publish_options, text=text,
     )
+    return published_answer(outcome, text)
+
+
+def published_answer(outcome: PublishOutcome, text: str | None) -> Answer:
+    """The result of a publish (§7.1.2: the item id, so a client learns one we chose)."""
     payload = _pubsub()
     publish_el = _sub(payload, "publish", node=outcome.node)
-    _sub(publish_el, "item", id=outcome.item_id)  # §7.1.2
+    _sub(publish_el, "item", id=outcome.item_id)
     return Answer(payload, outcome.notifications, text=text, published=outcome.node)
 
 

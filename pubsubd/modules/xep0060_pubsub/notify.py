@@ -17,7 +17,7 @@ from lxml import etree
 from pubsubd import ns
 from pubsubd.core.hooks import HookBus
 from pubsubd.core.router import Router, Stanza
-from pubsubd.core.session import SessionRegistry
+from pubsubd.core.session import Session, SessionRegistry
 from pubsubd.jid import JID, InvalidJID
 from pubsubd.pubsub import Notification, NotificationKind, Recipient, bare
 from pubsubd.xml.forms import Field, Form
@@ -127,12 +127,12 @@ def approval_form(notification: Notification) -> Form:
 def _headers(recipient: Recipient) -> str:
     # XEP-0060 §7.1.2.4 SubID headers (several subscriptions of one JID), XEP-0248 §5.3.1
     # the Collection header when the item reached the subscriber through a collection.
+    if len(recipient.subids) < 2 and not recipient.collection:
+        return ""  # the common case, checked first: it is asked once per recipient
     headers = [f"<header name='SubID'>{escape(s)}</header>" for s in recipient.subids
                if len(recipient.subids) > 1 or recipient.collection]
     if recipient.collection:
         headers.append(f"<header name='Collection'>{escape(recipient.collection)}</header>")
-    if not headers:
-        return ""
     return f"<headers xmlns='{ns.SHIM}'>{''.join(headers)}</headers>"
 
 
@@ -169,6 +169,11 @@ class _Variant:
 # ``async (notification, recipient) -> bool``: True when it delivered that recipient's copy
 # itself (the feed engine sends entries to chat subscribers as plain chat messages).
 Renderer = Callable[[Notification, Recipient], Awaitable[bool]]
+# ``(node, count)``: ``count`` messages of one notification of ``node`` entered sessions'
+# outboxes (the delivery statistics count once per notification, not per stanza).
+DeliveredListener = Callable[[str, int], None]
+
+_ADDRESSES_KEPT = 100_000  # parsed and quoted recipient addresses kept between notifications
 
 
 class NotificationSender:
@@ -182,6 +187,14 @@ class NotificationSender:
         self.renderers: list[Renderer] = []
         # XEP-0191: (recipient, sender) → blocked? Local deliveries skip the router's hooks.
         self.blocked = blocked
+        self.delivered_listeners: list[DeliveredListener] = []
+        # address → (its JID, or None if it is not one; the ``to`` attribute value as bytes):
+        # the same subscribers hear of every item of a node, so each is parsed and quoted once.
+        self._addresses: dict[str, tuple[JID | None, bytes]] = {}
+        # Full JID → its session, asked of the registry again once that session has ended
+        # (a session leaves the registry only closed, or displaced by a newer one).
+        self._bound: dict[JID, Session] = {}
+        self._bound_limit = 1024
 
     async def send(self, notifications: Iterable[Notification], text: str | None = None,
                    extra: str | None = None) -> None:
@@ -191,6 +204,18 @@ class NotificationSender:
             except Exception:
                 log.exception("could not send a %s notification of %s",
                               notification.kind, notification.node)
+
+    def _address(self, address: str) -> tuple[JID | None, bytes]:
+        found = self._addresses.get(address)
+        if found is None:
+            try:
+                jid: JID | None = JID.parse(address)
+            except InvalidJID:
+                jid = None
+            if len(self._addresses) >= _ADDRESSES_KEPT:
+                self._addresses.clear()
+            found = self._addresses[address] = (jid, quoteattr(address).encode())
+        return found
 
     async def _send_one(self, notification: Notification, text: str | None,
                         extra: str = "") -> None:
@@ -207,6 +232,7 @@ class NotificationSender:
         # the message type set them apart: each such variant is serialized once, and so parsed
         # once if the message/in filters want to look at it.
         variants: dict[tuple[str, str, bool], _Variant] = {}
+        delivered = 0
         for recipient in notification.recipients:
             if self.renderers and await self._rendered(notification, recipient):
                 continue
@@ -218,8 +244,15 @@ class NotificationSender:
                         f"{body if recipient.include_body else ''}{extra}</message>").encode()
                 variant = variants[key] = _Variant(head, tail, key[0] == "headline",
                                                    notification.service)
-            await self.deliver(recipient.address, key[0], variant.render(recipient.address),
-                               variant)
+            to, quoted = self._address(recipient.address)
+            if to is None:
+                log.warning("dropping a notification to the invalid address %r",
+                            recipient.address)
+                continue
+            delivered += await self._deliver(to, key[0], head + quoted + variant.tail, variant)
+        if delivered and notification.kind is not NotificationKind.APPROVAL_REQUEST:
+            for listener in self.delivered_listeners:
+                listener(notification.node, delivered)
 
     async def _rendered(self, notification: Notification, recipient: Recipient) -> bool:
         for renderer in self.renderers:
@@ -249,37 +282,57 @@ class NotificationSender:
         return f"<body>{escape(text)}</body>" if text else ""
 
     async def deliver(self, address: str, message_type: str, data: bytes,
-                      variant: _Variant | None = None) -> None:
-        """RFC 6121 §8.5 delivery of one serialized message, straight to sessions if local."""
-        try:
-            to = JID.parse(address)
-        except InvalidJID:
+                      variant: _Variant | None = None) -> int:
+        """RFC 6121 §8.5 delivery of one serialized message, straight to sessions if local;
+        the number of sessions whose outbox took it."""
+        to, _ = self._address(address)
+        if to is None:
             log.warning("dropping a notification to the invalid address %r", address)
-            return
-        if to.domain not in self.router.domains or to.local is None:
+            return 0
+        return await self._deliver(to, message_type, data, variant)
+
+    async def _deliver(self, to: JID, message_type: str, data: bytes,
+                       variant: _Variant | None) -> int:
+        if to.local is None or to.domain not in self.router.domains:
             await self._route(data)
-            return
+            return 0
         if self.blocked is not None and self._blocked(to, data, variant):
-            return
+            return 0
         if to.resource is not None:
-            session = self.sessions.get(to)
-            if session is None:
-                # RFC 6121 §8.5.3.2.1: a normal or headline message to an unknown resource is
-                # silently ignored (an offline subscriber's bare-JID subscriptions are held).
-                return
+            session = self._bound.get(to)
+            if session is None or session.closed or session.displaced:
+                session = self._look_up(to)
+                if session is None:
+                    # RFC 6121 §8.5.3.2.1: a normal or headline message to an unknown resource
+                    # is silently ignored (an offline subscriber's bare-JID subscriptions are
+                    # held).
+                    return 0
             if await self._filtered(data, to, variant):
-                return
-            session.send(data)
-            return
+                return 0
+            return 1 if session.send(data) else 0
         targets = self.router.message_targets(to.bare, message_type)
         if not targets:
             if message_type != "headline":
                 await self._route(data)  # offline storage (RFC 6121 §8.5.2.2.1)
-            return  # §8.5.2.2.3: a headline to an offline account is dropped
+            return 0  # §8.5.2.2.3: a headline to an offline account is dropped
         if await self._filtered(data, to, variant):
-            return
-        for session in targets:
-            session.send(data)
+            return 0
+        return sum(1 for session in targets if session.send(data))
+
+    def _look_up(self, to: JID) -> Session | None:
+        """The registry's session of ``to``, remembered for the next notifications."""
+        session = self.sessions.get(to)
+        if session is None:
+            self._bound.pop(to, None)
+            return None
+        if len(self._bound) >= self._bound_limit:
+            # Forget the sessions that ended, so the cache never holds more of them than of
+            # live ones (at most a thousand or so).
+            self._bound = {k: v for k, v in self._bound.items()
+                           if not (v.closed or v.displaced)}
+            self._bound_limit = max(1024, 2 * len(self._bound))
+        self._bound[to] = session
+        return session
 
     def _blocked(self, to: JID, data: bytes, variant: _Variant | None) -> bool:
         """XEP-0191 §3.3: nothing from a JID the recipient blocks (checked here because these

@@ -330,22 +330,16 @@ class PgPubSubStore:
         def put(conn: psycopg.Connection) -> PutResult:
             if not _lock_node(conn, service, node_id):
                 raise KeyError(node_id)
-            stored: list[Item] = []
-            for new in items:
-                row = conn.execute(
-                    f"INSERT INTO pubsub_items (service, node, {_ITEM_COLUMNS})"
-                    " VALUES (%s, %s, %s, %s, %s, %s, nextval('pubsub_item_seq'))"
-                    " ON CONFLICT (service, node, item_id) DO UPDATE SET"
-                    " payload = excluded.payload, publisher = excluded.publisher,"
-                    " published = excluded.published, seq = excluded.seq RETURNING seq",
-                    (service, node_id, new.item_id, new.payload, new.publisher,
-                     new.published.isoformat())).fetchone()
-                assert row is not None
-                stored.append(Item(new.item_id, new.payload, new.publisher, new.published,
-                                   int(row[0])))
-            evicted = _trim(conn, service, node_id, max_items)
-            gone = set(evicted)
-            return PutResult(tuple(i for i in stored if i.item_id not in gone), tuple(evicted))
+            return _put(conn, service, node_id, items, max_items)
+
+        return await self.db.run(put)
+
+    async def put_items_each(self, service: str, node_id: str, items: Sequence[NewItem],
+                             max_items: int | None) -> list[PutResult]:
+        def put(conn: psycopg.Connection) -> list[PutResult]:
+            if not _lock_node(conn, service, node_id):
+                raise KeyError(node_id)
+            return [_put(conn, service, node_id, [new], max_items) for new in items]
 
         return await self.db.run(put)
 
@@ -532,6 +526,26 @@ class PgPubSubStore:
                 (service, node_id))
 
         await self.db.run(forget)
+
+
+def _put(conn: psycopg.Connection, service: str, node_id: str, items: Sequence[NewItem],
+         max_items: int | None) -> PutResult:
+    """Store ``items`` (replacing same ids), then trim the node to ``max_items``."""
+    stored: list[Item] = []
+    for new in items:
+        row = conn.execute(
+            f"INSERT INTO pubsub_items (service, node, {_ITEM_COLUMNS})"
+            " VALUES (%s, %s, %s, %s, %s, %s, nextval('pubsub_item_seq'))"
+            " ON CONFLICT (service, node, item_id) DO UPDATE SET"
+            " payload = excluded.payload, publisher = excluded.publisher,"
+            " published = excluded.published, seq = excluded.seq RETURNING seq",
+            (service, node_id, new.item_id, new.payload, new.publisher,
+             new.published.isoformat())).fetchone()
+        assert row is not None
+        stored.append(Item(new.item_id, new.payload, new.publisher, new.published, int(row[0])))
+    evicted = _trim(conn, service, node_id, max_items)
+    gone = set(evicted)
+    return PutResult(tuple(i for i in stored if i.item_id not in gone), tuple(evicted))
 
 
 def _trim(conn: psycopg.Connection, service: str, node_id: str,

@@ -132,6 +132,26 @@ async def test_batch_larger_than_max_items_keeps_newest(store: PubSubStore) -> N
     assert [i.item_id for i in result.items] == ["b", "c"]
 
 
+async def test_items_each_put_as_separate_calls_would(store: PubSubStore) -> None:
+    await make(store)
+    await store.put_items(SVC, "news", [new("a"), new("b")], 3)
+    # Each entry trims on its own: "c" fills the node, "d" pushes out "a", "b" is replaced
+    # (so it moves to the newest place) and "e" pushes out the oldest left, "c".
+    results = await store.put_items_each(
+        SVC, "news", [new("c"), new("d"), new("b", "<y/>"), new("e")], 3)
+    assert [([i.item_id for i in r.items], list(r.evicted)) for r in results] == [
+        (["c"], []), (["d"], ["a"]), (["b"], []), (["e"], ["c"])]
+    seqs = [r.items[0].seq for r in results]
+    assert seqs == sorted(seqs) and len(set(seqs)) == 4
+    assert [i.item_id for i in await store.get_items(SVC, "news")] == ["e", "b", "d"]
+    # With a node of one item, each put trims the one before it, within the same batch.
+    results = await store.put_items_each(SVC, "news", [new("f"), new("g")], 1)
+    assert [([i.item_id for i in r.items], list(r.evicted)) for r in results] == [
+        (["f"], ["d", "b", "e"]), (["g"], ["f"])]
+    with pytest.raises(KeyError):
+        await store.put_items_each(SVC, "nowhere", [new("a")], None)
+
+
 async def test_delete_and_purge(store: PubSubStore) -> None:
     await make(store)
     await store.put_items(SVC, "news", [new("a"), new("b"), new("c")], None)
