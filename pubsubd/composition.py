@@ -280,7 +280,7 @@ def add_feed_modules(s: Services, server: Server, *, pubsub: PubSubComponent,
     feeds = add(FeedsModule(
         settings=feeds_cfg, pubsub=service, router=router, roster=roster,
         store=stores.feeds, contact_store=stores.feed_contacts, mark_store=stores.feed_marks,
-        room_store=stores.room_feeds,
+        room_store=stores.room_feeds, private_store=stores.private,
         metrics=s.metrics, control_ops=s.control_ops, admins=admins,
         max_items=config.pubsub.max_items,
         catalogue=s.path(feeds_cfg.catalogue) if feeds_cfg.catalogue else None,
