@@ -31,6 +31,7 @@ from pubsubd.storage.interfaces import (
     MucStore,
     PrivateStore,
     PubSubStore,
+    PushStore,
     RoomFeedStore,
     UploadStore,
     WebSubStore,
@@ -47,6 +48,7 @@ from pubsubd.storage.memory import (
     MemoryMucStore,
     MemoryPrivateStore,
     MemoryPubSubStore,
+    MemoryPushStore,
     MemoryRoomFeedStore,
     MemoryUploadStore,
     MemoryWebSubStore,
@@ -55,6 +57,7 @@ from pubsubd.storage.motd_sqlite import SqliteMotdStore
 from pubsubd.storage.muc_sqlite import SqliteMucStore
 from pubsubd.storage.private_sqlite import SqlitePrivateStore
 from pubsubd.storage.pubsub_sqlite import SqlitePubSubStore
+from pubsubd.storage.push_sqlite import SqlitePushStore
 from pubsubd.storage.room_feeds_sqlite import SqliteRoomFeedStore
 from pubsubd.storage.sqlite import Database
 from pubsubd.storage.upload_sqlite import SqliteUploadStore
@@ -106,6 +109,7 @@ class Stores:
     feed_marks: FeedMarkStore
     websub: WebSubStore
     room_feeds: RoomFeedStore
+    push: PushStore
     ping: Callable[[], Awaitable[None]] = field(default=_nothing_to_check)
     """Raises if the backend cannot answer a trivial query (health checks)."""
     close: Callable[[], None] = field(default=_nothing_to_close)
@@ -131,6 +135,7 @@ def open_memory(settings: StorageSettings, base_dir: Path, scram_iterations: int
         feed_marks=MemoryFeedMarkStore(),
         websub=MemoryWebSubStore(),
         room_feeds=MemoryRoomFeedStore(),
+        push=MemoryPushStore(),
     )
 
 
@@ -156,6 +161,7 @@ def open_sqlite(settings: StorageSettings, base_dir: Path, scram_iterations: int
         feed_marks=SqliteFeedMarkStore(db),
         websub=SqliteWebSubStore(db),
         room_feeds=SqliteRoomFeedStore(db),
+        push=SqlitePushStore(db),
         ping=ping,
         close=db.close,
     )
@@ -185,6 +191,7 @@ def open_postgres(settings: StorageSettings, base_dir: Path, scram_iterations: i
             feed_marks=pg.PgFeedMarkStore(db),
             websub=pg.PgWebSubStore(db),
             room_feeds=pg.PgRoomFeedStore(db),
+            push=pg.PgPushStore(db),
             ping=db.ping,
             close=db.close,
         )
