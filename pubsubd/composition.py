@@ -60,6 +60,7 @@ from pubsubd.modules.xep0202_time import TimeModule
 from pubsubd.modules.xep0215_external_services import ExternalServicesModule
 from pubsubd.modules.xep0280_carbons import CarbonsModule
 from pubsubd.modules.xep0313_mam import MamModule
+from pubsubd.modules.xep0357_push import PushModule
 from pubsubd.modules.xep0363_upload import UploadModule
 from pubsubd.net.http_routes import HttpRoutes
 from pubsubd.net.listener import ConnectionHandler, Listener
@@ -231,6 +232,9 @@ def build_modules(s: Services, server: Server) -> None:
                              max_bytes=config.limits.private_xml_bytes))
     add(MamModule(settings=config.mam, store=stores.mam, rosters=stores.im, router=router,
                   hooks=hooks, sessions=sessions, disco=disco))
+    # Push notifications to the app servers of sleeping phones (XEP-0357).
+    add(PushModule(settings=config.push, store=stores.push, router=router, hooks=hooks,
+                   sessions=sessions, disco=disco))
 
     # Components and PEP.
     pubsub = add(PubSubComponent(config=config, store=stores.pubsub, router=router,
