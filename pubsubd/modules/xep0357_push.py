@@ -21,7 +21,7 @@ The summary names the last sender; the body goes only when the server's policy a
 (``push.include_body``) *and* the client asked for it with ``pubsubd#include_body`` in its
 enable form (§9: servers SHOULD let users limit what reaches third parties; that field is
 not passed on to the app server). An error answer, or none within ``push.timeout``, disables
-the registration (§7.1).
+the registration (§7.1), and so does the push service's affiliation change to "none" (§8).
 """
 
 from __future__ import annotations
@@ -54,6 +54,8 @@ PUBLISH_OPTIONS = f"{ns.PUBSUB}#publish-options"
 BODY_OPT_IN = "pubsubd#include_body"  # ours: never forwarded to the app server
 ENABLE = ns.clark(PUSH, "enable")
 DISABLE = ns.clark(PUSH, "disable")
+_PUBSUB = ns.clark(ns.PUBSUB, "pubsub")
+_AFFILIATION = ns.clark(ns.PUBSUB, "affiliation")
 _DATA_X = ns.clark("jabber:x:data", "x")
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
 EVENT_QUEUE = 1000  # messages awaiting a push decision; beyond, the newest are not pushed
@@ -102,6 +104,7 @@ class PushModule(Module):
         self.disco.account_features.add(PUSH)  # §4.1: on the account's bare JID
         # Before offline storage takes the message (and declines none of it).
         self.hooks.on("message/offline", self._stored_offline, priority=50)
+        self.hooks.on("message/in", self._remote_disable, priority=60)
         self.hooks.on("account/deleted", self._account_deleted)
         self.sessions.sent_observers.append(self._queued)
 
@@ -152,6 +155,26 @@ class PushModule(Module):
                     and (not node or k[2] == node)]:
             del self._pending[key]
         return None
+
+    async def _remote_disable(self, st: Stanza) -> bool:
+        """§8: the push service took our publish affiliation away; forget that node."""
+        pubsub = st.element.find(_PUBSUB)
+        if pubsub is None or st.to is None:
+            return False
+        affiliation = pubsub.find(_AFFILIATION)
+        if affiliation is None or affiliation.get("affiliation") != "none":
+            return False
+        owner = str(st.to.bare)
+        if affiliation.get("jid") not in (None, owner):
+            return False
+        node = pubsub.get("node") or None
+        if not await self.store.remove(owner, str(st.from_), node):
+            return False  # not about a registration of ours: deliver it as usual
+        self._pending = {k: p for k, p in self._pending.items()
+                         if k[:2] != (owner, str(st.from_)) or (node and k[2] != node)}
+        self.log.info("push to %s for %s disabled by the push service", st.from_, owner,
+                      extra={"event": "push.disabled", "jid": owner})
+        return True
 
     async def _account_deleted(self, jid: JID) -> bool:
         await self.store.forget(str(jid.bare))

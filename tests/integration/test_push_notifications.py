@@ -32,15 +32,19 @@ COALESCE = 3.0
 SM = "urn:xmpp:sm:3"
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[ServerProcess]:
-    proc = ServerProcess(tmp_path, extra={
+def push_server(tmp_path: Path, timeout: float) -> ServerProcess:
+    return ServerProcess(tmp_path, extra={
         "listeners": [{"kind": "c2s", "address": "127.0.0.1", "port": 0},
                       {"kind": "c2s_tls", "address": "127.0.0.1", "port": 0},
                       {"kind": "component", "address": "127.0.0.1", "port": 0}],
         "components": {APP: {"secret": SECRET}},
-        "push": {"include_body": True, "coalesce": COALESCE, "timeout": 10},
+        "push": {"include_body": True, "coalesce": COALESCE, "timeout": timeout},
     })
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[ServerProcess]:
+    proc = push_server(tmp_path, 10.0)
     proc.start()
     try:
         yield proc
@@ -75,7 +79,8 @@ def fields(form: ET.Element | None) -> dict[str, list[str]]:
 
 
 class AppServer:
-    """Records publishes; answers each with a result, or an error for node "broken"."""
+    """Records publishes; answers each with a result, an error for node "broken", nothing
+    for node "silent"."""
 
     def __init__(self, comp: Any) -> None:
         from slixmpp.xmlstream.handler import Callback
@@ -93,6 +98,8 @@ class AppServer:
         self.pushes.append(push)
         self._arrived.set()
         who, me, id_ = iq["from"], iq["to"], iq["id"]
+        if push.node == "silent":
+            return
         if push.node == "broken":
             self.comp.send_raw(
                 f"<iq type='error' id='{id_}' to='{who}' from='{me}'><error type='cancel'>"
@@ -247,3 +254,49 @@ def test_disable_and_app_server_errors_stop_pushes(server: ServerProcess) -> Non
         await disconnect(bob)
 
     run(scenario())
+
+
+def test_silence_and_the_push_services_own_disabling_stop_pushes(tmp_path: Path) -> None:
+    server = push_server(tmp_path, 1.0)
+    server.start()
+
+    async def scenario() -> None:
+        comp = await component(server, APP)
+        app = AppServer(comp)
+        bob = await connect(server, server.add_user("bob"))
+        witness = await register(server, "witness", enable("witness"))
+
+        # §7.1: no answer within push.timeout counts as an error.
+        gina = await register(server, "gina", enable("silent"))
+        bob.send_message(mto=gina, mbody="one", mtype="chat")
+        await app.wait("silent")
+        await asyncio.to_thread(server.wait_for_log, "disabled after a failed publish")
+        bob.send_message(mto=gina, mbody="two", mtype="chat")
+        bob.send_message(mto=witness, mbody="sync", mtype="chat")
+        await app.wait("witness")
+        assert len(app.to("silent")) == 1
+
+        # §8: the push service announces it stopped accepting; the server forgets the node.
+        hank = await register(server, "hank", enable("hank-phone"))
+        comp.send_raw(f"<message from='{APP}' to='{hank}'><pubsub xmlns='{PUBSUB}' "
+                      f"node='hank-phone'><affiliation jid='{hank}' affiliation='none'/>"
+                      "</pubsub></message>")
+        await round_trip_component(comp)
+        bob.send_message(mto=hank, mbody="one", mtype="chat")
+        bob.send_message(mto=witness, mbody="sync", mtype="chat")
+        await app.wait("witness", 2)
+        assert not app.to("hank-phone")
+
+        await disconnect(bob)
+
+    try:
+        run(scenario())
+    finally:
+        server.stop()
+
+
+async def round_trip_component(comp: Any) -> None:
+    """A ping from the component to the server: what it sent before has been handled."""
+    ping = comp.make_iq_get(ito="localhost", ifrom=APP)
+    ping.append(ET.Element("{urn:xmpp:ping}ping"))
+    await ping.send(timeout=10)
