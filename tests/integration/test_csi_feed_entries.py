@@ -113,3 +113,25 @@ def test_help_names_the_choice(srv: ServerProcess) -> None:
     text = say(client, "help", b"this text")
     assert "\n  urgent " in text and "\n  batched " in text
     client.close()
+
+
+def test_the_choice_as_an_ad_hoc_command(srv: ServerProcess) -> None:
+    client, _ = online(srv, "alice", "laptop")
+    commands = "http://jabber.org/protocol/commands"
+
+    def execute(iq_id: str) -> str:
+        client.send(f"<iq type='set' id='{iq_id}' to='pubsub.localhost'><command "
+                    f"xmlns='{commands}' node='feeds/delivery' action='execute'/></iq>")
+        return client.read_until(f"id=\"{iq_id}\"".encode()) + client.read_until(b"</iq>")
+
+    form = execute("c1")
+    assert "<value>batched</value>" in form.split("<option")[0]  # the default, preselected
+    session = form.split("sessionid=\"")[1].split("\"")[0]
+    client.send(f"<iq type='set' id='c2' to='pubsub.localhost'><command xmlns='{commands}' "
+                f"node='feeds/delivery' action='complete' sessionid='{session}'>"
+                "<x xmlns='jabber:x:data' type='submit'><field var='entries'>"
+                "<value>urgent</value></field></x></command></iq>")
+    done = client.read_until(b"id=\"c2\"") + client.read_until(b"</iq>")
+    assert "completed" in done and "Feed entries are urgent" in done
+    assert "<value>urgent</value>" in execute("c3").split("<option")[0]
+    client.close()
