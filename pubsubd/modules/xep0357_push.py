@@ -81,7 +81,7 @@ class _Arrival:
 
 class PushModule(Module):
     name = "push"
-    features = (PUSH,)
+    features = ()  # §4.1: advertised on the account's bare JID, not the server's
 
     def __init__(self, *, settings: PushConfig, store: PushStore, router: Router,
                  hooks: HookBus, sessions: SessionRegistry, disco: DiscoModule) -> None:

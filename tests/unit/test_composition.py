@@ -32,8 +32,8 @@ from pubsubd.modules.xep0313_mam import MamModule
 LOAD_ORDER = [
     "disco", "ping", "version", "time", "register", "commands", "admin", "metrics",
     "control_socket", "s2s", "components", "roster", "presence", "offline", "blocking",
-    "carbons", "caps", "vcard", "last", "private", "mam", "pubsub", "muc", "pep", "node_feeds",
-    "websub_hub", "server_contacts", "external_services", "upload",
+    "carbons", "caps", "vcard", "last", "private", "mam", "push", "pubsub", "muc", "pep",
+    "node_feeds", "websub_hub", "server_contacts", "external_services", "upload",
     "websub_subscriber", "feeds", "service_admin",
 ]
 
