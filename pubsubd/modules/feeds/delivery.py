@@ -35,7 +35,6 @@ _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=Fals
 _A = "{" + ns.ATOM + "}"
 
 
-
 class Send(Protocol):
     """Route a stanza; ``deferrable``: it may wait while the client is inactive (XEP-0352)."""
 
