@@ -61,6 +61,7 @@ from pubsubd.modules.xep0202_time import TimeModule
 from pubsubd.modules.xep0215_external_services import ExternalServicesModule
 from pubsubd.modules.xep0280_carbons import CarbonsModule
 from pubsubd.modules.xep0313_mam import MamModule
+from pubsubd.modules.xep0357_push import PushModule
 from pubsubd.modules.xep0363_upload import UploadModule
 from pubsubd.net.http_routes import HttpRoutes
 from pubsubd.net.listener import ConnectionHandler, Listener
@@ -249,6 +250,9 @@ def build_modules(s: Services, server: Server) -> None:
                              max_bytes=config.limits.private_xml_bytes))
     add(MamModule(settings=config.mam, store=stores.mam, rosters=stores.im, router=router,
                   hooks=hooks, sessions=sessions, disco=disco))
+    # Push notifications to the app servers of sleeping phones (XEP-0357).
+    add(PushModule(settings=config.push, store=stores.push, router=router, hooks=hooks,
+                   sessions=sessions, disco=disco))
 
     # Components and PEP.
     blocked = blocked_by(stores.im)  # XEP-0191 for what skips the router's filters
@@ -302,7 +306,7 @@ def add_feed_modules(s: Services, server: Server, *, pubsub: PubSubComponent,
     feeds = add(FeedsModule(
         settings=feeds_cfg, pubsub=service, router=router, roster=roster,
         store=stores.feeds, contact_store=stores.feed_contacts, mark_store=stores.feed_marks,
-        room_store=stores.room_feeds,
+        room_store=stores.room_feeds, private_store=stores.private,
         metrics=s.metrics, control_ops=s.control_ops, admins=admins,
         max_items=config.pubsub.max_items,
         catalogue=s.path(feeds_cfg.catalogue) if feeds_cfg.catalogue else None,

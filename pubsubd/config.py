@@ -354,6 +354,21 @@ class BoshConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class PushConfig:
+    """XEP-0357 push notifications to the app servers that clients enable."""
+
+    enabled: bool = True
+    # Put the last message's body in the summary, for clients that ask for it in their
+    # enable form (pubsubd#include_body); false: a body never leaves for a third party.
+    include_body: bool = False
+    # Seconds after a push during which further messages are counted into one later push.
+    coalesce: float = 30.0
+    # Seconds to await the app server's answer; none (or an error) disables the registration.
+    timeout: float = 30.0
+    max_registrations: int = 10  # app server registrations per account
+
+
+@dataclass(frozen=True, slots=True)
 class ComponentConfig:
     """One external component (XEP-0114) accepted on a ``component`` listener."""
 
@@ -400,6 +415,7 @@ class Config:
     http: HttpConfig = field(default_factory=HttpConfig)
     websub: WebSubConfig = field(default_factory=WebSubConfig)
     bosh: BoshConfig = field(default_factory=BoshConfig)
+    push: PushConfig = field(default_factory=PushConfig)
     components: dict[str, ComponentConfig] = field(default_factory=dict)
     component_of: ComponentOfConfig | None = None
 

@@ -33,6 +33,7 @@ from pubsubd.storage.interfaces import (
     MucStore,
     PrivateStore,
     PubSubStore,
+    PushStore,
     RoomFeedStore,
     UploadStore,
     WebSubStore,
@@ -50,6 +51,7 @@ from pubsubd.storage.memory import (
     MemoryMucStore,
     MemoryPrivateStore,
     MemoryPubSubStore,
+    MemoryPushStore,
     MemoryRoomFeedStore,
     MemoryUploadStore,
     MemoryWebSubStore,
@@ -58,6 +60,7 @@ from pubsubd.storage.motd_sqlite import SqliteMotdStore
 from pubsubd.storage.muc_sqlite import SqliteMucStore
 from pubsubd.storage.private_sqlite import SqlitePrivateStore
 from pubsubd.storage.pubsub_sqlite import SqlitePubSubStore
+from pubsubd.storage.push_sqlite import SqlitePushStore
 from pubsubd.storage.room_feeds_sqlite import SqliteRoomFeedStore
 from pubsubd.storage.sqlite import Database
 from pubsubd.storage.upload_sqlite import SqliteUploadStore
@@ -109,6 +112,7 @@ class Stores:
     feed_marks: FeedMarkStore
     websub: WebSubStore
     room_feeds: RoomFeedStore
+    push: PushStore
     lease_feeds: Callable[[str], FeedLeases] | None = None
     """Feed leases shared by every instance on the database, given this instance's id; None
     where only one process uses the store (the poller then leases in memory)."""
@@ -140,6 +144,7 @@ def open_memory(settings: StorageSettings, base_dir: Path, scram_iterations: int
         feed_marks=MemoryFeedMarkStore(),
         websub=MemoryWebSubStore(),
         room_feeds=MemoryRoomFeedStore(),
+        push=MemoryPushStore(),
     )
 
 
@@ -165,6 +170,7 @@ def open_sqlite(settings: StorageSettings, base_dir: Path, scram_iterations: int
         feed_marks=SqliteFeedMarkStore(db),
         websub=SqliteWebSubStore(db),
         room_feeds=SqliteRoomFeedStore(db),
+        push=SqlitePushStore(db),
         ping=ping,
         close=db.close,
     )
@@ -194,6 +200,7 @@ def open_postgres(settings: StorageSettings, base_dir: Path, scram_iterations: i
             feed_marks=pg.PgFeedMarkStore(db),
             websub=pg.PgWebSubStore(db),
             room_feeds=pg.PgRoomFeedStore(db),
+            push=pg.PgPushStore(db),
             lease_feeds=lambda instance: pg.PgFeedLeases(db, instance),
             ping=db.ping,
             close=db.close,

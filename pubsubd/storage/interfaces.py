@@ -47,6 +47,8 @@ __all__ = [
     "PrivateStore",
     "PubSubStore",
     "PushLease",
+    "PushRegistration",
+    "PushStore",
     "Query",
     "RosterItem",
     "RosterStore",
@@ -550,4 +552,38 @@ class Invalidation(Protocol):
     async def run(self) -> None:
         """Listen and dispatch for the server's lifetime (returns at once when there is
         nothing to hear)."""
+        ...
+
+
+# --- push notifications (XEP-0357) ---------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PushRegistration:
+    """An app server a client enabled for its account (XEP-0357 §5)."""
+
+    owner: str  # the account's bare JID
+    service: str  # the JID of the app server's XMPP Push Service
+    node: str  # its node for this device ("" when the client named none)
+    options: bytes  # the publish-options data form, serialized (b"" when none)
+
+
+class PushStore(Protocol):
+    """Registrations per account, keyed by (owner, service, node); they outlive sessions and
+    restarts, since a phone enables push once and then sleeps."""
+
+    async def registrations(self, owner: str) -> list[PushRegistration]:
+        """The owner's registrations, oldest first."""
+        ...
+
+    async def put(self, registration: PushRegistration) -> None:
+        """Insert, or replace the options of the one with the same key (§5: the last wins)."""
+        ...
+
+    async def remove(self, owner: str, service: str, node: str | None = None) -> int:
+        """Delete one registration, or with ``node`` None all of ``service`` (§6); how many."""
+        ...
+
+    async def forget(self, owner: str) -> None:
+        """Delete every registration of a deleted account."""
         ...

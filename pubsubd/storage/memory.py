@@ -30,6 +30,7 @@ from pubsubd.storage.interfaces import (
     Page,
     Prefs,
     PushLease,
+    PushRegistration,
     Query,
     RoomFeed,
     RosterItem,
@@ -51,6 +52,7 @@ __all__ = [
     "MemoryMucStore",
     "MemoryPrivateStore",
     "MemoryPubSubStore",
+    "MemoryPushStore",
     "MemoryRoomFeedStore",
     "MemoryUploadStore",
     "MemoryWebSubStore",
@@ -556,3 +558,31 @@ class MemoryInvalidation:
 
     async def run(self) -> None:
         return None
+
+
+# --- push notification registrations (XEP-0357) ---------------------------------------------
+
+
+class MemoryPushStore:
+    def __init__(self) -> None:
+        self._by_owner: dict[str, dict[tuple[str, str], PushRegistration]] = {}
+
+    async def registrations(self, owner: str) -> list[PushRegistration]:
+        return list(self._by_owner.get(owner, {}).values())
+
+    async def put(self, registration: PushRegistration) -> None:
+        regs = self._by_owner.setdefault(registration.owner, {})
+        # A replaced registration keeps its place: the order is that of first enabling.
+        regs[(registration.service, registration.node)] = registration
+
+    async def remove(self, owner: str, service: str, node: str | None = None) -> int:
+        regs = self._by_owner.get(owner, {})
+        gone = [key for key in regs if key[0] == service and (node is None or key[1] == node)]
+        for key in gone:
+            del regs[key]
+        if not regs:
+            self._by_owner.pop(owner, None)
+        return len(gone)
+
+    async def forget(self, owner: str) -> None:
+        self._by_owner.pop(owner, None)

@@ -87,6 +87,7 @@ TABLES = (
     _t("room_feed", "room, node, nick, added_by", "room, node"),
     _t("websub_leases", "feed_id, hub, topic, token, secret, state, requested, expires,"
        " last_push", "feed_id"),
+    _t("push_registrations", "owner, service, node, options, enabled", "owner, service, node"),
 )
 
 

@@ -7,6 +7,10 @@ at once what a person waits for: chat messages with a body, and every iq (a requ
 client must answer, or the result it asked for). The held stanzas go out in their order when
 the client is active again, or when too many pile up. XEP-0352 leaves the policy to the
 server; this is ours.
+
+A sender that knows better than the stanza's shape marks it when it queues it: a
+:class:`Deferrable` is held like a headline although it is a chat message with a body (a feed
+entry its reader wants batched), without the writer parsing it to find out.
 """
 
 from __future__ import annotations
@@ -22,6 +26,13 @@ MAX_HELD = 200  # beyond this the held stanzas are flushed rather than kept in m
 
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
 _T_PRESENCE = (ns.clark(ns.CLIENT, "presence"), "presence")
+
+
+class Deferrable(bytes):
+    """A serialized stanza its sender lets wait while the client is inactive (the mark is
+    decided when it is queued, so the writer needs no parse to honour it)."""
+
+    __slots__ = ()
 
 
 class ClientState:
@@ -56,6 +67,9 @@ class ClientState:
             return [*self.take_all(), *batch] if self._held else batch
         now = []
         for data in batch:
+            if isinstance(data, Deferrable):
+                self._held.append(data)
+                continue
             kind = _classify(data)
             if kind == "urgent":
                 now.append(data)

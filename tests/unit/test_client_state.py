@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pubsubd.stream.client_state import MAX_HELD, ClientState
+from pubsubd.stream.client_state import MAX_HELD, ClientState, Deferrable
 
 CHAT = b"<message xmlns='jabber:client' type='chat'><body>hi</body></message>"
 HEADLINE = b"<message xmlns='jabber:client' type='headline'><body>news</body></message>"
@@ -47,3 +47,14 @@ def test_too_much_held_is_flushed() -> None:
         assert state.outgoing([EVENT]) == []
     assert state.outgoing([EVENT]) == [EVENT] * (MAX_HELD + 1)
     assert state.held == 0
+
+
+def test_a_deferrable_chat_message_waits_and_keeps_its_place() -> None:
+    state = ClientState()
+    state.deactivate()
+    entry = Deferrable(b"<message type='chat' from='news@pubsub.x'><body>e</body></message>")
+    person = b"<message type='chat' from='bob@localhost'><body>hi</body></message>"
+    headline = b"<message type='headline'><body>h</body></message>"
+    assert state.outgoing([headline, entry, person]) == [person]
+    assert state.activate() == [headline, entry]
+    assert state.outgoing([entry]) == [entry]  # an active client gets it at once

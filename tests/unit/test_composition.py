@@ -32,7 +32,7 @@ from pubsubd.modules.xep0313_mam import MamModule
 LOAD_ORDER = [
     "disco", "ping", "version", "time", "register", "commands", "admin", "metrics",
     "control_socket", "s2s", "components", "roster", "presence", "offline", "blocking",
-    "carbons", "caps", "vcard", "last", "private", "mam", "pubsub", "muc", "pep",
+    "carbons", "caps", "vcard", "last", "private", "mam", "push", "pubsub", "muc", "pep",
     "shared_state", "node_feeds", "websub_hub", "server_contacts", "external_services", "upload",
     "websub_subscriber", "feeds", "service_admin",
 ]

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from pubsubd.modules.feeds.entry_urgency import describe as describe_urgency
 from pubsubd.modules.feeds.refusal import FeedRefused
 
 if TYPE_CHECKING:
@@ -25,6 +26,8 @@ HELP = """I deliver web feeds (RSS and Atom) as messages. Say:
   pause [address or number] — hold deliveries (all feeds, or one)
   resume [address or number] — deliver again
   options <address or number> — how a feed is delivered to you
+  urgent — entries reach your phone at once, even while its app is in the background
+  batched — entries wait until you open the app again (the default)
   help — this text
 Each feed you follow is a contact of its own (in the group “Feeds”): its entries come from
 it, and you can answer it (pause, resume, only:word, unsubscribe, help).
@@ -38,7 +41,7 @@ VERBS = {
     "unsubscribe": "unsubscribe", "unsub": "unsubscribe", "unfollow": "unsubscribe",
     "remove": "unsubscribe", "list": "list", "ls": "list", "feeds": "list", "pause": "pause",
     "resume": "resume", "help": "help", "?": "help", "options": "options",
-    "settings": "options",
+    "settings": "options", "urgent": "urgent", "batched": "batched", "batch": "batched",
 }
 MESSAGE_TYPES = ("headline", "chat", "normal")
 _OFF = ("off", "no", "0", "false")
@@ -75,7 +78,7 @@ def parse_chat(text: str) -> ChatCommand:
     if verb in ("unsubscribe", "options") and not target:
         raise ChatError("Which feed? Say “unsubscribe” followed by its address or its number "
                         "in “list”.")
-    if verb in ("list", "help") and target:
+    if verb in ("list", "help", "urgent", "batched") and target:
         raise ChatError(f"“{verb}” needs nothing after it.")
     return ChatCommand(verb, target)
 
@@ -157,6 +160,11 @@ async def answer(manager: FeedManager, user: str, text: str) -> str:
                 return f"Unsubscribed from {node}."
             case "list":
                 return await _list(manager, user)
+            case "urgent" | "batched":
+                if manager.entry_urgency is None:
+                    return "Entries are delivered as they come; there is nothing to choose here."
+                await manager.entry_urgency.set(user, command.verb)
+                return describe_urgency(command.verb)
             case "options":
                 node = await _pick(manager, user, command.target)
                 sub = await manager.subscription_of(user, node)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from pubsubd.modules.feeds.chat import subscribed_text
 from pubsubd.modules.feeds.contacts import health
+from pubsubd.modules.feeds.entry_urgency import BATCHED, CHOICES, URGENT, describe
 from pubsubd.modules.feeds.refusal import FeedRefused
 from pubsubd.modules.xep0050_commands import (
     Command,
@@ -36,6 +37,7 @@ MY_FEEDS = NODE_PREFIX + "list"
 IMPORT = NODE_PREFIX + "import-opml"
 EXPORT = NODE_PREFIX + "export-opml"
 OPTIONS = NODE_PREFIX + "options"
+DELIVERY = NODE_PREFIX + "delivery"
 
 # The subscription options the Subscribe form offers: field var → how a value is passed on.
 DIGEST_PERIODS = (("900000", "every 15 minutes"), ("3600000", "every hour"),
@@ -220,6 +222,25 @@ def build_commands(manager: FeedManager) -> list[Command]:
                                     values=document.splitlines())])
         return Done([Note("Your feeds as OPML.")], form=result)
 
+    async def delivery_start(session: CommandSession, _: Form | None) -> Stage | Done:
+        urgency = manager.entry_urgency
+        if urgency is None:
+            return Done([Note("Entries are delivered as they come; there is nothing to choose.")])
+        current = await urgency.choice(_user(session))
+        field = Field("entries", "list-single", "Chat entries while your app is in the background",
+                      required=True, values=[current],
+                      options=[Option(BATCHED, "Batched: they wait until I open it"),
+                               Option(URGENT, "Urgent: each one at once")])
+        return Stage(Form("form", title="Delivery on phones", fields=[field]), final=True)
+
+    async def delivery_done(session: CommandSession, form: Form | None) -> Stage | Done:
+        assert form is not None
+        choice = form.value("entries") or ""
+        if manager.entry_urgency is None or choice not in CHOICES:
+            return _error(f"Choose {URGENT} or {BATCHED}.")
+        await manager.entry_urgency.set(_user(session), choice)
+        return Done([Note(describe(choice))])
+
     return [
         Command(SUBSCRIBE, "Subscribe to a feed", [subscribe_start, subscribe_done]),
         Command(UNSUBSCRIBE, "Unsubscribe from feeds", [unsubscribe_start, unsubscribe_done]),
@@ -227,6 +248,7 @@ def build_commands(manager: FeedManager) -> list[Command]:
         Command(OPTIONS, "Feed options", [options_start, options_form, options_done]),
         Command(IMPORT, "Import OPML", [import_start, import_done]),
         Command(EXPORT, "Export OPML", [export]),
+        Command(DELIVERY, "Delivery on phones", [delivery_start, delivery_done]),
     ]
 
 

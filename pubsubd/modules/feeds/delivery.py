@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from lxml import etree
 
@@ -33,7 +34,15 @@ SUMMARY_CHARS = 400
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
 _A = "{" + ns.ATOM + "}"
 
-Send = Callable[[etree._Element], Awaitable[None]]
+
+class Send(Protocol):
+    """Route a stanza; ``deferrable``: it may wait while the client is inactive (XEP-0352)."""
+
+    def __call__(self, element: etree._Element, *, deferrable: bool = False
+                 ) -> Awaitable[None]: ...
+
+
+Urgent = Callable[[str], Awaitable[bool]]  # reader's bare JID → entries go out at once?
 ContactOf = Callable[[str], Awaitable[str | None]]  # feed node → contact JID, None if no feed
 
 
@@ -112,11 +121,16 @@ def entry_message(entry: EntryText, from_: str, to: str) -> etree._Element:
 
 class ChatDelivery:
     """A :class:`NotificationSender` renderer: items of feed nodes to chat subscribers go out
-    as plain chat messages from the feed's contact, through ordinary routing."""
+    as plain chat messages from the feed's contact, through ordinary routing.
 
-    def __init__(self, contact_of: ContactOf, send: Send) -> None:
+    Each goes out marked deferrable unless its reader chose urgent entries
+    (:mod:`pubsubd.modules.feeds.entry_urgency`): the mark is decided here, once per
+    notification, so a client's writer holds it under CSI without looking inside."""
+
+    def __init__(self, contact_of: ContactOf, send: Send, urgent: Urgent | None = None) -> None:
         self.contact_of = contact_of
         self.send = send
+        self.urgent = urgent
 
     async def __call__(self, notification: Notification, recipient: Recipient) -> bool:
         if notification.kind is not NotificationKind.ITEMS:
@@ -126,15 +140,18 @@ class ChatDelivery:
         contact = await self.contact_of(notification.node)
         if contact is None:
             return False
+        reader = recipient.address.partition("/")[0]
+        deferrable = self.urgent is not None and not await self.urgent(reader)
         for item in notification.items:
             entry = read_entry(item.payload)
             if entry is None:
                 continue
-            await self.send(entry_message(entry, contact, recipient.address))
+            await self.send(entry_message(entry, contact, recipient.address),
+                            deferrable=deferrable)
         if notification.skipped:
             n = notification.skipped
             text = (f"{n} more entr{'ies' if n != 1 else 'y'} appeared while you were away; "
                     "say “list” to the feeds contact to see your feeds.")
             await self.send(builders.message(to=recipient.address, from_=contact,
-                                             type_="chat", body=text))
+                                             type_="chat", body=text), deferrable=deferrable)
         return True

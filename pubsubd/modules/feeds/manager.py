@@ -24,6 +24,7 @@ from feeds.opml import OpmlError, OpmlFeed, export_opml, parse_opml
 from feeds.poller import Poller, PollOutcome
 from pubsubd.config import FeedsConfig
 from pubsubd.modules.feeds.contacts import next_check
+from pubsubd.modules.feeds.entry_urgency import EntryUrgency
 from pubsubd.modules.feeds.publisher import NodePublisher, Send
 from pubsubd.modules.feeds.pubsub_component import PubSubComponent
 from pubsubd.modules.feeds.refusal import (
@@ -113,6 +114,7 @@ class FeedManager:
         self.admins = admins
         self._send = send
         self.contacts: Followers | None = None
+        self.entry_urgency: EntryUrgency | None = None  # readers' urgent/batched choice
 
     @property
     def jid(self) -> str:

@@ -35,6 +35,7 @@ from pubsubd.modules.feeds.commands import register_commands
 from pubsubd.modules.feeds.contacts import FeedContacts, Roster
 from pubsubd.modules.feeds.control import FeedControl
 from pubsubd.modules.feeds.delivery import ChatDelivery
+from pubsubd.modules.feeds.entry_urgency import EntryUrgency
 from pubsubd.modules.feeds.fetching import ObservedFetcher, fetch_config, fetch_label
 from pubsubd.modules.feeds.manager import FeedManager
 from pubsubd.modules.feeds.publisher import NodePublisher
@@ -44,7 +45,12 @@ from pubsubd.modules.feeds.rooms import RoomFeeds
 from pubsubd.modules.feeds.samples import SampleFeedServer
 from pubsubd.modules.feeds.status import feed_metadata
 from pubsubd.pubsub.model import bare
-from pubsubd.storage.interfaces import FeedContactStore, FeedMarkStore, RoomFeedStore
+from pubsubd.storage.interfaces import (
+    FeedContactStore,
+    FeedMarkStore,
+    PrivateStore,
+    RoomFeedStore,
+)
 from pubsubd.xml import builders
 
 log = logging.getLogger(__name__)
@@ -90,7 +96,8 @@ class FeedsModule(Module):
                  max_items: int, catalogue: Path | None,
                  push: WebSubSubscriber | None = None,
                  room_store: RoomFeedStore | None = None,
-                 leases: FeedLeases | None = None) -> None:
+                 leases: FeedLeases | None = None,
+                 private_store: PrivateStore | None = None) -> None:
         super().__init__()
         self.settings = settings
         self.pubsub = pubsub
@@ -109,6 +116,8 @@ class FeedsModule(Module):
         self.leases = leases  # shared with other instances; None: this process polls alone
         self.rooms: RoomFeeds | None = None
         self.manager: FeedManager | None = None
+        # Where each reader's urgent/batched choice for chat entries is kept (XEP-0049).
+        self.urgency = EntryUrgency(private_store) if private_store is not None else None
 
     @property
     def running(self) -> bool:
@@ -146,7 +155,10 @@ class FeedsModule(Module):
         )
         manager.contacts = self.contacts
         pubsub.contact_handlers.append(self.contacts.handle)
-        pubsub.sender.renderers.append(ChatDelivery(self.contacts.contact_of, router.send))
+        manager.entry_urgency = self.urgency
+        pubsub.sender.renderers.append(ChatDelivery(
+            self.contacts.contact_of, router.send,
+            self.urgency.urgent if self.urgency is not None else None))
         if self.room_store is not None:
             # First in line: a room's copy goes out as groupchat, never as chat to the room.
             self.rooms = RoomFeeds(manager, self.room_store, router.send, pubsub.service.service)

@@ -20,6 +20,7 @@ from pubsubd.storage.postgres.motd import PgMotdStore
 from pubsubd.storage.postgres.muc import PgMucStore
 from pubsubd.storage.postgres.private import PgPrivateStore
 from pubsubd.storage.postgres.pubsub import PgPubSubStore
+from pubsubd.storage.postgres.push import PgPushStore
 from pubsubd.storage.postgres.room_feeds import PgRoomFeedStore
 from pubsubd.storage.postgres.uploads import PgUploadStore
 from pubsubd.storage.postgres.websub import PgWebSubStore
@@ -37,6 +38,7 @@ __all__ = [
     "PgMucStore",
     "PgPrivateStore",
     "PgPubSubStore",
+    "PgPushStore",
     "PgRoomFeedStore",
     "PgUploadStore",
     "PgWebSubStore",

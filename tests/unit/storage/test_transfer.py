@@ -26,6 +26,7 @@ from pubsubd.storage.interfaces import (
     ArchivedMessage,
     HubSubscription,
     Prefs,
+    PushRegistration,
     Query,
     RosterItem,
     StoredRoom,
@@ -85,6 +86,8 @@ async def populate(stores: Stores) -> None:
     await stores.uploads.mark_uploaded(UPLOAD.slot_id, 11.5)
     await stores.websub.put_subscription(HUB_SUB)
     await stores.websub.put_lease(LEASE)
+    await stores.push.put(PushRegistration("alice@example.org", "push.example", "dev1",
+                                           b"<x xmlns='jabber:x:data'/>"))
 
 
 async def snapshot(stores: Stores) -> dict[str, Any]:
@@ -116,6 +119,7 @@ async def snapshot(stores: Stores) -> dict[str, Any]:
         "upload": await stores.uploads.get(UPLOAD.slot_id),
         "websub": (await stores.websub.subscriptions_for(HUB_SUB.topic, 0.0),
                    await stores.websub.all_leases()),
+        "push": await stores.push.registrations("alice@example.org"),
     }
 
 
