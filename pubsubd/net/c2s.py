@@ -62,6 +62,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 READ_SIZE = 65536
+# Seconds of silence after which the read that ends it parks the parser once it is handled.
+PARK_AFTER = 5.0
 # RFC 6120 §4.7.4: our error texts are English, so the response header always says "en"
 # (it matches "en" and, by the lookup scheme of RFC 4647, "en-*"; other languages fall back).
 SERVER_LANG = "en"
@@ -259,6 +261,11 @@ class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
 
         Once bound, the idle limit is a deadline on each socket read (one per read, not one
         cancel scope per stanza: a read often brings many stanzas).
+
+        The parser is parked (its lxml state released, see :mod:`pubsubd.stream.parser`)
+        when the stream is likely to rest: after the read that bound the resource, and after
+        a read that ended a silence of :data:`PARK_AFTER` seconds. A busy stream keeps its
+        parser; a mostly idle one pays for a fresh parser only on its rare reads.
         """
         while True:
             idle = self._idle_scope
@@ -270,10 +277,14 @@ class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
                 data = await self.stream.receive_some(READ_SIZE)
             if not data:
                 raise trio.BrokenResourceError("peer closed the connection")
-            self._last_received = trio.current_time()
+            now = trio.current_time()
+            rest = now - self._last_received >= PARK_AFTER or self.state is not State.BOUND
+            self._last_received = now
             for event in self.parser.feed(data):
                 yield event
             self.parser.check()  # a violation after those events ends the stream now
+            if rest and self.state is State.BOUND:
+                self.parser.park()
 
     # --- negotiation -----------------------------------------------------------------------
 
