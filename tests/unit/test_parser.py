@@ -295,6 +295,19 @@ def test_prefixes_declared_on_the_header_still_resolve_after_parking() -> None:
     assert message.element.tag == ns.C_MESSAGE  # jabber:server handed out as jabber:client
 
 
+def test_stanzas_kept_from_parked_streams_share_a_few_lxml_parsers() -> None:
+    # lxml ties every element (copies too) to the parser that built it; one parser per kept
+    # stanza would keep each connection's parser context alive after it parked.
+    kept = []
+    for i in range(50):
+        parser = StreamParser()
+        (_, presence) = feed_all(parser, HEADER + f"<presence id='{i}'/>".encode())
+        assert isinstance(presence, ElementReceived) and parser.park()
+        kept.append(presence.element)
+    assert len({id(el.getroottree().parser) for el in kept}) <= 2
+    assert [el.get("id") for el in kept] == [str(i) for i in range(50)]
+
+
 def test_whitespace_keepalives_and_the_close_need_no_parser() -> None:
     parser = StreamParser()
     feed_all(parser, HEADER + b"<presence/>")
