@@ -83,6 +83,16 @@ ALLOWED: dict[State, frozenset[str]] = {
 class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
     """A client stream from accept to close; the mixins add SASL, binding and XEP-0198."""
 
+    # One slot per attribute, no instance dict: an idle connection is mostly this object.
+    __slots__ = (
+        "ctx", "stream", "peer", "secure", "state", "parser", "domain", "lang", "header_sent",
+        "stream_id", "authenticated", "session", "sasl_failures", "sasl_refusals", "_scram",
+        "_scram_user", "_scram_account", "_login_to_record", "_outbox_send", "_outbox_recv",
+        "_pending_error", "_cancel", "_last_received", "_idle_scope", "_idle_timeout",
+        "_pending_events", "sm", "_sm_counting", "_enabled_marker", "_resume_timeout", "_lost",
+        "_taken_over", "_hibernating", "_hibernated", "_wake", "_resumed", "client_state",
+    )
+
     def __init__(self, ctx: ServerContext, stream: trio.abc.Stream, peer: str, *,
                  direct_tls: bool = False) -> None:
         self.ctx = ctx
@@ -111,7 +121,6 @@ class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
         self._last_received = trio.current_time()
         self._idle_scope: trio.CancelScope | None = None  # set while reading stanzas
         self._idle_timeout = ctx.config.limits.idle_timeout
-        self.log = ContextAdapter(log, {"peer": peer})  # merges each call's extra=
         # XEP-0198: the SM state, whether the writer counts yet (from <enabled/> on), and the
         # hibernation of a resumable session whose connection dropped.
         self.sm: StreamManagement | None = None
@@ -121,10 +130,15 @@ class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
         self._lost = False  # the transport failed: no clean </stream:stream>
         self._taken_over = False  # a <resume/> on another connection replaces this one
         self._hibernating = False
-        self._hibernated = trio.Event()
-        self._wake = trio.Event()
+        self._hibernated: trio.Event | None = None
+        self._wake: trio.Event | None = None
         self._resumed = False
         self.client_state = ClientState()  # XEP-0352
+
+    @property
+    def log(self) -> ContextAdapter:
+        """This connection's logger (made when something is logged, not kept per connection)."""
+        return ContextAdapter(log, {"peer": self.peer})  # merges each call's extra=
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -158,10 +172,11 @@ class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
         if self._pending_error is None:
             self._pending_error = error
         self._cancel.cancel()
-        if self._hibernating:
+        if self._hibernating and self._wake is not None:
             self._wake.set()  # ends the hibernation early (outbox overflow, shutdown)
 
     async def _finish(self, send_close: bool) -> None:
+        self.parser.release()  # nothing more is read
         session = self.session
         self.session = None
         hibernate = session is not None and self._may_hibernate(session)
@@ -282,6 +297,7 @@ class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
             self._last_received = now
             for event in self.parser.feed(data):
                 yield event
+            event = data = None  # not kept while waiting: a stanza keeps its whole document
             self.parser.check()  # a violation after those events ends the stream now
             if rest and self.state is State.BOUND:
                 self.parser.park()
@@ -293,6 +309,7 @@ class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
             try:
                 await self._negotiate_stream()
             except StreamRestart:
+                self.parser.release()
                 self.parser = StreamParser(self.ctx.config.limits.max_stanza_bytes)
                 self.state = State.EXPECT_HEADER
                 continue
@@ -478,7 +495,11 @@ class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
         while True:
             try:
                 first = recv.receive_nowait()  # busy: no timer needed
+                silent = False
             except trio.WouldBlock:
+                silent = True  # waited for below, outside the handler: an exception kept
+                # alive while waiting would keep its traceback and frames too
+            if silent:
                 with trio.move_on_after(keepalive) as waiting:
                     first = await recv.receive()
                 if waiting.cancelled_caught:

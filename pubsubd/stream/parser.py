@@ -135,6 +135,20 @@ class StreamParser:
         self._stanza_bytes = 0
         return True
 
+    def release(self) -> None:
+        """The stream is over (closed, restarted, failed): give lxml's parser back for reuse.
+
+        The stream parser must not be fed again.
+        """
+        parser, self._parser, root, self._root = self._parser, None, self._root, None
+        if parser is None:
+            return
+        if root is None or self._closed or self._failed is not None:
+            closing = b""
+        else:
+            closing = _reopening(root.prefix, etree.QName(root).localname, ())[1]
+        _give_back(parser, closing)
+
     def feed(self, data: bytes) -> list[StreamEvent]:
         """Parse ``data``; return the events it completes.
 
@@ -318,12 +332,13 @@ def _take_lxml_parser() -> etree.XMLPullParser:
 def _give_back(parser: etree.XMLPullParser, closing: bytes) -> None:
     """End the document ``parser`` is in (with its root's closing tag) and pool it."""
     try:
-        parser.feed(closing)
+        if closing:
+            parser.feed(closing)
         parser.close()
         for _ in parser.read_events():
             pass
-    except etree.LxmlError:
-        return  # not reusable: left to the garbage collector
+    except (etree.LxmlError, ValueError):
+        return  # not reusable (an unfinished or broken document): left to the collector
     parsers = _POOL.parsers
     if len(parsers) < _POOL_SIZE:
         parsers.append(parser)
