@@ -72,3 +72,13 @@ async def test_a_read_after_a_silence_parks_the_parser_again(
         await wire.send("</stream:stream>")  # the close is read without a parser
         assert (await wire.rest()).endswith("</stream:stream>")
         assert conn.parser.parked
+
+
+async def test_connection_state_lives_in_slots(ctx: ServerContext) -> None:  # noqa: F811
+    """Every attribute a connection sets has a slot: an instance dict of some 40 entries would
+    cost more than a kilobyte per connection. A new attribute goes into ``__slots__``."""
+    async with trio.open_nursery() as nursery:
+        conn, wire = await bound(nursery, ctx)
+        await trio.testing.wait_all_tasks_blocked()
+        assert vars(conn) == {}, "add these to C2SConnection.__slots__"
+        nursery.cancel_scope.cancel()
