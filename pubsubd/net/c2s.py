@@ -66,6 +66,8 @@ READ_SIZE = 65536
 # A graceful shutdown writes what is queued for each client, but a client that does not read
 # must not hold the server: after this long its stream is cut.
 SHUTDOWN_FLUSH_SECONDS = 2.0
+# Seconds of silence after which the read that ends it parks the parser once it is handled.
+PARK_AFTER = 5.0
 # RFC 6120 §4.7.4: our error texts are English, so the response header always says "en"
 # (it matches "en" and, by the lookup scheme of RFC 4647, "en-*"; other languages fall back).
 SERVER_LANG = "en"
@@ -84,6 +86,17 @@ ALLOWED: dict[State, frozenset[str]] = {
 
 class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
     """A client stream from accept to close; the mixins add SASL, binding and XEP-0198."""
+
+    # One slot per attribute, no instance dict: an idle connection is mostly this object.
+    __slots__ = (
+        "ctx", "stream", "peer", "secure", "state", "parser", "domain", "lang", "header_sent",
+        "stream_id", "authenticated", "session", "sasl_failures", "sasl_refusals", "_scram",
+        "_scram_user", "_scram_account", "_login_to_record", "_outbox_send", "_outbox_recv",
+        "_pending_error", "_cancel", "_last_received", "_idle_scope", "_idle_timeout",
+        "_pending_events", "sm", "_sm_counting", "_enabled_marker", "_resume_timeout", "_lost",
+        "_taken_over", "_hibernating", "_hibernated", "_wake", "_resumed", "client_state",
+        "_kept_for_handover", "_unwritten", "_mid_write",
+    )
 
     def __init__(self, ctx: ServerContext, stream: trio.abc.Stream, peer: str, *,
                  direct_tls: bool = False) -> None:
@@ -113,7 +126,6 @@ class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
         self._last_received = trio.current_time()
         self._idle_scope: trio.CancelScope | None = None  # set while reading stanzas
         self._idle_timeout = ctx.config.limits.idle_timeout
-        self.log = ContextAdapter(log, {"peer": peer})  # merges each call's extra=
         # XEP-0198: the SM state, whether the writer counts yet (from <enabled/> on), and the
         # hibernation of a resumable session whose connection dropped.
         self.sm: StreamManagement | None = None
@@ -123,13 +135,18 @@ class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
         self._lost = False  # the transport failed: no clean </stream:stream>
         self._taken_over = False  # a <resume/> on another connection replaces this one
         self._hibernating = False
-        self._hibernated = trio.Event()
-        self._wake = trio.Event()
+        self._hibernated: trio.Event | None = None
+        self._wake: trio.Event | None = None
         self._resumed = False
         self._kept_for_handover: list[bytes] = []  # queued at shutdown, for the hand-over
         self._unwritten: list[bytes] = []  # the writer's last batch when the shutdown came
         self._mid_write = False  # the writer is inside send_all
         self.client_state = ClientState()  # XEP-0352
+
+    @property
+    def log(self) -> ContextAdapter:
+        """This connection's logger (made when something is logged, not kept per connection)."""
+        return ContextAdapter(log, {"peer": self.peer})  # merges each call's extra=
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -163,10 +180,11 @@ class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
         if self._pending_error is None:
             self._pending_error = error
         self._cancel.cancel()
-        if self._hibernating:
+        if self._hibernating and self._wake is not None:
             self._wake.set()  # ends the hibernation early (outbox overflow, shutdown)
 
     async def _finish(self, send_close: bool) -> None:
+        self.parser.release()  # nothing more is read
         session = self.session
         self.session = None
         hibernate = session is not None and self._may_hibernate(session)
@@ -309,6 +327,11 @@ class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
 
         Once bound, the idle limit is a deadline on each socket read (one per read, not one
         cancel scope per stanza: a read often brings many stanzas).
+
+        The parser is parked (its lxml state released, see :mod:`pubsubd.stream.parser`)
+        when the stream is likely to rest: after the read that bound the resource, and after
+        a read that ended a silence of :data:`PARK_AFTER` seconds. A busy stream keeps its
+        parser; a mostly idle one pays for a fresh parser only on its rare reads.
         """
         while True:
             idle = self._idle_scope
@@ -320,10 +343,15 @@ class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
                 data = await self._receive()
             if not data:
                 raise trio.BrokenResourceError("peer closed the connection")
-            self._last_received = trio.current_time()
+            now = trio.current_time()
+            rest = now - self._last_received >= PARK_AFTER or self.state is not State.BOUND
+            self._last_received = now
             for event in self.parser.feed(data):
                 yield event
+            event = data = None  # not kept while waiting: a stanza keeps its whole document
             self.parser.check()  # a violation after those events ends the stream now
+            if rest and self.state is State.BOUND:
+                self.parser.park()
 
     async def _receive(self) -> bytes | bytearray:
         """One read from the client.
@@ -352,6 +380,7 @@ class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
             try:
                 await self._negotiate_stream()
             except StreamRestart:
+                self.parser.release()
                 self.parser = StreamParser(self.ctx.config.limits.max_stanza_bytes)
                 self.state = State.EXPECT_HEADER
                 continue
@@ -536,7 +565,11 @@ class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
         while True:
             try:
                 first = recv.receive_nowait()  # busy: no timer needed
+                silent = False
             except trio.WouldBlock:
+                silent = True  # waited for below, outside the handler: an exception kept
+                # alive while waiting would keep its traceback and frames too
+            if silent:
                 with trio.move_on_after(keepalive) as waiting:
                     first = await recv.receive()
                 if waiting.cancelled_caught:

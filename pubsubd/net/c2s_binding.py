@@ -31,11 +31,13 @@ class ResourceBinding:
     domain: str
     authenticated: JID | None
     session: Session | None
-    log: ContextAdapter
     _outbox_send: trio.MemorySendChannel[bytes]
     _login_to_record: JID | None
 
     if TYPE_CHECKING:
+        @property
+        def log(self) -> ContextAdapter: ...
+
         def close_with(self, error: StreamError) -> None: ...
 
         async def _send_el(self, el: etree._Element) -> None: ...

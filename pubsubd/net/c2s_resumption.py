@@ -57,7 +57,6 @@ class StreamResumption:
     state: State
     authenticated: JID | None
     session: Session | None
-    log: ContextAdapter
     _outbox_send: trio.MemorySendChannel[bytes]
     _outbox_recv: trio.MemoryReceiveChannel[bytes]
     client_state: ClientState
@@ -71,12 +70,15 @@ class StreamResumption:
     _lost: bool  # the transport failed: no clean </stream:stream>
     _taken_over: bool  # a <resume/> on another connection replaces this one
     _hibernating: bool
-    _hibernated: trio.Event
-    _wake: trio.Event
+    _hibernated: trio.Event | None  # created when first waited for or set: most never are
+    _wake: trio.Event | None  # created when the session hibernates
     _resumed: bool
     _kept_for_handover: list[bytes]
 
     if TYPE_CHECKING:
+        @property
+        def log(self) -> ContextAdapter: ...
+
         def close_with(self, error: StreamError) -> None: ...
 
         async def _send(self, data: bytes) -> None: ...
@@ -183,7 +185,7 @@ class StreamResumption:
             old._taken_over = True
             old.close_with(StreamError(StreamCondition.CONFLICT, "the session was resumed"))
             with trio.move_on_after(5):
-                await old._hibernated.wait()
+                await old._hibernation().wait()
             if self._resumable(previd) is not session or not old._hibernating:
                 await self._send(failed("item-not-found"))
                 return
@@ -195,6 +197,7 @@ class StreamResumption:
         for data in released:
             self.ctx.sessions.deliveries.acknowledged(session, data)
         old._resumed = True
+        assert old._wake is not None  # set up before _hibernating
         old._wake.set()
         link.owner = self
         self.sm = sm
@@ -238,21 +241,28 @@ class StreamResumption:
         Stanzas routed to it meanwhile wait in its bounded outbox; an overflow or a shutdown
         closes it, which wakes this wait early.
         """
+        self._wake = wake = trio.Event()
         self._hibernating = True
         session.hibernated = True
-        self._hibernated.set()
+        self._hibernation().set()
         if session.closed or self.ctx.shutting_down:
-            self._wake.set()  # closed while the connection was winding down
+            wake.set()  # closed while the connection was winding down
         self.log.info("session %s hibernated", session.jid,
                       extra={"event": "c2s.session_hibernated", "jid": str(session.jid)})
         try:
             with trio.move_on_after(self._resume_timeout):
-                await self._wake.wait()
+                await wake.wait()
         finally:
             if not self._resumed:
                 with trio.move_on_after(5) as scope:
                     scope.shield = True
                     await self._end_session(session)
+
+    def _hibernation(self) -> trio.Event:
+        """Set once this connection's session hibernates (awaited by a <resume/> elsewhere)."""
+        if self._hibernated is None:
+            self._hibernated = trio.Event()
+        return self._hibernated
 
     def _forget_resumable(self, session: Session) -> None:
         """The session ends for good: a later <resume/> must not find it."""

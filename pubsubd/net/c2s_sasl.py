@@ -56,12 +56,14 @@ class SaslNegotiation:
     authenticated: JID | None
     sasl_failures: int
     sasl_refusals: int
-    log: ContextAdapter
     _scram: ScramServer | None
     _scram_user: str
     _scram_account: Account | None
 
     if TYPE_CHECKING:
+        @property
+        def log(self) -> ContextAdapter: ...
+
         async def _send(self, data: bytes) -> None: ...
 
     def _channel_bindings(self) -> list[str]:

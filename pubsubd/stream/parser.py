@@ -5,12 +5,20 @@ DTDs or entity references other than the predefined ones. lxml is told never to 
 or touch the network, and the prolog is inspected before the parser sees it, so billion-laughs
 and external-entity tricks never expand. Each top-level child of the stream root is detached
 once complete, so the tree never grows with the length of the stream.
+
+An idle stream need not keep lxml's parser: a push parser holds about 11 KiB (its context and
+input buffer), most of what an idle client connection costs. Between stanzas the parser can be
+*parked* (:meth:`StreamParser.park`): lxml's parser and the stream root are dropped, and the
+next bytes that are not just whitespace get a fresh parser, primed with a header declaring the
+same namespaces, so the stanzas that follow parse exactly as before.
 """
 
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass
+from functools import lru_cache
 
 from lxml import etree
 
@@ -20,6 +28,7 @@ from pubsubd.errors import StreamCondition, StreamError
 DEFAULT_MAX_STANZA_BYTES = 256 * 1024
 _SLICE = 16 * 1024
 _RECENT = 64
+_WHITESPACE = b" \t\r\n"  # XML's S production
 _BOMS = (b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff", b"\xff\xfe\x00\x00")
 _DECLARATIONS = (b"<!DOCTYPE", b"<!ENTITY", b"<!ELEMENT", b"<!ATTLIST", b"<!NOTATION")
 _ENCODING_DECL = re.compile(rb"""encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
@@ -79,18 +88,10 @@ class StreamParser:
         (RFC 6120 §4.8.3: the two content namespaces carry the same stanzas)."""
         self.max_stanza_bytes = max_stanza_bytes
         self.internal_ns = internal_ns
-        self._parser = etree.XMLPullParser(
-            events=("start", "end", "comment", "pi"),
-            # No DTD ever reaches lxml (see _check_prolog), so only the five predefined entities
-            # can resolve; an undefined one is then a syntax error rather than a silent stall.
-            no_network=True,
-            load_dtd=False,
-            huge_tree=False,
-            remove_comments=False,
-            remove_pis=False,
-        )
+        self._parser: etree.XMLPullParser | None = _take_lxml_parser()
         self._depth = 0
         self._root: etree._Element | None = None
+        self._opened = False
         self._prolog = b""
         self._stanza_bytes = 0
         self._closed = False
@@ -98,10 +99,55 @@ class StreamParser:
         self._completed = 0  # first-level elements finished so far
         self._failed: StreamError | None = None
         self._recent = b""  # the last bytes seen, to name the error lxml reports vaguely
+        # Parking (see the module docstring): False once a CDATA section, comment or
+        # processing instruction was seen, as a '<' inside one is no tag; the header that
+        # re-opens the stream and its closing tag while parked.
+        self._parkable = True
+        self._reopen: tuple[bytes, bytes] | None = None
 
     @property
     def opened(self) -> bool:
-        return self._root is not None
+        return self._opened
+
+    @property
+    def parked(self) -> bool:
+        """True while lxml's parser is released (see :meth:`park`)."""
+        return self._parser is None
+
+    def park(self) -> bool:
+        """Release lxml's parser if the stream rests between two stanzas; True if parked.
+
+        Only when nothing is pending inside lxml: the stream is open, no error, every
+        first-level element complete and the bytes seen end with a complete end tag or
+        empty-element tag, then whitespace at most. Otherwise (mid-stanza, a tag split
+        across reads) it keeps the parser and returns False.
+        """
+        if self._parser is None:
+            return True
+        root = self._root
+        if (root is None or self._closed or self._failed is not None or self._depth != 1
+                or not self._parkable or not _ends_with_complete_tag(self._recent)):
+            return False
+        self._reopen = _reopening(root.prefix, etree.QName(root).localname,
+                                  tuple(root.nsmap.items()))
+        parser, self._parser, self._root = self._parser, None, None
+        _give_back(parser, self._reopen[1])
+        self._stanza_bytes = 0
+        return True
+
+    def release(self) -> None:
+        """The stream is over (closed, restarted, failed): give lxml's parser back for reuse.
+
+        The stream parser must not be fed again.
+        """
+        parser, self._parser, root, self._root = self._parser, None, self._root, None
+        if parser is None:
+            return
+        if root is None or self._closed or self._failed is not None:
+            closing = b""
+        else:
+            closing = _reopening(root.prefix, etree.QName(root).localname, ())[1]
+        _give_back(parser, closing)
 
     def feed(self, data: bytes) -> list[StreamEvent]:
         """Parse ``data``; return the events it completes.
@@ -114,9 +160,18 @@ class StreamParser:
         if self._closed:
             return []
         data = bytes(data)  # lxml refuses bytearray/memoryview (some trio streams give those)
+        if self._parser is None:
+            rest = data.strip(_WHITESPACE)
+            if not rest:
+                return []  # a whitespace keep-alive (RFC 6120 §4.6.1) needs no parser
+            assert self._reopen is not None
+            if rest == self._reopen[1]:
+                self._closed = True  # RFC 6120 §4.4, without waking a parser for it
+                return [StreamClosed()]
+            self._unpark()
         out: list[StreamEvent] = []
         try:
-            if self._root is None:
+            if not self._opened:
                 self._check_prolog(data)
             # Feed in slices so the size limit is enforced even when a whole oversized stanza
             # arrives in one read; the slice bounds how far past the limit a stanza may get.
@@ -137,10 +192,23 @@ class StreamParser:
         if self._failed is not None:
             raise self._failed
 
+    def _unpark(self) -> None:
+        """A fresh lxml parser, inside a stream root like the one the peer opened."""
+        assert self._reopen is not None
+        parser = _take_lxml_parser()
+        parser.feed(self._reopen[0])
+        for _event, el in parser.read_events():
+            self._root = el
+        self._parser = parser
+
     def _feed_chunk(self, chunk: bytes, out: list[StreamEvent]) -> None:
-        self._recent = (self._recent + chunk)[-_RECENT:]
+        recent = self._recent + chunk
         completed_before = self._completed
-        opened_before = self.opened
+        opened_before = self._opened
+        if self._parkable and _hides_markup(recent if opened_before else _no_declaration(recent)):
+            self._parkable = False
+        self._recent = recent[-_RECENT:]
+        assert self._parser is not None
         try:
             self._parser.feed(chunk)
             self._collect(out)
@@ -156,7 +224,9 @@ class StreamParser:
         # complete), whatever the depth: an unfinished start tag -- the stream header's or a
         # stanza's -- is buffered by lxml before any event says a tag began, so a count kept
         # only inside stanzas lets one endless attribute grow memory without limit.
-        if self._completed != completed_before or (opened_before != self.opened):
+        if not opened_before and self._opened:
+            self._recent = _no_declaration(self._recent)  # not a processing instruction
+        if self._completed != completed_before or (opened_before != self._opened):
             # A boundary fell in this chunk: only bytes after its last '>' can belong to
             # what follows (a '>' inside an attribute value undercounts by at most one slice).
             self._stanza_bytes = len(chunk) - (chunk.rfind(b">") + 1)
@@ -192,6 +262,7 @@ class StreamParser:
         self._prolog = prolog[-16:] if start < 0 else b""
 
     def _collect(self, out: list[StreamEvent]) -> None:
+        assert self._parser is not None
         for event, el in self._parser.read_events():
             if event in ("comment", "pi"):
                 # RFC 6120 §11.1
@@ -225,6 +296,7 @@ class StreamParser:
 
     def _open(self, root: etree._Element) -> StreamOpened:
         self._root = root
+        self._opened = True
         qname = etree.QName(root)
         if qname.localname != "stream" or qname.namespace != ns.STREAM:
             # RFC 6120 §4.9.3.10: wrong stream namespace
@@ -232,6 +304,123 @@ class StreamParser:
         self._content_ns = root.nsmap.get(None)
         attrs = {str(k): str(v) for k, v in root.attrib.items()}
         return StreamOpened(attrs=attrs, default_ns=root.nsmap.get(None), stream_prefix=root.prefix)
+
+
+class _Pool(threading.local):
+    """lxml parsers given back by parked streams, for the next stream that needs one.
+
+    Every element lxml builds keeps a reference to the parser that built it, copies included,
+    and with it the parser's context: a stanza kept from a parked stream (a presence, say)
+    would keep about 6 KiB alive per connection. Parsers shared through this pool make that a
+    handful in all; reusing one is also cheaper than setting up a new one. Per thread, as an
+    lxml parser must stay with the thread that uses it.
+    """
+
+    def __init__(self) -> None:
+        self.parsers: list[etree.XMLPullParser] = []
+
+
+_POOL = _Pool()
+_POOL_SIZE = 64
+
+
+def _take_lxml_parser() -> etree.XMLPullParser:
+    parsers = _POOL.parsers
+    return parsers.pop() if parsers else _new_lxml_parser()
+
+
+def _give_back(parser: etree.XMLPullParser, closing: bytes) -> None:
+    """End the document ``parser`` is in (with its root's closing tag) and pool it."""
+    try:
+        if closing:
+            parser.feed(closing)
+        parser.close()
+        for _ in parser.read_events():
+            pass
+    except (etree.LxmlError, ValueError):
+        return  # not reusable (an unfinished or broken document): left to the collector
+    parsers = _POOL.parsers
+    if len(parsers) < _POOL_SIZE:
+        parsers.append(parser)
+
+
+def _new_lxml_parser() -> etree.XMLPullParser:
+    return etree.XMLPullParser(
+        events=("start", "end", "comment", "pi"),
+        # No DTD ever reaches lxml (see _check_prolog), so only the five predefined entities
+        # can resolve; an undefined one is then a syntax error rather than a silent stall.
+        no_network=True,
+        load_dtd=False,
+        huge_tree=False,
+        remove_comments=False,
+        remove_pis=False,
+    )
+
+
+@lru_cache(maxsize=64)
+def _reopening(prefix: str | None, localname: str,
+               nsmap: tuple[tuple[str | None, str], ...]) -> tuple[bytes, bytes]:
+    """The start tag that re-opens a parked stream, and the tag that closes it.
+
+    It declares the namespaces the peer's header declared, with the same prefixes, so the
+    stanzas that follow resolve (and are copied out) exactly as under the original root.
+    Streams are alike, so the few distinct headers are shared by every parked connection.
+    """
+    name = f"{prefix}:{localname}" if prefix else localname
+    decls = "".join(f" xmlns:{p}={_quote(uri)}" if p else f" xmlns={_quote(uri)}"
+                    for p, uri in nsmap)
+    return f"<{name}{decls}>".encode(), f"</{name}>".encode()
+
+
+def _quote(value: str) -> str:
+    return "'" + (value.replace("&", "&amp;").replace("<", "&lt;")
+                  .replace("'", "&apos;")) + "'"
+
+
+def _hides_markup(data: bytes) -> bool:
+    """A CDATA section, comment, DTD or processing instruction starts in ``data``.
+
+    Inside those a '<' starts no tag, so the tail of the stream no longer tells whether
+    lxml is between two stanzas; such a stream is never parked.
+    """
+    return b"<!" in data or b"<?" in data
+
+
+def _no_declaration(data: bytes) -> bytes:
+    """``data`` without a leading XML declaration (RFC 6120 §11.5 allows one)."""
+    start = data.lstrip(_WHITESPACE)
+    if start.startswith(b"<?xml"):
+        end = start.find(b"?>")
+        return start[end + 2:] if end >= 0 else start
+    return data
+
+
+def _ends_with_complete_tag(recent: bytes) -> bool:
+    """The bytes seen end with a complete end tag or empty-element tag, then whitespace.
+
+    ``recent`` holds the last bytes fed; '<' appears in XML only to start markup (the stream
+    was checked for CDATA and comments), so the last '<' starts the last tag, and quotes
+    decide whether a '>' closes it or sits in an attribute value.
+    """
+    tail = recent.rstrip(_WHITESPACE)
+    start = tail.rfind(b"<")
+    if start < 0 or not tail.endswith(b">"):
+        return False
+    tag = tail[start:]
+    if tag.startswith(b"</"):
+        return tag.find(b">") == len(tag) - 1
+    if not tag.endswith(b"/>"):
+        return False  # a start tag opens an element: not between stanzas
+    quote = 0
+    for i, byte in enumerate(tag):
+        if quote:
+            if byte == quote:
+                quote = 0
+        elif byte in (0x22, 0x27):  # " and '
+            quote = byte
+        elif byte == 0x3E:  # '>' outside quotes must close this very tag
+            return i == len(tag) - 1
+    return False
 
 
 def _detach(root: etree._Element, el: etree._Element, content_ns: str | None,

@@ -39,8 +39,12 @@ XMLISH = st.lists(st.sampled_from([b"<", b">", b"/", b"='", b"'", b"\"", b"&", b
 BODY = st.one_of(st.binary(max_size=600), XMLISH)
 
 
-def _run(data: bytes, splits: list[int], limit: int) -> tuple[list[bytes], str | None]:
-    """Feed ``data`` cut at ``splits``; the stanzas received and the error, if any."""
+def _run(data: bytes, splits: list[int], limit: int, *,
+         park: bool = False) -> tuple[list[bytes], str | None]:
+    """Feed ``data`` cut at ``splits``; the stanzas received and the error, if any.
+
+    With ``park``, the parser is asked to park after every piece (as an idle connection's is).
+    """
     parser = StreamParser(limit)
     received: list[bytes] = []
     cuts = [0, *sorted({s % (len(data) + 1) for s in splits}), len(data)]
@@ -49,6 +53,8 @@ def _run(data: bytes, splits: list[int], limit: int) -> tuple[list[bytes], str |
             for event in parser.feed(data[start:end]):
                 if isinstance(event, ElementReceived):
                     received.append(etree.tostring(event.element))
+            if park:
+                parser.park()
         parser.check()
     except StreamError as err:
         return received, err.condition.value
@@ -66,6 +72,23 @@ def test_stream_parser_never_fails_otherwise(body: bytes, splits: list[int]) -> 
     # Only StreamError escapes (checked by _run); with no error, splitting changes nothing.
     if whole[1] is None and split[1] is None:
         assert whole[0] == split[0]
+
+
+SPLIT_SEEDS = st.lists(st.sampled_from([*SEEDS, b" ", b"\n", b"<![CDATA[ <a/> ]]>",
+                                        b"<!-- <x/> -->", b"<r xmlns='urn:xmpp:sm:3'/>",
+                                        b"<a xmlns='urn:xmpp:sm:3' h='1'/>"]),
+                       max_size=12).map(b"".join)
+
+
+@given(body=st.one_of(SPLIT_SEEDS, BODY),
+       splits=st.lists(st.integers(min_value=0, max_value=10_000), max_size=12))
+@example(body=b"<iq a='/>'/>", splits=[len(HEADER) + 9])  # a '>' inside an attribute value
+@example(body=b"<presence/><!-- <a/> -->", splits=[len(HEADER) + 20])  # a '<' in a comment
+def test_parking_between_pieces_changes_nothing(body: bytes, splits: list[int]) -> None:
+    """However the bytes are split, parking after each piece gives the same outcome."""
+    INPUTS["stream parser parking"] += 1
+    data = HEADER + body
+    assert _run(data, splits, 10_000, park=True) == _run(data, splits, 10_000)
 
 
 @given(st.binary(max_size=300))

@@ -262,3 +262,81 @@ def test_extension_namespaces_keep_their_own_declarations() -> None:
     assert isinstance(iq, ElementReceived)
     assert iq.element.tag == ns.C_IQ
     assert iq.element[0].tag == "{urn:xmpp:ping}ping"
+
+
+# --- parking: an idle stream releases lxml's parser between stanzas ----------------------
+
+S2S_HEADER = (
+    b"<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' "
+    b"xmlns:db='jabber:server:dialback' to='example.org' version='1.0'>"
+)
+
+
+def test_a_stream_between_stanzas_parks_and_goes_on_alike() -> None:
+    parser = StreamParser()
+    feed_all(parser, HEADER + b"<presence/>")
+    assert parser.park() and parser.parked
+    message = b"<message to='a@example.org'><body>hi</body></message>"
+    (event,) = parser.feed(message)
+    assert not parser.parked
+    assert summary([event]) == summary(feed_all(StreamParser(), HEADER + message)[1:])
+
+
+def test_prefixes_declared_on_the_header_still_resolve_after_parking() -> None:
+    # XEP-0220: db: is declared on the stream header and used by first-level elements.
+    parser = StreamParser(internal_ns=ns.CLIENT)
+    feed_all(parser, S2S_HEADER + b"<db:verify from='a.example' to='example.org' id='1'>k"
+             b"</db:verify>")
+    assert parser.park()
+    result, message = parser.feed(b"<db:result from='a.example' to='example.org'>key"
+                                  b"</db:result><message from='a@a.example' to='b@example.org'/>")
+    assert isinstance(result, ElementReceived) and isinstance(message, ElementReceived)
+    assert result.element.tag == "{jabber:server:dialback}result"
+    assert message.element.tag == ns.C_MESSAGE  # jabber:server handed out as jabber:client
+
+
+def test_stanzas_kept_from_parked_streams_share_a_few_lxml_parsers() -> None:
+    # lxml ties every element (copies too) to the parser that built it; one parser per kept
+    # stanza would keep each connection's parser context alive after it parked.
+    kept = []
+    for i in range(50):
+        parser = StreamParser()
+        (_, presence) = feed_all(parser, HEADER + f"<presence id='{i}'/>".encode())
+        assert isinstance(presence, ElementReceived) and parser.park()
+        kept.append(presence.element)
+    assert len({id(el.getroottree().parser) for el in kept}) <= 2
+    assert [el.get("id") for el in kept] == [str(i) for i in range(50)]
+
+
+def test_whitespace_keepalives_and_the_close_need_no_parser() -> None:
+    parser = StreamParser()
+    feed_all(parser, HEADER + b"<presence/>")
+    assert parser.park()
+    assert parser.feed(b" \n ") == [] and parser.parked  # RFC 6120 §4.6.1 keep-alive
+    assert parser.feed(b" </stream:stream>") == [StreamClosed()]
+    assert parser.feed(b"<presence/>") == []  # nothing after the close is read
+
+
+@pytest.mark.parametrize("pending", [
+    b"<message to='a@example.org'>",  # inside a stanza
+    b"<presence",  # a start tag split across reads
+    b"<presence a='/>",  # '/>' inside an attribute value
+    b"<presence/> tail",  # text after the last tag
+])
+def test_nothing_pending_in_lxml_is_a_condition_for_parking(pending: bytes) -> None:
+    parser = StreamParser()
+    feed_all(parser, HEADER + pending)
+    assert not parser.park() and not parser.parked
+
+
+def test_streams_with_cdata_or_comments_are_never_parked() -> None:
+    parser = StreamParser()
+    feed_all(parser, HEADER + b"<message><body><![CDATA[<x/>]]></body></message>")
+    assert not parser.park()
+
+
+def test_a_stream_is_parked_only_once_open() -> None:
+    assert not StreamParser().park()
+    parser = StreamParser()
+    feed_all(parser, HEADER)
+    assert not parser.park()  # right after the header: not after a complete stanza yet
