@@ -95,6 +95,7 @@ class PushModule(Module):
         self._pending: dict[tuple[str, str, str], _Pending] = {}
         self._send, self._arrivals = trio.open_memory_channel[_Arrival](EVENT_QUEUE)
         self._nursery: trio.Nursery | None = None
+        self._watching = False  # messages looked at only while some account enabled push
 
     def setup(self) -> None:
         if not self.settings.enabled:
@@ -104,13 +105,28 @@ class PushModule(Module):
         self.disco.account_features.add(PUSH)  # §4.1: on the account's bare JID
         # Before offline storage takes the message (and declines none of it).
         self.hooks.on("message/offline", self._stored_offline, priority=50)
-        self.hooks.on("message/in", self._remote_disable, priority=60)
         self.hooks.on("account/deleted", self._account_deleted)
-        self.sessions.sent_observers.append(self._queued)
+
+    def _watch(self, on: bool) -> None:
+        """Look at every routed and queued message only while someone has push enabled: with
+        no registration, the feature costs nothing per stanza."""
+        if on == self._watching:
+            return
+        self._watching = on
+        if on:
+            self.hooks.on("message/in", self._remote_disable, priority=60)
+            self.sessions.sent_observers.append(self._queued)
+        else:
+            self.hooks.off("message/in", self._remote_disable)
+            self.sessions.sent_observers.remove(self._queued)
+
+    async def _rewatch(self) -> None:
+        self._watch(await self.store.any_registered())
 
     async def run(self) -> None:
         if not self.settings.enabled:
             return
+        await self._rewatch()
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             async for arrival in self._arrivals:
@@ -141,6 +157,7 @@ class PushModule(Module):
             raise StanzaError(Condition.RESOURCE_CONSTRAINT,
                               f"at most {self.settings.max_registrations} push services")
         await self.store.put(PushRegistration(owner, service, node, options))
+        self._watch(True)
         self.log.info("push enabled for %s to %s", owner, service,
                       extra={"event": "push.enabled", "jid": owner})
         return None
@@ -151,6 +168,7 @@ class PushModule(Module):
         owner = str(st.from_.bare)
         service = _service(el)
         await self.store.remove(owner, service, node or None)
+        await self._rewatch()
         for key in [k for k in self._pending if k[:2] == (owner, service)
                     and (not node or k[2] == node)]:
             del self._pending[key]
@@ -170,6 +188,7 @@ class PushModule(Module):
         node = pubsub.get("node") or None
         if not await self.store.remove(owner, str(st.from_), node):
             return False  # not about a registration of ours: deliver it as usual
+        await self._rewatch()
         self._pending = {k: p for k, p in self._pending.items()
                          if k[:2] != (owner, str(st.from_)) or (node and k[2] != node)}
         self.log.info("push to %s for %s disabled by the push service", st.from_, owner,
@@ -178,6 +197,7 @@ class PushModule(Module):
 
     async def _account_deleted(self, jid: JID) -> bool:
         await self.store.forget(str(jid.bare))
+        await self._rewatch()
         return False
 
     # --- what warrants a push -----------------------------------------------------------
@@ -246,6 +266,7 @@ class PushModule(Module):
             # §7.1: an IQ error (or silence) disables this JID and node.
             self._pending.pop(key, None)
             await self.store.remove(reg.owner, reg.service, reg.node)
+            await self._rewatch()
             self.log.info("push to %s for %s disabled after a failed publish", reg.service,
                           reg.owner, extra={"event": "push.disabled", "jid": reg.owner})
 

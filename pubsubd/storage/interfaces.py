@@ -584,6 +584,10 @@ class PushStore(Protocol):
         """Delete one registration, or with ``node`` None all of ``service`` (§6); how many."""
         ...
 
+    async def any_registered(self) -> bool:
+        """Whether any account has a registration (the module watches messages only then)."""
+        ...
+
     async def forget(self, owner: str) -> None:
         """Delete every registration of a deleted account."""
         ...

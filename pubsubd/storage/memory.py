@@ -584,5 +584,8 @@ class MemoryPushStore:
             self._by_owner.pop(owner, None)
         return len(gone)
 
+    async def any_registered(self) -> bool:
+        return bool(self._by_owner)
+
     async def forget(self, owner: str) -> None:
         self._by_owner.pop(owner, None)

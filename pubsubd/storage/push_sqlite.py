@@ -57,6 +57,10 @@ class SqlitePushStore:
 
         return await self.db.run(write)
 
+    async def any_registered(self) -> bool:
+        return await self.db.read(lambda conn: conn.execute(
+            "SELECT 1 FROM push_registrations LIMIT 1").fetchone() is not None)
+
     async def forget(self, owner: str) -> None:
         await self.db.run(lambda conn: conn.execute(
             "DELETE FROM push_registrations WHERE owner = ?", (owner,)))

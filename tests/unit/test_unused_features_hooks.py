@@ -1,6 +1,6 @@
 """Features nobody uses put no hook on the path of a message (issue 11, deliverable 4).
 
-Blocking and carbons register their message hooks while someone uses them and take them off
+Blocking, carbons and push register their message hooks while someone uses them and take them off
 again afterwards; the stanza counters hook in only when a metrics listener can read them.
 The server is composed in process and driven through its router with IQs of a bound session.
 """
@@ -79,6 +79,21 @@ def test_carbons_hook_messages_only_while_someone_has_them_on(server: Server) ->
         assert hooked(server) == set(MESSAGE_HOOKS)
         answer = await request(server, alice, builders.element(ns.CARBONS, "disable"), alice_in)
         assert answer.get("type") == "result"
+        assert hooked(server) == set()
+
+    trio.run(scenario)
+
+
+def test_push_watches_messages_only_while_someone_enabled_it(server: Server) -> None:
+    push = "urn:xmpp:push:0"
+
+    async def scenario() -> None:
+        carol, carol_in = bound(server, "carol@example.test/phone")
+        enable = builders.element(push, "enable", jid="push.example.net", node="n1")
+        assert (await request(server, carol, enable, carol_in)).get("type") == "result"
+        assert hooked(server) == {"message/in"}
+        disable = builders.element(push, "disable", jid="push.example.net")
+        assert (await request(server, carol, disable, carol_in)).get("type") == "result"
         assert hooked(server) == set()
 
     trio.run(scenario)

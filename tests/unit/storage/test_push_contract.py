@@ -43,3 +43,15 @@ async def test_disable_one_node_or_a_whole_service_and_forget(backend: Backend) 
     await push.forget(ALICE)
     assert await push.registrations(ALICE) == []
     assert await push.registrations(BOB) == [reg("push.one", "n1", owner=BOB)]
+
+
+async def test_any_registered_tells_whether_anyone_enabled_push(backend: Backend) -> None:
+    push = backend.stores.push
+    assert not await push.any_registered()
+    await push.put(reg("push.one", "n1"))
+    await push.put(reg("push.one", "n1", owner=BOB))
+    assert await push.any_registered()
+    await push.forget(BOB)
+    assert await backend.reopen().push.any_registered()
+    await backend.stores.push.remove(ALICE, "push.one")
+    assert not await backend.stores.push.any_registered()
