@@ -83,14 +83,15 @@ async def test_bursts_are_counted_and_batched_entries_push_nothing(
 
         await offline("first")
         await trio.testing.wait_all_tasks_blocked()
-        assert app.counts == [("phone", 1), ("broken", 1)]  # the first wakes at once
+        # The first wakes every device at once (the two publishes run side by side).
+        assert sorted(app.counts) == [("broken", 1), ("phone", 1)]
         # "broken" answered with an error: disabled (XEP-0357 §7.1).
         assert [r.node for r in await store.registrations(ALICE)] == ["phone"]
 
         for n in range(5):
             await offline(f"burst {n}")
         await trio.testing.wait_all_tasks_blocked()
-        assert app.counts == [("phone", 1), ("broken", 1)]  # within the window: counted
+        assert len(app.counts) == 2  # within the window: counted, not pushed
         await trio.sleep(WINDOW)
         await trio.testing.wait_all_tasks_blocked()
         assert app.counts[2:] == [("phone", 5)]
