@@ -428,10 +428,7 @@ class SqlitePubSubStore:
         self, service: str, node_id: str, items: Sequence[NewItem], max_items: int | None
     ) -> BatchPutResult:
         def put(conn: sqlite3.Connection) -> BatchPutResult:
-            if not conn.execute(
-                "SELECT 1 FROM pubsub_nodes WHERE service = ? AND node = ?", (service, node_id)
-            ).fetchone():
-                raise KeyError(node_id)
+            _require_node(conn, service, node_id)
             (seq,) = conn.execute("SELECT value FROM pubsub_sequence WHERE id = 1").fetchone()
             written: list[Item] = []
             unchanged: list[str] = []
@@ -445,28 +442,9 @@ class SqlitePubSubStore:
                     unchanged.append(new.item_id)
                     continue
                 seq += 1
-                conn.execute(
-                    "INSERT OR REPLACE INTO pubsub_items VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (service, node_id, new.item_id, new.payload, new.publisher,
-                     new.published.isoformat(), seq),
-                )
-                written.append(Item(new.item_id, new.payload, new.publisher, new.published, seq))
+                written.append(_insert(conn, service, node_id, new, seq))
             conn.execute("UPDATE pubsub_sequence SET value = ? WHERE id = 1", (seq,))
-            evicted: list[str] = []
-            if max_items is not None:
-                evicted = [
-                    row[0]
-                    for row in conn.execute(
-                        "SELECT item_id FROM pubsub_items WHERE service = ? AND node = ?"
-                        " ORDER BY seq DESC LIMIT -1 OFFSET ?",
-                        (service, node_id, max_items),
-                    ).fetchall()
-                ]
-                conn.executemany(
-                    "DELETE FROM pubsub_items WHERE service = ? AND node = ? AND item_id = ?",
-                    [(service, node_id, item_id) for item_id in evicted],
-                )
-            evicted.reverse()  # oldest first, as the memory store reports them
+            evicted = _trim(conn, service, node_id, max_items)
             return BatchPutResult(tuple(written), tuple(unchanged), tuple(evicted))
 
         return await self.db.run(put)
@@ -688,6 +666,39 @@ def _require_node(conn: sqlite3.Connection, service: str, node_id: str) -> None:
         raise KeyError(node_id)
 
 
+def _insert(conn: sqlite3.Connection, service: str, node_id: str, new: NewItem,
+            seq: int) -> Item:
+    """Write one item (replacing one with the same id) under sequence number ``seq``."""
+    conn.execute(
+        "INSERT OR REPLACE INTO pubsub_items VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (service, node_id, new.item_id, new.payload, new.publisher,
+         new.published.isoformat(), seq),
+    )
+    return Item(new.item_id, new.payload, new.publisher, new.published, seq)
+
+
+def _trim(conn: sqlite3.Connection, service: str, node_id: str,
+          max_items: int | None) -> list[str]:
+    """Delete the node's items beyond the newest ``max_items``; their ids, oldest first (as
+    the memory store reports them)."""
+    if max_items is None:
+        return []
+    evicted = [
+        row[0]
+        for row in conn.execute(
+            "SELECT item_id FROM pubsub_items WHERE service = ? AND node = ?"
+            " ORDER BY seq DESC LIMIT -1 OFFSET ?",
+            (service, node_id, max_items),
+        ).fetchall()
+    ]
+    conn.executemany(
+        "DELETE FROM pubsub_items WHERE service = ? AND node = ? AND item_id = ?",
+        [(service, node_id, item_id) for item_id in evicted],
+    )
+    evicted.reverse()
+    return evicted
+
+
 def _put(conn: sqlite3.Connection, service: str, node_id: str, items: Sequence[NewItem],
          max_items: int | None) -> PutResult:
     """Store ``items`` (replacing same ids), then trim the node to ``max_items``."""
@@ -695,27 +706,8 @@ def _put(conn: sqlite3.Connection, service: str, node_id: str, items: Sequence[N
     stored: list[Item] = []
     for new in items:
         seq += 1
-        conn.execute(
-            "INSERT OR REPLACE INTO pubsub_items VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (service, node_id, new.item_id, new.payload, new.publisher,
-             new.published.isoformat(), seq),
-        )
-        stored.append(Item(new.item_id, new.payload, new.publisher, new.published, seq))
+        stored.append(_insert(conn, service, node_id, new, seq))
     conn.execute("UPDATE pubsub_sequence SET value = ? WHERE id = 1", (seq,))
-    evicted: list[str] = []
-    if max_items is not None:
-        evicted = [
-            row[0]
-            for row in conn.execute(
-                "SELECT item_id FROM pubsub_items WHERE service = ? AND node = ?"
-                " ORDER BY seq DESC LIMIT -1 OFFSET ?",
-                (service, node_id, max_items),
-            ).fetchall()
-        ]
-        conn.executemany(
-            "DELETE FROM pubsub_items WHERE service = ? AND node = ? AND item_id = ?",
-            [(service, node_id, item_id) for item_id in evicted],
-        )
-    evicted.reverse()  # oldest first, as the memory store reports them
+    evicted = _trim(conn, service, node_id, max_items)
     gone = set(evicted)
     return PutResult(tuple(i for i in stored if i.item_id not in gone), tuple(evicted))
