@@ -150,6 +150,23 @@ def _scan(st: Stanza, by: str) -> tuple[bool, bool]:
 
 _MESSAGE_END = b"</message>"
 _PLAIN_ATTR = re.compile(r"[^&<>\"\t\n\r]*")
+_SID_HEAD = b'<stanza-id xmlns="' + _SID + b'" id="'
+_TAILS: dict[str, bytes | None] = {}  # by -> the bytes after the id, None: not plain text
+_TAILS_MAX = 10_000  # archive owners whose tails are kept (the cache starts over beyond)
+
+
+def _tail(by: str) -> bytes | None:
+    """The bytes after the id of a stanza-id by ``by``, None if lxml would escape ``by``."""
+    try:
+        return _TAILS[by]
+    except KeyError:
+        pass
+    tail = (b'" by="' + by.encode() + b'"/>' + _MESSAGE_END
+            if by.isascii() and _PLAIN_ATTR.fullmatch(by) else None)
+    if len(_TAILS) >= _TAILS_MAX:
+        _TAILS.clear()
+    _TAILS[by] = tail
+    return tail
 
 
 def with_stanza_id(el: etree._Element, uid: str, by: str, wire: bytes | None = None) -> bytes:
@@ -163,10 +180,9 @@ def with_stanza_id(el: etree._Element, uid: str, by: str, wire: bytes | None = N
     ASCII) take the slow path."""
     if wire is None:
         wire = etree.tostring(el, with_tail=False)
-    if (wire.endswith(_MESSAGE_END) and _PLAIN_ATTR.fullmatch(uid) and by.isascii()
-            and _PLAIN_ATTR.fullmatch(by)):
-        return b"".join((wire[:-len(_MESSAGE_END)], b'<stanza-id xmlns="', _SID, b'" id="',
-                         uid.encode(), b'" by="', by.encode(), b'"/>', _MESSAGE_END))
+    tail = _tail(by)
+    if tail is not None and wire.endswith(_MESSAGE_END) and _PLAIN_ATTR.fullmatch(uid):
+        return b"".join((wire[:-len(_MESSAGE_END)], _SID_HEAD, uid.encode(), tail))
     copy = etree.fromstring(wire)
     add_stanza_id(copy, uid, by)
     return etree.tostring(copy, with_tail=False)
