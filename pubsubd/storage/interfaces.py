@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from feeds.push import LeaseStore, PushLease
 from feeds.store import FeedStore
@@ -220,10 +220,12 @@ class ImStore(RosterStore, SubscriptionRequestStore, OfflineStore, BlocklistStor
 # --- message archives (XEP-0313) -----------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class ArchivedMessage:
+class ArchivedMessage(NamedTuple):
     """One message to store in ``owner``'s archive; ``stamp`` in microseconds since the epoch,
-    ``remote`` the other party (the recipient of an outgoing message, else the sender)."""
+    ``remote`` the other party (the recipient of an outgoing message, else the sender).
+
+    A named tuple: two are made for every chat message, and a tuple is built in a fraction of
+    the time a frozen dataclass takes."""
 
     owner: JID
     uid: str

@@ -104,11 +104,21 @@ class SqliteMamStore:
         def write(conn: sqlite3.Connection) -> None:
             rows = []
             added: dict[str, int] = {}
-            for m in messages:
-                owner = str(m.owner)
-                remote = str(m.remote)
-                # The bare JID is the text before the first '/' (RFC 7622 §3.1).
-                rows.append((owner, m.uid, m.stamp, remote.partition("/")[0], remote, m.stanza))
+            # The text of each JID once per batch: a burst repeats the same few addresses.
+            names: dict[JID, str] = {}
+            bares: dict[JID, str] = {}
+            for owner_jid, uid, stamp, remote_jid, stanza in messages:
+                owner = names.get(owner_jid)
+                if owner is None:
+                    owner = names[owner_jid] = str(owner_jid)
+                remote = names.get(remote_jid)
+                if remote is None:
+                    remote = names[remote_jid] = str(remote_jid)
+                bare = bares.get(remote_jid)
+                if bare is None:
+                    # The bare JID is the text before the first '/' (RFC 7622 §3.1).
+                    bare = bares[remote_jid] = remote.partition("/")[0]
+                rows.append((owner, uid, stamp, bare, remote, stanza))
                 added[owner] = added.get(owner, 0) + 1
             conn.executemany(
                 "INSERT INTO mam_messages (owner, uid, stamp, with_bare, with_full, stanza)"
