@@ -95,7 +95,7 @@ class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
         "_pending_error", "_cancel", "_last_received", "_idle_scope", "_idle_timeout",
         "_pending_events", "sm", "_sm_counting", "_enabled_marker", "_resume_timeout", "_lost",
         "_taken_over", "_hibernating", "_hibernated", "_wake", "_resumed", "client_state",
-        "_kept_for_handover", "_unwritten", "_mid_write",
+        "_kept_for_handover", "_unwritten", "_mid_write", "_rest",
     )
 
     def __init__(self, ctx: ServerContext, stream: trio.abc.Stream, peer: str, *,
@@ -140,7 +140,8 @@ class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
         self._resumed = False
         self._kept_for_handover: list[bytes] = []  # queued at shutdown, for the hand-over
         self._unwritten: list[bytes] = []  # the writer's last batch when the shutdown came
-        self._mid_write = False  # the writer is inside send_all
+        self._mid_write = False  # the writer is inside send_all, or _rest ends a half stanza
+        self._rest = b""  # what the kernel did not take of a direct write, for the writer
         self.client_state = ClientState()  # XEP-0352
 
     @property
@@ -231,7 +232,10 @@ class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
         stays queued for it, so nothing is delivered twice; the rest would be dropped, so it
         is written.
         """
-        if not self._shutdown_called() or self._mid_write:
+        if not self._shutdown_called():
+            return []
+        rest, self._rest = self._rest, b""  # a direct write's end: it completes the stanza
+        if self._mid_write and not rest:
             return []  # after half a stanza nothing more can be written well-formed
         queued = self.client_state.take_all() + self._unwritten
         self._unwritten = []
@@ -241,13 +245,13 @@ class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
                     queued.append(data)
             except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
                 break
-        if self.sm is None or self.authenticated is None:
-            return queued
-        account = self.authenticated.bare
-        written: list[bytes] = []
-        for data in queued:
-            (self._kept_for_handover if handed_over(data, account) else written).append(data)
-        return written
+        if self.sm is not None and self.authenticated is not None:
+            account = self.authenticated.bare
+            written: list[bytes] = []
+            for data in queued:
+                (self._kept_for_handover if handed_over(data, account) else written).append(data)
+            queued = written
+        return [rest, *queued] if rest else queued
 
     def _shutdown_called(self) -> bool:
         error = self._pending_error
@@ -587,6 +591,10 @@ class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
             if self._shutdown_called():
                 self._unwritten = batch  # taken while the shutdown began: _finish decides
                 return
+            if self._rest:  # the end of a direct write goes before anything queued after it
+                rest, self._rest = self._rest, b""
+                await self.stream.send_all(rest)  # _mid_write is still set by _write_now
+                self._mid_write = False
             batch = [data for data in self.client_state.outgoing(batch) if data]
             if not batch:
                 continue
@@ -595,6 +603,38 @@ class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
             self._mid_write = True  # a cancellation now may leave a stanza half written
             await self.stream.send_all(b"".join(batch) if len(batch) > 1 else batch[0])
             self._mid_write = False
+
+    def _write_now(self, data: bytes) -> bool:
+        """Write ``data`` from the caller's task if the writer is idle; False: queue it.
+
+        With many connections each carrying little, waking the recipient's writer task for
+        every stanza costs more than the write itself. When the stream is plain TCP, the
+        writer waits on an empty outbox (nothing queued can be overtaken), and XEP-0352
+        holds nothing, the stanza goes to the socket at once, counted for XEP-0198 as the
+        writer would. What the kernel does not take is left in ``_rest`` for the writer,
+        which is woken for it and writes it before anything queued meanwhile.
+        """
+        stream = self.stream
+        if (type(stream) is not trio.SocketStream or self._pending_error is not None
+                or self.client_state.inactive or self.client_state.held
+                or not self._outbox_recv.statistics().tasks_waiting_receive):
+            return False
+        if self.sm is not None:
+            try:
+                batch = self._count_sent([data])
+            except StreamError as err:  # what the writer would have raised: the stream ends
+                self.close_with(err)
+                return True  # kept in the unacknowledged queue for the hand-over
+            data = b"".join(batch) if len(batch) > 1 else batch[0]
+        try:
+            written = os.write(stream.socket.fileno(), data)
+        except OSError:  # EAGAIN, or a broken stream the writer will find out about
+            written = 0
+        if written < len(data):
+            self._rest = data[written:]
+            self._mid_write = written > 0
+            self._outbox_send.send_nowait(b"")  # wakes the writer (it was waiting)
+        return True
 
     def _on_client_state(self, active: bool) -> None:
         """XEP-0352 §4: the writer holds or releases what can wait; an empty item wakes it."""
