@@ -48,6 +48,7 @@ from pubsubd.net.c2s_state import (
     State,
     StreamRestart,
 )
+from pubsubd.net.direct_writes import direct_writes
 from pubsubd.net.exception_groups import decisive
 from pubsubd.stream.client_state import CSI, T_ACTIVE, T_INACTIVE, ClientState
 from pubsubd.stream.parser import ElementReceived, StreamClosed, StreamOpened, StreamParser
@@ -95,7 +96,7 @@ class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
         "_pending_error", "_cancel", "_last_received", "_idle_scope", "_idle_timeout",
         "_pending_events", "sm", "_sm_counting", "_enabled_marker", "_resume_timeout", "_lost",
         "_taken_over", "_hibernating", "_hibernated", "_wake", "_resumed", "client_state",
-        "_kept_for_handover", "_unwritten", "_mid_write", "_rest",
+        "_kept_for_handover", "_unwritten", "_mid_write", "_rest", "_direct",
     )
 
     def __init__(self, ctx: ServerContext, stream: trio.abc.Stream, peer: str, *,
@@ -141,6 +142,7 @@ class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
         self._kept_for_handover: list[bytes] = []  # queued at shutdown, for the hand-over
         self._unwritten: list[bytes] = []  # the writer's last batch when the shutdown came
         self._mid_write = False  # the writer is inside send_all, or _rest ends a half stanza
+        self._direct: list[bytes] | None = None  # taken by _write_now, not yet written
         self._rest = b""  # what the kernel did not take of a direct write, for the writer
         self.client_state = ClientState()  # XEP-0352
 
@@ -190,6 +192,7 @@ class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
         self.session = None
         hibernate = session is not None and self._may_hibernate(session)
         queued = self._queued_at_shutdown() if send_close and session is not None else []
+        self._direct = None  # nothing is written after the stream's end
         if session is not None and not hibernate:
             await self._end_session(session)
         with trio.move_on_after(5) as scope:
@@ -235,6 +238,9 @@ class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
         if not self._shutdown_called():
             return []
         rest, self._rest = self._rest, b""  # a direct write's end: it completes the stanza
+        if self._direct:
+            rest += b"".join(self._direct)  # taken for a direct write, not written yet
+        self._direct = None
         if self._mid_write and not rest:
             return []  # after half a stanza nothing more can be written well-formed
         queued = self.client_state.take_all() + self._unwritten
@@ -605,36 +611,60 @@ class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
             self._mid_write = False
 
     def _write_now(self, data: bytes) -> bool:
-        """Write ``data`` from the caller's task if the writer is idle; False: queue it.
+        """Take ``data`` for a direct write if the writer is idle; False: queue it instead.
 
-        With many connections each carrying little, waking the recipient's writer task for
-        every stanza costs more than the write itself. When the stream is plain TCP, the
-        writer waits on an empty outbox (nothing queued can be overtaken), and XEP-0352
-        holds nothing, the stanza goes to the socket at once, counted for XEP-0198 as the
-        writer would. What the kernel does not take is left in ``_rest`` for the writer,
-        which is woken for it and writes it before anything queued meanwhile.
+        When the stream is plain TCP, the writer waits on an empty outbox (nothing queued can
+        be overtaken) and XEP-0352 holds nothing, the stanza is counted for XEP-0198 as the
+        writer would count it and kept in ``_direct``: the direct-writes task
+        (:mod:`pubsubd.net.direct_writes`) writes all a connection got in one go, without
+        waking its writer. Until then whatever else comes for this client joins it, in order.
         """
-        stream = self.stream
-        if (type(stream) is not trio.SocketStream or self._pending_error is not None
-                or self.client_state.inactive or self.client_state.held
-                or not self._outbox_recv.statistics().tasks_waiting_receive):
-            return False
+        direct = self._direct
+        if direct is None:
+            stream = self.stream
+            if (type(stream) is not trio.SocketStream or self._pending_error is not None
+                    or self.client_state.inactive or self.client_state.held or self._rest
+                    or not self._outbox_recv.statistics().tasks_waiting_receive):
+                return False
         if self.sm is not None:
             try:
                 batch = self._count_sent([data])
             except StreamError as err:  # what the writer would have raised: the stream ends
                 self.close_with(err)
                 return True  # kept in the unacknowledged queue for the hand-over
-            data = b"".join(batch) if len(batch) > 1 else batch[0]
-        try:
-            written = os.write(stream.socket.fileno(), data)
-        except OSError:  # EAGAIN, or a broken stream the writer will find out about
-            written = 0
-        if written < len(data):
-            self._rest = data[written:]
-            self._mid_write = written > 0
-            self._outbox_send.send_nowait(b"")  # wakes the writer (it was waiting)
+        else:
+            batch = [data]
+        if direct is None:
+            self._direct = batch
+            direct_writes().add(self)
+        else:
+            direct += batch
         return True
+
+    def _flush_direct(self) -> None:
+        """Write what ``_write_now`` took; the writer finishes what the kernel did not take."""
+        direct = self._direct
+        if direct is None:
+            return  # the connection ended meanwhile (see _finish)
+        self._direct = None
+        data = b"".join(direct) if len(direct) > 1 else direct[0]
+        written = 0
+        stream = self.stream
+        if (type(stream) is trio.SocketStream and not self._rest
+                and self._outbox_recv.statistics().tasks_waiting_receive):
+            try:
+                written = os.write(stream.socket.fileno(), data)
+            except OSError:  # EAGAIN, or a broken stream the writer will find out about
+                written = 0
+            if written == len(data):
+                return
+            self._mid_write = self._mid_write or written > 0
+        # The writer is busy (or the kernel took only part): it writes the rest first.
+        self._rest += data[written:]
+        try:
+            self._outbox_send.send_nowait(b"")  # wakes the writer if it waits
+        except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # a full outbox wakes it anyway
 
     def _on_client_state(self, active: bool) -> None:
         """XEP-0352 §4: the writer holds or releases what can wait; an empty item wakes it."""

@@ -1,8 +1,8 @@
-"""A stanza for an idle plain-TCP client is written by the task that sends it.
+"""A stanza for an idle plain-TCP client is written without waking the connection's writer.
 
-``Session.send`` hands the bytes to the socket at once when the connection's writer waits on an
-empty outbox, instead of queueing them and waking the writer task; what the kernel does not
-take, and everything while something is queued or held (XEP-0352), still goes through the
+``Session.send`` hands the bytes to the direct-writes task when the connection's writer waits
+on an empty outbox, instead of queueing them and waking the writer task; what the kernel does
+not take, and everything while something is queued or held (XEP-0352), still goes through the
 writer, in order.
 """
 
@@ -66,17 +66,35 @@ def read_now(raw: socket.socket) -> bytes:
         out += chunk
 
 
+def writer_parked(conn: C2SConnection) -> bool:
+    """The writer waits on its outbox and nothing was handed to it."""
+    stats = conn._outbox_recv.statistics()
+    return stats.tasks_waiting_receive == 1 and stats.current_buffer_used == 0
+
+
+async def until_read(raw: socket.socket, size: int) -> bytes:
+    got = b""
+    with trio.fail_after(10):
+        while len(got) < size:
+            await trio.lowlevel.wait_readable(raw)
+            got += read_now(raw)
+    return got
+
+
 async def test_an_idle_connection_gets_the_stanza_without_its_writer(
         ctx: ServerContext) -> None:  # noqa: F811
     async with bound_over_tcp(ctx) as (conn, _wire, raw):
         session = conn.session
         assert session is not None
-        # No checkpoint between the send and the read: the writer task cannot have run.
         assert session.send(CHAT.format("m1").encode())
-        assert read_now(raw) == CHAT.format("m1").encode()
         assert session.send(CHAT.format("m2").encode())
+        assert writer_parked(conn)  # not woken: the direct-writes task has them
+        expected = (CHAT.format("m1") + CHAT.format("m2")).encode()
+        assert await until_read(raw, len(expected)) == expected  # in one write
+        assert writer_parked(conn)
         assert session.send(CHAT.format("m3").encode())
-        assert read_now(raw) == (CHAT.format("m2") + CHAT.format("m3")).encode()
+        assert writer_parked(conn)
+        assert await until_read(raw, len(CHAT.format("m3"))) == CHAT.format("m3").encode()
 
 
 async def test_what_the_kernel_does_not_take_is_finished_by_the_writer_in_order(
@@ -84,16 +102,13 @@ async def test_what_the_kernel_does_not_take_is_finished_by_the_writer_in_order(
     async with bound_over_tcp(ctx) as (conn, _wire, raw):
         session = conn.session
         assert session is not None
-        big = CHAT.format("big").replace("hi", "x" * (4 << 20)).encode()
+        big = CHAT.format("big").replace("hi", "x" * (1 << 20)).encode()
         assert session.send(big)  # more than a socket buffer: a partial write
+        assert session.send(CHAT.format("next").encode())  # joins it
+        await trio.testing.wait_all_tasks_blocked()  # written in part, the rest to the writer
         assert session.send(CHAT.format("after").encode())  # queued behind the rest
-        expected = big + CHAT.format("after").encode()
-        got = b""
-        with trio.fail_after(10):
-            while len(got) < len(expected):
-                await trio.lowlevel.wait_readable(raw)
-                got += read_now(raw)
-        assert got == expected
+        expected = big + CHAT.format("next").encode() + CHAT.format("after").encode()
+        assert await until_read(raw, len(expected)) == expected
 
 
 async def test_an_inactive_client_still_has_its_notifications_held(
@@ -131,5 +146,6 @@ async def test_a_direct_write_is_counted_for_stream_management(
         await trio.testing.wait_all_tasks_blocked()
         assert conn.sm is not None and conn._sm_counting
         assert session.send(CHAT.format("m1").encode())
-        assert read_now(raw) == CHAT.format("m1").encode()
+        assert writer_parked(conn)
         assert [bytes(data) for data in conn.sm.unacked] == [CHAT.format("m1").encode()]
+        assert await until_read(raw, len(CHAT.format("m1"))) == CHAT.format("m1").encode()
