@@ -4,7 +4,9 @@ The reader runs negotiation in order — stream header, STARTTLS, SASL, stream r
 binding — each step a small method that either advances ``self.state`` or raises a
 :class:`StreamError`. What may arrive in each state is a table (:data:`ALLOWED`), so an element
 out of order is refused in one place. After binding, a writer task drains the session's bounded
-outbox, joining everything queued into one ``send_all``.
+outbox, joining everything queued into one ``send_all``; while it waits on an empty outbox, a
+plain-TCP stream's stanzas are written by the direct-writes task instead
+(:mod:`pubsubd.net.direct_writes`), so a stanza costs no wake-up of this connection's tasks.
 
 The protocol features are mixins, one module each: SASL (:mod:`pubsubd.net.c2s_sasl`), resource
 binding (:mod:`pubsubd.net.c2s_binding`) and XEP-0198 (:mod:`pubsubd.net.c2s_resumption`); this

@@ -9,9 +9,12 @@ this one task wakes once for all connections that got something meanwhile.
 
 from __future__ import annotations
 
+import logging
 from typing import Protocol
 
 import trio
+
+log = logging.getLogger(__name__)
 
 
 class DirectWriter(Protocol):
@@ -44,7 +47,10 @@ class DirectWrites:
             while self._pending:
                 pending, self._pending = self._pending, []
                 for conn in pending:
-                    conn._flush_direct()
+                    try:
+                        conn._flush_direct()
+                    except Exception:  # one connection's fault must not end the server
+                        log.exception("direct write to %r failed", conn)
             self._parked = True
             await trio.lowlevel.wait_task_rescheduled(_abort)
 
