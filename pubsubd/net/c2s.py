@@ -240,9 +240,7 @@ class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
         if not self._shutdown_called():
             return []
         rest, self._rest = self._rest, b""  # a direct write's end: it completes the stanza
-        if self._direct:
-            rest += b"".join(self._direct)  # taken for a direct write, not written yet
-        self._direct = None
+        direct, self._direct = self._direct or [], None  # taken for a direct write, unwritten
         if self._mid_write and not rest:
             return []  # after half a stanza nothing more can be written well-formed
         queued = self.client_state.take_all() + self._unwritten
@@ -259,7 +257,10 @@ class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
             for data in queued:
                 (self._kept_for_handover if handed_over(data, account) else written).append(data)
             queued = written
-        return [rest, *queued] if rest else queued
+            # Direct writes were counted when taken: the hand-over finds those it keeps among
+            # the unacknowledged stanzas, so only the others are written.
+            direct = [data for data in direct if not handed_over(data, account)]
+        return [rest, *direct, *queued] if rest else [*direct, *queued]
 
     def _shutdown_called(self) -> bool:
         error = self._pending_error
@@ -646,8 +647,8 @@ class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
     def _flush_direct(self) -> None:
         """Write what ``_write_now`` took; the writer finishes what the kernel did not take."""
         direct = self._direct
-        if direct is None:
-            return  # the connection ended meanwhile (see _finish)
+        if direct is None or self._pending_error is not None:
+            return  # the connection ended or ends: _finish decides (a shutdown writes some)
         self._direct = None
         data = b"".join(direct) if len(direct) > 1 else direct[0]
         written = 0

@@ -17,6 +17,7 @@ import trio
 import trio.testing
 
 from pubsubd.core.context import ServerContext
+from pubsubd.errors import StreamCondition, StreamError
 from pubsubd.net.c2s import C2SConnection
 
 from .test_negotiation import JULIET_PLAIN, SASL, Wire, ctx, with_config  # noqa: F401
@@ -149,3 +150,30 @@ async def test_a_direct_write_is_counted_for_stream_management(
         assert writer_parked(conn)
         assert [bytes(data) for data in conn.sm.unacked] == [CHAT.format("m1").encode()]
         assert await until_read(raw, len(CHAT.format("m1"))) == CHAT.format("m1").encode()
+
+
+async def test_a_shutdown_writes_what_was_taken_but_not_what_the_hand_over_keeps(
+        ctx: ServerContext) -> None:  # noqa: F811
+    async with bound_over_tcp(ctx) as (conn, wire, raw):
+        session = conn.session
+        assert session is not None
+        raw.setblocking(True)
+        raw.sendall(b"<enable xmlns='urn:xmpp:sm:3'/>")
+        raw.setblocking(False)
+        await until_read(raw, 1)
+        await trio.testing.wait_all_tasks_blocked()
+        read_now(raw)
+        chat = (b"<message xmlns='jabber:client' from='romeo@example.org/orchard'"
+                b" to='juliet@example.org/balcony' type='chat'><body>hi</body></message>")
+        headline = b"<message from='example.org' to='juliet@example.org/balcony' type='headline'/>"
+        assert session.send(chat) and session.send(headline)
+        assert writer_parked(conn)  # both taken for a direct write, not written yet
+        conn.close_with(StreamError(StreamCondition.SYSTEM_SHUTDOWN))
+        got = b""
+        with trio.fail_after(5):
+            while b"</stream:stream>" not in got:
+                await trio.lowlevel.wait_readable(raw)
+                got += read_now(raw)
+        assert headline in got
+        assert chat not in got  # the hand-over has it (RFC 6121 §8.5), not the wire
+        assert got.index(headline) < got.index(b"system-shutdown")
