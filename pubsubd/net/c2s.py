@@ -602,7 +602,8 @@ class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
                 return
             if self._rest:  # the end of a direct write goes before anything queued after it
                 rest, self._rest = self._rest, b""
-                await self.stream.send_all(rest)  # _mid_write is still set by _write_now
+                self._mid_write = True
+                await self.stream.send_all(rest)
                 self._mid_write = False
             batch = [data for data in self.client_state.outgoing(batch) if data]
             if not batch:
