@@ -35,15 +35,22 @@ class PresenceState:
 
 
 SentObserver = Callable[["Session", bytes], None]
+# Writes a stanza to the client at once if its connection can (see C2SConnection._write_now);
+# False when it must be queued instead.
+DirectWrite = Callable[[bytes], bool]
 
 
 class Session:
     """One bound resource of a client connection (RFC 6120 §7)."""
 
     def __init__(self, jid: JID, outbox: trio.MemorySendChannel[bytes],
-                 close: Callable[[StreamError], None], *, secure: bool = False) -> None:
+                 close: Callable[[StreamError], None], *, secure: bool = False,
+                 direct: DirectWrite | None = None) -> None:
         self.jid = jid
         self.outbox = outbox
+        # The connection's direct write, tried before the outbox: an idle plain-TCP stream
+        # takes the bytes without waking its writer task (a task switch per stanza).
+        self.direct = direct
         self._close = close
         self.presence = PresenceState()
         self.roster_requested = False  # RFC 6121 §2.1.6 "interested resource"
@@ -70,14 +77,17 @@ class Session:
         if self.closed:
             return False
         data = stanza if isinstance(stanza, bytes) else etree.tostring(stanza)
-        try:
-            self.outbox.send_nowait(data)
-        except trio.WouldBlock:
-            log.warning("outbox of %s is full; disconnecting", self.jid)
-            self.close(StreamError(StreamCondition.POLICY_VIOLATION, "too many unread stanzas"))
-            return False
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            return False
+        direct = self.direct
+        if direct is None or not direct(data):
+            try:
+                self.outbox.send_nowait(data)
+            except trio.WouldBlock:
+                log.warning("outbox of %s is full; disconnecting", self.jid)
+                self.close(StreamError(StreamCondition.POLICY_VIOLATION,
+                                       "too many unread stanzas"))
+                return False
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return False
         ledger = self.deliveries
         if ledger is not None and ledger.watching(self.jid.bare):
             ledger.queued(self, data)
@@ -85,10 +95,12 @@ class Session:
             observe(self, data)
         return True
 
-    def rebind(self, close: Callable[[StreamError], None], *, secure: bool) -> None:
+    def rebind(self, close: Callable[[StreamError], None], *, secure: bool,
+               direct: DirectWrite | None = None) -> None:
         """Hand the session to the connection that resumed it (XEP-0198 §5)."""
         self._close = close
         self.secure = secure
+        self.direct = direct
 
     def close(self, error: StreamError) -> None:
         if not self.closed:

@@ -4,7 +4,9 @@ The reader runs negotiation in order — stream header, STARTTLS, SASL, stream r
 binding — each step a small method that either advances ``self.state`` or raises a
 :class:`StreamError`. What may arrive in each state is a table (:data:`ALLOWED`), so an element
 out of order is refused in one place. After binding, a writer task drains the session's bounded
-outbox, joining everything queued into one ``send_all``.
+outbox, joining everything queued into one ``send_all``; while it waits on an empty outbox, a
+plain-TCP stream's stanzas are written by the direct-writes task instead
+(:mod:`pubsubd.net.direct_writes`), so a stanza costs no wake-up of this connection's tasks.
 
 The protocol features are mixins, one module each: SASL (:mod:`pubsubd.net.c2s_sasl`), resource
 binding (:mod:`pubsubd.net.c2s_binding`) and XEP-0198 (:mod:`pubsubd.net.c2s_resumption`); this
@@ -48,6 +50,7 @@ from pubsubd.net.c2s_state import (
     State,
     StreamRestart,
 )
+from pubsubd.net.direct_writes import direct_writes
 from pubsubd.net.exception_groups import decisive
 from pubsubd.stream.client_state import CSI, T_ACTIVE, T_INACTIVE, ClientState
 from pubsubd.stream.parser import ElementReceived, StreamClosed, StreamOpened, StreamParser
@@ -95,7 +98,7 @@ class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
         "_pending_error", "_cancel", "_last_received", "_idle_scope", "_idle_timeout",
         "_pending_events", "sm", "_sm_counting", "_enabled_marker", "_resume_timeout", "_lost",
         "_taken_over", "_hibernating", "_hibernated", "_wake", "_resumed", "client_state",
-        "_kept_for_handover", "_unwritten", "_mid_write",
+        "_kept_for_handover", "_unwritten", "_mid_write", "_rest", "_direct",
     )
 
     def __init__(self, ctx: ServerContext, stream: trio.abc.Stream, peer: str, *,
@@ -140,7 +143,9 @@ class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
         self._resumed = False
         self._kept_for_handover: list[bytes] = []  # queued at shutdown, for the hand-over
         self._unwritten: list[bytes] = []  # the writer's last batch when the shutdown came
-        self._mid_write = False  # the writer is inside send_all
+        self._mid_write = False  # the writer is inside send_all, or _rest ends a half stanza
+        self._direct: list[bytes] | None = None  # taken by _write_now, not yet written
+        self._rest = b""  # what the kernel did not take of a direct write, for the writer
         self.client_state = ClientState()  # XEP-0352
 
     @property
@@ -189,6 +194,7 @@ class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
         self.session = None
         hibernate = session is not None and self._may_hibernate(session)
         queued = self._queued_at_shutdown() if send_close and session is not None else []
+        self._direct = None  # nothing is written after the stream's end
         if session is not None and not hibernate:
             await self._end_session(session)
         with trio.move_on_after(5) as scope:
@@ -231,7 +237,11 @@ class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
         stays queued for it, so nothing is delivered twice; the rest would be dropped, so it
         is written.
         """
-        if not self._shutdown_called() or self._mid_write:
+        if not self._shutdown_called():
+            return []
+        rest, self._rest = self._rest, b""  # a direct write's end: it completes the stanza
+        direct, self._direct = self._direct or [], None  # taken for a direct write, unwritten
+        if self._mid_write and not rest:
             return []  # after half a stanza nothing more can be written well-formed
         queued = self.client_state.take_all() + self._unwritten
         self._unwritten = []
@@ -241,13 +251,16 @@ class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
                     queued.append(data)
             except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
                 break
-        if self.sm is None or self.authenticated is None:
-            return queued
-        account = self.authenticated.bare
-        written: list[bytes] = []
-        for data in queued:
-            (self._kept_for_handover if handed_over(data, account) else written).append(data)
-        return written
+        if self.sm is not None and self.authenticated is not None:
+            account = self.authenticated.bare
+            written: list[bytes] = []
+            for data in queued:
+                (self._kept_for_handover if handed_over(data, account) else written).append(data)
+            queued = written
+            # Direct writes were counted when taken: the hand-over finds those it keeps among
+            # the unacknowledged stanzas, so only the others are written.
+            direct = [data for data in direct if not handed_over(data, account)]
+        return [rest, *direct, *queued] if rest else [*direct, *queued]
 
     def _shutdown_called(self) -> bool:
         error = self._pending_error
@@ -587,6 +600,11 @@ class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
             if self._shutdown_called():
                 self._unwritten = batch  # taken while the shutdown began: _finish decides
                 return
+            if self._rest:  # the end of a direct write goes before anything queued after it
+                rest, self._rest = self._rest, b""
+                self._mid_write = True
+                await self.stream.send_all(rest)
+                self._mid_write = False
             batch = [data for data in self.client_state.outgoing(batch) if data]
             if not batch:
                 continue
@@ -595,6 +613,62 @@ class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
             self._mid_write = True  # a cancellation now may leave a stanza half written
             await self.stream.send_all(b"".join(batch) if len(batch) > 1 else batch[0])
             self._mid_write = False
+
+    def _write_now(self, data: bytes) -> bool:
+        """Take ``data`` for a direct write if the writer is idle; False: queue it instead.
+
+        When the stream is plain TCP, the writer waits on an empty outbox (nothing queued can
+        be overtaken) and XEP-0352 holds nothing, the stanza is counted for XEP-0198 as the
+        writer would count it and kept in ``_direct``: the direct-writes task
+        (:mod:`pubsubd.net.direct_writes`) writes all a connection got in one go, without
+        waking its writer. Until then whatever else comes for this client joins it, in order.
+        """
+        direct = self._direct
+        if direct is None:
+            stream = self.stream
+            if (type(stream) is not trio.SocketStream or self._pending_error is not None
+                    or self.client_state.inactive or self.client_state.held or self._rest
+                    or not self._outbox_recv.statistics().tasks_waiting_receive):
+                return False
+        if self.sm is not None:
+            try:
+                batch = self._count_sent([data])
+            except StreamError as err:  # what the writer would have raised: the stream ends
+                self.close_with(err)
+                return True  # kept in the unacknowledged queue for the hand-over
+        else:
+            batch = [data]
+        if direct is None:
+            self._direct = batch
+            direct_writes().add(self)
+        else:
+            direct += batch
+        return True
+
+    def _flush_direct(self) -> None:
+        """Write what ``_write_now`` took; the writer finishes what the kernel did not take."""
+        direct = self._direct
+        if direct is None or self._pending_error is not None:
+            return  # the connection ended or ends: _finish decides (a shutdown writes some)
+        self._direct = None
+        data = b"".join(direct) if len(direct) > 1 else direct[0]
+        written = 0
+        stream = self.stream
+        if (type(stream) is trio.SocketStream and not self._rest
+                and self._outbox_recv.statistics().tasks_waiting_receive):
+            try:
+                written = os.write(stream.socket.fileno(), data)
+            except OSError:  # EAGAIN, or a broken stream the writer will find out about
+                written = 0
+            if written == len(data):
+                return
+            self._mid_write = self._mid_write or written > 0
+        # The writer is busy (or the kernel took only part): it writes the rest first.
+        self._rest += data[written:]
+        try:
+            self._outbox_send.send_nowait(b"")  # wakes the writer if it waits
+        except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # a full outbox wakes it anyway
 
     def _on_client_state(self, active: bool) -> None:
         """XEP-0352 §4: the writer holds or releases what can wait; an empty item wakes it."""

@@ -40,6 +40,8 @@ class ResourceBinding:
 
         def close_with(self, error: StreamError) -> None: ...
 
+        def _write_now(self, data: bytes) -> bool: ...
+
         async def _send_el(self, el: etree._Element) -> None: ...
 
         def _out_of_order(self, el: etree._Element) -> StreamError: ...
@@ -86,7 +88,8 @@ class ResourceBinding:
             if limits.resource_conflict == "random_resource":
                 jid = self.authenticated.with_resource(f"{resource}.{secrets.token_hex(3)}")
                 existing = None
-        session = Session(jid, self._outbox_send, self.close_with, secure=self.secure)
+        session = Session(jid, self._outbox_send, self.close_with, secure=self.secure,
+                          direct=self._write_now)
         self.session = session
         old = self.ctx.sessions.add(session)
         if old is not None and old is not session:

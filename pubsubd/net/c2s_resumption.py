@@ -81,6 +81,8 @@ class StreamResumption:
 
         def close_with(self, error: StreamError) -> None: ...
 
+        def _write_now(self, data: bytes) -> bool: ...
+
         async def _send(self, data: bytes) -> None: ...
 
         async def _end_session(self, session: Session) -> None: ...
@@ -206,7 +208,7 @@ class StreamResumption:
         self.session = session
         self._outbox_send = session.outbox
         self._outbox_recv = link.outbox
-        session.rebind(self.close_with, secure=self.secure)
+        session.rebind(self.close_with, secure=self.secure, direct=self._write_now)
         session.hibernated = False
         # §5: <resumed/>, then every stanza still unacknowledged, in order; what was queued
         # during the hibernation follows through the writer.
