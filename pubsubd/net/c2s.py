@@ -98,7 +98,7 @@ class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
         "_pending_error", "_cancel", "_last_received", "_idle_scope", "_idle_timeout",
         "_pending_events", "sm", "_sm_counting", "_enabled_marker", "_resume_timeout", "_lost",
         "_taken_over", "_hibernating", "_hibernated", "_wake", "_resumed", "client_state",
-        "_kept_for_handover", "_unwritten", "_mid_write", "_rest", "_direct",
+        "_kept_for_handover", "_unwritten", "_mid_write", "_rest", "_unsent", "_direct",
     )
 
     def __init__(self, ctx: ServerContext, stream: trio.abc.Stream, peer: str, *,
@@ -146,6 +146,9 @@ class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
         self._mid_write = False  # the writer is inside send_all, or _rest ends a half stanza
         self._direct: list[bytes] | None = None  # taken by _write_now, not yet written
         self._rest = b""  # what the kernel did not take of a direct write, for the writer
+        # Stanzas taken for a direct write of which the kernel took nothing: whole stanzas for
+        # the writer, still separate so that a shutdown can leave those the hand-over keeps.
+        self._unsent: list[bytes] = []
         self.client_state = ClientState()  # XEP-0352
 
     @property
@@ -240,7 +243,9 @@ class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
         if not self._shutdown_called():
             return []
         rest, self._rest = self._rest, b""  # a direct write's end: it completes the stanza
-        direct, self._direct = self._direct or [], None  # taken for a direct write, unwritten
+        # Taken for a direct write, unwritten: the kernel refused them, or the pass never came.
+        direct, self._direct = [*self._unsent, *(self._direct or [])], None
+        self._unsent = []
         if self._mid_write and not rest:
             return []  # after half a stanza nothing more can be written well-formed
         queued = self.client_state.take_all() + self._unwritten
@@ -600,8 +605,9 @@ class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
             if self._shutdown_called():
                 self._unwritten = batch  # taken while the shutdown began: _finish decides
                 return
-            if self._rest:  # the end of a direct write goes before anything queued after it
-                rest, self._rest = self._rest, b""
+            if self._rest or self._unsent:  # a direct write's remainder goes before the rest
+                rest = self._rest + b"".join(self._unsent)
+                self._rest, self._unsent = b"", []
                 self._mid_write = True
                 await self.stream.send_all(rest)
                 self._mid_write = False
@@ -628,6 +634,7 @@ class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
             stream = self.stream
             if (type(stream) is not trio.SocketStream or self._pending_error is not None
                     or self.client_state.inactive or self.client_state.held or self._rest
+                    or self._unsent
                     or not self._outbox_recv.statistics().tasks_waiting_receive):
                 return False
         if self.sm is not None:
@@ -654,7 +661,7 @@ class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
         data = b"".join(direct) if len(direct) > 1 else direct[0]
         written = 0
         stream = self.stream
-        if (type(stream) is trio.SocketStream and not self._rest
+        if (type(stream) is trio.SocketStream and not self._rest and not self._unsent
                 and self._outbox_recv.statistics().tasks_waiting_receive):
             try:
                 written = os.write(stream.socket.fileno(), data)
@@ -664,7 +671,10 @@ class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
                 return
             self._mid_write = self._mid_write or written > 0
         # The writer is busy (or the kernel took only part): it writes the rest first.
-        self._rest += data[written:]
+        if written or self._rest:
+            self._rest += data[written:]  # completes a stanza: written as it is
+        else:
+            self._unsent += direct  # whole stanzas: a shutdown may still leave some out
         try:
             self._outbox_send.send_nowait(b"")  # wakes the writer if it waits
         except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):

@@ -13,11 +13,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
 
+import pytest
 import trio
 import trio.testing
 
 from pubsubd.core.context import ServerContext
 from pubsubd.errors import StreamCondition, StreamError
+from pubsubd.net import c2s
 from pubsubd.net.c2s import C2SConnection
 
 from .test_negotiation import JULIET_PLAIN, SASL, Wire, ctx, with_config  # noqa: F401
@@ -177,3 +179,35 @@ async def test_a_shutdown_writes_what_was_taken_but_not_what_the_hand_over_keeps
         assert headline in got
         assert chat not in got  # the hand-over has it (RFC 6121 §8.5), not the wire
         assert got.index(headline) < got.index(b"system-shutdown")
+
+
+async def test_a_shutdown_leaves_what_the_hand_over_keeps_when_the_kernel_took_nothing(
+        ctx: ServerContext, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    async with bound_over_tcp(ctx) as (conn, wire, raw):
+        session = conn.session
+        assert session is not None
+        raw.setblocking(True)
+        raw.sendall(b"<enable xmlns='urn:xmpp:sm:3'/>")
+        raw.setblocking(False)
+        await until_read(raw, 1)
+        await trio.testing.wait_all_tasks_blocked()
+        read_now(raw)
+        chat = (b"<message xmlns='jabber:client' from='romeo@example.org/orchard'"
+                b" to='juliet@example.org/balcony' type='chat'><body>hi</body></message>")
+        headline = b"<message from='example.org' to='juliet@example.org/balcony' type='headline'/>"
+        assert session.send(chat) and session.send(headline)
+
+        def full(fd: int, data: bytes) -> int:
+            raise BlockingIOError  # the client's buffer is full: the kernel takes nothing
+
+        with monkeypatch.context() as patch:
+            patch.setattr(c2s.os, "write", full)
+            conn._flush_direct()  # the direct-writes pass, refused: both wait for the writer
+        conn.close_with(StreamError(StreamCondition.SYSTEM_SHUTDOWN))  # before the writer runs
+        got = b""
+        with trio.fail_after(5):
+            while b"</stream:stream>" not in got:
+                await trio.lowlevel.wait_readable(raw)
+                got += read_now(raw)
+        assert headline in got
+        assert chat not in got  # kept for the hand-over (offline storage), never on the wire
