@@ -154,48 +154,52 @@ async def test_a_direct_write_is_counted_for_stream_management(
         assert await until_read(raw, len(CHAT.format("m1"))) == CHAT.format("m1").encode()
 
 
+SM_CHAT = (b"<message xmlns='jabber:client' from='romeo@example.org/orchard'"
+           b" to='juliet@example.org/balcony' type='chat'><body>hi</body></message>")
+HEADLINE = b"<message from='example.org' to='juliet@example.org/balcony' type='headline'/>"
+
+
+async def enable_sm(raw: socket.socket) -> None:
+    """XEP-0198 on, its answer read: a shutdown then hands unacked messages over."""
+    raw.setblocking(True)
+    raw.sendall(b"<enable xmlns='urn:xmpp:sm:3'/>")
+    raw.setblocking(False)
+    await until_read(raw, 1)
+    await trio.testing.wait_all_tasks_blocked()
+    read_now(raw)
+
+
+async def until_stream_end(raw: socket.socket) -> bytes:
+    got = b""
+    with trio.fail_after(5):
+        while b"</stream:stream>" not in got:
+            await trio.lowlevel.wait_readable(raw)
+            got += read_now(raw)
+    return got
+
+
 async def test_a_shutdown_writes_what_was_taken_but_not_what_the_hand_over_keeps(
         ctx: ServerContext) -> None:  # noqa: F811
-    async with bound_over_tcp(ctx) as (conn, wire, raw):
+    async with bound_over_tcp(ctx) as (conn, _wire, raw):
         session = conn.session
         assert session is not None
-        raw.setblocking(True)
-        raw.sendall(b"<enable xmlns='urn:xmpp:sm:3'/>")
-        raw.setblocking(False)
-        await until_read(raw, 1)
-        await trio.testing.wait_all_tasks_blocked()
-        read_now(raw)
-        chat = (b"<message xmlns='jabber:client' from='romeo@example.org/orchard'"
-                b" to='juliet@example.org/balcony' type='chat'><body>hi</body></message>")
-        headline = b"<message from='example.org' to='juliet@example.org/balcony' type='headline'/>"
-        assert session.send(chat) and session.send(headline)
+        await enable_sm(raw)
+        assert session.send(SM_CHAT) and session.send(HEADLINE)
         assert writer_parked(conn)  # both taken for a direct write, not written yet
         conn.close_with(StreamError(StreamCondition.SYSTEM_SHUTDOWN))
-        got = b""
-        with trio.fail_after(5):
-            while b"</stream:stream>" not in got:
-                await trio.lowlevel.wait_readable(raw)
-                got += read_now(raw)
-        assert headline in got
-        assert chat not in got  # the hand-over has it (RFC 6121 §8.5), not the wire
-        assert got.index(headline) < got.index(b"system-shutdown")
+        got = await until_stream_end(raw)
+        assert HEADLINE in got
+        assert SM_CHAT not in got  # the hand-over has it (RFC 6121 §8.5), not the wire
+        assert got.index(HEADLINE) < got.index(b"system-shutdown")
 
 
 async def test_a_shutdown_leaves_what_the_hand_over_keeps_when_the_kernel_took_nothing(
         ctx: ServerContext, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
-    async with bound_over_tcp(ctx) as (conn, wire, raw):
+    async with bound_over_tcp(ctx) as (conn, _wire, raw):
         session = conn.session
         assert session is not None
-        raw.setblocking(True)
-        raw.sendall(b"<enable xmlns='urn:xmpp:sm:3'/>")
-        raw.setblocking(False)
-        await until_read(raw, 1)
-        await trio.testing.wait_all_tasks_blocked()
-        read_now(raw)
-        chat = (b"<message xmlns='jabber:client' from='romeo@example.org/orchard'"
-                b" to='juliet@example.org/balcony' type='chat'><body>hi</body></message>")
-        headline = b"<message from='example.org' to='juliet@example.org/balcony' type='headline'/>"
-        assert session.send(chat) and session.send(headline)
+        await enable_sm(raw)
+        assert session.send(SM_CHAT) and session.send(HEADLINE)
 
         def full(fd: int, data: bytes) -> int:
             raise BlockingIOError  # the client's buffer is full: the kernel takes nothing
@@ -204,10 +208,6 @@ async def test_a_shutdown_leaves_what_the_hand_over_keeps_when_the_kernel_took_n
             patch.setattr(c2s.os, "write", full)
             conn._flush_direct()  # the direct-writes pass, refused: both wait for the writer
         conn.close_with(StreamError(StreamCondition.SYSTEM_SHUTDOWN))  # before the writer runs
-        got = b""
-        with trio.fail_after(5):
-            while b"</stream:stream>" not in got:
-                await trio.lowlevel.wait_readable(raw)
-                got += read_now(raw)
-        assert headline in got
-        assert chat not in got  # kept for the hand-over (offline storage), never on the wire
+        got = await until_stream_end(raw)
+        assert HEADLINE in got
+        assert SM_CHAT not in got  # kept for the hand-over (offline storage), never on the wire
