@@ -43,7 +43,7 @@ class PepModule(Module):
     def __init__(self, *, store: PubSubStore, router: Router, sessions: SessionRegistry,
                  hooks: HookBus, presence: PresenceView | None, disco: DiscoModule,
                  max_payload_bytes: int, domains: Iterable[str],
-                 blocked: Callable[[JID, JID], bool] | None = None) -> None:
+                 blocked: Callable[[JID, Callable[[], JID]], bool] | None = None) -> None:
         super().__init__()
         self.store = store  # the one pubsub.<domain> uses too
         self.router = router

@@ -42,20 +42,22 @@ def matches(blocked: set[str], jid: JID) -> bool:
     return not blocked.isdisjoint(candidates)
 
 
-# (recipient, sender) → does the recipient block the sender? For deliveries that bypass the
-# router's ``*/pre`` hooks: pubsub and PEP notifications go straight into session outboxes.
-BlockedBy = Callable[[JID, JID], bool]
+# (recipient, the sender when asked) → does the recipient block the sender? For deliveries
+# that bypass the router's ``*/pre`` hooks: pubsub and PEP notifications go straight into
+# session outboxes. The sender is only worked out for a recipient who blocks someone.
+BlockedBy = Callable[[JID, Callable[[], JID]], bool]
 
 
 def blocked_by(store: BlocklistStore) -> BlockedBy:
     """The check of :data:`BlockedBy` over ``store``: a dictionary lookup for an account that
     blocks nobody, the match of §3.1 only for one that does."""
 
-    def blocked(recipient: JID, sender: JID) -> bool:
+    def blocked(recipient: JID, sender_of: Callable[[], JID]) -> bool:
         # §3.3: stanzas from a blocked JID are not delivered; one's own are never blocked.
-        if not store.has_blocklist(recipient) or sender.bare == recipient.bare:
+        if not store.has_blocklist(recipient):
             return False
-        return matches(store.blocklist(recipient), sender)
+        sender = sender_of()
+        return sender.bare != recipient.bare and matches(store.blocklist(recipient), sender)
 
     return blocked
 

@@ -103,7 +103,7 @@ class PubSubComponent(Module):
     def __init__(self, *, config: Config, store: PubSubStore, router: Router,
                  sessions: SessionRegistry, hooks: HookBus, presence: PresenceView | None,
                  disco_registry: DiscoRegistry,
-                 blocked: Callable[[JID, JID], bool] | None = None) -> None:
+                 blocked: Callable[[JID, Callable[[], JID]], bool] | None = None) -> None:
         super().__init__()
         self.blocked = blocked  # XEP-0191 for notifications (xep0191_blocking.blocked_by)
         self.config = config

@@ -180,7 +180,7 @@ class NotificationSender:
     """Turns notifications into messages and hands them to sessions or the router."""
 
     def __init__(self, router: Router, sessions: SessionRegistry, hooks: HookBus,
-                 blocked: Callable[[JID, JID], bool] | None = None) -> None:
+                 blocked: Callable[[JID, Callable[[], JID]], bool] | None = None) -> None:
         self.router = router
         self.sessions = sessions
         self.hooks = hooks
@@ -339,11 +339,17 @@ class NotificationSender:
         messages go straight to sessions, past the router's ``message/pre`` filter). No error
         goes back: the sender is one of this server's own services."""
         assert self.blocked is not None
-        if variant is None:
-            variant = _Variant(b"", b"")
-            variant.element = etree.fromstring(data, _PARSER)
+        known = variant
+
+        def sender() -> JID:
+            nonlocal known
+            if known is None:  # parsed only for a recipient who blocks someone
+                known = _Variant(b"", b"")
+                known.element = etree.fromstring(data, _PARSER)
+            return known.sender()
+
         try:
-            return self.blocked(to, variant.sender())
+            return self.blocked(to, sender)
         except InvalidJID:
             return False
 
