@@ -59,6 +59,10 @@ class FeedFarm:
     in_flight: dict[str, int] = field(default_factory=dict)
     max_in_flight: dict[str, int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    stalled: str = ""  # an instance whose fetches are held until released
+    stalled_now: int = 0
+    answered: dict[str, float] = field(default_factory=dict)  # instance -> its last answer
+    released: threading.Event = field(default_factory=threading.Event)
     servers: list[ThreadingHTTPServer] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -108,16 +112,34 @@ class FeedFarm:
             feed.guids = [*feed.guids, guid][-5:]
             feed.version += 1
 
+    def stall(self, instance: str) -> None:
+        """Hold ``instance``'s fetches from now on: it then surely holds leases when killed,
+        and once its last answered fetch is well past, it is not half-way through publishing
+        what that fetch brought."""
+        self.released.clear()
+        self.stalled = instance
+
+    def release(self) -> None:
+        self.stalled = ""
+        self.released.set()
+
     def serve(self, request: BaseHTTPRequestHandler) -> None:
         start = time.time()
         host = request.headers.get("Host", "").split(":")[0]
         match = UA_INSTANCE.search(request.headers.get("User-Agent", ""))
+        instance = match.group(1) if match else ""
         i = int(request.path.rsplit("/", 1)[-1].removesuffix(".xml"))
         with self.lock:
             self.in_flight[host] = busy = self.in_flight.get(host, 0) + 1
             self.max_in_flight[host] = max(self.max_in_flight.get(host, 0), busy)
             etag, body = self.etag(i), self.document(i)
+        status = 0
         try:
+            if instance and instance == self.stalled:
+                with self.lock:
+                    self.stalled_now += 1
+                self.released.wait(timeout=60.0)
+                return  # the fetching instance is gone: nothing is answered
             if self.delay:
                 time.sleep(self.delay)
             if request.headers.get("If-None-Match") == etag:
@@ -138,8 +160,10 @@ class FeedFarm:
         finally:
             with self.lock:
                 self.in_flight[host] -= 1
-                self.fetches.append(Fetch(i, host, match.group(1) if match else "", start,
-                                          time.time(), status))
+                end = time.time()
+                self.fetches.append(Fetch(i, host, instance, start, end, status))
+                if status:
+                    self.answered[instance] = end
 
 
 def overlapping_fetches(fetches: Sequence[Fetch]) -> list[tuple[Fetch, Fetch]]:
