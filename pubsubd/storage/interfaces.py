@@ -11,7 +11,7 @@ writes through to durable storage before updating memory.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
@@ -43,6 +43,7 @@ __all__ = [
     "MucStore",
     "OfflineStore",
     "Page",
+    "per_archive",
     "Prefs",
     "PrivateStore",
     "PubSubStore",
@@ -224,14 +225,31 @@ class ArchivedMessage(NamedTuple):
     """One message to store in ``owner``'s archive; ``stamp`` in microseconds since the epoch,
     ``remote`` the other party (the recipient of an outgoing message, else the sender).
 
-    A named tuple: two are made for every chat message, and a tuple is built in a fraction of
-    the time a frozen dataclass takes."""
+    ``sender`` set: a message between two local users that both archive, stored once for both
+    archives (one row, one id): ``owner`` is the sender's bare JID, ``remote`` the recipient as
+    addressed, and the message is also in the archive of ``remote.bare``, where the other
+    party is ``sender`` (the sender's full JID). Ids are unique within an archive, not across
+    archives (XEP-0359 §3), so sharing one is allowed.
+
+    A named tuple: one is made for every archived message, and a tuple is built in a fraction
+    of the time a frozen dataclass takes."""
 
     owner: JID
     uid: str
     stamp: int
     remote: JID
     stanza: bytes
+    sender: JID | None = None
+
+
+def per_archive(messages: Sequence[ArchivedMessage]) -> Iterator[ArchivedMessage]:
+    """Each message once per archive it belongs to (a shared one twice), ``sender`` unset."""
+    for m in messages:
+        if m.sender is None:
+            yield m
+        else:
+            yield ArchivedMessage(m.owner, m.uid, m.stamp, m.remote, m.stanza)
+            yield ArchivedMessage(m.remote.bare, m.uid, m.stamp, m.sender, m.stanza)
 
 
 @dataclass(frozen=True, slots=True)

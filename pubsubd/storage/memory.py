@@ -37,6 +37,7 @@ from pubsubd.storage.interfaces import (
     Row,
     StoredRoom,
     UploadRecord,
+    per_archive,
 )
 from pubsubd.stream.sasl import ScramCredentials
 
@@ -277,6 +278,7 @@ class MemoryMamStore:
         self._prefs[owner.bare] = prefs
 
     async def append(self, messages: Sequence[ArchivedMessage], keep: int) -> None:
+        messages = list(per_archive(messages))
         new = {(str(m.owner), m.uid) for m in messages}
         if len(new) < len(messages) or any(uid in self._uids.get(o, ()) for o, uid in new):
             # All or nothing, like the database's unique (owner, uid) index.
