@@ -24,10 +24,8 @@ JID has none, so ``urn:xmpp:mam:2`` is an account feature, not a server feature.
 
 from __future__ import annotations
 
-import base64
 import datetime
 import re
-import secrets
 import time
 from dataclasses import dataclass
 from xml.sax.saxutils import quoteattr
@@ -44,6 +42,7 @@ from pubsubd.core.session import SessionRegistry
 from pubsubd.errors import Condition, StanzaError
 from pubsubd.jid import JID, InvalidJID
 from pubsubd.modules.xep0030_disco import DiscoModule
+from pubsubd.storage.archive_ids import new_uid
 from pubsubd.storage.interfaces import ArchivedMessage, ImStore, MamStore, Page, Prefs, Query
 from pubsubd.xml import builders
 from pubsubd.xml import rsm as xml_rsm
@@ -78,35 +77,6 @@ FLUSH_ROWS = 4000  # ... unless this many wait already: then they are written at
 
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 _MICROSECOND = datetime.timedelta(microseconds=1)
-
-
-_UID_RANDOM = 8  # random bytes in an archive id: 64 bits nobody can guess
-_UID_BATCH = 256  # ids' worth of random bytes drawn from the system's random source at once
-_uid_random = b""
-_uid_offset = 0
-# base64's alphabet permuted into ASCII order, so that ids sort as their bytes do.
-_SORTABLE_B64 = bytes.maketrans(
-    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
-    b"-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz")
-
-
-def new_uid() -> str:
-    """An archive id: unique and unpredictable (XEP-0313 §3, XEP-0359 §3 rule 1).
-
-    20 URL-safe characters: the time in microseconds (7 bytes), then 8 bytes from the
-    operating system's CSPRNG (drawn a batch at a time: one system call per message was a
-    visible share of archiving a chat). The random part makes it unpredictable; the time in
-    front makes ids of one archive sort roughly in arrival order, so the (owner, uid) index
-    grows at its end instead of at random places: a batch of messages then touches a few
-    index pages instead of one per message (fewer pages written to the WAL per commit)."""
-    global _uid_random, _uid_offset
-    offset = _uid_offset
-    if offset >= len(_uid_random):
-        _uid_random = secrets.token_bytes(_UID_RANDOM * _UID_BATCH)
-        offset = 0
-    _uid_offset = offset + _UID_RANDOM
-    raw = (time.time_ns() // 1000).to_bytes(7, "big") + _uid_random[offset:offset + _UID_RANDOM]
-    return base64.b64encode(raw).translate(_SORTABLE_B64).decode("ascii")
 
 
 def strip_stanza_ids(el: etree._Element, by: str) -> None:
@@ -225,6 +195,10 @@ class MamModule(Module):
         # The last local client's message found archivable and free of stanza-ids on its way
         # out: on its way in to a local recipient it needs no second look at its children.
         self._clean: Stanza | None = None
+        # The last local client's message queued for the sender's archive (the stanza, the
+        # queue, its place there): the recipient's archive shares that entry, one row and one
+        # id for both, if the queue has not been written in between.
+        self._open: tuple[Stanza, list[ArchivedMessage], int] | None = None
 
     def setup(self) -> None:
         if not self.config.enabled:
@@ -276,13 +250,15 @@ class MamModule(Module):
             return self.roster.item(owner, remote) is not None
         return prefs.default == "always"
 
-    def _archive(self, owner: JID, uid: str, remote: JID, stanza: bytes) -> None:
+    def _archive(self, message: ArchivedMessage) -> int:
+        """Queue ``message``; its place in the queue."""
         pending = self._pending
-        pending.append(ArchivedMessage(owner, uid, time.time_ns() // 1000, remote, stanza))
+        pending.append(message)
         if len(pending) == 1:
             self._wake.set()
         elif len(pending) >= FLUSH_ROWS:
             self._full.set()
+        return len(pending) - 1
 
     async def _flush(self) -> None:
         async with self._flush_lock:
@@ -306,12 +282,24 @@ class MamModule(Module):
             return False
         if not self._allowed(owner, st.from_):
             return False
+        opened = self._open
+        if opened is not None and opened[0] is st:
+            self._open = None
+            _, queue, place = opened
+            if queue is self._pending:
+                # The sender's archive has it, still queued: one row, one id, for both.
+                sent = queue[place]
+                uid = sent.uid
+                st.wire = with_stanza_id(st.element, uid, by, st.wire)
+                queue[place] = ArchivedMessage(sent.owner, uid, sent.stamp, sent.remote, st.wire,
+                                               st.from_)
+                return False
         uid = new_uid()
         # Archived and delivered alike, serialized once with the stanza-id spliced in: the
         # router delivers these bytes, carbons and offline storage copy them (Stanza.wire).
         # A local sender's message was serialized for its own archive on the way out.
         st.wire = with_stanza_id(st.element, uid, by, st.wire)
-        self._archive(owner, uid, st.from_, st.wire)
+        self._archive(ArchivedMessage(owner, uid, time.time_ns() // 1000, st.from_, st.wire))
         return False
 
     async def _outgoing(self, st: Stanza) -> bool:
@@ -329,7 +317,8 @@ class MamModule(Module):
         uid = new_uid()
         # Kept on the stanza: the recipient's copy is these bytes plus its stanza-id.
         st.wire = etree.tostring(st.element, with_tail=False)
-        self._archive(owner, uid, to, st.wire)
+        place = self._archive(ArchivedMessage(owner, uid, time.time_ns() // 1000, to, st.wire))
+        self._open = (st, self._pending, place)
         # XEP-0313 §3.5: the sent carbon copies carry it; the contact may not see it, so it is
         # not added to the message itself.
         st.archive_id = uid

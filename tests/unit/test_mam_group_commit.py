@@ -78,10 +78,10 @@ def run_with_server(tmp_path: Path, test) -> None:  # type: ignore[no-untyped-de
 def test_a_full_batch_is_written_without_waiting(tmp_path: Path) -> None:
     async def test(srv: Server, mam: MamModule, clock: trio.testing.MockClock) -> None:
         alice, _ = bind(srv, ALICE), bind(srv, BOB)
-        # Each message goes to both archives: FLUSH_ROWS rows fill a batch.
-        await chat(srv, alice, FLUSH_ROWS // 2)
-        assert await archived(mam, BOB) == FLUSH_ROWS // 2
-        assert await archived(mam, ALICE) == FLUSH_ROWS // 2
+        # Each message is one row for both archives: FLUSH_ROWS messages fill a batch.
+        await chat(srv, alice, FLUSH_ROWS)
+        assert await archived(mam, BOB) == FLUSH_ROWS
+        assert await archived(mam, ALICE) == FLUSH_ROWS
 
     run_with_server(tmp_path, test)
 
