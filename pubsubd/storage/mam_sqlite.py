@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from pubsubd.jid import JID
 from pubsubd.storage.archive_ids import seq_of
@@ -186,15 +186,13 @@ class SqliteMamStore:
                 added[remote_bare] = added.get(remote_bare, 0) + 1
             added[owner] = added.get(owner, 0) + 1
         self._last_seq = last
-        step = _CHUNK * _WIDTH
-        whole = len(params) // step * step
-        rest = (len(params) - whole) // _WIDTH
 
-        def write(conn: sqlite3.Connection) -> None:
-            for start in range(0, whole, step):
-                conn.execute(_INSERT_CHUNK, params[start:start + step])
-            if rest:
-                conn.execute(_insert(rest), params[whole:])
+        def chunk(start: int, end: int) -> Callable[[sqlite3.Connection], None]:
+            rows = (end - start) // _WIDTH
+            sql = _INSERT_CHUNK if rows == _CHUNK else _insert(rows)
+            return lambda conn: conn.execute(sql, params[start:end])
+
+        def trim(conn: sqlite3.Connection) -> None:
             for owner, count in added.items():
                 size = self._sizes.get(owner)
                 if size is None:
@@ -211,7 +209,12 @@ class SqliteMamStore:
                     size = keep
                 self._sizes[owner] = size
 
-        await self.db.run(write)
+        # A slice of _CHUNK rows (about a millisecond) at a time, on the event loop's thread
+        # (see Database.write_in_slices: cheaper than the database thread for many rows).
+        step = _CHUNK * _WIDTH
+        slices = [chunk(start, min(start + step, len(params)))
+                  for start in range(0, len(params), step)]
+        await self.db.write_in_slices([*slices, trim])
 
     async def seqs(self, owner: JID, uids: Sequence[str]) -> dict[str, int]:
         """The sequence numbers of those of ``uids`` that are in ``owner``'s archive."""

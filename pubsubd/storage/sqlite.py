@@ -13,11 +13,12 @@ import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
 import trio
+import trio.lowlevel
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -82,6 +83,8 @@ class Database:
         """
         with self._thread_lock:
             conn = self.conn
+            if conn.in_transaction:  # a write_in_slices of the event loop is under way
+                raise RuntimeError("run_sync during a sliced write: use run()")
             conn.execute("BEGIN" if readonly else "BEGIN IMMEDIATE")
             try:
                 result = fn(conn)
@@ -96,6 +99,34 @@ class Database:
         if readonly:
             return await trio.to_thread.run_sync(self._read_sync, fn, limiter=self._limiter)
         return await trio.to_thread.run_sync(self.run_sync, fn, limiter=self._limiter)
+
+    async def write_in_slices(self, slices: Iterable[Callable[[sqlite3.Connection], None]]
+                              ) -> None:
+        """Run ``slices`` in one write transaction on the event loop's own thread, letting other
+        tasks run between two slices; other database work waits until the commit.
+
+        For a large write of many small rows (a burst of archived messages): on the database
+        thread, each statement's release of the interpreter lock, with the event loop busy,
+        became a thread switch, which cost more CPU than the rows themselves. A slice should
+        take no more than a millisecond or two, so the loop is never held for long. Not
+        cancellable once started: what was promised is written.
+        """
+        with trio.CancelScope(shield=True):
+            async with self._limiter:
+                conn = self.conn
+                with self._thread_lock:
+                    conn.execute("BEGIN IMMEDIATE")
+                try:
+                    for work in slices:
+                        with self._thread_lock:
+                            work(conn)
+                        await trio.lowlevel.checkpoint()
+                    with self._thread_lock:
+                        conn.execute("COMMIT")
+                except BaseException:
+                    with self._thread_lock:
+                        conn.execute("ROLLBACK")
+                    raise
 
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """``run(fn, readonly=True)``: ``fn`` only reads."""
