@@ -5,14 +5,15 @@ Archiving happens in two hooks, so each archive gets a message exactly once (XEP
 ``message/pre`` keeps a local client's message in the sender's archive (except messages to
 the sender's own account, which arrive through the other path), and ``message/in`` keeps a
 message about to be delivered to a local user in the recipient's archive and stamps it with
-the archive id. Writes are queued and committed in batches by one background task, so
-routing never waits for the disk; a query first commits whatever is queued, so a client never
-misses in its archive a message it was already given.
+the archive id. A message between two local users that both archive it is queued once, for
+both archives, with one id (the store writes one row for both). Writes are queued and
+committed in batches by one background task, so routing never waits for the disk; a query
+first commits whatever is queued, so a client never misses in its archive a message it was
+already given.
 
 Group commit: a batch is written after FLUSH_DELAY or once FLUSH_ROWS messages wait, whichever
 comes first. SQLite's cost per archived message falls steeply with the batch size (each commit
-writes every index page it touched to the WAL: ~33 us a message in batches of 50, ~13 us in
-batches of 1,000, ~10 us in batches of 4,000), and nothing is promised about a message's
+writes every index page it touched to the WAL), and nothing is promised about a message's
 archiving before a query asks: an XEP-0198 ack of the sender's stanza promises its receipt,
 not its archiving. What a process killed with ``kill -9`` loses is the queue of the last
 FLUSH_DELAY at most; every committed batch survives it (WAL with ``synchronous=NORMAL``, see
