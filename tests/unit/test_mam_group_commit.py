@@ -18,7 +18,7 @@ from pubsubd.config import loads
 from pubsubd.core.session import Session
 from pubsubd.jid import JID
 from pubsubd.modules.xep0313_mam import FLUSH_DELAY, FLUSH_ROWS, MamModule
-from pubsubd.storage.interfaces import Query
+from pubsubd.storage.interfaces import Prefs, Query
 from pubsubd.xml import builders
 
 ALICE = JID.parse("alice@example.test/desk")
@@ -100,5 +100,27 @@ def test_a_burst_waits_for_the_delay_or_a_query(tmp_path: Path) -> None:
         builders.child(query, "urn:xmpp:mam:2", "query")
         await srv.ctx.router.route_from_client(srv.ctx.sessions.get(BOB), query)  # type: ignore[arg-type]
         assert await archived(mam, BOB) == 15
+
+    run_with_server(tmp_path, test)
+
+
+def test_a_message_between_two_local_archives_is_kept_once(tmp_path: Path) -> None:
+    """One queued entry and one id for the sender's and the recipient's archive; a recipient
+    whose preferences refuse the sender keeps nothing, the sender's copy stays."""
+
+    async def test(srv: Server, mam: MamModule, clock: trio.testing.MockClock) -> None:
+        alice, _ = bind(srv, ALICE), bind(srv, BOB)
+        await chat(srv, alice, 1)
+        assert len(mam._pending) == 1
+        await mam._flush()
+        ids = [(await mam.store.page(Query(owner.bare), 10)).rows[0].uid
+               for owner in (ALICE, BOB)]
+        assert ids[0] == ids[1]
+
+        await mam.store.set_prefs(BOB, Prefs("always", never=frozenset({str(ALICE.bare)})))
+        await chat(srv, alice, 1)
+        await mam._flush()
+        assert await archived(mam, ALICE) == 2
+        assert await archived(mam, BOB) == 1
 
     run_with_server(tmp_path, test)
