@@ -89,9 +89,16 @@ _INSERT = (
     " out_with_full, in_owner, in_with_bare, in_with_full)"
     " VALUES (%s, %s, %s, 1, %s, %s, %s, %s, %s, %s)")
 
-# The seqs of an archive (both sides, in seq order), as a subquery; args (owner, owner).
-_ARCHIVE = ("SELECT seq FROM mam_archive WHERE out_owner = %s"
-            " UNION ALL SELECT seq FROM mam_archive WHERE in_owner = %s")
+
+def _ordered(columns: str, out_where: str, in_where: str, order: str) -> str:
+    """The first rows in ``order`` of the out-side rows matching ``out_where`` and the in-side
+    ones matching ``in_where``; the arguments are those of ``out_where``, the limit, those of
+    ``in_where``, the limit, the limit. Each side takes its own first rows along its index
+    and the two merge (PostgreSQL 15 sorts the whole of a plain UNION ALL instead)."""
+    return (f"(SELECT {columns} FROM mam_archive WHERE {out_where} ORDER BY seq {order}"
+            f" LIMIT %s) UNION ALL (SELECT {columns} FROM mam_archive WHERE {in_where}"
+            f" ORDER BY seq {order} LIMIT %s) ORDER BY seq {order} LIMIT %s")
+
 
 # Messages of an archive by id: through mam_by_uid, or by the seq the id carries (rows
 # imported with by_uid 0); args (uids, owner, owner, seqs, uids, owner, owner).
@@ -240,8 +247,9 @@ class PgMamStore:
                 else:
                     size += count
                 if size > keep + MAM_TRIM_SLACK or (size > keep and keep < MAM_TRIM_SLACK):
-                    row = conn.execute(f"{_ARCHIVE} ORDER BY seq DESC LIMIT 1 OFFSET %s",
-                                       (owner, owner, keep)).fetchone()
+                    row = conn.execute(
+                        _ordered("seq", "out_owner = %s", "in_owner = %s", "DESC")
+                        + " OFFSET %s", (owner, keep + 1, owner, keep + 1, 1, keep)).fetchone()
                     if row is not None:
                         cutoffs[owner] = int(row[0])
                     size = keep
@@ -274,11 +282,10 @@ class PgMamStore:
                 _where(side, query, found) for side in ("out", "in"))
             rows = [Row(int(seq), uid, int(stamp), bytes(stanza))
                     for seq, uid, stamp, stanza in conn.execute(
-                        f"SELECT seq, uid, stamp, stanza FROM mam_archive"  # noqa: S608
-                        f" WHERE {out_where}{paging} UNION ALL"
-                        f" SELECT seq, uid, stamp, stanza FROM mam_archive"
-                        f" WHERE {in_where}{paging} ORDER BY seq {order} LIMIT %s",
-                        (*out_args, *paging_args, *in_args, *paging_args, limit + 1))]
+                        _ordered("seq, uid, stamp, stanza", out_where + paging,
+                                 in_where + paging, order),
+                        (*out_args, *paging_args, limit + 1, *in_args, *paging_args,
+                         limit + 1, limit + 1))]
             complete = len(rows) <= limit
             rows = rows[:limit]
             if backward:
@@ -298,12 +305,11 @@ class PgMamStore:
 
     async def bounds(self, owner: JID) -> tuple[Row, Row] | None:
         bare = str(owner.bare)
-        ends = ("SELECT seq, uid, stamp FROM mam_archive WHERE out_owner = %s UNION ALL"
-                " SELECT seq, uid, stamp FROM mam_archive WHERE in_owner = %s ORDER BY seq")
 
         def read(conn: psycopg.Connection) -> tuple[Row, Row] | None:
-            first = conn.execute(f"{ends} ASC LIMIT 1", (bare, bare)).fetchone()
-            last = conn.execute(f"{ends} DESC LIMIT 1", (bare, bare)).fetchone()
+            first, last = (conn.execute(
+                _ordered("seq, uid, stamp", "out_owner = %s", "in_owner = %s", order),
+                (bare, 1, bare, 1, 1)).fetchone() for order in ("ASC", "DESC"))
             if first is None or last is None:
                 return None
             return (Row(int(first[0]), first[1], int(first[2]), b""),
