@@ -123,6 +123,8 @@ def _row(m: ArchivedMessage) -> tuple[object, ...]:
 def _lookup(conn: psycopg.Connection, owner: str, uids: Sequence[str]) -> dict[str, int]:
     """The seqs of those of ``uids`` that are in ``owner``'s archive."""
     uids = list(uids)
+    if not uids:
+        return {}
     carried = [seq for seq in map(seq_of, uids) if seq is not None]
     return {str(uid): int(seq) for uid, seq in conn.execute(
         _BY_UID, (uids, owner, owner, carried, uids, owner, owner))}
