@@ -52,7 +52,8 @@ TABLES = (
     _t("offline_messages", "id, owner, stanza", "id"),
     _t("blocklist", "owner, blocked", "owner, blocked"),
     _t("vcards", "owner, vcard", "owner"),
-    _t("mam_messages", "seq, owner, uid, stamp, with_bare, with_full, stanza", "seq"),
+    _t("mam_archive", "seq, uid, stamp, stanza, by_uid, out_owner, out_with_bare,"
+       " out_with_full, in_owner, in_with_bare, in_with_full", "seq"),
     _t("mam_prefs", "owner, default_policy, always, never", "owner"),
     _t("muc_rooms", "room, config, subject, subject_nick", "room"),
     _t("muc_affiliations", "room, jid, affiliation, nick", "room, jid"),
@@ -161,7 +162,7 @@ class _Connection:
     def set_counters(self, item_sequence: int) -> None:
         """Move every counter past the imported rows."""
         if self.postgres:
-            for table, column in (("mam_messages", "seq"), ("offline_messages", "id"),
+            for table, column in (("mam_archive", "seq"), ("offline_messages", "id"),
                                   ("pubsub_subscriptions", "pos")):
                 self.conn.execute(
                     f"SELECT setval(pg_get_serial_sequence('{table}', '{column}'),"

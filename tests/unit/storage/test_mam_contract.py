@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from pubsubd.jid import JID
+from pubsubd.storage.archive_ids import new_uid
 from pubsubd.storage.interfaces import (
     MAM_TRIM_SLACK,
     ArchivedMessage,
@@ -188,3 +189,96 @@ async def test_archive_survives_reopening(backend: Backend) -> None:
     assert await mam.page(Query(ALICE), 10) == before
     await mam.append([msg(9)], KEEP_ALL)
     assert (await mam.seqs(ALICE, ["id9"]))["id9"] > before.rows[-1].seq
+
+
+# --- one message kept once for both local parties' archives (ArchivedMessage.sender) --------
+
+BOB = BOB_PHONE.bare
+ALICE_DESK = JID.parse("alice@example.org/desk")
+
+
+def shared(n: int, uid: str | None = None) -> ArchivedMessage:
+    """Message ``n`` from Alice's desk to Bob's phone, in both archives."""
+    return ArchivedMessage(ALICE, uid or new_uid(), 1_000_000 * n, BOB_PHONE,
+                           f"<m n='{n}'/>".encode(), sender=ALICE_DESK)
+
+
+async def test_a_shared_message_is_in_both_archives_under_one_id(backend: Backend) -> None:
+    mam = backend.stores.mam
+    both = shared(1)
+    await mam.append([msg(0, CAROL), both, msg(2, CAROL, owner=BOB)], KEEP_ALL)
+    assert await uids(mam, Query(ALICE)) == ["id0", both.uid]
+    assert await uids(mam, Query(BOB)) == [both.uid, "id2"]
+    # Each archive sees the other party: Bob for Alice, Alice's desk for Bob.
+    assert await uids(mam, Query(ALICE, with_bare=str(BOB))) == [both.uid]
+    assert await uids(mam, Query(ALICE, with_full=str(BOB_PHONE))) == [both.uid]
+    assert await uids(mam, Query(ALICE, with_bare=str(ALICE))) == []
+    assert await uids(mam, Query(BOB, with_bare=str(ALICE))) == [both.uid]
+    assert await uids(mam, Query(BOB, with_full=str(ALICE_DESK))) == [both.uid]
+    assert await uids(mam, Query(BOB, with_full=str(BOB_PHONE))) == []
+    assert await uids(mam, Query(BOB, with_bare=str(BOB))) == []
+    assert await uids(mam, Query(BOB, uids=(both.uid, "id0"))) == [both.uid]
+    alice, bob = await mam.page(Query(ALICE), 10), await mam.page(Query(BOB), 10)
+    assert (alice.count, bob.count) == (2, 2)
+    assert alice.rows[1].stanza == bob.rows[0].stanza == b"<m n='1'/>"
+    assert set(await mam.seqs(ALICE, [both.uid, "id2"])) == {both.uid}
+    assert set(await mam.seqs(BOB, [both.uid, "id0"])) == {both.uid}
+    bounds = await mam.bounds(BOB)
+    assert bounds is not None and (bounds[0].uid, bounds[1].uid) == (both.uid, "id2")
+    first = await mam.page(Query(BOB), 1, backward=True)
+    assert ([r.uid for r in first.rows], first.count, first.first_index) == (["id2"], 2, 1)
+    again = await backend.reopen().mam.page(Query(BOB), 10)
+    assert [r.uid for r in again.rows] == [both.uid, "id2"]
+
+
+async def test_trimming_one_archive_leaves_the_other_partys_copy(mam: MamStore) -> None:
+    chat = [shared(n) for n in range(4)]
+    await mam.append(chat, KEEP_ALL)
+    await mam.append([msg(10, CAROL), msg(11, CAROL)], keep=2)  # Alice's archive only
+    assert await uids(mam, Query(ALICE)) == ["id10", "id11"]
+    assert await uids(mam, Query(BOB)) == [m.uid for m in chat]
+    assert await mam.seqs(ALICE, [chat[0].uid]) == {}
+    assert set(await mam.seqs(BOB, [chat[0].uid])) == {chat[0].uid}
+    await mam.append([msg(12, CAROL, owner=BOB)], keep=1)  # Bob's archive only
+    assert await uids(mam, Query(BOB)) == ["id12"]
+    assert await uids(mam, Query(ALICE)) == ["id10", "id11"]
+    late = shared(13)
+    await mam.append([late], keep=2)  # both archives, each trimmed to its newest two
+    assert await uids(mam, Query(ALICE)) == ["id11", late.uid]
+    assert await uids(mam, Query(BOB)) == ["id12", late.uid]
+
+
+async def test_forgetting_one_party_leaves_the_others_copy(backend: Backend) -> None:
+    mam = backend.stores.mam
+    chat = [shared(n) for n in range(3)]
+    await mam.append([*chat, msg(5, CAROL)], KEEP_ALL)
+    await mam.forget(ALICE_DESK)
+    assert await mam.bounds(ALICE) is None
+    assert await uids(mam, Query(BOB, with_full=str(ALICE_DESK))) == [m.uid for m in chat]
+    assert await uids(backend.reopen().mam, Query(BOB)) == [m.uid for m in chat]
+    mam = backend.stores.mam
+    await mam.forget(BOB)
+    assert await mam.bounds(BOB) is None and await mam.bounds(ALICE) is None
+    await mam.append([shared(7, chat[0].uid)], KEEP_ALL)  # the id is free again in both
+    assert await uids(mam, Query(ALICE)) == await uids(mam, Query(BOB)) == [chat[0].uid]
+
+
+async def test_generated_and_chosen_ids_both_find_their_messages(mam: MamStore) -> None:
+    generated = [new_uid() for _ in range(3)]
+    await mam.append([ArchivedMessage(ALICE, generated[0], 0, CAROL, b"<a/>"), msg(1),
+                      ArchivedMessage(ALICE, generated[1], 2, BOB_DESK, b"<c/>"),
+                      ArchivedMessage(BOB, generated[2], 3, CAROL, b"<d/>")], KEEP_ALL)
+    page = await mam.page(Query(ALICE), 10)
+    assert [r.uid for r in page.rows] == [generated[0], "id1", generated[1]]
+    found = await mam.seqs(ALICE, [*generated, "id1", "id9"])
+    assert found == {r.uid: r.seq for r in page.rows}  # not Bob's generated id
+    assert set(await mam.seqs(BOB, generated)) == {generated[2]}
+    # The same position with another random part is no id of this archive (archive_ids).
+    forged = generated[0][:10] + ("A" if generated[0][10] != "A" else "B") + generated[0][11:]
+    assert await mam.seqs(ALICE, [forged]) == {}
+    assert await uids(mam, Query(ALICE, uids=(generated[1], forged, "id1"))) == [
+        "id1", generated[1]]
+    assert await mam.replace_stanza(ALICE, generated[1], b"<tombstone/>")
+    assert not await mam.replace_stanza(ALICE, generated[2], b"<x/>")  # Bob's, not Alice's
+    assert (await mam.page(Query(ALICE, uids=(generated[1],)), 10)).rows[0].stanza == (
+        b"<tombstone/>")

@@ -21,6 +21,7 @@ from pubsubd.pubsub.model import MessageType, Node, NodeConfig, Subscription
 from pubsubd.pubsub.notifications import Recipient
 from pubsubd.pubsub.store import NewItem
 from pubsubd.storage import transfer
+from pubsubd.storage.archive_ids import new_uid
 from pubsubd.storage.backends import Stores, open_backend
 from pubsubd.storage.interfaces import (
     ArchivedMessage,
@@ -32,8 +33,10 @@ from pubsubd.storage.interfaces import (
     StoredRoom,
     UploadRecord,
 )
+from tests.pg import Cluster
 
 ALICE, BOB = JID.parse("alice@example.org"), JID.parse("bob@example.org/phone")
+ALICE_DESK = JID.parse("alice@example.org/desk")
 SVC = "pubsub.example.org"
 WHEN = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 UPLOAD = UploadRecord("slot1", "alice@example.org", "cat.jpg", 1234, "image/jpeg", 10.0)
@@ -62,6 +65,11 @@ async def populate(stores: Stores) -> None:
     await stores.mam.append([ArchivedMessage(ALICE, f"uid{i}", 1_000_000 + i, BOB,
                                              f"<message>{i}</message>".encode())
                              for i in range(5)], keep=100)
+    # Alice's message to Bob kept once for both archives, and one of Bob's own.
+    await stores.mam.append([ArchivedMessage(ALICE, new_uid(), 1_000_010, BOB,
+                                             b"<message>shared</message>", sender=ALICE_DESK),
+                             ArchivedMessage(BOB.bare, "b1", 1_000_011, ALICE_DESK,
+                                             b"<message>to bob</message>")], keep=100)
     await stores.muc.save(StoredRoom("room@muc.example.org", {"name": "Room", "public": True},
                                      "Hello", "alice", {"alice@example.org": "owner"},
                                      {"alice@example.org": "ally"}))
@@ -104,6 +112,8 @@ async def snapshot(stores: Stores) -> dict[str, Any]:
         "prefs": stores.mam.prefs(ALICE),
         "mam": await stores.mam.page(Query(ALICE), 10),
         "mam_bounds": await stores.mam.bounds(ALICE),
+        "mam_bob": await stores.mam.page(Query(BOB.bare), 10),
+        "mam_bob_with_alice": await stores.mam.page(Query(BOB, with_full=str(ALICE_DESK)), 10),
         "muc": (await stores.muc.load("room@muc.example.org"), await stores.muc.public_rooms()),
         "private": await stores.private.get(ALICE, "storage:bookmarks", "storage"),
         "motd": await stores.motd.get(),
@@ -132,7 +142,7 @@ async def test_sqlite_to_postgres_and_back_keeps_every_store(pg_url: str,
 
     dump = io.StringIO()
     exported = transfer.export(sqlite, tmp_path, dump)
-    assert exported["mam_messages"] == 5 and exported["feed_contact"] == 1
+    assert exported["mam_archive"] == 7 and exported["feed_contact"] == 1
     assert exported["upload_files"] == exported["websub_leases"] == 1
     postgres = StorageConfig(url=pg_url)
     imported = transfer.import_(postgres, tmp_path, io.StringIO(dump.getvalue()))
@@ -146,9 +156,7 @@ async def test_sqlite_to_postgres_and_back_keeps_every_store(pg_url: str,
                                             None)
         assert more.items[0].seq > max(i.seq for i in await before.pubsub.get_items(SVC,
                                                                                      "news"))
-        await after.mam.append([ArchivedMessage(ALICE, "later", 2_000_000, BOB, b"<m/>")], 100)
-        page = await after.mam.page(Query(ALICE), 10)
-        assert page.rows[-1].uid == "later" and page.rows[-1].seq > page.rows[-2].seq
+        await _archives_continue(after)
     finally:
         before.close()
         after.close()
@@ -161,6 +169,42 @@ async def test_sqlite_to_postgres_and_back_keeps_every_store(pg_url: str,
     again = io.StringIO()
     transfer.export(returned, tmp_path, again)
     assert again.getvalue().splitlines()[1:] == back.getvalue().splitlines()[1:]
+
+
+async def _archives_continue(stores: Stores) -> None:
+    """Both archives of the shared message came over, and later messages follow them."""
+    alice = await stores.mam.page(Query(ALICE), 10)
+    bob = await stores.mam.page(Query(BOB.bare), 10)
+    assert [r.stanza for r in alice.rows][-1] == bob.rows[0].stanza == (
+        b"<message>shared</message>")
+    assert alice.rows[-1].uid == bob.rows[0].uid and [r.uid for r in bob.rows][1:] == ["b1"]
+    later = ArchivedMessage(ALICE, new_uid(), 2_000_000, BOB, b"<m/>", sender=ALICE_DESK)
+    await stores.mam.append([later], 100)
+    for owner, before in ((ALICE, alice), (BOB.bare, bob)):
+        page = await stores.mam.page(Query(owner), 10)
+        assert page.rows[:-1] == before.rows
+        assert page.rows[-1].uid == later.uid and page.rows[-1].seq > before.rows[-1].seq
+
+
+async def test_postgres_to_postgres_keeps_every_store(pg_cluster: Cluster,
+                                                      tmp_path: Path) -> None:
+    source = StorageConfig(url=pg_cluster.new_database())
+    stores = open_backend(source, tmp_path)
+    await populate(stores)
+    stores.close()
+    dump = io.StringIO()
+    exported = transfer.export(source, tmp_path, dump)
+    assert exported["mam_archive"] == 7
+    target = StorageConfig(url=pg_cluster.new_database())
+    assert transfer.import_(target, tmp_path, io.StringIO(dump.getvalue())) == {
+        table: n for table, n in exported.items() if n}
+    before, after = open_backend(source, tmp_path), open_backend(target, tmp_path)
+    try:
+        assert await snapshot(after) == await snapshot(before)
+        await _archives_continue(after)
+    finally:
+        before.close()
+        after.close()
 
 
 async def test_import_refuses_storage_that_holds_data(tmp_path: Path) -> None:
