@@ -190,7 +190,11 @@ class SqliteMamStore:
         def chunk(start: int, end: int) -> Callable[[sqlite3.Connection], None]:
             rows = (end - start) // _WIDTH
             sql = _INSERT_CHUNK if rows == _CHUNK else _insert(rows)
-            return lambda conn: conn.execute(sql, params[start:end])
+
+            def write(conn: sqlite3.Connection) -> None:
+                conn.execute(sql, params[start:end])
+
+            return write
 
         def trim(conn: sqlite3.Connection) -> None:
             for owner, count in added.items():
