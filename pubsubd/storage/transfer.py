@@ -96,6 +96,18 @@ class TransferError(RuntimeError):
     pass
 
 
+def _archive_row_of_old_layout(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A ``mam_messages`` row of an export made before archives shared rows (seq, owner, uid,
+    stamp, with_bare, with_full, stanza) as the ``mam_archive`` row the upgrade makes of it:
+    on the in side, found by its id."""
+    seq, owner, uid, stamp, with_bare, with_full, stanza = row
+    return (seq, uid, stamp, stanza, 1, None, None, None, owner, with_bare, with_full)
+
+
+# Tables of older exports: the table their rows go to now, and how a row is converted.
+_OLD_TABLES = {"mam_messages": ("mam_archive", _archive_row_of_old_layout)}
+
+
 def _encode(value: object) -> object:
     if isinstance(value, bytes | memoryview):
         return {"b64": base64.b64encode(bytes(value)).decode("ascii")}
@@ -233,14 +245,18 @@ def import_(settings: StorageSettings, base_dir: Path, lines: Iterable[str]) -> 
         current: Table | None = None
         for line in it:
             record = json.loads(line)
+            row = tuple(_decode(v) for v in record["r"])
             table = by_name.get(record["t"])
+            if table is None and record["t"] in _OLD_TABLES:
+                name, convert = _OLD_TABLES[record["t"]]
+                table, row = by_name[name], convert(row)
             if table is None:
                 raise TransferError(f"unknown table {record['t']!r} in the export")
             if table is not current:
                 if current is not None and pending:
                     conn.insert(current, pending)
                 current, pending = table, []
-            pending.append(tuple(_decode(v) for v in record["r"]))
+            pending.append(row)
             counts[table.name] = counts.get(table.name, 0) + 1
             if len(pending) >= BATCH:
                 conn.insert(table, pending)

@@ -4,6 +4,7 @@ PostgreSQL (and back) with every store reading the same content."""
 from __future__ import annotations
 
 import io
+import json
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
@@ -216,6 +217,24 @@ async def test_import_refuses_storage_that_holds_data(tmp_path: Path) -> None:
     transfer.export(sqlite, tmp_path, dump)
     with pytest.raises(transfer.TransferError, match="already holds data.*accounts"):
         transfer.import_(sqlite, tmp_path, io.StringIO(dump.getvalue()))
+
+
+async def test_an_export_of_the_older_archive_layout_imports(tmp_path: Path) -> None:
+    """Rows of ``mam_messages`` (exports made before archives shared rows) land in
+    ``mam_archive`` with their ids and order."""
+    header = {"format": transfer.FORMAT, "version": transfer.VERSION}
+    rows = [[seq, str(ALICE), f"old{seq}", 1_000_000 + seq, str(BOB.bare), str(BOB),
+             {"b64": "PG0vPg=="}] for seq in (3, 7)]
+    lines = [json.dumps(header)] + [json.dumps({"t": "mam_messages", "r": r}) for r in rows]
+    target = StorageConfig(path="new.sqlite3")
+    assert transfer.import_(target, tmp_path, lines) == {"mam_archive": 2}
+    stores = open_backend(target, tmp_path)
+    try:
+        page = await stores.mam.page(Query(ALICE, with_bare=str(BOB.bare)), 10)
+        assert [(r.uid, r.stanza) for r in page.rows] == [("old3", b"<m/>"), ("old7", b"<m/>")]
+        assert list(await stores.mam.seqs(ALICE, ["old7"])) == ["old7"]
+    finally:
+        stores.close()
 
 
 def test_the_table_list_covers_every_table_and_column_of_both_backends(
