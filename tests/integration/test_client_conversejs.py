@@ -44,18 +44,27 @@ COMMANDS = "feeds@pubsub.localhost"
 USER, PASSWORD = "carol", "secret12"
 FEED_TITLE = "Converse Test Feed"
 PUBLISHED = {"first-news": 1_700_000_000, "second-news": 1_700_003_600}
+# A podcast-like enclosure: converse.js renders an audio player for an .mp3 URL.
+ENCLOSURES = {"second-news": "http://example.org/second-news.mp3"}
 
 
 def feed_document(*guids: str) -> str:
-    """An RSS 2.0 feed of the entries named ``guids`` ("Entry <guid>"); an entry reads the same
-    in every version of the document, so only new ones count as news."""
+    """An RSS 2.0 feed of the entries named ``guids`` ("Entry <guid>", linking to
+    :func:`link_of`, with the enclosure of ``ENCLOSURES``); an entry reads the same in every
+    version of the document, so only new ones count as news."""
     items = "".join(
-        f"<item><title>Entry {g}</title><link>http://example.org/{g}</link>"
+        f"<item><title>Entry {g}</title><link>{link_of(g)}</link>"
         f"<guid isPermaLink='false'>{g}</guid>"
+        + (f"<enclosure url='{ENCLOSURES[g]}' type='audio/mpeg' length='1234'/>"
+           if g in ENCLOSURES else "") +
         f"<pubDate>{formatdate(PUBLISHED[g], usegmt=True)}</pubDate>"
         f"<description>About {g}.</description></item>" for g in guids)
     return (f"<?xml version='1.0'?><rss version='2.0'><channel><title>{FEED_TITLE}</title>"
             f"<link>http://example.org/</link><description>d</description>{items}</channel></rss>")
+
+
+def link_of(guid: str) -> str:
+    return f"http://example.org/{guid}"
 
 
 def missing_pieces() -> list[str]:
@@ -209,6 +218,37 @@ class ConverseSession:
             self.messages(jid), f"{what}, in the chat with {jid}", timeout, seen)
         return shown
 
+    def renderings(self, jid: str, url: str) -> str:
+        """A page expression: how the chat with ``jid`` shows ``url`` — ``links``: anchors to
+        it (a link in a body, below it for an XEP-0066 URL, or in an audio player's caption),
+        ``players``: audio players of it, ``texts``: its occurrences in the visible text,
+        ``pending``: bodies or OOB blocks naming it whose rich text is not rendered yet (plain
+        text until converse.js has turned its URLs into links or media)."""
+        return f"""(() => {{
+            const url = {json.dumps(url)};
+            const chat = document.querySelector({json.dumps(chat(jid))});
+            if (!chat) return {{links: 0, players: 0, texts: 0, pending: 0}};
+            const rich = chat.querySelectorAll('converse-chat-message-body, converse-texture');
+            return {{
+                links: [...chat.querySelectorAll('.chat-msg a')].filter(a => a.href === url)
+                    .length,
+                players: [...chat.querySelectorAll('.chat-msg converse-audio-player')]
+                    .filter(p => p.getAttribute('src') === url).length,
+                texts: [...chat.querySelectorAll('.chat-msg')]
+                    .map(m => m.innerText.split(url).length - 1).reduce((a, b) => a + b, 0),
+                pending: [...rich].filter(el => el.textContent.includes(url)
+                    && !el.querySelector('a, converse-audio-player')).length,
+            }};
+        }})()"""
+
+    def wait_rendered(self, jid: str, url: str, what: str) -> dict[str, int]:
+        """Wait until ``url`` is shown in the chat with ``jid`` and nothing naming it is still
+        being rendered; return how it is shown (:meth:`renderings`)."""
+        shown: dict[str, int] = self.browser.wait_for(
+            self.renderings(jid, url), f"{what} rendered", accept=lambda r: (
+                r["links"] >= 1 and r["pending"] == 0))
+        return shown
+
     ROSTER = ("window.pubsubdTest.api.contacts.get().then(cs => cs.map(c => ({"
               "jid: c.get('jid'), name: c.get('nickname') ?? '', groups: c.get('groups') ?? [],"
               " subscription: c.get('subscription') ?? ''})))")
@@ -311,7 +351,9 @@ def test_conversejs_shows_feed_entries_from_the_feed_contact(
         converse: ConverseSession, feeds: ThreadedFeedServer, ws_server: ServerProcess,
         tmp_path: Path) -> None:
     """After `subscribe`, the feed is a contact in the roster and its entries are messages in
-    the conversation with that contact, each shown once."""
+    the conversation with that contact, each shown once — and so is each entry's link and
+    enclosure: converse.js shows an XEP-0066 URL a second time under a body that says more than
+    that URL, so the link is in the body only and the enclosure a message of its own."""
     url = feeds.url("/feed.xml")
     converse.open_chat(COMMANDS)
     converse.say(COMMANDS, f"subscribe {url}")
@@ -337,5 +379,15 @@ def test_conversejs_shows_feed_entries_from_the_feed_contact(
         texts = [m["text"] for m in shown]
         assert sum("Entry first-news" in t for t in texts) == 1, texts
         assert sum("Entry second-news" in t for t in texts) == 1, texts
+
+        # Each link once: as a link in its entry's body, not again below it.
+        for guid in ("first-news", "second-news"):
+            link = converse.wait_rendered(contact, link_of(guid), f"the link of {guid}")
+            assert link == {"links": 1, "players": 0, "texts": 1, "pending": 0}, (guid, link)
+        # The enclosure once: one audio player (whose caption links to it), no second player
+        # under a message, and not as text in the entry's body.
+        enclosure = converse.wait_rendered(contact, ENCLOSURES["second-news"],
+                                           "the enclosure of second-news")
+        assert enclosure["links"] == 1 and enclosure["players"] == 1, enclosure
     finally:
         converse.browser.screenshot(tmp_path / "conversejs-feed-entry.png")

@@ -1,6 +1,7 @@
 """A feed is a contact: ``<short-name>@pubsub.localhost`` in the roster (group "Feeds"), entries
-from it as plain chat messages (body, XEP-0066 link, no pubsub event) that land in the archive,
-its health as presence, its vCard, replies in its conversation, and removal unfollows.
+from it as plain chat messages (the link in the body only, each enclosure a message of its own
+with its XEP-0066 URL, no pubsub event) that land in the archive, its health as presence, its
+vCard, replies in its conversation, and removal unfollows.
 
 Real server, real HTTP feed server, slixmpp clients; every wait is on an event (a message, a
 roster push, an IQ answer) or on ``pubsubd feeds refresh``, which returns once a poll is done.
@@ -46,6 +47,7 @@ VCARD = "vcard-temp"
 DISCO_INFO = "http://jabber.org/protocol/disco#info"
 C = "{jabber:client}"
 RSS = "application/rss+xml"
+MP3 = "http://example.org/n3.mp3"
 
 
 class Pushes:
@@ -112,6 +114,18 @@ def entries_from(inbox: Inbox, contact: str) -> list[ET.Element]:
             and m.get("type") == "chat" and "Entry " in (m.findtext(f"{C}body") or "")]
 
 
+def oob_messages(inbox: Inbox, contact: str) -> list[ET.Element]:
+    return [m for m in inbox.messages if m.get("from", "").split("/")[0] == contact
+            and m.find(f"{{{OOB}}}x") is not None]
+
+
+def with_enclosure(document: str, guid: str, url: str) -> str:
+    """The RSS ``document`` with an audio enclosure on the item ``guid``."""
+    guid_element = f"<guid isPermaLink='false'>{guid}</guid>"
+    return document.replace(guid_element, guid_element + f"<enclosure url='{url}' "
+                            "type='audio/mpeg' length='1234'/>", 1)
+
+
 def titles(messages: list[ET.Element]) -> list[str]:
     return [(m.findtext(f"{C}body") or "").splitlines()[0] for m in messages]
 
@@ -169,7 +183,8 @@ def test_feed_contact_roster_chat_entries_archive_presence_and_unfollow(tmp_path
                 assert first.find(f".//{{{ATOM}}}entry") is None
                 body = first.findtext(f"{C}body") or ""
                 assert "http://example.org/n1" in body and "About n1." in body, body
-                assert first.findtext(f"{{{OOB}}}x/{{{OOB}}}url") == "http://example.org/n1"
+                # The link is in the body only: no XEP-0066 copy for clients to show again.
+                assert first.find(f"{{{OOB}}}x") is None
                 stanza_id = first.find(f"{{{SID}}}stanza-id")
                 assert stanza_id is not None and stanza_id.get("by") == alice
                 # Its health as presence.
@@ -181,11 +196,22 @@ def test_feed_contact_roster_chat_entries_archive_presence_and_unfollow(tmp_path
                 assert status.findtext("{vcard-temp:x:update}x/{vcard-temp:x:update}photo") == \
                     hashlib.sha1(LOGO).hexdigest()
 
-                # 2. A new entry: chat for alice, a headline event with Atom for bob.
-                web.set("/news.xml", news_doc(["n3", "n1", "n2"]), content_type=RSS)
+                # 2. A new entry: chat for alice, a headline event with Atom for bob. Its
+                # enclosure follows as a message of its own, the URL as body and as OOB.
+                web.set("/news.xml", with_enclosure(news_doc(["n3", "n1", "n2"]), "n3", MP3),
+                        content_type=RSS)
                 await refresh(server, news)
                 await inbox.wait_for(lambda: len(entries_from(inbox, NEWS)) >= 2)
                 assert titles(entries_from(inbox, NEWS)) == ["*Entry n1*", "*Entry n3*"]
+                await inbox.wait_for(lambda: bool(oob_messages(inbox, NEWS)))
+                [enclosure] = oob_messages(inbox, NEWS)
+                assert enclosure.findtext(f"{C}body") == MP3
+                assert [u.text for u in enclosure.iter(f"{{{OOB}}}url")] == [MP3]
+                from_news = [m for m in inbox.messages
+                             if m.get("from", "").split("/")[0] == NEWS and m.get("type") == "chat"]
+                assert from_news[from_news.index(enclosure) - 1] is entries_from(inbox, NEWS)[1]
+                assert entries_from(inbox, NEWS)[1].find(f"{{{OOB}}}x") is None
+                assert MP3 not in (entries_from(inbox, NEWS)[1].findtext(f"{C}body") or "")
                 await bob_inbox.wait_for(lambda: bool(bob_inbox.item_notifications(news)))
                 _, _, headline = bob_inbox.item_notifications(news)[-1]
                 assert headline.get("type") == "headline" and headline.get("from") == SERVICE

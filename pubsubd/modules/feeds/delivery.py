@@ -2,9 +2,13 @@
 
 A person who follows a feed by chat, by ad-hoc command or through the feed's contact reads its
 entries in a conversation with ``<short-name>@pubsub.<domain>``. Such an entry is an ordinary
-``type="chat"`` message — a readable body (title with XEP-0393 strong styling, link, summary),
-an XEP-0066 ``jabber:x:oob`` link per web link or enclosure, an XEP-0359 origin-id — and no
-pubsub ``<event/>``: several clients (Profanity, Gajim) hide any message carrying one.
+``type="chat"`` message — a readable body (title with XEP-0393 strong styling, link, summary)
+and an XEP-0359 origin-id — and no pubsub ``<event/>``: several clients (Profanity, Gajim) hide
+any message carrying one. Each enclosure (a podcast's audio, an image) follows as a message of
+its own whose body is its URL and which carries that URL as XEP-0066 ``jabber:x:oob`` too: the
+form rich clients (converse.js, Conversations, Gajim) show as a player or an image, while plain
+clients show the URL. So every URL of an entry is shown exactly once by every client; see
+:func:`enclosure_message` for why the web link carries no OOB element.
 
 It is routed like any chat message to the subscriber, so the recipient's server archives it
 (XEP-0313, which also stamps the XEP-0359 stanza-id), sends carbons, and stores it offline when
@@ -93,28 +97,50 @@ def styled_title(title: str) -> str:
     return title
 
 
-def body_of(entry: EntryText) -> str:
-    """Title first, then the link, then the summary (when it says more than the title)."""
+def body_of(entry: EntryText, *, enclosures: bool = True) -> str:
+    """Title first, then the link, then the summary (when it says more than the title), then
+    an ``Attachment:`` line per enclosure unless ``enclosures`` is false (they go out apart)."""
     lines = [styled_title(entry.title)] if entry.title else []
-    if entry.link:
+    if entry.link and (enclosures or entry.link not in entry.enclosures):
         lines.append(entry.link)
     if entry.summary and entry.summary != entry.title:
         lines += ["", entry.summary]
-    for url in entry.enclosures:
+    for url in entry.enclosures if enclosures else ():
         lines.append(f"Attachment: {url}")
     return "\n".join(lines)
 
 
-def entry_message(entry: EntryText, from_: str, to: str) -> etree._Element:
-    """The chat message of one entry (no pubsub element, so every client shows it)."""
+def entry_message(entry: EntryText, from_: str, to: str) -> etree._Element | None:
+    """The chat message of one entry's text, its enclosures left out (no pubsub element, so
+    every client shows it); None when the entry has nothing but enclosures."""
+    body = body_of(entry, enclosures=False)
+    return _chat(body, from_, to) if body else None
+
+
+def enclosure_message(url: str, from_: str, to: str) -> etree._Element:
+    """The chat message of one enclosure: its URL as the whole body and as XEP-0066 OOB.
+
+    converse.js shows a message's (last) OOB URL a second time under its body unless the body
+    is exactly that URL, and Conversations and Gajim offer a file, player or image only for
+    such a message. So the OOB element rides on a message of its own whose body is the URL —
+    shown once, as media where the client can — and the entry's web link, which clients
+    linkify in the body anyway, carries none."""
+    return _chat(url, from_, to, oob_url=url)
+
+
+def entry_messages(entry: EntryText, from_: str, to: str) -> list[etree._Element]:
+    """What a chat reader receives of one entry: its text, then each enclosure once."""
+    text = entry_message(entry, from_, to)
+    return ([text] if text is not None else []) + [
+        enclosure_message(url, from_, to) for url in dict.fromkeys(entry.enclosures)]
+
+
+def _chat(body: str, from_: str, to: str, oob_url: str | None = None) -> etree._Element:
     message_id = builders.new_id()
-    message = builders.message(to=to, from_=from_, type_="chat", id_=message_id,
-                               body=body_of(entry))
-    for url in ([entry.link] if entry.link else []) + list(entry.enclosures):
+    message = builders.message(to=to, from_=from_, type_="chat", id_=message_id, body=body)
+    if oob_url is not None:
         oob = builders.child(message, OOB, "x")  # XEP-0066 §3
-        etree.SubElement(oob, ns.clark(OOB, "url")).text = url
-        if url == entry.link and entry.title:
-            etree.SubElement(oob, ns.clark(OOB, "desc")).text = entry.title
+        etree.SubElement(oob, ns.clark(OOB, "url")).text = oob_url
     builders.child(message, ns.SID, "origin-id", id=message_id)  # XEP-0359 §4
     return message
 
@@ -146,8 +172,8 @@ class ChatDelivery:
             entry = read_entry(item.payload)
             if entry is None:
                 continue
-            await self.send(entry_message(entry, contact, recipient.address),
-                            deferrable=deferrable)
+            for message in entry_messages(entry, contact, recipient.address):
+                await self.send(message, deferrable=deferrable)
         if notification.skipped:
             n = notification.skipped
             text = (f"{n} more entr{'ies' if n != 1 else 'y'} appeared while you were away; "
