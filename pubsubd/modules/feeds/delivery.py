@@ -6,7 +6,7 @@ entries in a conversation with ``<short-name>@pubsub.<domain>``. Such an entry i
 and an XEP-0359 origin-id — and no pubsub ``<event/>``: several clients (Profanity, Gajim) hide
 any message carrying one. Each enclosure (a podcast's audio, an image) follows as a message of
 its own whose body is its URL and which carries that URL as XEP-0066 ``jabber:x:oob`` too: the
-form rich clients (converse.js, Conversations, Gajim) show as a player or an image, while plain
+form rich clients (converse.js, Gajim) show as a player or an image, while plain
 clients show the URL. So every URL of an entry is shown exactly once by every client; see
 :func:`enclosure_message` for why the web link carries no OOB element.
 
@@ -121,8 +121,7 @@ def enclosure_message(url: str, from_: str, to: str) -> etree._Element:
     """The chat message of one enclosure: its URL as the whole body and as XEP-0066 OOB.
 
     converse.js shows a message's (last) OOB URL a second time under its body unless the body
-    is exactly that URL, and Conversations and Gajim offer a file, player or image only for
-    such a message. So the OOB element rides on a message of its own whose body is the URL —
+    is exactly that URL, and Gajim offers a preview only for such a message. So the OOB element rides on a message of its own whose body is the URL —
     shown once, as media where the client can — and the entry's web link, which clients
     linkify in the body anyway, carries none."""
     return _chat(url, from_, to, oob_url=url)
