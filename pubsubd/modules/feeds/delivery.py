@@ -121,9 +121,10 @@ def enclosure_message(url: str, from_: str, to: str) -> etree._Element:
     """The chat message of one enclosure: its URL as the whole body and as XEP-0066 OOB.
 
     converse.js shows a message's (last) OOB URL a second time under its body unless the body
-    is exactly that URL, and Gajim offers a preview only for such a message. So the OOB element rides on a message of its own whose body is the URL —
-    shown once, as media where the client can — and the entry's web link, which clients
-    linkify in the body anyway, carries none."""
+    is exactly that URL, and Gajim offers a preview only for such a message. So the OOB
+    element rides on a message of its own whose body is the URL — shown once, as media where
+    the client can — and the entry's web link, which clients linkify in the body anyway,
+    carries none."""
     return _chat(url, from_, to, oob_url=url)
 
 
