@@ -175,6 +175,26 @@ def parse_stamp(text: str, var: str) -> int:
     return (when - _EPOCH) // _MICROSECOND
 
 
+_SECONDS = re.compile(r"T\d\d:\d\d:\d\d(?:[.,](\d+))?")
+
+
+def parse_end(text: str, var: str = "end") -> int:
+    """The last microsecond an 'end' filter takes in: the end of the unit its last digit names.
+
+    XEP-0082 §3.2: a DateTime is accurate to the second unless it carries fractions of a
+    second, which a receiver MAY ignore; XEP-0313 §4.1.2: 'end' takes in messages whose
+    timestamp is equal to or earlier than it. So "01:18:13Z" takes in a message received at
+    01:18:13.3 (equal, to the second), as on a server that keeps whole seconds. Clients ask
+    for "up to now" written to the second: Poezio shows a message that opened a tab twice
+    when that answer lacks it (live, then again from its log). Six digits: exact."""
+    end = parse_stamp(text, var)
+    found = _SECONDS.search(text)
+    if found is None:  # no seconds: not a XEP-0082 DateTime, read as Python reads it
+        return end
+    digits = len(found.group(1) or "")
+    return end + 10 ** (6 - digits) - 1 if digits < 6 else end
+
+
 class MamModule(Module):
     name = "mam"
 
@@ -501,7 +521,7 @@ def _read_form(x: etree._Element | None) -> _Filters:
         elif var == "start":
             filters.start = parse_stamp(value, var)  # §4.1.2
         elif var == "end":
-            filters.end = parse_stamp(value, var)
+            filters.end = parse_end(value, var)
         elif var == "after-id":
             filters.after_id = value
         elif var == "before-id":

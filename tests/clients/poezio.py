@@ -18,6 +18,8 @@ from clients.tmux import Terminal, compact
 
 LOGIN_TIMEOUT = 30.0
 EVENT = re.compile(r"DEBUG:xmlstream:Event triggered: (\w+)")
+# A conversation tab's history loaded (log_loader.LogLoader.tab_open), per bare JID.
+HISTORY_LOADED = re.compile(r"DEBUG:log_loader:Fetched \d+ messages for (\S+)$", re.MULTILINE)
 # "MR 20261204T19:21:38Z 002 <nick> \u00a0first line", then (here) two lines starting with " ".
 LOG_LINE = re.compile(r"^M[RI] \d{8}T\d{2}:\d{2}:\d{2}Z (\d{3}) (?:<([^>]*)> \xa0?)?(.*)$")
 
@@ -61,11 +63,27 @@ class Poezio:
     def events(self) -> list[str]:
         """The connection events (slixmpp's: connected, auth_success, disconnected...) in
         Poezio's debug log, in order."""
+        return self._debug_matches(EVENT)
+
+    def wait_history_loaded(self, jid: str) -> None:
+        """Wait until the conversation tab with ``jid`` has loaded its history (from the
+        server's archive into its log, then from its log onto the screen), which it does once,
+        when the tab opens."""
+        deadline = time.monotonic() + LOGIN_TIMEOUT
+        while jid not in self._debug_matches(HISTORY_LOADED):
+            if time.monotonic() >= deadline:
+                raise AssertionError(
+                    f"Poezio did not load the history of {jid} within {LOGIN_TIMEOUT:.0f} s."
+                    f"\nThe screen was:\n{compact(self.term.screen())}")
+            time.sleep(0.2)
+
+    def _debug_matches(self, pattern: re.Pattern[str]) -> list[str]:
+        """What ``pattern`` finds in Poezio's debug log, in order."""
         try:
             text = self.debug_log.read_text(errors="replace")
         except FileNotFoundError:
             return []
-        return EVENT.findall(text)
+        return pattern.findall(text)
 
     def command(self, text: str) -> None:
         """Type a /command and Enter. Poezio takes a burst of keys as a paste, in which Enter

@@ -4,6 +4,7 @@ both ways to completion, preferences, storage hints, durability, access control.
 
 from __future__ import annotations
 
+import datetime
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
@@ -315,6 +316,37 @@ def test_filters_with_start_end_and_extended_fields(shared_server: ServerProcess
         host = await e.client.plugin["xep_0030"].get_info(jid=server.domain, timeout=5)
         assert MAM not in host["disco_info"]["features"]  # the server has no archive
         await close(e, f, g)
+
+    run(scenario())
+
+
+def test_an_end_written_to_the_second_takes_in_that_whole_second(
+        shared_server: ServerProcess) -> None:
+    """XEP-0313 §4.1.2 with XEP-0082 §3.2: 'end' takes in messages whose timestamp is equal to
+    it or earlier, to the accuracy it is written in. A client that asks for its conversation
+    "up to now" to the second (Poezio, when a message opens a tab) gets the message it was
+    just given, though the archive keeps microseconds; an 'end' to the microsecond is exact."""
+    server = shared_server
+    hal, ivy = server.add_user("hal"), server.add_user("ivy")
+
+    async def scenario() -> None:
+        h, i = await online(server, hal), await online(server, ivy)
+        h.client.send_message(mto=ivy, mbody="just now", mtype="chat")
+        await i.inbox.wait(has_body("just now"))
+        [kept], _ = await i.query({"with": hal})
+        stamp = datetime.datetime.fromisoformat(kept.stamp)
+        second = stamp.strftime("%Y-%m-%dT%H:%M:%SZ")
+        for end in (second, stamp.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
+                    stamp.astimezone(datetime.timezone(datetime.timedelta(hours=2)))
+                    .strftime("%Y-%m-%dT%H:%M:%S+02:00")):
+            results, fin = await i.query({"with": hal, "end": end})
+            assert [r.body for r in results] == ["just now"] and fin.count == "1", end
+        just_before = stamp - datetime.timedelta(microseconds=1)
+        results, _ = await i.query({"end": just_before.strftime("%Y-%m-%dT%H:%M:%S.%fZ")})
+        assert results == []
+        results, _ = await i.query({"start": second, "end": second})
+        assert [r.body for r in results] == ["just now"]
+        await close(h, i)
 
     run(scenario())
 

@@ -20,6 +20,7 @@ from pubsubd.jid import JID
 from pubsubd.modules.xep0313_mam import (
     add_stanza_id,
     new_uid,
+    parse_end,
     parse_stamp,
     stamp_text,
     strip_stanza_ids,
@@ -87,7 +88,7 @@ class RoomArchive:
         with_ = filters.get("with")
         query = Query(room, with_full=with_ or None,
                       start=parse_stamp(filters["start"], "start") if "start" in filters else None,
-                      end=parse_stamp(filters["end"], "end") if "end" in filters else None,
+                      end=parse_end(filters["end"]) if "end" in filters else None,
                       after_seq=seqs.get(filters.get("after-id", "")),
                       before_seq=seqs.get(filters.get("before-id", "")))
         wanted = rsm.max if rsm is not None and rsm.max is not None else self.max_page
