@@ -13,7 +13,7 @@ import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -40,6 +40,13 @@ def _private_file(path: Path) -> None:
             pass
 
 
+# SQLite's default: the WAL is copied into the database file once it holds this many pages.
+_AUTOCHECKPOINT_PAGES = 1000
+# Slices of sliced writes after which the database thread checkpoints: a slice is a few hundred
+# small rows, so this many make about the WAL size of SQLite's automatic checkpoint.
+_CHECKPOINT_SLICES = 32
+
+
 class SchemaTooNew(RuntimeError):
     """The database was migrated by a newer pubsubd than this one."""
 
@@ -54,6 +61,7 @@ class Database:
         self._conn: sqlite3.Connection | None = None
         self._limiter = trio.CapacityLimiter(1)
         self._thread_lock = threading.Lock()
+        self._slices_since_checkpoint = 0
 
     def _connect(self) -> sqlite3.Connection:
         if self.path != ":memory:":
@@ -100,7 +108,7 @@ class Database:
             return await trio.to_thread.run_sync(self._read_sync, fn, limiter=self._limiter)
         return await trio.to_thread.run_sync(self.run_sync, fn, limiter=self._limiter)
 
-    async def write_in_slices(self, slices: Iterable[Callable[[sqlite3.Connection], None]]
+    async def write_in_slices(self, slices: Sequence[Callable[[sqlite3.Connection], None]]
                               ) -> None:
         """Run ``slices`` in one write transaction on the event loop's own thread, letting other
         tasks run between two slices; other database work waits until the commit.
@@ -115,6 +123,10 @@ class Database:
             async with self._limiter:
                 conn = self.conn
                 with self._thread_lock:
+                    # The commit must not checkpoint the WAL here (copying pages into the
+                    # database file and syncing it would hold the loop): the database thread
+                    # does that after the commit.
+                    conn.execute("PRAGMA wal_autocheckpoint = 0")
                     conn.execute("BEGIN IMMEDIATE")
                 try:
                     for work in slices:
@@ -127,6 +139,19 @@ class Database:
                     with self._thread_lock:
                         conn.execute("ROLLBACK")
                     raise
+                finally:
+                    with self._thread_lock:
+                        conn.execute(f"PRAGMA wal_autocheckpoint = {_AUTOCHECKPOINT_PAGES}")
+                self._slices_since_checkpoint += len(slices)
+                if self._slices_since_checkpoint >= _CHECKPOINT_SLICES:
+                    self._slices_since_checkpoint = 0
+                    await trio.to_thread.run_sync(self._checkpoint)
+
+    def _checkpoint(self) -> None:
+        """Copy the WAL into the database file without waiting for readers (what SQLite's
+        automatic checkpoint does at a commit, done here instead)."""
+        with self._thread_lock:
+            self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """``run(fn, readonly=True)``: ``fn`` only reads."""
