@@ -12,7 +12,6 @@ import trio
 
 from pubsubd.storage.sqlite import Database
 
-
 Slice = Callable[[sqlite3.Connection], None]
 
 
