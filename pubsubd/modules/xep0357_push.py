@@ -9,9 +9,11 @@ gets a pubsub publish of a ``<notification/>`` with a ``urn:xmpp:push:summary`` 
 When is nobody there? We push for a message that is (a) stored offline — no available
 resource (RFC 6121 §8.5.2.2) — or (b) queued to a session hibernated by XEP-0198 (its phone
 app was suspended and its TCP connection died), unless another of the account's sessions is
-connected. A connected client that is merely inactive (XEP-0352) gets what matters over its
-own connection, so a push would only duplicate it. A feed entry its reader batched (see
-:mod:`pubsubd.modules.feeds.entry_urgency`) wakes nobody: batched means "when I look".
+connected; when that hibernation expires and hands its messages to offline storage, those
+already pushed do not push again. A connected client that is merely inactive (XEP-0352) gets
+what matters over its own connection, so a push would only duplicate it. A feed entry its
+reader batched (see :mod:`pubsubd.modules.feeds.entry_urgency`) wakes nobody: batched means
+"when I look".
 
 Pushes are rate-limited per registration: the first message wakes the phone at once, and the
 messages of the next ``push.coalesce`` seconds are counted into one later push
@@ -27,6 +29,7 @@ the registration (§7.1), and so does the push service's affiliation change to "
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import trio
@@ -59,6 +62,10 @@ _AFFILIATION = ns.clark(ns.PUBSUB, "affiliation")
 _DATA_X = ns.clark("jabber:x:data", "x")
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
 EVENT_QUEUE = 1000  # messages awaiting a push decision; beyond, the newest are not pushed
+# Messages pushed while queued to a hibernated session, remembered (owner, sender, id) so that
+# the same message does not push again when the hibernation expires and hands it to offline
+# storage; beyond this many, the oldest are forgotten (a second push at worst).
+PUSHED_REMEMBERED = 10_000
 
 
 @dataclass(slots=True)
@@ -96,6 +103,7 @@ class PushModule(Module):
         self._send, self._arrivals = trio.open_memory_channel[_Arrival](EVENT_QUEUE)
         self._nursery: trio.Nursery | None = None
         self._watching = False  # messages looked at only while some account enabled push
+        self._pushed_while_asleep: OrderedDict[tuple[str, str, str], None] = OrderedDict()
 
     def setup(self) -> None:
         if not self.settings.enabled:
@@ -206,6 +214,13 @@ class PushModule(Module):
         """A message about to wait in offline storage: nobody is online to read it."""
         if st.to is None or st.deferrable or st.type not in ("normal", "chat"):
             return False
+        message_id = st.element.get("id")
+        if message_id is not None:
+            key = (str(st.to.bare), str(st.from_), message_id)
+            if key in self._pushed_while_asleep:
+                # Handed over from a hibernated session that expired: pushed when it came.
+                del self._pushed_while_asleep[key]
+                return False
         body = st.element.find(ns.C_BODY)
         if body is not None:
             self._note(str(st.to.bare), str(st.from_), body.text or "")
@@ -231,7 +246,13 @@ class PushModule(Module):
         if body is None:
             body = el.find("body")  # serialized without the jabber:client default namespace
         if body is not None:
-            self._note(str(bare), el.get("from") or "", body.text or "")
+            sender, message_id = el.get("from") or "", el.get("id")
+            self._note(str(bare), sender, body.text or "")
+            if message_id is not None:
+                remembered = self._pushed_while_asleep
+                remembered[(str(bare), sender, message_id)] = None
+                if len(remembered) > PUSHED_REMEMBERED:
+                    remembered.popitem(last=False)
 
     def _note(self, owner: str, sender: str, body: str) -> None:
         try:

@@ -32,8 +32,8 @@ COALESCE = 3.0
 SM = "urn:xmpp:sm:3"
 
 
-def push_server(tmp_path: Path, timeout: float) -> ServerProcess:
-    return ServerProcess(tmp_path, extra={
+def push_server(tmp_path: Path, timeout: float, **extra: Any) -> ServerProcess:
+    return ServerProcess(tmp_path, extra={**extra,
         "listeners": [{"kind": "c2s", "address": "127.0.0.1", "port": 0},
                       {"kind": "c2s_tls", "address": "127.0.0.1", "port": 0},
                       {"kind": "component", "address": "127.0.0.1", "port": 0}],
@@ -212,6 +212,53 @@ def test_push_for_offline_and_hibernated_accounts(server: ServerProcess) -> None
         await disconnect(bob)
 
     run(scenario())
+
+
+def test_a_message_pushed_while_asleep_pushes_once(tmp_path: Path) -> None:
+    """When the hibernation expires, its unacknowledged messages go to offline storage: the one
+    pushed while the session slept does not push again; one never pushed (delivered while
+    connected, unacknowledged) does."""
+    server = push_server(tmp_path, 10.0,
+                         stream_management={"resume_timeout": COALESCE + 1.0})
+    server.start()
+
+    def send(client: Any, to: str, body: str, id_: str) -> None:
+        message = client.make_message(mto=to, mbody=body, mtype="chat")
+        message["id"] = id_
+        message.send()
+
+    async def scenario() -> None:
+        app = AppServer(await component(server, APP))
+        bob = await connect(server, server.add_user("bob"))
+        dave = server.add_user("dave")
+        raw = RawClient(server)
+        dave_full = await asyncio.to_thread(raw.login, "dave", "password1", "phone")
+        raw.send(f"<iq type='set' id='e1'>{enable('dave-phone', body=True)}</iq>")
+        await asyncio.to_thread(raw.read_until, b"id=\"e1\"")
+        raw.send(f"<enable xmlns='{SM}' resume='true'/><presence/>")
+        await asyncio.to_thread(raw.read_until, b"<enabled")
+        send(bob, dave, "while connected", "m1")
+        await asyncio.to_thread(raw.read_until, b"while connected")
+        raw.close()  # no </stream:stream>: the session hibernates
+        await asyncio.to_thread(server.wait_for_log, f"session {dave_full} hibernated")
+        send(bob, dave, "while asleep", "m2")
+        [first] = await app.wait("dave-phone")
+        assert first.count == 1 and first.summary["last-message-body"] == ["while asleep"]
+
+        # The hibernation expires: both messages go to offline storage; only the first pushes.
+        await app.wait("dave-phone", 2, within=COALESCE + 20.0)
+        send(bob, dave, "after expiry", "m3")
+        while app.to("dave-phone")[-1].summary.get("last-message-body") != ["after expiry"]:
+            await app.wait("dave-phone", len(app.to("dave-phone")) + 1, within=COALESCE + 15.0)
+        later = app.to("dave-phone")[1:]
+        assert sum(p.count for p in later) == 2, [(p.count, p.summary) for p in later]
+        await disconnect(bob)
+
+    try:
+        run(scenario())
+    finally:
+        if server.alive():
+            server.kill()
 
 
 def test_disable_and_app_server_errors_stop_pushes(server: ServerProcess) -> None:
