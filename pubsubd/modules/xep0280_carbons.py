@@ -16,6 +16,7 @@ from pubsubd.core.module import Module
 from pubsubd.core.router import Router, Stanza
 from pubsubd.core.session import Session, SessionRegistry
 from pubsubd.jid import JID
+from pubsubd.stream.client_state import Deferrable
 from pubsubd.xml import builders
 
 ENABLE = ns.clark(ns.CARBONS, "enable")
@@ -123,4 +124,5 @@ class CarbonsModule(Module):
                 # XEP-0313 §3.5: the id of the message in the owner's archive.
                 builders.child(copy, ns.SID, "stanza-id", id=st.archive_id, by=str(owner))
             forwarded.append(copy)
-            session.send(wrapper)
+            # XEP-0352: a copy may wait while that client is inactive if the message may.
+            session.send(Deferrable(etree.tostring(wrapper)) if st.deferrable else wrapper)

@@ -108,6 +108,31 @@ def test_batched_entries_wait_for_active_urgent_ones_and_people_do_not(
         client.close()
 
 
+def test_a_carbon_copy_of_a_batched_entry_waits_as_well(
+        srv: ServerProcess, web: ThreadedFeedServer) -> None:
+    """The phone (negative priority: bare-JID messages skip it) gets entries as XEP-0280 carbon
+    copies; while it is inactive, the copies of batched entries wait like the entries."""
+    laptop, _ = online(srv, "alice", "laptop")
+    phone = RawClient(srv)
+    phone.login("alice", resource="phone")
+    phone.send("<iq type='set' id='c1'><enable xmlns='urn:xmpp:carbons:2'/></iq>")
+    phone.read_until(b'id="c1"')
+    phone.send("<presence><priority>-1</priority></presence>")
+    assert "Subscribed" in say(laptop, f"subscribe {web.url('/news.xml')}", b"Subscribed")
+    synced(phone, "p0")
+
+    phone.send(f"<inactive xmlns='{CSI}'/>")
+    synced(phone, "p1")
+    publish(srv, web, ["n1"])
+    laptop.read_until(b"Entry n1")
+    assert "Entry n1" not in synced(phone, "p2")
+    phone.send(f"<active xmlns='{CSI}'/>")
+    released = phone.read_until(b"Entry n1")
+    assert "urn:xmpp:carbons:2" in released
+    laptop.close()
+    phone.close()
+
+
 def test_help_names_the_choice(srv: ServerProcess) -> None:
     client, _ = online(srv, "alice", "laptop")
     text = say(client, "help", b"this text")
