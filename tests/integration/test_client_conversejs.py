@@ -191,10 +191,21 @@ class ConverseSession:
                    "the roster fetched")
 
     def open_chat(self, jid: str) -> None:
-        self.browser.js(f"window.pubsubdTest.api.chats.open({json.dumps(jid)}, {{}}, true)"
-                        ".then(() => true)")
-        self.browser.wait_for(f"!!document.querySelector({json.dumps(chat(jid) + ' textarea')})",
-                              f"the chat with {jid} open")
+        """Open the chat with ``jid``, and open it again if it does not show, as a person
+        clicks the contact again: converse.js can lose an open that races the creation of
+        the chat by the contact's first message (the contact then sits under "New
+        messages")."""
+        for attempt in range(4):
+            self.browser.js(f"window.pubsubdTest.api.chats.open({json.dumps(jid)}, {{}}, true)"
+                            ".then(() => true)")
+            try:
+                self.browser.wait_for(
+                    f"!!document.querySelector({json.dumps(chat(jid) + ' textarea')})",
+                    f"the chat with {jid} open", timeout=5.0)
+                return
+            except AssertionError:
+                if attempt == 3:
+                    raise
 
     def say(self, jid: str, text: str) -> None:
         textarea = chat(jid) + " textarea.chat-textarea"
