@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -151,6 +151,23 @@ async def register(server: ServerProcess, local: str, payload: str) -> str:
     return jid
 
 
+async def hibernate_after(server: ServerProcess, local: str, push_enable: str,
+                          deliver: Callable[[], None], seen: bytes) -> None:
+    """Log ``local`` in on resource "phone" with push (``push_enable``) and resumable stream
+    management, have ``deliver`` send it a message it receives (``seen``) but does not
+    acknowledge, then drop the connection so that the session hibernates (XEP-0198)."""
+    raw = RawClient(server)
+    full = await asyncio.to_thread(raw.login, local, "password1", "phone")
+    raw.send(f"<iq type='set' id='e1'>{push_enable}</iq>")
+    await asyncio.to_thread(raw.read_until, b"id=\"e1\"")
+    raw.send(f"<enable xmlns='{SM}' resume='true'/><presence/>")
+    await asyncio.to_thread(raw.read_until, b"<enabled")
+    deliver()
+    await asyncio.to_thread(raw.read_until, seen)
+    raw.close()  # no </stream:stream>: the session hibernates
+    await asyncio.to_thread(server.wait_for_log, f"session {full} hibernated")
+
+
 def test_push_for_offline_and_hibernated_accounts(server: ServerProcess) -> None:
     async def scenario() -> None:
         app = AppServer(await component(server, APP))
@@ -195,16 +212,8 @@ def test_push_for_offline_and_hibernated_accounts(server: ServerProcess) -> None
 
         # A session hibernated by XEP-0198 (its phone app suspended) gets a push too.
         dave = server.add_user("dave")
-        raw = RawClient(server)
-        dave_full = await asyncio.to_thread(raw.login, "dave", "password1", "phone")
-        raw.send(f"<iq type='set' id='e1'>{enable('dave-phone')}</iq>")
-        await asyncio.to_thread(raw.read_until, b"id=\"e1\"")
-        raw.send(f"<enable xmlns='{SM}' resume='true'/><presence/>")
-        await asyncio.to_thread(raw.read_until, b"<enabled")
-        bob.send_message(mto=dave, mbody="while connected", mtype="chat")
-        await asyncio.to_thread(raw.read_until, b"while connected")
-        raw.close()  # no </stream:stream>: the session hibernates
-        await asyncio.to_thread(server.wait_for_log, f"session {dave_full} hibernated")
+        await hibernate_after(server, "dave", enable("dave-phone"), lambda: bob.send_message(
+            mto=dave, mbody="while connected", mtype="chat"), b"while connected")
         bob.send_message(mto=dave, mbody="while asleep", mtype="chat")
         [push] = await app.wait("dave-phone")
         assert push.count == 1 and app.to("alice-phone")  # nothing for the connected message
@@ -231,16 +240,9 @@ def test_a_message_pushed_while_asleep_pushes_once(tmp_path: Path) -> None:
         app = AppServer(await component(server, APP))
         bob = await connect(server, server.add_user("bob"))
         dave = server.add_user("dave")
-        raw = RawClient(server)
-        dave_full = await asyncio.to_thread(raw.login, "dave", "password1", "phone")
-        raw.send(f"<iq type='set' id='e1'>{enable('dave-phone', body=True)}</iq>")
-        await asyncio.to_thread(raw.read_until, b"id=\"e1\"")
-        raw.send(f"<enable xmlns='{SM}' resume='true'/><presence/>")
-        await asyncio.to_thread(raw.read_until, b"<enabled")
-        send(bob, dave, "while connected", "m1")
-        await asyncio.to_thread(raw.read_until, b"while connected")
-        raw.close()  # no </stream:stream>: the session hibernates
-        await asyncio.to_thread(server.wait_for_log, f"session {dave_full} hibernated")
+        await hibernate_after(server, "dave", enable("dave-phone", body=True),
+                              lambda: send(bob, dave, "while connected", "m1"),
+                              b"while connected")
         send(bob, dave, "while asleep", "m2")
         [first] = await app.wait("dave-phone")
         assert first.count == 1 and first.summary["last-message-body"] == ["while asleep"]
