@@ -353,21 +353,11 @@ class PgPubSubStore:
             for new in items:
                 # The node's row lock keeps a concurrent batch from changing the item between
                 # this comparison and the write.
-                row = conn.execute(
-                    f"INSERT INTO pubsub_items (service, node, {_ITEM_COLUMNS})"
-                    " VALUES (%s, %s, %s, %s, %s, %s, nextval('pubsub_item_seq'))"
-                    " ON CONFLICT (service, node, item_id) DO UPDATE SET"
-                    " payload = excluded.payload, publisher = excluded.publisher,"
-                    " published = excluded.published, seq = excluded.seq"
-                    " WHERE pubsub_items.payload IS DISTINCT FROM excluded.payload"
-                    " RETURNING seq",
-                    (service, node_id, new.item_id, new.payload, new.publisher,
-                     new.published.isoformat())).fetchone()
-                if row is None:
+                seq = _upsert(conn, service, node_id, new, only_if_changed=True)
+                if seq is None:
                     unchanged.append(new.item_id)
                     continue
-                written.append(Item(new.item_id, new.payload, new.publisher, new.published,
-                                    int(row[0])))
+                written.append(Item(new.item_id, new.payload, new.publisher, new.published, seq))
             evicted = _trim(conn, service, node_id, max_items)
             return BatchPutResult(tuple(written), tuple(unchanged), tuple(evicted))
 
@@ -528,21 +518,31 @@ class PgPubSubStore:
         await self.db.run(forget)
 
 
+def _upsert(conn: psycopg.Connection, service: str, node_id: str, new: NewItem, *,
+            only_if_changed: bool) -> int | None:
+    """Write ``new`` (replacing an item of the same id) with the next sequence number; its
+    seq, or None when ``only_if_changed`` and the stored payload is the same."""
+    unless_same = (" WHERE pubsub_items.payload IS DISTINCT FROM excluded.payload"
+                   if only_if_changed else "")
+    row = conn.execute(
+        f"INSERT INTO pubsub_items (service, node, {_ITEM_COLUMNS})"  # noqa: S608
+        " VALUES (%s, %s, %s, %s, %s, %s, nextval('pubsub_item_seq'))"
+        " ON CONFLICT (service, node, item_id) DO UPDATE SET"
+        " payload = excluded.payload, publisher = excluded.publisher,"
+        f" published = excluded.published, seq = excluded.seq{unless_same} RETURNING seq",
+        (service, node_id, new.item_id, new.payload, new.publisher,
+         new.published.isoformat())).fetchone()
+    return int(row[0]) if row is not None else None
+
+
 def _put(conn: psycopg.Connection, service: str, node_id: str, items: Sequence[NewItem],
          max_items: int | None) -> PutResult:
     """Store ``items`` (replacing same ids), then trim the node to ``max_items``."""
     stored: list[Item] = []
     for new in items:
-        row = conn.execute(
-            f"INSERT INTO pubsub_items (service, node, {_ITEM_COLUMNS})"
-            " VALUES (%s, %s, %s, %s, %s, %s, nextval('pubsub_item_seq'))"
-            " ON CONFLICT (service, node, item_id) DO UPDATE SET"
-            " payload = excluded.payload, publisher = excluded.publisher,"
-            " published = excluded.published, seq = excluded.seq RETURNING seq",
-            (service, node_id, new.item_id, new.payload, new.publisher,
-             new.published.isoformat())).fetchone()
-        assert row is not None
-        stored.append(Item(new.item_id, new.payload, new.publisher, new.published, int(row[0])))
+        seq = _upsert(conn, service, node_id, new, only_if_changed=False)
+        assert seq is not None
+        stored.append(Item(new.item_id, new.payload, new.publisher, new.published, seq))
     evicted = _trim(conn, service, node_id, max_items)
     gone = set(evicted)
     return PutResult(tuple(i for i in stored if i.item_id not in gone), tuple(evicted))
