@@ -158,6 +158,7 @@ class Browser:
         self.call("screenshot", path=str(path))
         shots = os.environ.get("PUBSUBD_SCREENSHOT_DIR")
         if shots:
+            Path(shots).mkdir(parents=True, exist_ok=True)
             shutil.copy(path, Path(shots) / path.name)
 
     def close(self) -> None:

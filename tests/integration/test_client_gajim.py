@@ -114,6 +114,7 @@ def test_gajim_shows_a_feed_entry_from_the_feed_contact(tmp_path: Path) -> None:
                                          f"{gajim.describe()}"
                 published = os.environ.get("PUBSUBD_SCREENSHOT_DIR")  # make screenshots
                 if published:
+                    Path(published).mkdir(parents=True, exist_ok=True)
                     shutil.copyfile(tmp_path / "gajim" / "feed-entries.png",
                                     Path(published) / "gajim-feed-entry.png")
         finally:
