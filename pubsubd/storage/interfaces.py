@@ -240,6 +240,7 @@ class ArchivedMessage(NamedTuple):
     remote: JID
     stanza: bytes
     sender: JID | None = None
+    seq: int | None = None
 
 
 def per_archive(messages: Sequence[ArchivedMessage]) -> Iterator[ArchivedMessage]:

@@ -1,11 +1,19 @@
 """XEP-0313 message archives and archiving preferences on the shared SQLite database.
 
-One row per message, shared by the archives it belongs to: a message between two local users
-who both archive it is one row with a side for each (``out_*``: the sender's archive, ``in_*``:
-the recipient's); any other message fills the ``in`` side only. Each side has its own partial
-index (owner, seq), so an archive is the union of its two sides in ``seq`` order (XEP-0313
-§3.1: ``seq`` grows with every message and is never reused). One row and two index entries per
-chat message instead of two rows and four: the archive's share of a chat message's CPU.
+Two tables. ``mam_archive`` holds each message once, however many local archives keep it: a
+message between two local users who both archive it is one row with a side for each (``out_*``:
+the sender's archive, ``in_*``: the recipient's, each the owner and the other party as
+addressed); any other message fills the ``in`` side only. ``mam_postings`` lists what each
+archive holds: rows of (owner, last seq, size, entries), the entries a JSON array of
+``[seq, stamp, contact]`` in ``seq`` order, one row per burst of archived messages (a small
+last row is extended instead). A query loads the owner's entries (no more than the retention
+limit), filters and counts them in memory (XEP-0313 §4.1, XEP-0059 §2.6) and reads the page's
+messages by primary key.
+
+Why postings and not an index (owner, seq) per side: archiving a chat message then wrote a row
+and two index entries, most of the archive's CPU on the message path; a posting row is written
+once per archive per burst, so a message costs one row. ``seq`` grows with every message and is
+never reused (XEP-0313 §3.1).
 
 The archive id a client sees is random past a sequence number (:mod:`.archive_ids`): a row
 takes that number as its ``seq`` when it is larger than every ``seq`` before (this process is
@@ -17,10 +25,11 @@ loaded once and kept in memory; changes are committed before memory is updated.
 
 from __future__ import annotations
 
+import bisect
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from pubsubd.jid import JID
 from pubsubd.storage.archive_ids import seq_of
@@ -35,6 +44,35 @@ from pubsubd.storage.interfaces import (
 from pubsubd.storage.sqlite import Database
 
 __all__ = ["ArchivedMessage", "MamStore", "Page", "Prefs", "Query", "Row", "SqliteMamStore"]
+
+# Every archive's postings from the rows (after an upgrade or an import): one row per archive.
+REBUILD_POSTINGS = """
+    INSERT INTO mam_postings (owner, last, size, entries)
+    SELECT owner, MAX(seq), COUNT(*), json_group_array(json_array(seq, stamp, contact))
+    FROM (SELECT out_owner AS owner, seq, stamp, out_with AS contact FROM mam_archive
+              WHERE out_owner IS NOT NULL
+          UNION ALL
+          SELECT in_owner, seq, stamp, in_with FROM mam_archive WHERE in_owner IS NOT NULL
+          ORDER BY 1, 2)
+    GROUP BY owner
+"""
+# The columns of an export (shared with PostgreSQL, which keeps the bare JIDs too), as this
+# layout gives them, and the columns an imported row fills here.
+EXPORT_COLUMNS = (
+    "seq, uid, stamp, stanza, by_uid, out_owner,"
+    " CASE WHEN instr(out_with, '/') > 0 THEN substr(out_with, 1, instr(out_with, '/') - 1)"
+    " ELSE out_with END, out_with, in_owner,"
+    " CASE WHEN instr(in_with, '/') > 0 THEN substr(in_with, 1, instr(in_with, '/') - 1)"
+    " ELSE in_with END, in_with")
+IMPORT_COLUMNS = ("seq", "uid", "stamp", "stanza", "by_uid", "out_owner", "out_with",
+                  "in_owner", "in_with")
+
+
+def imported_row(row: tuple[object, ...]) -> tuple[object, ...]:
+    """An exported ``mam_archive`` row (see :data:`EXPORT_COLUMNS`) as this layout keeps it."""
+    seq, uid, stamp, stanza, by_uid, out_owner, _, out_with, in_owner, _, in_with = row
+    return (seq, uid, stamp, stanza, by_uid, out_owner, out_with, in_owner, in_with)
+
 
 _SCHEMA = [
     """
@@ -90,11 +128,37 @@ _SCHEMA = [
         WHERE in_owner IS NOT NULL;
     CREATE INDEX mam_by_uid ON mam_archive (uid) WHERE by_uid = 1
     """,
+    # Postings instead of the two side indices (see the module docstring); the bare JIDs of
+    # the other parties are the text before the first '/' of the addresses kept.
+    """
+    CREATE TABLE mam_rows (
+        seq INTEGER PRIMARY KEY,
+        uid TEXT NOT NULL,
+        stamp INTEGER NOT NULL,
+        stanza BLOB NOT NULL,
+        by_uid INTEGER NOT NULL,
+        out_owner TEXT,
+        out_with TEXT,
+        in_owner TEXT,
+        in_with TEXT
+    );
+    INSERT INTO mam_rows SELECT seq, uid, stamp, stanza, by_uid, out_owner, out_with_full,
+                                in_owner, in_with_full FROM mam_archive;
+    DROP TABLE mam_archive;
+    ALTER TABLE mam_rows RENAME TO mam_archive;
+    CREATE INDEX mam_by_uid ON mam_archive (uid) WHERE by_uid = 1;
+    CREATE TABLE mam_postings (
+        owner TEXT NOT NULL,
+        last INTEGER NOT NULL,
+        size INTEGER NOT NULL,
+        entries TEXT NOT NULL
+    );
+    CREATE UNIQUE INDEX mam_postings_by_owner ON mam_postings (owner, last);
+    """ + REBUILD_POSTINGS,
 ]
 
-_COLUMNS = ("seq, uid, stamp, stanza, by_uid, out_owner, out_with_bare, out_with_full,"
-            " in_owner, in_with_bare, in_with_full")
-_WIDTH = 11  # columns of a row
+_COLUMNS = "seq, uid, stamp, stanza, by_uid, out_owner, out_with, in_owner, in_with"
+_WIDTH = 9  # columns of a row
 # Rows per INSERT statement: a batch is written by a few statements of many rows, each bound
 # and stepped at once, rather than one step per row. Python's sqlite3 releases the interpreter
 # lock around every step, and with the event loop busy each release was a thread switch.
@@ -103,13 +167,25 @@ _INSERT = f"INSERT INTO mam_archive ({_COLUMNS}) VALUES "
 
 
 def _insert(rows: int) -> str:
-    return _INSERT + ",".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * rows)
+    return _INSERT + ",".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * rows)
 
 
 _INSERT_CHUNK = _insert(_CHUNK)
 # An archive may exceed its limit by this many messages before the oldest are trimmed, so the
-# trim (an index walk of the whole archive) runs once per this many messages, not per batch.
+# trim (a read of the whole archive's postings) runs once per this many messages, not per batch.
 _TRIM_SLACK = MAM_TRIM_SLACK
+# A few entries extend the archive's last posting row while it stays this small: an archive
+# that gets a message now and then has a few large rows, not one row per message. A burst's
+# entries make a row of their own (extending a row rewrites it whole).
+_ROW_ENTRIES = 256
+_FEW_ENTRIES = 16
+_IN_LIST = 500  # seqs named in one statement (SQLite allows 32766 parameters)
+
+Entry = list[object]  # [seq, stamp, contact], as a posting keeps it
+
+
+def _seq(entry: Entry) -> int:
+    return entry[0]  # type: ignore[return-value]
 
 
 class SqliteMamStore:
@@ -119,9 +195,11 @@ class SqliteMamStore:
         self.db = db
         db.migrate("mam", _SCHEMA)
         self._prefs: dict[JID, Prefs] = {}
-        # Archive sizes as far as this process knows them (touched only on the database
-        # thread), so the retention trim runs when an archive outgrows the limit, not per batch.
+        # Archive sizes as far as this process knows them, so the retention trim runs when an
+        # archive outgrows the limit, not per batch; and the (last seq, size) of each archive's
+        # last posting row, to extend it. Both are caches: forgotten when a write fails.
         self._sizes: dict[str, int] = {}
+        self._tails: dict[str, tuple[int, int]] = {}
         # The largest seq given out (on the event loop, before the rows are written).
         self._last_seq = 0
         db.run_sync(self._load)
@@ -155,12 +233,15 @@ class SqliteMamStore:
         """Store ``messages`` in one transaction, then drop each touched archive's oldest
         messages beyond ``keep`` (XEP-0313 §3.2: only the oldest, never a hole)."""
         params: list[object] = []  # the rows' values, one after the other
-        added: dict[str, int] = {}
-        # The text of each JID once per batch: a burst repeats the same few addresses.
+        # owner -> its new entries, each already as JSON text ("[seq,stamp,contact]")
+        postings: dict[str, list[str]] = {}
+        # The text of each JID, and that text as a JSON string, once per batch: a burst
+        # repeats the same few addresses.
         names: dict[JID, str] = {}
+        quoted: dict[str, str] = {}
         last = self._last_seq
-        for owner_jid, uid, stamp, remote_jid, stanza, sender_jid in messages:
-            seq = seq_of(uid)
+        for owner_jid, uid, stamp, remote_jid, stanza, sender_jid, given in messages:
+            seq = given if given is not None else seq_of(uid)
             if seq is not None and seq > last:
                 by_uid = 0
             else:
@@ -169,22 +250,29 @@ class SqliteMamStore:
             owner = names.get(owner_jid)
             if owner is None:
                 owner = names[owner_jid] = str(owner_jid)
+                quoted[owner] = json.dumps(owner)
             remote = names.get(remote_jid)
             if remote is None:
                 remote = names[remote_jid] = str(remote_jid)
-            # The bare JID is the text before the first '/' (RFC 7622 §3.1).
-            remote_bare = remote.partition("/")[0]
+                quoted[remote] = json.dumps(remote)
+            entries = postings.get(owner)
+            if entries is None:
+                entries = postings[owner] = []
+            entries.append(f"[{seq},{stamp},{quoted[remote]}]")
             if sender_jid is None:
-                params += (seq, uid, stamp, stanza, by_uid, None, None, None,
-                           owner, remote_bare, remote)
+                params += (seq, uid, stamp, stanza, by_uid, None, None, owner, remote)
             else:
                 sender = names.get(sender_jid)
                 if sender is None:
                     sender = names[sender_jid] = str(sender_jid)
-                params += (seq, uid, stamp, stanza, by_uid, owner, remote_bare, remote,
-                           remote_bare, sender.partition("/")[0], sender)
-                added[remote_bare] = added.get(remote_bare, 0) + 1
-            added[owner] = added.get(owner, 0) + 1
+                    quoted[sender] = json.dumps(sender)
+                # The bare JID is the text before the first '/' (RFC 7622 §3.1).
+                recipient = remote.partition("/")[0]
+                params += (seq, uid, stamp, stanza, by_uid, owner, remote, recipient, sender)
+                entries = postings.get(recipient)
+                if entries is None:
+                    entries = postings[recipient] = []
+                entries.append(f"[{seq},{stamp},{quoted[sender]}]")
         self._last_seq = last
 
         def chunk(start: int, end: int) -> Callable[[sqlite3.Connection], None]:
@@ -196,20 +284,16 @@ class SqliteMamStore:
 
             return write
 
+        def post(conn: sqlite3.Connection) -> None:
+            for owner, entries in postings.items():
+                self._post(conn, owner, entries)
+
         def trim(conn: sqlite3.Connection) -> None:
-            for owner, count in added.items():
+            for owner, entries in postings.items():
                 size = self._sizes.get(owner)
-                if size is None:
-                    size = _size(conn, owner)
-                else:
-                    size += count
+                size = _size(conn, owner) if size is None else size + len(entries)
                 if size > keep + _TRIM_SLACK or (size > keep and keep < _TRIM_SLACK):
-                    row = conn.execute(
-                        "SELECT seq FROM mam_archive WHERE out_owner = ? UNION ALL"
-                        " SELECT seq FROM mam_archive WHERE in_owner = ?"
-                        " ORDER BY seq DESC LIMIT 1 OFFSET ?", (owner, owner, keep)).fetchone()
-                    if row is not None:
-                        _drop(conn, owner, int(row[0]))
+                    self._drop(conn, owner, keep)
                     size = keep
                 self._sizes[owner] = size
 
@@ -218,7 +302,70 @@ class SqliteMamStore:
         step = _CHUNK * _WIDTH
         slices = [chunk(start, min(start + step, len(params)))
                   for start in range(0, len(params), step)]
-        await self.db.write_in_slices([*slices, trim])
+        try:
+            await self.db.write_in_slices([*slices, post, trim])
+        except BaseException:
+            self._forget_caches()
+            raise
+
+    def _forget_caches(self) -> None:
+        """After a failed write: what the caches say may not have been committed."""
+        self._sizes.clear()
+        self._tails.clear()
+
+    def _post(self, conn: sqlite3.Connection, owner: str, entries: list[str]) -> None:
+        """Add ``entries`` (JSON texts, with larger seqs than any of the archive's) to
+        ``owner``'s postings."""
+        text = f"[{','.join(entries)}]"
+        top, count = json.loads(entries[-1])[0], len(entries)
+        tail = self._tails.get(owner)
+        if tail is None:
+            tail = self._tails[owner] = _tail(conn, owner)
+        last, size = tail
+        if last and count <= _FEW_ENTRIES and size + count <= _ROW_ENTRIES:
+            # Both texts are JSON arrays: "[a,b]" extended by "[c]" is "[a,b,c]".
+            extended = conn.execute(
+                "UPDATE mam_postings SET last = ?, size = size + ?,"
+                " entries = substr(entries, 1, length(entries) - 1) || ',' || substr(?, 2)"
+                " WHERE owner = ? AND last = ?", (top, count, text, owner, last)).rowcount
+            if extended:
+                self._tails[owner] = (top, size + count)
+                return
+        conn.execute("INSERT INTO mam_postings VALUES (?, ?, ?, ?)", (owner, top, count, text))
+        self._tails[owner] = (top, count)
+
+    def _drop(self, conn: sqlite3.Connection, owner: str, keep: int | None) -> None:
+        """Take ``owner``'s oldest messages out of its archive, leaving ``keep`` (None: drop
+        all): a row nobody else keeps is deleted, a shared one loses ``owner``'s side only."""
+        rows = conn.execute("SELECT last, entries FROM mam_postings WHERE owner = ?"
+                            " ORDER BY last", (owner,)).fetchall()
+        entries = _decoded(text for _, text in rows)
+        excess = len(entries) if keep is None else len(entries) - keep
+        if excess <= 0:
+            return
+        dropped = [_seq(e) for e in entries[:excess]]
+        cut = dropped[-1]
+        for last, text in rows:
+            if last <= cut:
+                conn.execute("DELETE FROM mam_postings WHERE owner = ? AND last = ?",
+                             (owner, last))
+                continue
+            listed = json.loads(text)
+            kept = [e for e in listed if _seq(e) > cut]
+            if len(kept) < len(listed):
+                conn.execute("UPDATE mam_postings SET size = ?, entries = ? WHERE owner = ?"
+                             " AND last = ?", (len(kept), json.dumps(kept, separators=(",", ":")),
+                                              owner, last))
+            break  # the rows after this one hold later messages only
+        self._tails.pop(owner, None)
+        for start in range(0, len(dropped), _IN_LIST):
+            seqs = dropped[start:start + _IN_LIST]
+            marks = ", ".join("?" * len(seqs))
+            for side in ("out", "in"):
+                conn.execute(f"UPDATE mam_archive SET {side}_owner = NULL, {side}_with = NULL"  # noqa: S608
+                             f" WHERE seq IN ({marks}) AND {side}_owner = ?", (*seqs, owner))
+            conn.execute(f"DELETE FROM mam_archive WHERE seq IN ({marks})"  # noqa: S608
+                         " AND out_owner IS NULL AND in_owner IS NULL", seqs)
 
     async def seqs(self, owner: JID, uids: Sequence[str]) -> dict[str, int]:
         """The sequence numbers of those of ``uids`` that are in ``owner``'s archive."""
@@ -240,46 +387,22 @@ class SqliteMamStore:
         chronological order: the first ones, or with ``backward`` the last ones (RSM
         <before/>, XEP-0059 §2.5). ``count`` and ``first_index`` are about the whole result
         set, without the RSM bounds (XEP-0059 §2.6)."""
-        sides = [_where(query, side) for side in ("out", "in")]
-        bounds = ""
-        bound_args: list[object] = []
-        if after_seq is not None:
-            bounds += " AND seq > ?"
-            bound_args.append(after_seq)
-        if before_seq is not None:
-            bounds += " AND seq < ?"
-            bound_args.append(before_seq)
-        order = "DESC" if backward else "ASC"
-        # Each side in order, at most limit + 1 rows of each, merged: the archive is the
-        # union of the owner's two sides.
-        select = " UNION ALL ".join(
-            f"SELECT * FROM (SELECT seq, uid, stamp, stanza FROM mam_archive WHERE {where}"
-            f"{bounds} ORDER BY seq {order} LIMIT ?)" for where, _ in sides)
-        select_args: list[object] = []
-        for _, args in sides:
-            select_args += (*args, *bound_args, limit + 1)
-        counted = " + ".join(f"(SELECT COUNT(*) FROM mam_archive WHERE {where})"
-                             for where, _ in sides)
-        before = " + ".join(f"(SELECT COUNT(*) FROM mam_archive WHERE {where} AND seq < ?)"
-                            for where, _ in sides)
+        owner = str(query.owner.bare)
 
         def read(conn: sqlite3.Connection) -> Page:
-            rows = [Row(int(seq), uid, int(stamp), bytes(stanza))
-                    for seq, uid, stamp, stanza in conn.execute(
-                        f"{select} ORDER BY seq {order} LIMIT ?", (*select_args, limit + 1))]
-            complete = len(rows) <= limit
-            rows = rows[:limit]
+            matching = _matching(conn, owner, query)
+            seqs = [_seq(e) for e in matching]
+            low = 0 if after_seq is None else bisect.bisect_right(seqs, after_seq)
+            high = len(seqs) if before_seq is None else bisect.bisect_left(seqs, before_seq)
+            high = max(low, high)
             if backward:
-                rows.reverse()
-            (count,) = conn.execute(f"SELECT {counted}",  # noqa: S608
-                                    (*sides[0][1], *sides[1][1])).fetchone()
-            first_index = None
-            if rows:
-                first = rows[0].seq
-                (first_index,) = conn.execute(f"SELECT {before}",  # noqa: S608
-                                              (*sides[0][1], first, *sides[1][1], first)
-                                              ).fetchone()
-            return Page(rows, complete, int(count), first_index)
+                chosen = seqs[max(low, high - limit):high] if limit else []
+            else:
+                chosen = seqs[low:min(high, low + limit)]
+            complete = high - low <= limit
+            rows = _rows(conn, chosen)
+            first_index = bisect.bisect_left(seqs, chosen[0]) if chosen else None
+            return Page(rows, complete, len(seqs), first_index)
 
         return await self.db.run(read, readonly=True)
 
@@ -288,18 +411,16 @@ class SqliteMamStore:
         bare = str(owner.bare)
 
         def read(conn: sqlite3.Connection) -> tuple[Row, Row] | None:
-            ends = []
+            ends: list[int] = []
             for order in ("ASC", "DESC"):
-                row = conn.execute(
-                    "SELECT * FROM (SELECT seq, uid, stamp FROM mam_archive"  # noqa: S608
-                    f" WHERE out_owner = ? ORDER BY seq {order} LIMIT 1) UNION ALL"
-                    " SELECT * FROM (SELECT seq, uid, stamp FROM mam_archive"
-                    f" WHERE in_owner = ? ORDER BY seq {order} LIMIT 1)"
-                    f" ORDER BY seq {order} LIMIT 1", (bare, bare)).fetchone()
-                if row is None:
+                row = conn.execute("SELECT entries FROM mam_postings WHERE owner = ?"  # noqa: S608
+                                   f" ORDER BY last {order} LIMIT 1", (bare,)).fetchone()
+                entries = _decoded([row[0]]) if row is not None else []
+                if not entries:
                     return None
-                ends.append(Row(int(row[0]), row[1], int(row[2]), b""))
-            return ends[0], ends[1]
+                ends.append(_seq(entries[0] if order == "ASC" else entries[-1]))
+            first, last = (Row(r.seq, r.uid, r.stamp, b"") for r in _rows(conn, ends))
+            return first, last
 
         return await self.db.run(read, readonly=True)
 
@@ -309,11 +430,17 @@ class SqliteMamStore:
         owner = owner.bare
 
         def write(conn: sqlite3.Connection) -> None:
-            _drop(conn, str(owner), None)
+            self._drop(conn, str(owner), None)
+            conn.execute("DELETE FROM mam_postings WHERE owner = ?", (str(owner),))
             conn.execute("DELETE FROM mam_prefs WHERE owner = ?", (str(owner),))
             self._sizes.pop(str(owner), None)
+            self._tails.pop(str(owner), None)
 
-        await self.db.run(write)
+        try:
+            await self.db.run(write)
+        except BaseException:
+            self._forget_caches()
+            raise
         self._prefs.pop(owner, None)
 
     async def replace_stanza(self, owner: JID, uid: str, stanza: bytes) -> bool:
@@ -333,10 +460,62 @@ MamStore = SqliteMamStore  # the name modules import today
 
 
 def _size(conn: sqlite3.Connection, owner: str) -> int:
-    (size,) = conn.execute("SELECT (SELECT COUNT(*) FROM mam_archive WHERE out_owner = ?)"
-                           " + (SELECT COUNT(*) FROM mam_archive WHERE in_owner = ?)",
-                           (owner, owner)).fetchone()
+    (size,) = conn.execute("SELECT COALESCE(SUM(size), 0) FROM mam_postings WHERE owner = ?",
+                           (owner,)).fetchone()
     return int(size)
+
+
+def _tail(conn: sqlite3.Connection, owner: str) -> tuple[int, int]:
+    """(last seq, size) of ``owner``'s last posting row; (0, 0) if it has none."""
+    row = conn.execute("SELECT last, size FROM mam_postings WHERE owner = ?"
+                       " ORDER BY last DESC LIMIT 1", (owner,)).fetchone()
+    return (int(row[0]), int(row[1])) if row is not None else (0, 0)
+
+
+def _decoded(texts: Iterable[str]) -> list[Entry]:
+    """The entries of posting rows, in seq order."""
+    entries: list[Entry] = []
+    for text in texts:
+        entries += json.loads(text)
+    entries.sort(key=_seq)  # rows hold ranges in order: a check that costs one pass
+    return entries
+
+
+def _matching(conn: sqlite3.Connection, owner: str, q: Query) -> list[Entry]:
+    """``owner``'s entries that pass the filters of ``q``, in seq order."""
+    entries = _decoded(text for (text,) in conn.execute(
+        "SELECT entries FROM mam_postings WHERE owner = ? ORDER BY last", (owner,)))
+    wanted: set[int] | None = None
+    if q.uids is not None:
+        wanted = {seq for seq in (_find(conn, owner, uid) for uid in q.uids) if seq is not None}
+    with_bare, with_full, start, end = q.with_bare, q.with_full, q.start, q.end
+    after, before = q.after_seq, q.before_seq
+    if (with_bare is None and with_full is None and start is None and end is None
+            and after is None and before is None and wanted is None):
+        return entries
+    found = []
+    for entry in entries:
+        seq, stamp, contact = entry
+        if ((with_full is None or contact == with_full)
+                and (with_bare is None or str(contact).partition("/")[0] == with_bare)
+                and (start is None or stamp >= start)  # type: ignore[operator]
+                and (end is None or stamp <= end)  # type: ignore[operator]
+                and (after is None or seq > after)  # type: ignore[operator]
+                and (before is None or seq < before)  # type: ignore[operator]
+                and (wanted is None or seq in wanted)):
+            found.append(entry)
+    return found
+
+
+def _rows(conn: sqlite3.Connection, seqs: Sequence[int]) -> list[Row]:
+    """The messages ``seqs`` (at most a page, or two ends), in seq order."""
+    if not seqs:
+        return []
+    marks = ", ".join("?" * len(seqs))
+    return [Row(int(seq), uid, int(stamp), bytes(stanza))
+            for seq, uid, stamp, stanza in conn.execute(
+                f"SELECT seq, uid, stamp, stanza FROM mam_archive WHERE seq IN ({marks})"  # noqa: S608
+                " ORDER BY seq", tuple(seqs))]
 
 
 def _find(conn: sqlite3.Connection, owner: str, uid: str) -> int | None:
@@ -352,42 +531,3 @@ def _find(conn: sqlite3.Connection, owner: str, uid: str) -> int | None:
     row = conn.execute("SELECT seq FROM mam_archive WHERE uid = ? AND by_uid = 1"
                        " AND (out_owner = ? OR in_owner = ?)", (uid, owner, owner)).fetchone()
     return int(row[0]) if row is not None else None
-
-
-def _drop(conn: sqlite3.Connection, owner: str, up_to: int | None) -> None:
-    """Take ``owner``'s messages up to seq ``up_to`` (all: None) out of its archive: a row
-    nobody else keeps is deleted, a shared one loses ``owner``'s side only."""
-    limit, args = ("", ()) if up_to is None else (" AND seq <= ?", (up_to,))
-    for side, other in (("out", "in"), ("in", "out")):
-        conn.execute(f"DELETE FROM mam_archive WHERE {side}_owner = ?{limit}"  # noqa: S608
-                     f" AND {other}_owner IS NULL", (owner, *args))
-        conn.execute(f"UPDATE mam_archive SET {side}_owner = NULL, {side}_with_bare = NULL,"  # noqa: S608
-                     f" {side}_with_full = NULL WHERE {side}_owner = ?{limit}", (owner, *args))
-
-
-def _where(q: Query, side: str) -> tuple[str, tuple[object, ...]]:
-    """The filters of ``q`` on one side of the rows (``out`` or ``in``)."""
-    clauses = [f"{side}_owner = ?"]
-    args: list[object] = [str(q.owner.bare)]
-    if q.with_bare is not None:
-        clauses.append(f"{side}_with_bare = ?")
-        args.append(q.with_bare)
-    if q.with_full is not None:
-        clauses.append(f"{side}_with_full = ?")
-        args.append(q.with_full)
-    if q.start is not None:
-        clauses.append("stamp >= ?")
-        args.append(q.start)
-    if q.end is not None:
-        clauses.append("stamp <= ?")
-        args.append(q.end)
-    if q.after_seq is not None:
-        clauses.append("seq > ?")
-        args.append(q.after_seq)
-    if q.before_seq is not None:
-        clauses.append("seq < ?")
-        args.append(q.before_seq)
-    if q.uids is not None:
-        clauses.append(f"uid IN ({', '.join('?' * len(q.uids))})")
-        args.extend(q.uids)
-    return " AND ".join(clauses), tuple(args)

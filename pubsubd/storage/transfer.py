@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from pubsubd.storage import mam_sqlite
 from pubsubd.storage.backends import Resolved, StorageSettings, open_backend, resolve
 
 FORMAT = "pubsubd-storage-export"
@@ -107,6 +108,11 @@ def _archive_row_of_old_layout(row: tuple[Any, ...]) -> tuple[Any, ...]:
 # Tables of older exports: the table their rows go to now, and how a row is converted.
 _OLD_TABLES = {"mam_messages": ("mam_archive", _archive_row_of_old_layout)}
 
+# SQLite keeps the archive in its own layout (see pubsubd.storage.mam_sqlite): an export
+# reads its rows through these expressions, an import converts them, and the postings
+# (an index SQLite keeps as a table, not exported) are rebuilt from the imported rows.
+SQLITE_DERIVED_TABLES = frozenset({"mam_postings"})
+
 
 def _encode(value: object) -> object:
     if isinstance(value, bytes | memoryview):
@@ -145,8 +151,11 @@ class _Connection:
 
     def rows(self, table: Table) -> Iterator[tuple[Any, ...]]:
         order = table.sqlite_order if table.sqlite_order and not self.postgres else table.order
+        columns = ", ".join(table.columns)
+        if table.name == "mam_archive" and not self.postgres:
+            columns = mam_sqlite.EXPORT_COLUMNS
         cur = self.conn.cursor()
-        cur.execute(f"SELECT {', '.join(table.columns)} FROM {table.name}"  # noqa: S608
+        cur.execute(f"SELECT {columns} FROM {table.name}"  # noqa: S608
                     f" ORDER BY {order}")
         while batch := cur.fetchmany(BATCH):
             yield from batch
@@ -156,8 +165,12 @@ class _Connection:
         return int(row[0])
 
     def insert(self, table: Table, rows: list[tuple[Any, ...]]) -> None:
-        marks = ", ".join(["%s" if self.postgres else "?"] * len(table.columns))
-        query = f"INSERT INTO {table.name} ({', '.join(table.columns)}) VALUES ({marks})"  # noqa: S608
+        columns: tuple[str, ...] = table.columns
+        if table.name == "mam_archive" and not self.postgres:
+            columns = mam_sqlite.IMPORT_COLUMNS
+            rows = [mam_sqlite.imported_row(row) for row in rows]
+        marks = ", ".join(["%s" if self.postgres else "?"] * len(columns))
+        query = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({marks})"  # noqa: S608
         cur = self.conn.cursor()
         cur.executemany(query, rows)
 
@@ -186,6 +199,8 @@ class _Connection:
             if top and top[0]:
                 self.conn.execute("SELECT setval('pubsub_item_seq', %s)", (top[0],))
         else:  # AUTOINCREMENT follows explicitly inserted keys by itself
+            self.conn.execute("DELETE FROM mam_postings")
+            self.conn.execute(mam_sqlite.REBUILD_POSTINGS)
             self.conn.execute("UPDATE pubsub_sequence SET value = MAX(value, ?,"
                               " COALESCE((SELECT MAX(seq) FROM pubsub_items), 0),"
                               " COALESCE((SELECT MAX(seq) FROM pubsub_held_items), 0))"

@@ -66,3 +66,80 @@ async def test_older_archives_are_upgraded_whole(tmp_path: Path) -> None:
     assert [r.uid for r in page.rows] == ["old0", "old1", "old2", uid]
     assert (await store.page(Query(BOB), 10)).count == 2
     db.close()
+
+
+async def test_archives_of_the_side_index_layout_are_upgraded_whole(tmp_path: Path) -> None:
+    """The previous layout (a side index per archive) becomes rows and postings: every message
+    keeps its id, place and stamp in both archives, and "with" filters still apply."""
+    path = tmp_path / "db.sqlite3"
+    db = Database(path)
+    db.migrate("mam", _SCHEMA[:3])
+    shared, alone = new_uid(), new_uid()
+    db.run_sync(lambda conn: conn.executemany(
+        "INSERT INTO mam_archive VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [(5, shared, 50, b"<shared/>", 1, str(ALICE), str(BOB), f"{BOB}/phone", str(BOB),
+          str(ALICE), str(ALICE_DESK)),
+         (6, alone, 60, b"<alone/>", 1, None, None, None, str(ALICE), "carol@example.org",
+          "carol@example.org/x")]))
+    db.close()
+
+    db = Database(path)
+    store = SqliteMamStore(db)
+    page = await store.page(Query(ALICE), 10)
+    assert [(r.uid, r.stamp, r.stanza) for r in page.rows] == [
+        (shared, 50, b"<shared/>"), (alone, 60, b"<alone/>")]
+    assert [r.uid for r in (await store.page(Query(BOB), 10)).rows] == [shared]
+    with_bob = await store.page(Query(ALICE, with_bare=str(BOB)), 10)
+    assert [r.uid for r in with_bob.rows] == [shared]
+    with_desk = await store.page(Query(BOB, with_full=str(ALICE_DESK)), 10)
+    assert [r.uid for r in with_desk.rows] == [shared]
+    assert await store.seqs(BOB, [shared, alone]) == {shared: 5}
+    db.close()
+
+
+def postings(path: Path, owner: JID) -> list[int]:
+    with sqlite3.connect(path) as conn:
+        return [int(size) for (size,) in conn.execute(
+            "SELECT size FROM mam_postings WHERE owner = ? ORDER BY last", (str(owner),))]
+
+
+async def test_small_bursts_extend_the_last_posting_row(tmp_path: Path) -> None:
+    """An archive that gets one message at a time is listed by a few large rows, not a row
+    per message; a burst gets a row of its own; every message stays listed once, in order."""
+    path = tmp_path / "db.sqlite3"
+    db = Database(path)
+    store = SqliteMamStore(db)
+    uids = []
+    for n in range(300):
+        uid = new_uid()
+        uids.append(uid)
+        await store.append([ArchivedMessage(ALICE, uid, n, BOB, b"<m/>", ALICE_DESK)], 10_000)
+    assert postings(path, ALICE) == [256, 44]
+    assert postings(path, BOB) == [256, 44]
+    burst = [ArchivedMessage(ALICE, new_uid(), 1000 + n, BOB, b"<b/>") for n in range(300)]
+    await store.append(burst, 10_000)
+    assert postings(path, ALICE) == [256, 44, 300]
+    page = await store.page(Query(ALICE), 1000)
+    assert [r.uid for r in page.rows] == uids + [m.uid for m in burst]
+    assert page.count == 600
+    db.close()
+
+    reopened = SqliteMamStore(Database(path))  # the last row's size is read back, not assumed
+    await reopened.append([ArchivedMessage(ALICE, new_uid(), 2000, BOB, b"<c/>")], 10_000)
+    assert postings(path, ALICE) == [256, 44, 300, 1]
+    reopened.db.close()
+
+
+async def test_trimming_rewrites_the_postings_it_cuts(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite3"
+    db = Database(path)
+    store = SqliteMamStore(db)
+    uids = [new_uid() for _ in range(10)]
+    for n, uid in enumerate(uids):
+        await store.append([ArchivedMessage(ALICE, uid, n, BOB, b"<m/>", ALICE_DESK)], 4)
+    assert sum(postings(path, ALICE)) == 4
+    assert [r.uid for r in (await store.page(Query(ALICE), 10)).rows] == uids[-4:]
+    # Bob keeps 4 as well; the rows both dropped are gone.
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM mam_archive").fetchone() == (4,)
+    db.close()
