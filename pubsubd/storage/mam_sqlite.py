@@ -4,11 +4,10 @@ Two tables. ``mam_archive`` holds each message once, however many local archives
 message between two local users who both archive it is one row with a side for each (``out_*``:
 the sender's archive, ``in_*``: the recipient's, each the owner and the other party as
 addressed); any other message fills the ``in`` side only. ``mam_postings`` lists what each
-archive holds: rows of (owner, last seq, size, entries), the entries a JSON array of
-``[seq, stamp, contact]`` in ``seq`` order, one row per burst of archived messages (a small
-last row is extended instead). A query loads the owner's entries (no more than the retention
-limit), filters and counts them in memory (XEP-0313 §4.1, XEP-0059 §2.6) and reads the page's
-messages by primary key.
+archive holds (:mod:`.mam_postings`): rows of (owner, last seq, size, seqs, stamps, contacts),
+one per burst of archived messages (a few entries extend the last row instead). A query reads
+the owner's postings (no more than the retention limit), filters and counts them in memory
+(XEP-0313 §4.1, XEP-0059 §2.6) and reads the page's messages by primary key.
 
 Why postings and not an index (owner, seq) per side: archiving a chat message then wrote a row
 and two index entries, most of the archive's CPU on the message path; a posting row is written
@@ -29,7 +28,7 @@ import bisect
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 
 from pubsubd.jid import JID
 from pubsubd.storage.archive_ids import seq_of
@@ -41,21 +40,11 @@ from pubsubd.storage.interfaces import (
     Query,
     Row,
 )
+from pubsubd.storage.mam_postings import NewEntries, Postings
 from pubsubd.storage.sqlite import Database
 
 __all__ = ["ArchivedMessage", "MamStore", "Page", "Prefs", "Query", "Row", "SqliteMamStore"]
 
-# Every archive's postings from the rows (after an upgrade or an import): one row per archive.
-REBUILD_POSTINGS = """
-    INSERT INTO mam_postings (owner, last, size, entries)
-    SELECT owner, MAX(seq), COUNT(*), json_group_array(json_array(seq, stamp, contact))
-    FROM (SELECT out_owner AS owner, seq, stamp, out_with AS contact FROM mam_archive
-              WHERE out_owner IS NOT NULL
-          UNION ALL
-          SELECT in_owner, seq, stamp, in_with FROM mam_archive WHERE in_owner IS NOT NULL
-          ORDER BY 1, 2)
-    GROUP BY owner
-"""
 # The columns of an export (shared with PostgreSQL, which keeps the bare JIDs too), as this
 # layout gives them, and the columns an imported row fills here.
 EXPORT_COLUMNS = (
@@ -151,10 +140,14 @@ _SCHEMA = [
         owner TEXT NOT NULL,
         last INTEGER NOT NULL,
         size INTEGER NOT NULL,
-        entries TEXT NOT NULL
+        seqs BLOB NOT NULL,
+        stamps BLOB NOT NULL,
+        contacts TEXT NOT NULL
     );
-    CREATE UNIQUE INDEX mam_postings_by_owner ON mam_postings (owner, last);
-    """ + REBUILD_POSTINGS,
+    CREATE UNIQUE INDEX mam_postings_by_owner ON mam_postings (owner, last)
+    """,
+    # (The postings of the upgraded rows are built by the store when it opens: see
+    # rebuild_postings.)
 ]
 
 _COLUMNS = "seq, uid, stamp, stanza, by_uid, out_owner, out_with, in_owner, in_with"
@@ -179,13 +172,8 @@ _TRIM_SLACK = MAM_TRIM_SLACK
 # entries make a row of their own (extending a row rewrites it whole).
 _ROW_ENTRIES = 256
 _FEW_ENTRIES = 16
+_REBUILT_ROW_ENTRIES = 4096  # entries per posting row that rebuild_postings writes
 _IN_LIST = 500  # seqs named in one statement (SQLite allows 32766 parameters)
-
-Entry = list[object]  # [seq, stamp, contact], as a posting keeps it
-
-
-def _seq(entry: Entry) -> int:
-    return entry[0]  # type: ignore[return-value]
 
 
 class SqliteMamStore:
@@ -203,6 +191,8 @@ class SqliteMamStore:
         # The largest seq given out (on the event loop, before the rows are written).
         self._last_seq = 0
         db.run_sync(self._load)
+        if db.run_sync(_unlisted, readonly=True):  # rows of an older layout or an import
+            db.run_sync(rebuild_postings)
 
     def _load(self, conn: sqlite3.Connection) -> None:
         for owner, default, always, never in conn.execute(
@@ -233,12 +223,9 @@ class SqliteMamStore:
         """Store ``messages`` in one transaction, then drop each touched archive's oldest
         messages beyond ``keep`` (XEP-0313 §3.2: only the oldest, never a hole)."""
         params: list[object] = []  # the rows' values, one after the other
-        # owner -> its new entries, each already as JSON text ("[seq,stamp,contact]")
-        postings: dict[str, list[str]] = {}
-        # The text of each JID, and that text as a JSON string, once per batch: a burst
-        # repeats the same few addresses.
+        postings: dict[str, NewEntries] = {}  # owner -> its new entries
+        # The text of each JID once per batch: a burst repeats the same few addresses.
         names: dict[JID, str] = {}
-        quoted: dict[str, str] = {}
         last = self._last_seq
         for owner_jid, uid, stamp, remote_jid, stanza, sender_jid, given in messages:
             seq = given if given is not None else seq_of(uid)
@@ -250,29 +237,26 @@ class SqliteMamStore:
             owner = names.get(owner_jid)
             if owner is None:
                 owner = names[owner_jid] = str(owner_jid)
-                quoted[owner] = json.dumps(owner)
             remote = names.get(remote_jid)
             if remote is None:
                 remote = names[remote_jid] = str(remote_jid)
-                quoted[remote] = json.dumps(remote)
             entries = postings.get(owner)
             if entries is None:
-                entries = postings[owner] = []
-            entries.append(f"[{seq},{stamp},{quoted[remote]}]")
+                entries = postings[owner] = NewEntries()
+            entries.add(seq, stamp, remote)
             if sender_jid is None:
                 params += (seq, uid, stamp, stanza, by_uid, None, None, owner, remote)
             else:
                 sender = names.get(sender_jid)
                 if sender is None:
                     sender = names[sender_jid] = str(sender_jid)
-                    quoted[sender] = json.dumps(sender)
                 # The bare JID is the text before the first '/' (RFC 7622 §3.1).
                 recipient = remote.partition("/")[0]
                 params += (seq, uid, stamp, stanza, by_uid, owner, remote, recipient, sender)
                 entries = postings.get(recipient)
                 if entries is None:
-                    entries = postings[recipient] = []
-                entries.append(f"[{seq},{stamp},{quoted[sender]}]")
+                    entries = postings[recipient] = NewEntries()
+                entries.add(seq, stamp, sender)
         self._last_seq = last
 
         def chunk(start: int, end: int) -> Callable[[sqlite3.Connection], None]:
@@ -291,7 +275,7 @@ class SqliteMamStore:
         def trim(conn: sqlite3.Connection) -> None:
             for owner, entries in postings.items():
                 size = self._sizes.get(owner)
-                size = _size(conn, owner) if size is None else size + len(entries)
+                size = _size(conn, owner) if size is None else size + len(entries.seqs)
                 if size > keep + _TRIM_SLACK or (size > keep and keep < _TRIM_SLACK):
                     self._drop(conn, owner, keep)
                     size = keep
@@ -313,49 +297,51 @@ class SqliteMamStore:
         self._sizes.clear()
         self._tails.clear()
 
-    def _post(self, conn: sqlite3.Connection, owner: str, entries: list[str]) -> None:
-        """Add ``entries`` (JSON texts, with larger seqs than any of the archive's) to
-        ``owner``'s postings."""
-        text = f"[{','.join(entries)}]"
-        top, count = json.loads(entries[-1])[0], len(entries)
+    def _post(self, conn: sqlite3.Connection, owner: str, entries: NewEntries) -> None:
+        """Add ``entries`` (with larger seqs than any of the archive's) to ``owner``'s
+        postings."""
+        top, count = entries.seqs[-1], len(entries.seqs)
+        seqs, stamps, contacts = entries.encoded()
         tail = self._tails.get(owner)
         if tail is None:
             tail = self._tails[owner] = _tail(conn, owner)
         last, size = tail
         if last and count <= _FEW_ENTRIES and size + count <= _ROW_ENTRIES:
-            # Both texts are JSON arrays: "[a,b]" extended by "[c]" is "[a,b,c]".
-            extended = conn.execute(
-                "UPDATE mam_postings SET last = ?, size = size + ?,"
-                " entries = substr(entries, 1, length(entries) - 1) || ',' || substr(?, 2)"
-                " WHERE owner = ? AND last = ?", (top, count, text, owner, last)).rowcount
-            if extended:
+            row = conn.execute("SELECT seqs, stamps, contacts FROM mam_postings"
+                               " WHERE owner = ? AND last = ?", (owner, last)).fetchone()
+            if row is not None:
+                conn.execute("UPDATE mam_postings SET last = ?, size = size + ?, seqs = ?,"
+                             " stamps = ?, contacts = ? WHERE owner = ? AND last = ?",
+                             (top, count, row[0] + seqs, row[1] + stamps,
+                              f"{row[2]}\n{contacts}", owner, last))
                 self._tails[owner] = (top, size + count)
                 return
-        conn.execute("INSERT INTO mam_postings VALUES (?, ?, ?, ?)", (owner, top, count, text))
+        conn.execute("INSERT INTO mam_postings VALUES (?, ?, ?, ?, ?, ?)",
+                     (owner, top, count, seqs, stamps, contacts))
         self._tails[owner] = (top, count)
 
     def _drop(self, conn: sqlite3.Connection, owner: str, keep: int | None) -> None:
         """Take ``owner``'s oldest messages out of its archive, leaving ``keep`` (None: drop
         all): a row nobody else keeps is deleted, a shared one loses ``owner``'s side only."""
-        rows = conn.execute("SELECT last, entries FROM mam_postings WHERE owner = ?"
-                            " ORDER BY last", (owner,)).fetchall()
-        entries = _decoded(text for _, text in rows)
-        excess = len(entries) if keep is None else len(entries) - keep
+        rows = conn.execute("SELECT last, seqs, stamps, contacts FROM mam_postings"
+                            " WHERE owner = ? ORDER BY last", (owner,)).fetchall()
+        listed = Postings.of_rows(row[1:] for row in rows)
+        excess = len(listed) if keep is None else len(listed) - keep
         if excess <= 0:
             return
-        dropped = [_seq(e) for e in entries[:excess]]
+        dropped = listed.seqs[:excess].tolist()
         cut = dropped[-1]
-        for last, text in rows:
+        for last, *columns in rows:
             if last <= cut:
                 conn.execute("DELETE FROM mam_postings WHERE owner = ? AND last = ?",
                              (owner, last))
                 continue
-            listed = json.loads(text)
-            kept = [e for e in listed if _seq(e) > cut]
-            if len(kept) < len(listed):
-                conn.execute("UPDATE mam_postings SET size = ?, entries = ? WHERE owner = ?"
-                             " AND last = ?", (len(kept), json.dumps(kept, separators=(",", ":")),
-                                              owner, last))
+            row = Postings.of_rows([columns])  # type: ignore[list-item]
+            if row.seqs[0] <= cut:
+                kept = row.tail(cut)
+                conn.execute("UPDATE mam_postings SET size = ?, seqs = ?, stamps = ?,"
+                             " contacts = ? WHERE owner = ? AND last = ?",
+                             (len(kept[0]) // 8, *kept, owner, last))
             break  # the rows after this one hold later messages only
         self._tails.pop(owner, None)
         for start in range(0, len(dropped), _IN_LIST):
@@ -390,8 +376,7 @@ class SqliteMamStore:
         owner = str(query.owner.bare)
 
         def read(conn: sqlite3.Connection) -> Page:
-            matching = _matching(conn, owner, query)
-            seqs = [_seq(e) for e in matching]
+            seqs = _matching(conn, owner, query)
             low = 0 if after_seq is None else bisect.bisect_right(seqs, after_seq)
             high = len(seqs) if before_seq is None else bisect.bisect_left(seqs, before_seq)
             high = max(low, high)
@@ -400,7 +385,7 @@ class SqliteMamStore:
             else:
                 chosen = seqs[low:min(high, low + limit)]
             complete = high - low <= limit
-            rows = _rows(conn, chosen)
+            rows = _rows(conn, list(chosen))
             first_index = bisect.bisect_left(seqs, chosen[0]) if chosen else None
             return Page(rows, complete, len(seqs), first_index)
 
@@ -413,12 +398,12 @@ class SqliteMamStore:
         def read(conn: sqlite3.Connection) -> tuple[Row, Row] | None:
             ends: list[int] = []
             for order in ("ASC", "DESC"):
-                row = conn.execute("SELECT entries FROM mam_postings WHERE owner = ?"  # noqa: S608
+                row = conn.execute("SELECT seqs FROM mam_postings WHERE owner = ?"  # noqa: S608
                                    f" ORDER BY last {order} LIMIT 1", (bare,)).fetchone()
-                entries = _decoded([row[0]]) if row is not None else []
-                if not entries:
+                seqs = Postings.of_rows([(row[0], b"", "")]).seqs if row is not None else []
+                if not seqs:
                     return None
-                ends.append(_seq(entries[0] if order == "ASC" else entries[-1]))
+                ends.append(seqs[0] if order == "ASC" else seqs[-1])
             first, last = (Row(r.seq, r.uid, r.stamp, b"") for r in _rows(conn, ends))
             return first, last
 
@@ -472,39 +457,44 @@ def _tail(conn: sqlite3.Connection, owner: str) -> tuple[int, int]:
     return (int(row[0]), int(row[1])) if row is not None else (0, 0)
 
 
-def _decoded(texts: Iterable[str]) -> list[Entry]:
-    """The entries of posting rows, in seq order."""
-    entries: list[Entry] = []
-    for text in texts:
-        entries += json.loads(text)
-    entries.sort(key=_seq)  # rows hold ranges in order: a check that costs one pass
-    return entries
-
-
-def _matching(conn: sqlite3.Connection, owner: str, q: Query) -> list[Entry]:
-    """``owner``'s entries that pass the filters of ``q``, in seq order."""
-    entries = _decoded(text for (text,) in conn.execute(
-        "SELECT entries FROM mam_postings WHERE owner = ? ORDER BY last", (owner,)))
+def _matching(conn: sqlite3.Connection, owner: str, q: Query) -> Sequence[int]:
+    """The seqs of ``owner``'s messages that pass the filters of ``q``, in order."""
+    listed = Postings.of_rows(conn.execute(
+        "SELECT seqs, stamps, contacts FROM mam_postings WHERE owner = ? ORDER BY last",
+        (owner,)))
     wanted: set[int] | None = None
     if q.uids is not None:
         wanted = {seq for seq in (_find(conn, owner, uid) for uid in q.uids) if seq is not None}
-    with_bare, with_full, start, end = q.with_bare, q.with_full, q.start, q.end
-    after, before = q.after_seq, q.before_seq
-    if (with_bare is None and with_full is None and start is None and end is None
-            and after is None and before is None and wanted is None):
-        return entries
-    found = []
-    for entry in entries:
-        seq, stamp, contact = entry
-        if ((with_full is None or contact == with_full)
-                and (with_bare is None or str(contact).partition("/")[0] == with_bare)
-                and (start is None or stamp >= start)  # type: ignore[operator]
-                and (end is None or stamp <= end)  # type: ignore[operator]
-                and (after is None or seq > after)  # type: ignore[operator]
-                and (before is None or seq < before)  # type: ignore[operator]
-                and (wanted is None or seq in wanted)):
-            found.append(entry)
-    return found
+    return listed.select(with_bare=q.with_bare, with_full=q.with_full, start=q.start,
+                         end=q.end, after=q.after_seq, before=q.before_seq, wanted=wanted)
+
+
+def _unlisted(conn: sqlite3.Connection) -> bool:
+    """Whether the archive has rows but no postings (an upgrade or an import just wrote it)."""
+    return (conn.execute("SELECT 1 FROM mam_postings LIMIT 1").fetchone() is None
+            and conn.execute("SELECT 1 FROM mam_archive LIMIT 1").fetchone() is not None)
+
+
+def rebuild_postings(conn: sqlite3.Connection) -> None:
+    """Every archive's postings from the rows (after an upgrade or an import)."""
+    conn.execute("DELETE FROM mam_postings")
+    current: str | None = None
+    entries = NewEntries()
+
+    def flush() -> None:
+        if current is not None and entries.seqs:
+            conn.execute("INSERT INTO mam_postings VALUES (?, ?, ?, ?, ?, ?)",
+                         (current, entries.seqs[-1], len(entries.seqs), *entries.encoded()))
+
+    for owner, seq, stamp, contact in conn.execute(
+            "SELECT out_owner, seq, stamp, out_with FROM mam_archive WHERE out_owner IS NOT NULL"
+            " UNION ALL SELECT in_owner, seq, stamp, in_with FROM mam_archive"
+            " WHERE in_owner IS NOT NULL ORDER BY 1, 2").fetchall():
+        if owner != current or len(entries.seqs) >= _REBUILT_ROW_ENTRIES:
+            flush()
+            current, entries = owner, NewEntries()
+        entries.add(int(seq), int(stamp), contact)
+    flush()
 
 
 def _rows(conn: sqlite3.Connection, seqs: Sequence[int]) -> list[Row]:

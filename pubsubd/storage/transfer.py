@@ -199,8 +199,7 @@ class _Connection:
             if top and top[0]:
                 self.conn.execute("SELECT setval('pubsub_item_seq', %s)", (top[0],))
         else:  # AUTOINCREMENT follows explicitly inserted keys by itself
-            self.conn.execute("DELETE FROM mam_postings")
-            self.conn.execute(mam_sqlite.REBUILD_POSTINGS)
+            mam_sqlite.rebuild_postings(self.conn)
             self.conn.execute("UPDATE pubsub_sequence SET value = MAX(value, ?,"
                               " COALESCE((SELECT MAX(seq) FROM pubsub_items), 0),"
                               " COALESCE((SELECT MAX(seq) FROM pubsub_held_items), 0))"
