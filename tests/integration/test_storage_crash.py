@@ -15,9 +15,12 @@ from pubsubd.storage.backends import open_backend
 
 from .pubsub_helpers import PUBSUB, PUBSUB_PLUGINS, raw_iq, service_jid
 
-# Publishes sent at once: several group-commit bursts' worth (the server stores what has
-# queued up meanwhile in one transaction), so the kill lands between two of them.
+# Publishes in all, IN_FLIGHT at a time: several group-commit bursts' worth in flight (the
+# server stores what has queued up meanwhile in one transaction), so the kill lands between
+# two of them; a new publish leaves only when one is answered, so the storm is still going
+# when the kill lands however fast the server answers.
 STORM = 2000
+IN_FLIGHT = 400
 KILL_AFTER = 60  # acknowledged publishes before the kill
 
 
@@ -48,8 +51,13 @@ def test_kill_during_a_publish_storm_keeps_every_acknowledged_item(
             client = await connect(server, alice, plugins=PUBSUB_PLUGINS)
             await client.plugin["xep_0060"].create_node(svc, "storm")
 
+            window = asyncio.Semaphore(IN_FLIGHT)
+
             async def publish(n: int) -> None:
-                await raw_iq(client, svc, "set", publish_xml(f"i{n}"))
+                async with window:
+                    if len(acked) >= KILL_AFTER:
+                        return  # the server is gone: nothing more to send
+                    await raw_iq(client, svc, "set", publish_xml(f"i{n}"))
                 acked.append(f"i{n}")
                 if len(acked) == KILL_AFTER:
                     server.kill()  # SIGKILL while the other publishes are in flight
