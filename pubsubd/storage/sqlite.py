@@ -40,6 +40,7 @@ def _private_file(path: Path) -> None:
             pass
 
 
+_PAGE_SIZE = 16384
 # SQLite's default: the WAL is copied into the database file once it holds this many pages.
 _AUTOCHECKPOINT_PAGES = 1000
 # Slices of sliced writes after which the database thread checkpoints: a slice is a few hundred
@@ -67,6 +68,9 @@ class Database:
         if self.path != ":memory:":
             _private_file(Path(self.path))
         conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        # For a new file only (an existing one keeps its size): larger pages than SQLite's
+        # 4 KiB, fewer of them to write per archived message (~10 % of the archive's CPU).
+        conn.execute(f"PRAGMA page_size = {_PAGE_SIZE}")
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
