@@ -50,8 +50,8 @@ def _ids() -> Iterator[tuple[int, str]]:
     last 10 characters are the 60 other random bits, cut from one base64 text per batch."""
     clock = time.time_ns
     pairs = _PAIRS
-    last = high = -1
-    head = ""
+    last = high = top = -1
+    head = top_text = ""
     while True:
         raw = secrets.token_bytes(_BATCH_BYTES * _BATCH)
         text = base64.b64encode(raw).translate(_TO_SORTABLE).decode("ascii")
@@ -65,7 +65,10 @@ def _ids() -> Iterator[tuple[int, str]]:
             last = seq
             if seq >> 8 != high:
                 high = seq >> 8
-                head = _encode(high >> 12, 6) + pairs[high & 0xFFF]
+                if high >> 12 != top:  # about once a second
+                    top = high >> 12
+                    top_text = _encode(top, 6)
+                head = top_text + pairs[high & 0xFFF]
             yield seq, f"{head}{pairs[(seq & 0xFF) << 4 | nibbles[k]]}{tails[k]}"
 
 

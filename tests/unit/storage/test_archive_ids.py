@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import base64
 import re
+import time
 
+import pytest
+
+from pubsubd.storage import archive_ids
 from pubsubd.storage.archive_ids import _FROM_SORTABLE, _TO_SORTABLE, next_id, seq_of
 
 _URL_SAFE = re.compile(r"[A-Za-z0-9_-]{20}")
@@ -43,8 +47,6 @@ def test_sequence_numbers_and_ids_strictly_grow_together() -> None:
 
 
 def test_the_sequence_number_is_the_microsecond_of_the_clock() -> None:
-    import time
-
     before = time.time_ns() // 1000
     seq, _ = next_id()
     # Moved on past the clock only by as many ids as were drawn within one microsecond.
@@ -71,3 +73,23 @@ def test_ids_of_one_microsecond_differ_in_their_random_part() -> None:
 def test_seq_of_reads_ids_encoded_one_by_one_alike() -> None:
     assert seq_of(_encoded(1_796_000_000_123_456, 2**64 - 1)) == 1_796_000_000_123_456
     assert seq_of("not an id") is None
+
+
+def test_ids_read_back_across_the_moments_their_cached_front_changes(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The front characters are made again when the clock passes 256 µs and 2**20 µs marks."""
+    now = [(2**20) * 1_712_345 - 300]  # microseconds, just before both marks
+
+    def clock() -> int:
+        now[0] += 7
+        return now[0] * 1000
+
+    monkeypatch.setattr(archive_ids.time, "time_ns", clock)
+    ids = archive_ids._ids()
+    drawn = [next(ids) for _ in range(200)]
+    first = drawn[0][0]
+    assert [seq for seq, _ in drawn] == list(range(first, first + 7 * 200, 7))  # the clock's
+    assert first < (2**20) * 1_712_345 < drawn[-1][0]
+    for seq, uid in drawn:
+        assert seq_of(uid) == seq
+        assert uid == _encoded(seq, _random_part(uid))
