@@ -226,8 +226,8 @@ class _Queue(Sequence[ArchivedMessage]):
 
     __slots__ = ("fields",)
 
-    def __init__(self) -> None:
-        self.fields: list[Any] = []  # owner, uid, stamp, remote, stanza, sender, seq, ...
+    def __init__(self, fields: list[Any]) -> None:
+        self.fields = fields  # owner, uid, stamp, remote, stanza, sender, seq, owner, ...
 
     def __len__(self) -> int:
         return len(self.fields) // _FIELDS
@@ -266,7 +266,8 @@ class MamModule(Module):
         self.hooks = hooks
         self.sessions = sessions
         self.disco = disco
-        self._pending = _Queue()
+        self._fields: list[Any] = []  # the queue (see _Queue), extended in place
+        self._pending = _Queue(self._fields)
         self._default_prefs = Prefs(settings.default)  # users who set none share it
         # Their verdict for every contact, None when it depends on the contact (roster).
         self._default_allows = {"always": True, "never": False}.get(settings.default)
@@ -333,10 +334,11 @@ class MamModule(Module):
         found = self._owners[owner] = (by, _tail(by))
         return found
 
-    def _allowed(self, owner: JID, remote: JID) -> bool:
-        """XEP-0441 preferences: the never list, then the always list, then the default."""
-        prefs = self.store.prefs(owner)
-        if prefs is None:  # most users set none: the default decides alone
+    def _allowed(self, owner: JID, remote: JID, prefs: Prefs | None) -> bool:
+        """XEP-0441 preferences (``prefs``: the owner's, None if it set none): the never list,
+        then the always list, then the default. The hooks ask the store for ``prefs`` and
+        call this unless the default decides alone, as it does for most users."""
+        if prefs is None:
             allowed = self._default_allows
             if allowed is not None:
                 return allowed
@@ -352,8 +354,8 @@ class MamModule(Module):
         return prefs.default == "always"
 
     def _queue(self, owner: JID, uid: str, seq: int, remote: JID, stanza: bytes) -> int:
-        """Queue a message (its seq is its stamp too); its place in the queue."""
-        fields = self._pending.fields
+        """Queue a message (its seq is its stamp too); where its fields start in the queue."""
+        fields = self._fields
         place = len(fields)
         fields += (owner, uid, seq, remote, stanza, None, seq)
         if not place:
@@ -364,7 +366,9 @@ class MamModule(Module):
 
     async def _flush(self) -> None:
         async with self._flush_lock:
-            batch, self._pending = self._pending, _Queue()
+            batch = self._pending
+            self._fields = []
+            self._pending = _Queue(self._fields)
             self._open = None  # its entry is in the batch: the recipient's copy gets its own
             if not batch:
                 return
@@ -385,12 +389,14 @@ class MamModule(Module):
         elif not _scan(st, by):
             return False
         sender = st.from_
-        if not self._allowed(owner, sender):
+        prefs = self.store.prefs(owner)
+        if not (prefs is None and self._default_allows) and not self._allowed(
+                owner, sender, prefs):
             return False
         if st is self._open:
             self._open = None
             # The sender's archive has it, still queued: one entry, one id, for both.
-            fields = self._pending.fields
+            fields = self._fields
             place = self._open_at
             uid = fields[place + 1]
             wire = st.wire
@@ -416,21 +422,37 @@ class MamModule(Module):
         """The sender's copy of a local client's message."""
         if st.origin is None:
             return False
-        sender = st.from_
-        owner = sender.bare
-        found = _scan(st, self._owner(owner)[0])
+        owner = st.from_.bare
+        try:
+            by = self._owners[owner][0]
+        except KeyError:
+            by = self._owner(owner)[0]
+        found = _scan(st, by)
         if not found:
             return False
         if found == CLEAN:
             self._clean = st
         to = st.to
-        if to is None or to.bare == owner or not self._allowed(owner, to):
-            return False  # messages to oneself are archived once, on the way in
+        # Messages to oneself are archived once, on the way in. (Bare JIDs are equal when
+        # their local and domain parts are.)
+        if to is None or (to.local == owner.local and to.domain == owner.domain):
+            return False
+        prefs = self.store.prefs(owner)
+        if not (prefs is None and self._default_allows) and not self._allowed(
+                owner, to, prefs):
+            return False
         seq, uid = next_id()
         # Kept on the stanza: the recipient's copy is these bytes plus its stanza-id.
         st.wire = wire = etree.tostring(st.element, with_tail=False)
-        self._open_at = self._queue(owner, uid, seq, to, wire)
+        fields = self._fields
+        place = len(fields)
+        fields += (owner, uid, seq, to, wire, None, seq)  # as in _queue
+        if not place:
+            self._wake.set()
+        elif place >= _FULL_AT:
+            self._full.set()
         self._open = st
+        self._open_at = place
         # XEP-0313 §3.5: the sent carbon copies carry it; the contact may not see it, so it is
         # not added to the message itself.
         st.archive_id = uid
