@@ -383,7 +383,10 @@ class MamModule(Module):
         if to is None:
             return False
         owner = to.bare
-        by, tail = self._owner(owner)
+        try:
+            by, tail = self._owners[owner]
+        except KeyError:
+            by, tail = self._owner(owner)
         if st is self._clean:
             self._clean = None  # archivable, and without stanza-ids of anyone's to strip
         elif not _scan(st, by):
