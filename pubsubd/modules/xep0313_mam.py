@@ -176,6 +176,17 @@ def with_stanza_id(el: etree._Element, uid: str, by: str, wire: bytes | None = N
     return etree.tostring(copy, with_tail=False)
 
 
+def _with_our_id(st: Stanza, uid: str, by: str, tail: bytes | None) -> bytes:
+    """:func:`with_stanza_id` for an id of ours (plain text: nothing to check) and the
+    owner's :func:`_tail` already found."""
+    wire = st.wire
+    if wire is None:
+        wire = etree.tostring(st.element, with_tail=False)
+    if tail is not None and wire.endswith(_MESSAGE_END):
+        return b"".join((wire[:-_END], _SID_HEAD, uid.encode(), tail))
+    return with_stanza_id(st.element, uid, by, wire)
+
+
 def stamp_text(micros: int) -> str:
     """XEP-0082 DateTime in UTC with microseconds."""
     return (_EPOCH + micros * _MICROSECOND).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -401,24 +412,16 @@ class MamModule(Module):
             # The sender's archive has it, still queued: one entry, one id, for both.
             fields = self._fields
             place = self._open_at
-            uid = fields[place + 1]
-            wire = st.wire
-            if wire is None:  # the recipient's stanza-ids were stripped: serialized again
-                wire = etree.tostring(st.element, with_tail=False)
             # Archived and delivered alike, serialized once with the stanza-id spliced in:
             # the router delivers these bytes, carbons and offline storage copy them
-            # (Stanza.wire). Our ids are plain text: the splice needs no check of them.
-            if tail is not None and wire.endswith(_MESSAGE_END):
-                wire = b"".join((wire[:-_END], _SID_HEAD, uid.encode(), tail))
-            else:
-                wire = with_stanza_id(st.element, uid, by, wire)
-            st.wire = fields[place + 4] = wire
+            # (Stanza.wire). A local sender's message was serialized for its own archive on
+            # the way out.
+            st.wire = fields[place + 4] = _with_our_id(st, fields[place + 1], by, tail)
             fields[place + 5] = sender
             return False
         seq, uid = next_id()
-        # A local sender's message was serialized for its own archive on the way out.
-        st.wire = with_stanza_id(st.element, uid, by, st.wire)
-        self._queue(owner, uid, seq, sender, st.wire)
+        st.wire = wire = _with_our_id(st, uid, by, tail)
+        self._queue(owner, uid, seq, sender, wire)
         return False
 
     def _outgoing(self, st: Stanza) -> bool:
