@@ -9,7 +9,8 @@ the archive id. A message between two local users that both archive it is queued
 both archives, with one id (the store writes one row for both). Writes are queued and
 committed in batches by one background task, so routing never waits for the disk; a query
 first commits whatever is queued, so a client never misses in its archive a message it was
-already given.
+already given. The two hooks never wait, so they are plain functions on the bus (no coroutine
+per message), and they run for every chat message: each step is kept to its cheapest form.
 
 Group commit: a batch is written after FLUSH_DELAY or once FLUSH_ROWS messages wait, whichever
 comes first. SQLite's cost per archived message falls steeply with the batch size (each commit
@@ -309,7 +310,8 @@ class MamModule(Module):
             router.add_iq_handler("bare", type_, tag, self.forbidden)
         hooks = self.hooks
         # After blocking (100) drops what the user refuses (XEP-0313 §6.1), before carbons
-        # (50) so that carbon copies carry the stanza-id (XEP-0313 §3.5).
+        # (50) so that carbon copies carry the stanza-id (XEP-0313 §3.5). Plain functions:
+        # they only queue, never wait.
         hooks.on_plain("message/in", self._incoming, priority=60)
         hooks.on_plain("message/pre", self._outgoing, priority=60)
         hooks.on("account/deleted", self._account_deleted)
