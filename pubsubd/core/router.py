@@ -182,9 +182,12 @@ class Router:
             return
         hooks = self.hooks
         pre = _PRE_HOOKS[kind]
-        # has() first: with no filter on the bus (nobody blocks anyone) a stanza does not
-        # even pay for the coroutine of an empty firing.
-        if hooks.has(pre) and await hooks.fire(pre, st):
+        # fire_now first: with no filter on the bus (nobody blocks anyone), or only plain
+        # functions (the archive), a stanza does not pay for the coroutine of a firing.
+        handled = hooks.fire_now(pre, st)
+        if handled is None:
+            handled = await hooks.fire(pre, st)
+        if handled:
             return  # consumed by a filter (e.g. blocking)
         to = st.to
         if to is None:
@@ -277,9 +280,12 @@ class Router:
             # A bound full JID is an existing account: no need to ask the directory.
             session = self.sessions.get(to)
             if session is not None:
-                if (kind == "message" and self.hooks.has("message/in")
-                        and await self.hooks.fire("message/in", st)):
-                    return
+                if kind == "message":
+                    handled = self.hooks.fire_now("message/in", st)
+                    if handled is None:
+                        handled = await self.hooks.fire("message/in", st)
+                    if handled:
+                        return
                 session.send(st.serialized() if st.deferrable else (st.wire or st.element))
                 return
         if not await self.accounts.exists(to.bare):
@@ -315,7 +321,10 @@ class Router:
             return
         if type_ == "groupchat":
             raise StanzaError(Condition.SERVICE_UNAVAILABLE)  # §8.5.2.1.3
-        if await self.hooks.fire("message/in", st):
+        handled = self.hooks.fire_now("message/in", st)
+        if handled is None:
+            handled = await self.hooks.fire("message/in", st)
+        if handled:
             return
         targets = self.message_targets(st.to, type_)
         if targets:

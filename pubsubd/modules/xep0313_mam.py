@@ -9,7 +9,8 @@ the archive id. A message between two local users that both archive it is queued
 both archives, with one id (the store writes one row for both). Writes are queued and
 committed in batches by one background task, so routing never waits for the disk; a query
 first commits whatever is queued, so a client never misses in its archive a message it was
-already given.
+already given. The two hooks never wait, so they are plain functions on the bus (no coroutine
+per message), and they run for every chat message: each step is kept to its cheapest form.
 
 Group commit: a batch is written after FLUSH_DELAY or once FLUSH_ROWS messages wait, whichever
 comes first. SQLite's cost per archived message falls steeply with the batch size (each commit
@@ -27,8 +28,10 @@ from __future__ import annotations
 
 import datetime
 import re
-import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
+from typing import Any, overload
 from xml.sax.saxutils import quoteattr
 
 import trio
@@ -43,7 +46,8 @@ from pubsubd.core.session import SessionRegistry
 from pubsubd.errors import Condition, StanzaError
 from pubsubd.jid import JID, InvalidJID
 from pubsubd.modules.xep0030_disco import DiscoModule
-from pubsubd.storage.archive_ids import new_uid
+from pubsubd.storage.archive_ids import new_uid as new_uid  # for the room archive
+from pubsubd.storage.archive_ids import next_id
 from pubsubd.storage.interfaces import ArchivedMessage, ImStore, MamStore, Page, Prefs, Query
 from pubsubd.xml import builders
 from pubsubd.xml import rsm as xml_rsm
@@ -92,34 +96,48 @@ def add_stanza_id(el: etree._Element, uid: str, by: str) -> None:
     etree.SubElement(el, STANZA_ID, {"id": uid, "by": by}, nsmap=_SID_NSMAP)
 
 
-def _scan(st: Stanza, by: str) -> tuple[bool, bool]:
+_BODY = ns.C_BODY
+_ARCHIVED_TYPES = ("chat", "normal")
+# What _scan finds: not archivable; archivable, with stanza-ids by others left; archivable
+# and without stanza-ids (nothing to strip for any recipient either).
+SKIP, KEEP, CLEAN = 0, 1, 2
+
+
+def _scan(st: Stanza, by: str) -> int:
     """Strip the stanza-ids claiming to be ``by``'s (XEP-0359 §3 rule 2) and tell whether the
     message is archivable (XEP-0313 §6.1.1): normal and chat messages with a body; not errors,
     not copies the server made or pubsub notifications, not messages hinted away from storage
-    (XEP-0334 §4); and whether stanza-ids by others remain. One pass over the children: each
-    child lxml hands out costs a proxy object and its tag a new string."""
+    (XEP-0334 §4); and whether stanza-ids by others remain (:data:`KEEP`, else
+    :data:`CLEAN`). One pass over the children: each child lxml hands out costs a proxy
+    object and its tag a new string."""
     el = st.element
     body = skipped = others = False
-    ours = []
+    ours = None
     for child in el:
         tag = child.tag
-        if tag == ns.C_BODY:
+        if tag == _BODY:
             body = True
         elif tag == STANZA_ID:
-            if child.get("by") == by:
-                ours.append(child)
-            else:
+            if child.get("by") != by:
                 others = True
+            elif ours is None:
+                ours = [child]
+            else:
+                ours.append(child)
         elif tag in SKIPPED_TAGS:
             skipped = True
-    for child in ours:
-        el.remove(child)
-    if ours:
+    if ours is not None:
+        for child in ours:
+            el.remove(child)
         st.wire = None  # bytes serialized before are out of date now
-    return body and not skipped and st.type in ("chat", "normal"), others
+    # The stanza is a message: its type defaults to "normal" (Stanza.type, RFC 6121 §5.2.2).
+    if not body or skipped or (el.get("type") or "normal") not in _ARCHIVED_TYPES:
+        return SKIP
+    return KEEP if others else CLEAN
 
 
 _MESSAGE_END = b"</message>"
+_END = len(_MESSAGE_END)
 _PLAIN_ATTR = re.compile(r"[^&<>\"\t\n\r]*")
 _SID_HEAD = b'<stanza-id xmlns="' + _SID + b'" id="'
 _TAILS: dict[str, bytes | None] = {}  # by -> the bytes after the id, None: not plain text
@@ -159,6 +177,17 @@ def with_stanza_id(el: etree._Element, uid: str, by: str, wire: bytes | None = N
     return etree.tostring(copy, with_tail=False)
 
 
+def _with_our_id(st: Stanza, uid: str, by: str, tail: bytes | None) -> bytes:
+    """:func:`with_stanza_id` for an id of ours (plain text: nothing to check) and the
+    owner's :func:`_tail` already found."""
+    wire = st.wire
+    if wire is None:
+        wire = etree.tostring(st.element, with_tail=False)
+    if tail is not None and wire.endswith(_MESSAGE_END):
+        return b"".join((wire[:-_END], _SID_HEAD, uid.encode(), tail))
+    return with_stanza_id(st.element, uid, by, wire)
+
+
 def stamp_text(micros: int) -> str:
     """XEP-0082 DateTime in UTC with microseconds."""
     return (_EPOCH + micros * _MICROSECOND).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -195,6 +224,47 @@ def parse_end(text: str, var: str = "end") -> int:
     return end + 10 ** (6 - digits) - 1 if digits < 6 else end
 
 
+_FIELDS = len(ArchivedMessage._fields)
+_FULL_AT = (FLUSH_ROWS - 1) * _FIELDS  # where the last message of a full batch is queued
+_as_message = partial(tuple.__new__, ArchivedMessage)  # (7 fields) -> ArchivedMessage
+
+
+class _Queue(Sequence[ArchivedMessage]):
+    """Messages waiting to be written, as the fields of one :class:`ArchivedMessage` after
+    the other in one list: queuing a message makes no object that the garbage collector
+    tracks (a tuple per message kept until the write made the youngest generation fill up
+    and be collected several times as often). The store gets each message as a tuple made
+    when it reads it, and dropped as soon as it has."""
+
+    __slots__ = ("fields",)
+
+    def __init__(self, fields: list[Any]) -> None:
+        self.fields = fields  # owner, uid, stamp, remote, stanza, sender, seq, owner, ...
+
+    def __len__(self) -> int:
+        return len(self.fields) // _FIELDS
+
+    @overload
+    def __getitem__(self, index: int) -> ArchivedMessage: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[ArchivedMessage]: ...
+
+    def __getitem__(self, index: int | slice) -> ArchivedMessage | Sequence[ArchivedMessage]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        start = index * _FIELDS
+        return _as_message(self.fields[start:start + _FIELDS])
+
+    def __iter__(self) -> Iterator[ArchivedMessage]:
+        fields = iter(self.fields)
+        return map(_as_message, zip(*(fields,) * _FIELDS, strict=True))
+
+
 class MamModule(Module):
     name = "mam"
 
@@ -208,18 +278,23 @@ class MamModule(Module):
         self.hooks = hooks
         self.sessions = sessions
         self.disco = disco
-        self._pending: list[ArchivedMessage] = []
+        self._fields: list[Any] = []  # the queue (see _Queue), extended in place
+        self._pending = _Queue(self._fields)
         self._default_prefs = Prefs(settings.default)  # users who set none share it
+        # Their verdict for every contact, None when it depends on the contact (roster).
+        self._default_allows = {"always": True, "never": False}.get(settings.default)
+        self._owners: dict[JID, tuple[str, bytes | None]] = {}  # see _owner
         self._wake = trio.Event()
         self._full = trio.Event()  # FLUSH_ROWS are waiting
         self._flush_lock = trio.Lock()
         # The last local client's message found archivable and free of stanza-ids on its way
         # out: on its way in to a local recipient it needs no second look at its children.
         self._clean: Stanza | None = None
-        # The last local client's message queued for the sender's archive (the stanza, the
-        # queue, its place there): the recipient's archive shares that entry, one row and one
-        # id for both, if the queue has not been written in between.
-        self._open: tuple[Stanza, list[ArchivedMessage], int] | None = None
+        # The last local client's message queued for the sender's archive, and where its
+        # fields start in the queue: the recipient's archive shares that entry, one row and
+        # one id for both, unless the queue was written in between (which forgets it).
+        self._open: Stanza | None = None
+        self._open_at = 0
 
     def setup(self) -> None:
         if not self.config.enabled:
@@ -235,9 +310,10 @@ class MamModule(Module):
             router.add_iq_handler("bare", type_, tag, self.forbidden)
         hooks = self.hooks
         # After blocking (100) drops what the user refuses (XEP-0313 §6.1), before carbons
-        # (50) so that carbon copies carry the stanza-id (XEP-0313 §3.5).
-        hooks.on("message/in", self._incoming, priority=60)
-        hooks.on("message/pre", self._outgoing, priority=60)
+        # (50) so that carbon copies carry the stanza-id (XEP-0313 §3.5). Plain functions:
+        # they only queue, never wait.
+        hooks.on_plain("message/in", self._incoming, priority=60)
+        hooks.on_plain("message/pre", self._outgoing, priority=60)
         hooks.on("account/deleted", self._account_deleted)
         # XEP-0313 §7: advertised on the archiving JIDs, i.e. accounts.
         self.disco.account_features.update((ns.MAM, ns.MAM_EXTENDED))
@@ -258,9 +334,28 @@ class MamModule(Module):
 
     # --- archiving ----------------------------------------------------------------------
 
-    def _allowed(self, owner: JID, remote: JID) -> bool:
-        """XEP-0441 preferences: the never list, then the always list, then the default."""
-        prefs = self.store.prefs(owner) or self._default_prefs
+    def _owner(self, owner: JID) -> tuple[str, bytes | None]:
+        """``owner``'s bare JID as text (the 'by' of its stanza-ids) and the bytes that follow
+        the id in its stanza-ids (:func:`_tail`): the same for every message, kept."""
+        try:
+            return self._owners[owner]
+        except KeyError:
+            pass
+        by = str(owner)
+        if len(self._owners) >= _TAILS_MAX:
+            self._owners.clear()
+        found = self._owners[owner] = (by, _tail(by))
+        return found
+
+    def _allowed(self, owner: JID, remote: JID, prefs: Prefs | None) -> bool:
+        """XEP-0441 preferences (``prefs``: the owner's, None if it set none): the never list,
+        then the always list, then the default. The hooks ask the store for ``prefs`` and
+        call this unless the default decides alone, as it does for most users."""
+        if prefs is None:
+            allowed = self._default_allows
+            if allowed is not None:
+                return allowed
+            prefs = self._default_prefs
         if prefs.never or prefs.always:
             contact = str(remote.bare)
             if contact in prefs.never:
@@ -271,19 +366,23 @@ class MamModule(Module):
             return self.roster.item(owner, remote) is not None
         return prefs.default == "always"
 
-    def _archive(self, message: ArchivedMessage) -> int:
-        """Queue ``message``; its place in the queue."""
-        pending = self._pending
-        pending.append(message)
-        if len(pending) == 1:
+    def _queue(self, owner: JID, uid: str, seq: int, remote: JID, stanza: bytes) -> int:
+        """Queue a message (its seq is its stamp too); where its fields start in the queue."""
+        fields = self._fields
+        place = len(fields)
+        fields += (owner, uid, seq, remote, stanza, None, seq)
+        if not place:
             self._wake.set()
-        elif len(pending) >= FLUSH_ROWS:
+        elif place >= _FULL_AT:
             self._full.set()
-        return len(pending) - 1
+        return place
 
     async def _flush(self) -> None:
         async with self._flush_lock:
-            batch, self._pending = self._pending, []
+            batch = self._pending
+            self._fields = []
+            self._pending = _Queue(self._fields)
+            self._open = None  # its entry is in the batch: the recipient's copy gets its own
             if not batch:
                 return
             try:
@@ -291,55 +390,77 @@ class MamModule(Module):
             except Exception:
                 self.log.exception("could not archive %d messages", len(batch))
 
-    async def _incoming(self, st: Stanza) -> bool:
+    def _incoming(self, st: Stanza) -> bool:
         """The recipient's copy, stamped with its archive id (XEP-0313 §3.5)."""
-        if st.to is None:
+        to = st.to
+        if to is None:
             return False
-        owner = st.to.bare
-        by = str(owner)
+        owner = to.bare
+        try:
+            by, tail = self._owners[owner]
+        except KeyError:
+            by, tail = self._owner(owner)
         if st is self._clean:
             self._clean = None  # archivable, and without stanza-ids of anyone's to strip
-        elif not _scan(st, by)[0]:
+        elif not _scan(st, by):
             return False
-        if not self._allowed(owner, st.from_):
+        sender = st.from_
+        prefs = self.store.prefs(owner)
+        if not (prefs is None and self._default_allows) and not self._allowed(
+                owner, sender, prefs):
             return False
-        opened = self._open
-        if opened is not None and opened[0] is st:
+        if st is self._open:
             self._open = None
-            _, queue, place = opened
-            if queue is self._pending:
-                # The sender's archive has it, still queued: one row, one id, for both.
-                sent = queue[place]
-                uid = sent.uid
-                st.wire = with_stanza_id(st.element, uid, by, st.wire)
-                queue[place] = ArchivedMessage(sent.owner, uid, sent.stamp, sent.remote, st.wire,
-                                               st.from_)
-                return False
-        uid = new_uid()
-        # Archived and delivered alike, serialized once with the stanza-id spliced in: the
-        # router delivers these bytes, carbons and offline storage copy them (Stanza.wire).
-        # A local sender's message was serialized for its own archive on the way out.
-        st.wire = with_stanza_id(st.element, uid, by, st.wire)
-        self._archive(ArchivedMessage(owner, uid, time.time_ns() // 1000, st.from_, st.wire))
+            # The sender's archive has it, still queued: one entry, one id, for both.
+            fields = self._fields
+            place = self._open_at
+            # Archived and delivered alike, serialized once with the stanza-id spliced in:
+            # the router delivers these bytes, carbons and offline storage copy them
+            # (Stanza.wire). A local sender's message was serialized for its own archive on
+            # the way out.
+            st.wire = fields[place + 4] = _with_our_id(st, fields[place + 1], by, tail)
+            fields[place + 5] = sender
+            return False
+        seq, uid = next_id()
+        st.wire = wire = _with_our_id(st, uid, by, tail)
+        self._queue(owner, uid, seq, sender, wire)
         return False
 
-    async def _outgoing(self, st: Stanza) -> bool:
+    def _outgoing(self, st: Stanza) -> bool:
         """The sender's copy of a local client's message."""
         if st.origin is None:
             return False
         owner = st.from_.bare
-        by = str(owner)
-        ok, others = _scan(st, by)
-        if ok and not others:
+        try:
+            by = self._owners[owner][0]
+        except KeyError:
+            by = self._owner(owner)[0]
+        found = _scan(st, by)
+        if not found:
+            return False
+        if found == CLEAN:
             self._clean = st
         to = st.to
-        if to is None or to.bare == owner or not ok or not self._allowed(owner, to):
-            return False  # messages to oneself are archived once, on the way in
-        uid = new_uid()
+        # Messages to oneself are archived once, on the way in. (Bare JIDs are equal when
+        # their local and domain parts are.)
+        if to is None or (to.local == owner.local and to.domain == owner.domain):
+            return False
+        prefs = self.store.prefs(owner)
+        if not (prefs is None and self._default_allows) and not self._allowed(
+                owner, to, prefs):
+            return False
+        seq, uid = next_id()
         # Kept on the stanza: the recipient's copy is these bytes plus its stanza-id.
-        st.wire = etree.tostring(st.element, with_tail=False)
-        place = self._archive(ArchivedMessage(owner, uid, time.time_ns() // 1000, to, st.wire))
-        self._open = (st, self._pending, place)
+        st.wire = wire = etree.tostring(st.element, with_tail=False)
+        fields = self._fields
+        place = len(fields)
+        fields += (owner, uid, seq, to, wire, None, seq)  # as in _queue
+        if not place:
+            self._wake.set()
+        elif place >= _FULL_AT:
+            self._full.set()
+        self._open = st
+        self._open_at = place
         # XEP-0313 §3.5: the sent carbon copies carry it; the contact may not see it, so it is
         # not added to the message itself.
         st.archive_id = uid

@@ -240,6 +240,8 @@ class ArchivedMessage(NamedTuple):
     remote: JID
     stanza: bytes
     sender: JID | None = None
+    # The number ``uid`` carries, when the caller drew it with ``archive_ids.next_id``: a
+    # store need not decode the id (``seq_of(uid)`` otherwise).
     seq: int | None = None
 
 

@@ -227,8 +227,8 @@ class SqliteMamStore:
         # The text of each JID once per batch: a burst repeats the same few addresses.
         names: dict[JID, str] = {}
         last = self._last_seq
-        for owner_jid, uid, stamp, remote_jid, stanza, sender_jid, given in messages:
-            seq = given if given is not None else seq_of(uid)
+        for owner_jid, uid, stamp, remote_jid, stanza, sender_jid, seq in messages:
+            seq = seq_of(uid) if seq is None else seq
             if seq is not None and seq > last:
                 by_uid = 0
             else:

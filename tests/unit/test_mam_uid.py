@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import time
 
-from pubsubd.modules.xep0313_mam import new_uid
+from pubsubd.storage.archive_ids import new_uid
 
 _URL_SAFE = re.compile(r"[A-Za-z0-9_-]{20}")
 
