@@ -414,15 +414,19 @@ class MamModule(Module):
             # The sender's archive has it, still queued: one entry, one id, for both.
             fields = self._fields
             place = self._open_at
-            # Archived and delivered alike, serialized once with the stanza-id spliced in:
-            # the router delivers these bytes, carbons and offline storage copy them
-            # (Stanza.wire). A local sender's message was serialized for its own archive on
-            # the way out.
-            st.wire = fields[place + 4] = _with_our_id(st, fields[place + 1], by, tail)
+            # Delivered with the stanza-id spliced into the bytes serialized for the sender's
+            # archive on the way out: the router delivers these bytes, carbons and offline
+            # storage copy them (Stanza.wire). The archive keeps the message as sent.
+            st.wire = _with_our_id(st, fields[place + 1], by, tail)
             fields[place + 5] = sender
             return False
         seq, uid = next_id()
-        st.wire = wire = _with_our_id(st, uid, by, tail)
+        # Archived as it came (the archive's result carries the id, XEP-0313 §4.2), delivered
+        # with its stanza-id: serialized once.
+        wire = st.wire
+        if wire is None:
+            wire = st.wire = etree.tostring(st.element, with_tail=False)
+        st.wire = _with_our_id(st, uid, by, tail)
         self._queue(owner, uid, seq, sender, wire)
         return False
 
