@@ -78,7 +78,7 @@ POLICIES = ("always", "never", "roster")
 FORM_FIELDS = frozenset({"FORM_TYPE", "with", "start", "end", "before-id", "after-id", "ids"})
 MAX_IDS = 500  # archive ids one query may name in the 'ids' field
 FLUSH_DELAY = 0.5  # seconds archived messages may wait to be written together
-FLUSH_ROWS = 4000  # ... unless this many wait already: then they are written at once
+FLUSH_ROWS = 16_000  # ... unless this many wait already: then they are written at once
 
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 _MICROSECOND = datetime.timedelta(microseconds=1)

@@ -31,6 +31,7 @@ domains: [example.test]
 data_dir: {tmp_path / "var"}
 storage: {{path: {tmp_path / "var" / "db.sqlite3"}}}
 control: {{enabled: false}}
+mam: {{max_messages_per_user: {FLUSH_ROWS}}}
 """), base_dir=tmp_path)
 
 
