@@ -177,15 +177,13 @@ def with_stanza_id(el: etree._Element, uid: str, by: str, wire: bytes | None = N
     return etree.tostring(copy, with_tail=False)
 
 
-def _with_our_id(st: Stanza, uid: str, by: str, tail: bytes | None) -> bytes:
-    """:func:`with_stanza_id` for an id of ours (plain text: nothing to check) and the
-    owner's :func:`_tail` already found."""
-    wire = st.wire
-    if wire is None:
-        wire = etree.tostring(st.element, with_tail=False)
+def _with_our_id(wire: bytes, el: etree._Element, uid: str, by: str,
+                 tail: bytes | None) -> bytes:
+    """:func:`with_stanza_id` of ``el`` serialized as ``wire``, for an id of ours (plain
+    text: nothing to check) and the owner's :func:`_tail` already found."""
     if tail is not None and wire.endswith(_MESSAGE_END):
         return b"".join((wire[:-_END], _SID_HEAD, uid.encode(), tail))
-    return with_stanza_id(st.element, uid, by, wire)
+    return with_stanza_id(el, uid, by, wire)
 
 
 def stamp_text(micros: int) -> str:
@@ -409,24 +407,23 @@ class MamModule(Module):
         if not (prefs is None and self._default_allows) and not self._allowed(
                 owner, sender, prefs):
             return False
+        # Archived as it came, less any stanza-id claiming to be the owner's (the archive's
+        # result carries the id, XEP-0313 §4.2); delivered with its stanza-id spliced in: the
+        # router delivers these bytes, carbons and offline storage copy them (Stanza.wire).
+        wire = st.wire  # a local sender's message was serialized for its own archive
+        if wire is None:
+            wire = etree.tostring(st.element, with_tail=False)
         if st is self._open:
             self._open = None
             # The sender's archive has it, still queued: one entry, one id, for both.
             fields = self._fields
             place = self._open_at
-            # Delivered with the stanza-id spliced into the bytes serialized for the sender's
-            # archive on the way out: the router delivers these bytes, carbons and offline
-            # storage copy them (Stanza.wire). The archive keeps the message as sent.
-            st.wire = _with_our_id(st, fields[place + 1], by, tail)
+            st.wire = _with_our_id(wire, st.element, fields[place + 1], by, tail)
+            fields[place + 4] = wire  # without a stanza-id the sender forged for the recipient
             fields[place + 5] = sender
             return False
         seq, uid = next_id()
-        # Archived as it came (the archive's result carries the id, XEP-0313 §4.2), delivered
-        # with its stanza-id: serialized once.
-        wire = st.wire
-        if wire is None:
-            wire = st.wire = etree.tostring(st.element, with_tail=False)
-        st.wire = _with_our_id(st, uid, by, tail)
+        st.wire = _with_our_id(wire, st.element, uid, by, tail)
         self._queue(owner, uid, seq, sender, wire)
         return False
 
@@ -456,15 +453,8 @@ class MamModule(Module):
         seq, uid = next_id()
         # Kept on the stanza: the recipient's copy is these bytes plus its stanza-id.
         st.wire = wire = etree.tostring(st.element, with_tail=False)
-        fields = self._fields
-        place = len(fields)
-        fields += (owner, uid, seq, to, wire, None, seq)  # as in _queue
-        if not place:
-            self._wake.set()
-        elif place >= _FULL_AT:
-            self._full.set()
+        self._open_at = self._queue(owner, uid, seq, to, wire)
         self._open = st
-        self._open_at = place
         # XEP-0313 §3.5: the sent carbon copies carry it; the contact may not see it, so it is
         # not added to the message itself.
         st.archive_id = uid

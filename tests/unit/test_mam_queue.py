@@ -13,6 +13,7 @@ from pubsubd.app import Server
 from pubsubd.modules.xep0313_mam import MamModule
 from pubsubd.storage.archive_ids import seq_of
 from pubsubd.storage.interfaces import ArchivedMessage, Query
+from pubsubd.xml import builders
 from tests.unit.test_mam_group_commit import ALICE, BOB, bind, chat, make_server
 
 
@@ -66,5 +67,23 @@ def test_queuing_makes_no_tracked_object_per_message(tmp_path: Path) -> None:
             gc.enable()
         assert len(mam._pending) == count + 10
         assert grown < count // 2
+
+    run(tmp_path, test)
+
+
+def test_a_stanza_id_forged_for_the_recipient_is_not_archived(tmp_path: Path) -> None:
+    """XEP-0359 §3 rule 2: a stanza-id a sender wrote claiming to be the recipient's archive
+    is removed, from the delivered message and from the copy both archives share."""
+    async def test(srv: Server, mam: MamModule) -> None:
+        alice, _ = bind(srv, ALICE), bind(srv, BOB)
+        msg = builders.stanza("message", to=str(BOB), type_="chat")
+        builders.child(msg, "jabber:client", "body").text = "hello"
+        forged = builders.child(msg, "urn:xmpp:sid:0", "stanza-id")
+        forged.set("by", str(BOB.bare))
+        forged.set("id", "forged")
+        await srv.ctx.router.route_from_client(alice, msg)
+        (queued,) = list(mam._pending)
+        assert queued.sender == ALICE  # one entry for both archives
+        assert b"forged" not in queued.stanza
 
     run(tmp_path, test)
