@@ -103,7 +103,7 @@ class Postings:
         high = len(seqs) if before is None else bisect.bisect_left(seqs, before)
         if (with_bare is None and with_full is None and start is None and end is None
                 and wanted is None):
-            return seqs[low:high] if (low, high) != (0, len(seqs)) else seqs
+            return seqs[low:high]
         stamps = self.stamps
         contacts = self.contacts if with_bare is not None or with_full is not None else None
         prefix = with_bare + "/" if with_bare is not None else ""

@@ -40,7 +40,7 @@ from pubsubd.storage.interfaces import (
     Query,
     Row,
 )
-from pubsubd.storage.mam_postings import NewEntries, Postings
+from pubsubd.storage.mam_postings import NewEntries, Postings, unpack
 from pubsubd.storage.sqlite import Database
 
 __all__ = ["ArchivedMessage", "MamStore", "Page", "Prefs", "Query", "Row", "SqliteMamStore"]
@@ -400,7 +400,7 @@ class SqliteMamStore:
             for order in ("ASC", "DESC"):
                 row = conn.execute("SELECT seqs FROM mam_postings WHERE owner = ?"  # noqa: S608
                                    f" ORDER BY last {order} LIMIT 1", (bare,)).fetchone()
-                seqs = Postings.of_rows([(row[0], b"", "")]).seqs if row is not None else []
+                seqs = unpack(row[0]) if row is not None else []
                 if not seqs:
                     return None
                 ends.append(seqs[0] if order == "ASC" else seqs[-1])
@@ -489,7 +489,7 @@ def rebuild_postings(conn: sqlite3.Connection) -> None:
     for owner, seq, stamp, contact in conn.execute(
             "SELECT out_owner, seq, stamp, out_with FROM mam_archive WHERE out_owner IS NOT NULL"
             " UNION ALL SELECT in_owner, seq, stamp, in_with FROM mam_archive"
-            " WHERE in_owner IS NOT NULL ORDER BY 1, 2").fetchall():
+            " WHERE in_owner IS NOT NULL ORDER BY 1, 2"):
         if owner != current or len(entries.seqs) >= _REBUILT_ROW_ENTRIES:
             flush()
             current, entries = owner, NewEntries()

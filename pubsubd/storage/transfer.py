@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -27,15 +27,28 @@ BATCH = 1000
 
 
 @dataclass(frozen=True, slots=True)
+class SqliteLayout:
+    """How SQLite keeps a table whose columns differ from the shared ones: the expressions
+    that read a row as exported, and the columns an imported row fills once converted."""
+
+    select: str
+    columns: tuple[str, ...]
+    convert: Callable[[tuple[Any, ...]], tuple[Any, ...]]
+
+
+@dataclass(frozen=True, slots=True)
 class Table:
     name: str
     columns: tuple[str, ...]
     order: str  # ORDER BY on both backends, except where ``sqlite_order`` differs
     sqlite_order: str | None = None
+    sqlite_layout: SqliteLayout | None = None
 
 
-def _t(name: str, columns: str, order: str, sqlite_order: str | None = None) -> Table:
-    return Table(name, tuple(c.strip() for c in columns.split(",")), order, sqlite_order)
+def _t(name: str, columns: str, order: str, sqlite_order: str | None = None,
+       sqlite_layout: SqliteLayout | None = None) -> Table:
+    return Table(name, tuple(c.strip() for c in columns.split(",")), order, sqlite_order,
+                 sqlite_layout)
 
 
 # Parents before children (foreign keys). Every table of every store is here; a unit test
@@ -54,7 +67,9 @@ TABLES = (
     _t("blocklist", "owner, blocked", "owner, blocked"),
     _t("vcards", "owner, vcard", "owner"),
     _t("mam_archive", "seq, uid, stamp, stanza, by_uid, out_owner, out_with_bare,"
-       " out_with_full, in_owner, in_with_bare, in_with_full", "seq"),
+       " out_with_full, in_owner, in_with_bare, in_with_full", "seq",
+       sqlite_layout=SqliteLayout(mam_sqlite.EXPORT_COLUMNS, mam_sqlite.IMPORT_COLUMNS,
+                                  mam_sqlite.imported_row)),
     _t("mam_prefs", "owner, default_policy, always, never", "owner"),
     _t("muc_rooms", "room, config, subject, subject_nick", "room"),
     _t("muc_affiliations", "room, jid, affiliation, nick", "room, jid"),
@@ -152,8 +167,8 @@ class _Connection:
     def rows(self, table: Table) -> Iterator[tuple[Any, ...]]:
         order = table.sqlite_order if table.sqlite_order and not self.postgres else table.order
         columns = ", ".join(table.columns)
-        if table.name == "mam_archive" and not self.postgres:
-            columns = mam_sqlite.EXPORT_COLUMNS
+        if table.sqlite_layout is not None and not self.postgres:
+            columns = table.sqlite_layout.select
         cur = self.conn.cursor()
         cur.execute(f"SELECT {columns} FROM {table.name}"  # noqa: S608
                     f" ORDER BY {order}")
@@ -165,10 +180,10 @@ class _Connection:
         return int(row[0])
 
     def insert(self, table: Table, rows: list[tuple[Any, ...]]) -> None:
-        columns: tuple[str, ...] = table.columns
-        if table.name == "mam_archive" and not self.postgres:
-            columns = mam_sqlite.IMPORT_COLUMNS
-            rows = [mam_sqlite.imported_row(row) for row in rows]
+        columns = table.columns
+        if table.sqlite_layout is not None and not self.postgres:
+            columns = table.sqlite_layout.columns
+            rows = [table.sqlite_layout.convert(row) for row in rows]
         marks = ", ".join(["%s" if self.postgres else "?"] * len(columns))
         query = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({marks})"  # noqa: S608
         cur = self.conn.cursor()
