@@ -28,10 +28,7 @@ from __future__ import annotations
 
 import datetime
 import re
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from functools import partial
-from typing import Any, overload
 from xml.sax.saxutils import quoteattr
 
 import trio
@@ -48,7 +45,15 @@ from pubsubd.jid import JID, InvalidJID
 from pubsubd.modules.xep0030_disco import DiscoModule
 from pubsubd.storage.archive_ids import new_uid as new_uid  # for the room archive
 from pubsubd.storage.archive_ids import next_id
-from pubsubd.storage.interfaces import ArchivedMessage, ImStore, MamStore, Page, Prefs, Query
+from pubsubd.storage.interfaces import (
+    ArchiveBatch,
+    ArchivedMessage,
+    ImStore,
+    MamStore,
+    Page,
+    Prefs,
+    Query,
+)
 from pubsubd.xml import builders
 from pubsubd.xml import rsm as xml_rsm
 from pubsubd.xml.forms import Field, Form, FormError
@@ -224,43 +229,6 @@ def parse_end(text: str, var: str = "end") -> int:
 
 _FIELDS = len(ArchivedMessage._fields)
 _FULL_AT = (FLUSH_ROWS - 1) * _FIELDS  # where the last message of a full batch is queued
-_as_message = partial(tuple.__new__, ArchivedMessage)  # (7 fields) -> ArchivedMessage
-
-
-class _Queue(Sequence[ArchivedMessage]):
-    """Messages waiting to be written, as the fields of one :class:`ArchivedMessage` after
-    the other in one list: queuing a message makes no object that the garbage collector
-    tracks (a tuple per message kept until the write made the youngest generation fill up
-    and be collected several times as often). The store gets each message as a tuple made
-    when it reads it, and dropped as soon as it has."""
-
-    __slots__ = ("fields",)
-
-    def __init__(self, fields: list[Any]) -> None:
-        self.fields = fields  # owner, uid, stamp, remote, stanza, sender, seq, owner, ...
-
-    def __len__(self) -> int:
-        return len(self.fields) // _FIELDS
-
-    @overload
-    def __getitem__(self, index: int) -> ArchivedMessage: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[ArchivedMessage]: ...
-
-    def __getitem__(self, index: int | slice) -> ArchivedMessage | Sequence[ArchivedMessage]:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
-        if index < 0:
-            index += len(self)
-        if not 0 <= index < len(self):
-            raise IndexError(index)
-        start = index * _FIELDS
-        return _as_message(self.fields[start:start + _FIELDS])
-
-    def __iter__(self) -> Iterator[ArchivedMessage]:
-        fields = iter(self.fields)
-        return map(_as_message, zip(*(fields,) * _FIELDS, strict=True))
 
 
 class MamModule(Module):
@@ -276,12 +244,12 @@ class MamModule(Module):
         self.hooks = hooks
         self.sessions = sessions
         self.disco = disco
-        self._fields: list[Any] = []  # the queue (see _Queue), extended in place
-        self._pending = _Queue(self._fields)
+        self._pending = ArchiveBatch()  # the queue
+        self._fields = self._pending.fields  # ... extended in place
         self._default_prefs = Prefs(settings.default)  # users who set none share it
         # Their verdict for every contact, None when it depends on the contact (roster).
         self._default_allows = {"always": True, "never": False}.get(settings.default)
-        self._owners: dict[JID, tuple[str, bytes | None]] = {}  # see _owner
+        self._owners: dict[JID, tuple[str, bytes | None, bool]] = {}  # see _owner
         self._wake = trio.Event()
         self._full = trio.Event()  # FLUSH_ROWS are waiting
         self._flush_lock = trio.Lock()
@@ -332,9 +300,11 @@ class MamModule(Module):
 
     # --- archiving ----------------------------------------------------------------------
 
-    def _owner(self, owner: JID) -> tuple[str, bytes | None]:
-        """``owner``'s bare JID as text (the 'by' of its stanza-ids) and the bytes that follow
-        the id in its stanza-ids (:func:`_tail`): the same for every message, kept."""
+    def _owner(self, owner: JID) -> tuple[str, bytes | None, bool]:
+        """``owner``'s bare JID as text (the 'by' of its stanza-ids), the bytes that follow
+        the id in its stanza-ids (:func:`_tail`), and whether its archive takes every message
+        (no preferences of its own, and a default of "always"): the same for every message,
+        kept until the owner's preferences change."""
         try:
             return self._owners[owner]
         except KeyError:
@@ -342,7 +312,8 @@ class MamModule(Module):
         by = str(owner)
         if len(self._owners) >= _TAILS_MAX:
             self._owners.clear()
-        found = self._owners[owner] = (by, _tail(by))
+        everyone = self.store.prefs(owner) is None and self._default_allows is True
+        found = self._owners[owner] = (by, _tail(by), everyone)
         return found
 
     def _allowed(self, owner: JID, remote: JID, prefs: Prefs | None) -> bool:
@@ -364,22 +335,11 @@ class MamModule(Module):
             return self.roster.item(owner, remote) is not None
         return prefs.default == "always"
 
-    def _queue(self, owner: JID, uid: str, seq: int, remote: JID, stanza: bytes) -> int:
-        """Queue a message (its seq is its stamp too); where its fields start in the queue."""
-        fields = self._fields
-        place = len(fields)
-        fields += (owner, uid, seq, remote, stanza, None, seq)
-        if not place:
-            self._wake.set()
-        elif place >= _FULL_AT:
-            self._full.set()
-        return place
-
     async def _flush(self) -> None:
         async with self._flush_lock:
             batch = self._pending
-            self._fields = []
-            self._pending = _Queue(self._fields)
+            self._pending = ArchiveBatch()
+            self._fields = self._pending.fields
             self._open = None  # its entry is in the batch: the recipient's copy gets its own
             if not batch:
                 return
@@ -395,17 +355,15 @@ class MamModule(Module):
             return False
         owner = to.bare
         try:
-            by, tail = self._owners[owner]
+            by, tail, everyone = self._owners[owner]
         except KeyError:
-            by, tail = self._owner(owner)
+            by, tail, everyone = self._owner(owner)
         if st is self._clean:
             self._clean = None  # archivable, and without stanza-ids of anyone's to strip
         elif not _scan(st, by):
             return False
         sender = st.from_
-        prefs = self.store.prefs(owner)
-        if not (prefs is None and self._default_allows) and not self._allowed(
-                owner, sender, prefs):
+        if not everyone and not self._allowed(owner, sender, self.store.prefs(owner)):
             return False
         # Archived as it came, less any stanza-id claiming to be the owner's (the archive's
         # result carries the id, XEP-0313 §4.2); delivered with its stanza-id spliced in: the
@@ -413,10 +371,10 @@ class MamModule(Module):
         wire = st.wire  # a local sender's message was serialized for its own archive
         if wire is None:
             wire = etree.tostring(st.element, with_tail=False)
+        fields = self._fields
         if st is self._open:
             self._open = None
             # The sender's archive has it, still queued: one entry, one id, for both.
-            fields = self._fields
             place = self._open_at
             st.wire = _with_our_id(wire, st.element, fields[place + 1], by, tail)
             fields[place + 4] = wire  # without a stanza-id the sender forged for the recipient
@@ -424,7 +382,13 @@ class MamModule(Module):
             return False
         seq, uid = next_id()
         st.wire = _with_our_id(wire, st.element, uid, by, tail)
-        self._queue(owner, uid, seq, sender, wire)
+        # Queued as the fields of an ArchivedMessage (its seq is its stamp too).
+        place = len(fields)
+        fields += (owner, uid, seq, sender, wire, None, seq)
+        if not place:
+            self._wake.set()
+        elif place >= _FULL_AT:
+            self._full.set()
         return False
 
     def _outgoing(self, st: Stanza) -> bool:
@@ -433,9 +397,9 @@ class MamModule(Module):
             return False
         owner = st.from_.bare
         try:
-            by = self._owners[owner][0]
+            by, _, everyone = self._owners[owner]
         except KeyError:
-            by = self._owner(owner)[0]
+            by, _, everyone = self._owner(owner)
         found = _scan(st, by)
         if not found:
             return False
@@ -446,14 +410,19 @@ class MamModule(Module):
         # their local and domain parts are.)
         if to is None or (to.local == owner.local and to.domain == owner.domain):
             return False
-        prefs = self.store.prefs(owner)
-        if not (prefs is None and self._default_allows) and not self._allowed(
-                owner, to, prefs):
+        if not everyone and not self._allowed(owner, to, self.store.prefs(owner)):
             return False
         seq, uid = next_id()
         # Kept on the stanza: the recipient's copy is these bytes plus its stanza-id.
         st.wire = wire = etree.tostring(st.element, with_tail=False)
-        self._open_at = self._queue(owner, uid, seq, to, wire)
+        fields = self._fields
+        place = len(fields)
+        fields += (owner, uid, seq, to, wire, None, seq)  # see _incoming
+        if not place:
+            self._wake.set()
+        elif place >= _FULL_AT:
+            self._full.set()
+        self._open_at = place
         self._open = st
         # XEP-0313 §3.5: the sent carbon copies carry it; the contact may not see it, so it is
         # not added to the message itself.
@@ -463,6 +432,7 @@ class MamModule(Module):
     async def _account_deleted(self, jid: JID) -> bool:
         await self._flush()
         await self.store.forget(jid)
+        self._owners.pop(jid.bare, None)  # its preferences are gone
         return False
 
     # --- queries (XEP-0313 §4) ------------------------------------------------------------
@@ -570,6 +540,7 @@ class MamModule(Module):
         if prefs.always & prefs.never:
             raise StanzaError(Condition.BAD_REQUEST, "a JID is both always and never archived")
         await self.store.set_prefs(st.from_, prefs)
+        self._owners.pop(st.from_.bare, None)  # whether it takes every message may change
         return _prefs_element(prefs)
 
 

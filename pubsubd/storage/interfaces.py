@@ -11,9 +11,10 @@ writes through to durable storage before updating memory.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple, Protocol
+from functools import partial
+from typing import Any, NamedTuple, Protocol, overload
 
 from feeds.push import LeaseStore, PushLease
 from feeds.store import FeedStore
@@ -243,6 +244,56 @@ class ArchivedMessage(NamedTuple):
     # The number ``uid`` carries, when the caller drew it with ``archive_ids.next_id``: a
     # store need not decode the id (``seq_of(uid)`` otherwise).
     seq: int | None = None
+
+
+_FIELDS = len(ArchivedMessage._fields)
+_as_message = partial(tuple.__new__, ArchivedMessage)  # (7 fields) -> ArchivedMessage
+
+
+class ArchiveBatch(Sequence[ArchivedMessage]):
+    """Messages waiting to be written, as the fields of one :class:`ArchivedMessage` after
+    the other in one list: queuing a message makes no object that the garbage collector
+    tracks (a tuple per message kept until the write made the youngest generation fill up
+    and be collected several times as often). Read as a sequence, each message is a tuple
+    made when it is read; a store that only unpacks the fields reads :meth:`plain`."""
+
+    __slots__ = ("fields",)
+
+    def __init__(self, fields: list[Any] | None = None) -> None:
+        self.fields: list[Any] = [] if fields is None else fields  # owner, uid, stamp, ...
+
+    def __len__(self) -> int:
+        return len(self.fields) // _FIELDS
+
+    @overload
+    def __getitem__(self, index: int) -> ArchivedMessage: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[ArchivedMessage]: ...
+
+    def __getitem__(self, index: int | slice) -> ArchivedMessage | Sequence[ArchivedMessage]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        start = index * _FIELDS
+        return _as_message(self.fields[start:start + _FIELDS])
+
+    def __iter__(self) -> Iterator[ArchivedMessage]:
+        return map(_as_message, self.plain())
+
+    def plain(self) -> Iterator[tuple[Any, ...]]:
+        """The messages' fields in :class:`ArchivedMessage` order, as plain tuples (the
+        iterator reuses a tuple nobody kept: no allocation per message)."""
+        fields = iter(self.fields)
+        return zip(*(fields,) * _FIELDS, strict=True)
+
+
+def plain_messages(messages: Sequence[ArchivedMessage]) -> Iterable[tuple[Any, ...]]:
+    """``messages`` as tuples of their fields, without making one per message if queued."""
+    return messages.plain() if isinstance(messages, ArchiveBatch) else messages
 
 
 def per_archive(messages: Sequence[ArchivedMessage]) -> Iterator[ArchivedMessage]:

@@ -39,6 +39,7 @@ from pubsubd.storage.interfaces import (
     Prefs,
     Query,
     Row,
+    plain_messages,
 )
 from pubsubd.storage.mam_postings import NewEntries, Postings, unpack
 from pubsubd.storage.sqlite import Database
@@ -223,12 +224,15 @@ class SqliteMamStore:
         """Store ``messages`` in one transaction, then drop each touched archive's oldest
         messages beyond ``keep`` (XEP-0313 §3.2: only the oldest, never a hole)."""
         params: list[object] = []  # the rows' values, one after the other
-        postings: dict[str, NewEntries] = {}  # owner -> its new entries
+        # owner -> its new entries' (seqs, stamps, contacts)
+        postings: dict[str, tuple[list[int], list[int], list[str]]] = {}
         # The text of each JID once per batch: a burst repeats the same few addresses.
         names: dict[JID, str] = {}
         last = self._last_seq
-        for owner_jid, uid, stamp, remote_jid, stanza, sender_jid, seq in messages:
-            seq = seq_of(uid) if seq is None else seq
+        for owner_jid, uid, stamp, remote_jid, stanza, sender_jid, seq in plain_messages(
+                messages):
+            if seq is None:
+                seq = seq_of(uid)
             if seq is not None and seq > last:
                 by_uid = 0
             else:
@@ -242,21 +246,25 @@ class SqliteMamStore:
                 remote = names[remote_jid] = str(remote_jid)
             entries = postings.get(owner)
             if entries is None:
-                entries = postings[owner] = NewEntries()
-            entries.add(seq, stamp, remote)
+                entries = postings[owner] = ([], [], [])
+            entries[0].append(seq)
+            entries[1].append(stamp)
+            entries[2].append(remote)
             if sender_jid is None:
                 params += (seq, uid, stamp, stanza, by_uid, None, None, owner, remote)
-            else:
-                sender = names.get(sender_jid)
-                if sender is None:
-                    sender = names[sender_jid] = str(sender_jid)
-                # The bare JID is the text before the first '/' (RFC 7622 §3.1).
-                recipient = remote.partition("/")[0]
-                params += (seq, uid, stamp, stanza, by_uid, owner, remote, recipient, sender)
-                entries = postings.get(recipient)
-                if entries is None:
-                    entries = postings[recipient] = NewEntries()
-                entries.add(seq, stamp, sender)
+                continue
+            sender = names.get(sender_jid)
+            if sender is None:
+                sender = names[sender_jid] = str(sender_jid)
+            # The bare JID is the text before the first '/' (RFC 7622 §3.1).
+            recipient = remote.partition("/")[0]
+            params += (seq, uid, stamp, stanza, by_uid, owner, remote, recipient, sender)
+            entries = postings.get(recipient)
+            if entries is None:
+                entries = postings[recipient] = ([], [], [])
+            entries[0].append(seq)
+            entries[1].append(stamp)
+            entries[2].append(sender)
         self._last_seq = last
 
         def chunk(start: int, end: int) -> Callable[[sqlite3.Connection], None]:
@@ -269,13 +277,13 @@ class SqliteMamStore:
             return write
 
         def post(conn: sqlite3.Connection) -> None:
-            for owner, entries in postings.items():
-                self._post(conn, owner, entries)
+            for owner, (seqs, stamps, contacts) in postings.items():
+                self._post(conn, owner, NewEntries(seqs, stamps, contacts))
 
         def trim(conn: sqlite3.Connection) -> None:
             for owner, entries in postings.items():
                 size = self._sizes.get(owner)
-                size = _size(conn, owner) if size is None else size + len(entries.seqs)
+                size = _size(conn, owner) if size is None else size + len(entries[0])
                 if size > keep + _TRIM_SLACK or (size > keep and keep < _TRIM_SLACK):
                     self._drop(conn, owner, keep)
                     size = keep

@@ -13,6 +13,7 @@ from pathlib import Path
 import trio
 import trio.testing
 
+from pubsubd import ns
 from pubsubd.app import Server
 from pubsubd.config import loads
 from pubsubd.core.session import Session
@@ -110,7 +111,7 @@ def test_a_message_between_two_local_archives_is_kept_once(tmp_path: Path) -> No
     whose preferences refuse the sender keeps nothing, the sender's copy stays."""
 
     async def test(srv: Server, mam: MamModule, clock: trio.testing.MockClock) -> None:
-        alice, _ = bind(srv, ALICE), bind(srv, BOB)
+        alice, bob = bind(srv, ALICE), bind(srv, BOB)
         await chat(srv, alice, 1)
         assert len(mam._pending) == 1
         await mam._flush()
@@ -118,7 +119,14 @@ def test_a_message_between_two_local_archives_is_kept_once(tmp_path: Path) -> No
                for owner in (ALICE, BOB)]
         assert ids[0] == ids[1]
 
-        await mam.store.set_prefs(BOB, Prefs("always", never=frozenset({str(ALICE.bare)})))
+        # Bob's client sets his preferences (XEP-0441 §3), as a client does.
+        iq = builders.stanza("iq", type_="set", id_="prefs")
+        prefs = builders.child(iq, ns.MAM, "prefs")
+        prefs.set("default", "always")
+        builders.child(builders.child(prefs, ns.MAM, "never"), ns.MAM, "jid").text = str(
+            ALICE.bare)
+        await srv.ctx.router.route_from_client(bob, iq)
+        assert mam.store.prefs(BOB) == Prefs("always", never=frozenset({str(ALICE.bare)}))
         await chat(srv, alice, 1)
         await mam._flush()
         assert await archived(mam, ALICE) == 2
