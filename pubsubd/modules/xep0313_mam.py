@@ -228,6 +228,10 @@ def parse_end(text: str, var: str = "end") -> int:
 
 
 _FIELDS = len(ArchivedMessage._fields)
+# What _owner finds for an address: (the address, the owner's bare JID, its text: the 'by' of
+# its stanza-ids, the bytes after the id in them (_tail), whether its archive takes every
+# message: no preferences of its own and a default of "always").
+_Owner = tuple[JID, JID, str, bytes | None, bool]
 _FULL_AT = (FLUSH_ROWS - 1) * _FIELDS  # where the last message of a full batch is queued
 
 
@@ -249,7 +253,7 @@ class MamModule(Module):
         self._default_prefs = Prefs(settings.default)  # users who set none share it
         # Their verdict for every contact, None when it depends on the contact (roster).
         self._default_allows = {"always": True, "never": False}.get(settings.default)
-        self._owners: dict[JID, tuple[str, bytes | None, bool]] = {}  # see _owner
+        self._owners: dict[int, _Owner] = {}  # see _owner
         self._wake = trio.Event()
         self._full = trio.Event()  # FLUSH_ROWS are waiting
         self._flush_lock = trio.Lock()
@@ -300,21 +304,27 @@ class MamModule(Module):
 
     # --- archiving ----------------------------------------------------------------------
 
-    def _owner(self, owner: JID) -> tuple[str, bytes | None, bool]:
-        """``owner``'s bare JID as text (the 'by' of its stanza-ids), the bytes that follow
-        the id in its stanza-ids (:func:`_tail`), and whether its archive takes every message
-        (no preferences of its own, and a default of "always"): the same for every message,
-        kept until the owner's preferences change."""
-        try:
-            return self._owners[owner]
-        except KeyError:
-            pass
+    def _owner(self, jid: JID) -> _Owner:
+        """The archive that ``jid``'s messages go to (:class:`_Owner`), kept until the owner's
+        preferences change. Kept by the identity of ``jid``: a session's JID and the parsed
+        addresses of stanzas are shared objects, and the hooks find them without hashing a
+        JID or building its bare form."""
+        found = self._owners.get(id(jid))
+        if found is not None and found[0] is jid:
+            return found
+        owner = jid.bare
         by = str(owner)
         if len(self._owners) >= _TAILS_MAX:
             self._owners.clear()
         everyone = self.store.prefs(owner) is None and self._default_allows is True
-        found = self._owners[owner] = (by, _tail(by), everyone)
+        found = self._owners[id(jid)] = (jid, owner, by, _tail(by), everyone)
         return found
+
+    def _forget_owner(self, owner: JID) -> None:
+        """After ``owner``'s preferences changed: its entries in :meth:`_owner` are stale."""
+        stale = [key for key, found in self._owners.items() if found[1] == owner]
+        for key in stale:
+            del self._owners[key]
 
     def _allowed(self, owner: JID, remote: JID, prefs: Prefs | None) -> bool:
         """XEP-0441 preferences (``prefs``: the owner's, None if it set none): the never list,
@@ -353,11 +363,10 @@ class MamModule(Module):
         to = st.to
         if to is None:
             return False
-        owner = to.bare
-        try:
-            by, tail, everyone = self._owners[owner]
-        except KeyError:
-            by, tail, everyone = self._owner(owner)
+        found = self._owners.get(id(to))
+        if found is None or found[0] is not to:
+            found = self._owner(to)
+        _, owner, by, tail, everyone = found
         if st is self._clean:
             self._clean = None  # archivable, and without stanza-ids of anyone's to strip
         elif not _scan(st, by):
@@ -376,7 +385,11 @@ class MamModule(Module):
             self._open = None
             # The sender's archive has it, still queued: one entry, one id, for both.
             place = self._open_at
-            st.wire = _with_our_id(wire, st.element, fields[place + 1], by, tail)
+            uid = fields[place + 1]
+            # The fast path of _with_our_id, inline.
+            st.wire = (b"".join((wire[:-_END], _SID_HEAD, uid.encode(), tail))
+                       if tail is not None and wire.endswith(_MESSAGE_END)
+                       else with_stanza_id(st.element, uid, by, wire))
             fields[place + 4] = wire  # without a stanza-id the sender forged for the recipient
             fields[place + 5] = sender
             return False
@@ -395,15 +408,15 @@ class MamModule(Module):
         """The sender's copy of a local client's message."""
         if st.origin is None:
             return False
-        owner = st.from_.bare
-        try:
-            by, _, everyone = self._owners[owner]
-        except KeyError:
-            by, _, everyone = self._owner(owner)
-        found = _scan(st, by)
-        if not found:
+        sender = st.from_
+        found = self._owners.get(id(sender))
+        if found is None or found[0] is not sender:
+            found = self._owner(sender)
+        _, owner, by, _, everyone = found
+        scanned = _scan(st, by)
+        if not scanned:
             return False
-        if found == CLEAN:
+        if scanned == CLEAN:
             self._clean = st
         to = st.to
         # Messages to oneself are archived once, on the way in. (Bare JIDs are equal when
@@ -432,7 +445,7 @@ class MamModule(Module):
     async def _account_deleted(self, jid: JID) -> bool:
         await self._flush()
         await self.store.forget(jid)
-        self._owners.pop(jid.bare, None)  # its preferences are gone
+        self._forget_owner(jid.bare)  # its preferences are gone
         return False
 
     # --- queries (XEP-0313 §4) ------------------------------------------------------------
@@ -540,7 +553,7 @@ class MamModule(Module):
         if prefs.always & prefs.never:
             raise StanzaError(Condition.BAD_REQUEST, "a JID is both always and never archived")
         await self.store.set_prefs(st.from_, prefs)
-        self._owners.pop(st.from_.bare, None)  # whether it takes every message may change
+        self._forget_owner(st.from_.bare)  # whether it takes every message may change
         return _prefs_element(prefs)
 
 

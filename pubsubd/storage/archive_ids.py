@@ -32,6 +32,8 @@ _FROM_SORTABLE = bytes.maketrans(
     _SORTABLE, b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
 _ALPHABET = _SORTABLE.decode("ascii")
 _PAIRS = [a + b for a in _ALPHABET for b in _ALPHABET]  # the 12 bits of two characters
+# The two characters of a seq's low 8 bits then 4 random bits, by the random bits, by the byte.
+_LOWS = [[_PAIRS[byte << 4 | nibble] for byte in range(256)] for nibble in range(16)]
 
 
 def _encode(value: int, chars: int) -> str:
@@ -57,8 +59,9 @@ def _ids() -> Iterator[tuple[int, str]]:
         text = base64.b64encode(raw).translate(_TO_SORTABLE).decode("ascii")
         # 12 characters per id: the first two (made of the byte the 4 bits come from) unused.
         tails = [text[i:i + 10] for i in range(2, _TEXT_PER_ID * _BATCH, _TEXT_PER_ID)]
-        nibbles = bytes(b & 15 for b in raw[::_BATCH_BYTES])
-        for k in range(_BATCH):
+        # Per id, the 16 texts its low seq byte may pick: its 4 random bits already in.
+        lows = [_LOWS[b & 15] for b in raw[::_BATCH_BYTES]]
+        for low, tail in zip(lows, tails, strict=True):
             seq = clock() // 1000
             if seq <= last:
                 seq = last + 1
@@ -69,7 +72,7 @@ def _ids() -> Iterator[tuple[int, str]]:
                     top = high >> 12
                     top_text = _encode(top, 6)
                 head = top_text + pairs[high & 0xFFF]
-            yield seq, f"{head}{pairs[(seq & 0xFF) << 4 | nibbles[k]]}{tails[k]}"
+            yield seq, f"{head}{low[seq & 0xFF]}{tail}"
 
 
 next_id: Callable[[], tuple[int, str]] = _ids().__next__
