@@ -165,6 +165,10 @@ def _insert(rows: int) -> str:
 
 
 _INSERT_CHUNK = _insert(_CHUNK)
+# Python's sqlite3 binds int, float, str and bytearray as they are, but asks the adapter
+# registry about every other value (a bytes object included) — several times the cost of
+# binding it. A stanza is bound as a bytearray (a copy of a few hundred bytes): the same BLOB.
+_blob = bytearray
 # An archive may exceed its limit by this many messages before the oldest are trimmed, so the
 # trim (a read of the whole archive's postings) runs once per this many messages, not per batch.
 _TRIM_SLACK = MAM_TRIM_SLACK
@@ -226,8 +230,11 @@ class SqliteMamStore:
         params: list[object] = []  # the rows' values, one after the other
         # owner -> its new entries' (seqs, stamps, contacts)
         postings: dict[str, tuple[list[int], list[int], list[str]]] = {}
-        # The text of each JID once per batch: a burst repeats the same few addresses.
-        names: dict[JID, str] = {}
+        # The text of each JID once per batch (a burst repeats the same few addresses), and
+        # the bare JID's of each recipient, by the JID object's identity: every one stays
+        # alive in ``messages`` while the batch is read, and a JID hashes in Python code.
+        names: dict[int, str] = {}
+        bares: dict[int, str] = {}
         last = self._last_seq
         for owner_jid, uid, stamp, remote_jid, stanza, sender_jid, seq in plain_messages(
                 messages):
@@ -238,12 +245,12 @@ class SqliteMamStore:
             else:
                 seq, by_uid = last + 1, 1
             last = seq
-            owner = names.get(owner_jid)
+            owner = names.get(id(owner_jid))
             if owner is None:
-                owner = names[owner_jid] = str(owner_jid)
-            remote = names.get(remote_jid)
+                owner = names[id(owner_jid)] = str(owner_jid)
+            remote = names.get(id(remote_jid))
             if remote is None:
-                remote = names[remote_jid] = str(remote_jid)
+                remote = names[id(remote_jid)] = str(remote_jid)
             entries = postings.get(owner)
             if entries is None:
                 entries = postings[owner] = ([], [], [])
@@ -251,14 +258,16 @@ class SqliteMamStore:
             entries[1].append(stamp)
             entries[2].append(remote)
             if sender_jid is None:
-                params += (seq, uid, stamp, stanza, by_uid, None, None, owner, remote)
+                params += (seq, uid, stamp, _blob(stanza), by_uid, None, None, owner, remote)
                 continue
-            sender = names.get(sender_jid)
+            sender = names.get(id(sender_jid))
             if sender is None:
-                sender = names[sender_jid] = str(sender_jid)
-            # The bare JID is the text before the first '/' (RFC 7622 §3.1).
-            recipient = remote.partition("/")[0]
-            params += (seq, uid, stamp, stanza, by_uid, owner, remote, recipient, sender)
+                sender = names[id(sender_jid)] = str(sender_jid)
+            recipient = bares.get(id(remote_jid))
+            if recipient is None:
+                # The bare JID is the text before the first '/' (RFC 7622 §3.1).
+                recipient = bares[id(remote_jid)] = remote.partition("/")[0]
+            params += (seq, uid, stamp, _blob(stanza), by_uid, owner, remote, recipient, sender)
             entries = postings.get(recipient)
             if entries is None:
                 entries = postings[recipient] = ([], [], [])
