@@ -115,6 +115,11 @@ def parse_args(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
     p.add_argument("--output", default=str(Path(__file__).parent / "RESULTS.md"),
                    help="the Markdown report (default: bench/RESULTS.md)")
     p.add_argument("--keep", action="store_true", help="keep the servers' temporary directories")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="measure every server this many times, taking turns (server A, B, ..., "
+                        "then A, B, ... again), and report the mean of each figure with every "
+                        "round's value: on a machine whose speed drifts, one run of each "
+                        "proves little (default: %(default)s)")
     p.add_argument("--profile", default="", help="directory for py-spy profiles of pubsubd, "
                    "one per scenario (folded stacks and a summary); default: none")
     args = p.parse_args(argv)
@@ -141,17 +146,25 @@ def main(argv: list[str] | None = None) -> int:
     servers_seen: list[ServerUnderTest] = []
     started = time.monotonic()
     root = Path(tempfile.mkdtemp(prefix="pubsubd-bench-"))
-    for name in server_names:
-        server = SERVERS[name](root / name)
-        servers_seen.append(server)
-        profiles = None
-        if args.profile and name in ("pubsubd", "pubsubd-defaults"):
-            # The defaults' profiles go to a subdirectory: same scenario names, other config.
-            profiles = Path(args.profile) / ("defaults" if name == "pubsubd-defaults" else "")
-        chosen = [s for s in scenarios
-                  if getattr(server, "scenarios", None) is None or s.name in server.scenarios]
-        if chosen:
-            results.extend(run_server(server, chosen, opts, profiles))
+    rounds: list[list[ScenarioResult]] = []
+    for turn in range(max(1, args.rounds)):
+        measured: list[ScenarioResult] = []
+        for name in server_names:
+            server = SERVERS[name](root / f"{name}-{turn}")
+            if turn == 0:
+                servers_seen.append(server)
+            profiles = None
+            if args.profile and turn == 0 and name in ("pubsubd", "pubsubd-defaults"):
+                # The defaults' profiles go to a subdirectory: same scenario names, other
+                # config.
+                profiles = Path(args.profile) / ("defaults" if name == "pubsubd-defaults"
+                                                 else "")
+            chosen = [s for s in scenarios
+                      if getattr(server, "scenarios", None) is None or s.name in server.scenarios]
+            if chosen:
+                measured.extend(run_server(server, chosen, opts, profiles))
+        rounds.append(measured)
+    results = combine_rounds(rounds)
     elapsed = time.monotonic() - started
     command = "python -m bench.run " + shlex.join(argv if argv is not None else sys.argv[1:])
     output = Path(args.output)
@@ -178,6 +191,38 @@ def main(argv: list[str] | None = None) -> int:
 
         shutil.rmtree(root, ignore_errors=True)
     return 1 if any(r.error for r in results) else 0
+
+
+def combine_rounds(rounds: list[list[ScenarioResult]]) -> list[ScenarioResult]:
+    """One result per (scenario, server): with several rounds, each figure is the mean of the
+    rounds that measured it, and a note gives every round's value of the scenario's figure per
+    server CPU-second (else its first); a round that failed is left out (its error kept when
+    no round succeeded)."""
+    if len(rounds) == 1:
+        return rounds[0]
+    combined: list[ScenarioResult] = []
+    keys = [(r.scenario, r.server) for r in rounds[0]]
+    for scenario, server in keys:
+        found = [r for measured in rounds for r in measured
+                 if (r.scenario, r.server) == (scenario, server)]
+        good = [r for r in found if r.error is None and r.values]
+        if not good:
+            combined.append(found[0])
+            continue
+        first = good[0]
+        result = ScenarioResult(scenario, server, notes=list(first.notes),
+                                profile=next((r.profile for r in found if r.profile), []))
+        for metric in first.values:
+            values = [v for r in good if (v := r.values.get(metric)) is not None]
+            result.values[metric] = sum(values) / len(values) if values else None
+        lead = next((k for k in first.values if "per_cpu" in k), next(iter(first.values)))
+        each = ", ".join(f"{v:,.0f}" if (v := r.values.get(lead)) is not None and v >= 100
+                         else f"{v:.3g}" if v is not None else "—" for r in good)
+        failed = len(found) - len(good)
+        result.notes.append(f"mean of {len(good)} rounds (servers taking turns); {lead}, each "
+                            f"round: {each}" + (f"; {failed} round(s) failed" if failed else ""))
+        combined.append(result)
+    return combined
 
 
 def run_server(server: ServerUnderTest, scenarios: list[Scenario],
