@@ -145,6 +145,13 @@ class Workers:
             p.join(10)
         return outcomes
 
+    def cpu(self) -> float:
+        """CPU seconds the load processes have used so far (the load generator must stay
+        lighter than the server it measures)."""
+        from bench.servers import cpu_seconds
+
+        return sum(cpu_seconds(p.pid) for p in self.procs if p.pid is not None and p.is_alive())
+
     def kill(self) -> None:
         self.barrier.abort()
         for p in self.procs:

@@ -27,6 +27,7 @@ MESSAGES_METRICS = (
     Metric("p99_ms", "delivery latency p99 (loaded)", "ms", higher_is_better=False),
     Metric("server_cpu_s", "server CPU during the run", "s", higher_is_better=False),
     Metric("server_cpu_util", "server CPU utilisation", "cores", higher_is_better=False),
+    Metric("load_cpu_s", "load generator CPU during the run", "s", higher_is_better=False),
 )
 LATENCY_METRICS = (
     Metric("p50_ms", "round trip p50 (one message in flight)", "ms", higher_is_better=False),
@@ -105,10 +106,10 @@ def _messages(server: ServerUnderTest, opts: Options, scenario: str, pairs: int,
     pool = Workers(f"{MODULE}:messages_worker", workers, server.target, params)
     try:
         pool.reach("ready")
-        before = Snapshot.of(server)
+        before, load_before = Snapshot.of(server), pool.cpu()
         pool.release()
         done = pool.reach("done")
-        after = Snapshot.of(server)
+        after, load_after = Snapshot.of(server), pool.cpu()
         pool.release()
         pool.finish()
     finally:
@@ -127,6 +128,7 @@ def _messages(server: ServerUnderTest, opts: Options, scenario: str, pairs: int,
         "server_cpu_s": cpu,
         "server_cpu_util": cpu / wall if wall else None,
         "cpu_us_per_msg": cpu / received * 1e6 if received else None,
+        "load_cpu_s": load_after - load_before,
     }
     result.notes.append(f"{received} messages in {wall:.1f} s")
     return result, {"received": received}

@@ -37,6 +37,7 @@ METRICS = (
     Metric("publish_ms", "time until every publish is acknowledged", "ms",
            higher_is_better=False),
     Metric("server_cpu_s", "server CPU for the fan-out", "s", higher_is_better=False),
+    Metric("load_cpu_s", "load generator CPU for the fan-out", "s", higher_is_better=False),
 )
 
 
@@ -182,11 +183,11 @@ def run(server: ServerUnderTest, opts: Options) -> ScenarioResult:
         pool.reach("node")
         pool.release()
         pool.reach("ready")
-        before = Snapshot.of(server)
+        before, load_before = Snapshot.of(server), pool.cpu()
         window_starts(server.recording)
         pool.release()
         done = pool.reach("done")
-        after = Snapshot.of(server)
+        after, load_after = Snapshot.of(server), pool.cpu()
         window_ends(server.recording)
         pool.release()
         pool.finish()
@@ -204,6 +205,7 @@ def run(server: ServerUnderTest, opts: Options) -> ScenarioResult:
         "last_ms": last * 1000,
         "publish_ms": (acked - started) * 1000,
         "server_cpu_s": cpu,
+        "load_cpu_s": load_after - load_before,
     }
     result.notes.append(f"{received} notifications ({opts.subscribers} subscribers × "
                         f"{opts.items} items, pipelined by one publisher)")
