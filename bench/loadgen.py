@@ -19,6 +19,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+from bench.servers import cpu_seconds
 from bench.wire import Target
 
 ScenarioFn = Callable[["WorkerContext"], Coroutine[Any, Any, Any]]
@@ -148,8 +149,6 @@ class Workers:
     def cpu(self) -> float:
         """CPU seconds the load processes have used so far (the load generator must stay
         lighter than the server it measures)."""
-        from bench.servers import cpu_seconds
-
         return sum(cpu_seconds(p.pid) for p in self.procs if p.pid is not None and p.is_alive())
 
     def kill(self) -> None:

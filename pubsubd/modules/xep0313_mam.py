@@ -385,11 +385,7 @@ class MamModule(Module):
             self._open = None
             # The sender's archive has it, still queued: one entry, one id, for both.
             place = self._open_at
-            uid = fields[place + 1]
-            # The fast path of _with_our_id, inline.
-            st.wire = (b"".join((wire[:-_END], _SID_HEAD, uid.encode(), tail))
-                       if tail is not None and wire.endswith(_MESSAGE_END)
-                       else with_stanza_id(st.element, uid, by, wire))
+            st.wire = _with_our_id(wire, st.element, fields[place + 1], by, tail)
             fields[place + 4] = wire  # without a stanza-id the sender forged for the recipient
             fields[place + 5] = sender
             return False
