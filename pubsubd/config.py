@@ -72,7 +72,7 @@ class LimitsConfig:
     max_stanza_bytes: int = 262144
     connections_per_ip: int = 50
     handshake_timeout: float = 30.0  # seconds to finish stream negotiation
-    idle_timeout: float = 600.0  # seconds of silence before a whitespace/ping check
+    idle_timeout: float = 600.0  # seconds a bound client may stay silent (then connection-timeout)
     keepalive_interval: float = 120.0  # seconds between whitespace keep-alives we send
     outbox_stanzas: int = 2000  # queued stanzas per session before it is cut off
     roster_max_items: int = 1000

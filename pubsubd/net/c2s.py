@@ -16,7 +16,6 @@ module keeps the lifecycle, the header and features, STARTTLS and the reader and
 from __future__ import annotations
 
 import logging
-import math
 import os
 import re
 import secrets
@@ -50,8 +49,9 @@ from pubsubd.net.c2s_state import (
     State,
     StreamRestart,
 )
-from pubsubd.net.direct_writes import direct_writes
+from pubsubd.net.direct_writes import direct_writes, writer_waits
 from pubsubd.net.exception_groups import decisive
+from pubsubd.net.idle_watch import idle_watch
 from pubsubd.stream.client_state import CSI, T_ACTIVE, T_INACTIVE, ClientState
 from pubsubd.stream.parser import ElementReceived, StreamClosed, StreamOpened, StreamParser
 from pubsubd.stream.stream_management import StreamManagement
@@ -96,6 +96,7 @@ class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
         "stream_id", "authenticated", "session", "sasl_failures", "sasl_refusals", "_scram",
         "_scram_user", "_scram_account", "_login_to_record", "_outbox_send", "_outbox_recv",
         "_pending_error", "_cancel", "_last_received", "_idle_scope", "_idle_timeout",
+        "_waiting_input",
         "_pending_events", "sm", "_sm_counting", "_enabled_marker", "_resume_timeout", "_lost",
         "_taken_over", "_hibernating", "_hibernated", "_wake", "_resumed", "client_state",
         "_kept_for_handover", "_unwritten", "_mid_write", "_rest", "_unsent", "_direct",
@@ -129,6 +130,7 @@ class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
         self._last_received = trio.current_time()
         self._idle_scope: trio.CancelScope | None = None  # set while reading stanzas
         self._idle_timeout = ctx.config.limits.idle_timeout
+        self._waiting_input = False  # in a socket read (see idle_expired)
         # XEP-0198: the SM state, whether the writer counts yet (from <enabled/> on), and the
         # hibernation of a resumable session whose connection dropped.
         self.sm: StreamManagement | None = None
@@ -343,8 +345,8 @@ class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
     async def _events(self):  # type: ignore[no-untyped-def]
         """Parsed stream events, reading from the socket as needed.
 
-        Once bound, the idle limit is a deadline on each socket read (one per read, not one
-        cancel scope per stanza: a read often brings many stanzas).
+        Once bound, the connection tells :mod:`pubsubd.net.idle_watch` whether it waits for
+        input; the time of its last read is ``_last_received``.
 
         The parser is parked (its lxml state released, see :mod:`pubsubd.stream.parser`)
         when the stream is likely to rest: after the read that bound the resource, and after
@@ -352,13 +354,9 @@ class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
         parser; a mostly idle one pays for a fresh parser only on its rare reads.
         """
         while True:
-            idle = self._idle_scope
-            if idle is not None:
-                idle.deadline = trio.current_time() + self._idle_timeout
-                data = await self._receive()
-                idle.deadline = math.inf  # routing what arrived is not idleness
-            else:
-                data = await self._receive()
+            self._waiting_input = True
+            data = await self._receive()
+            self._waiting_input = False  # routing what arrived is not idleness
             if not data:
                 raise trio.BrokenResourceError("peer closed the connection")
             now = trio.current_time()
@@ -540,13 +538,32 @@ class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
     # --- established session ---------------------------------------------------------------
 
     async def _read_stanzas(self) -> None:
+        watch = idle_watch()
+        watch.add(self, self._idle_timeout)
+        try:
+            await self._route_stanzas()
+        finally:
+            watch.discard(self)
+            self._idle_scope = None
+
+    def idle_expired(self, now: float) -> bool:
+        """Waiting for input, silent since its last read for ``limits.idle_timeout``."""
+        return self._waiting_input and now - self._last_received >= self._idle_timeout
+
+    def time_out(self) -> None:
+        """End the stream with connection-timeout: cancels the wait for input (the only
+        place the watch calls this from, see :mod:`pubsubd.net.idle_watch`)."""
+        if self._idle_scope is not None:
+            self._idle_scope.cancel()
+
+    async def _route_stanzas(self) -> None:
         assert self.session is not None
         session = self.session
         events = self._pending_events
         route = self.ctx.router.route_from_client
         stanza_tags = ns.STANZA_TAGS
         with trio.CancelScope() as idle:
-            self._idle_scope = idle  # _events moves its deadline at each read
+            self._idle_scope = idle  # cancelled by the idle watch (time_out)
             async for event in events:
                 if type(event) is not ElementReceived:  # the common case tested first
                     if isinstance(event, StreamClosed):
@@ -635,7 +652,7 @@ class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
             if (type(stream) is not trio.SocketStream or self._pending_error is not None
                     or self.client_state.inactive or self.client_state.held or self._rest
                     or self._unsent
-                    or not self._outbox_recv.statistics().tasks_waiting_receive):
+                    or not writer_waits(self._outbox_recv)):
                 return False
         if self.sm is not None:
             try:
@@ -662,7 +679,7 @@ class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
         written = 0
         stream = self.stream
         if (type(stream) is trio.SocketStream and not self._rest and not self._unsent
-                and self._outbox_recv.statistics().tasks_waiting_receive):
+                and writer_waits(self._outbox_recv)):
             try:
                 written = os.write(stream.socket.fileno(), data)
             except OSError:  # EAGAIN, or a broken stream the writer will find out about

@@ -211,3 +211,25 @@ async def test_a_shutdown_leaves_what_the_hand_over_keeps_when_the_kernel_took_n
         got = await until_stream_end(raw)
         assert HEADLINE in got
         assert SM_CHAT not in got  # kept for the hand-over (offline storage), never on the wire
+
+
+async def test_writer_waits_tells_what_the_channel_statistics_tell() -> None:
+    """``writer_waits`` reads the channel's waiting receivers without building statistics:
+    true only while a task waits in ``receive()``, false again once bytes were handed to it
+    (a direct write then would overtake them)."""
+    from pubsubd.net.direct_writes import writer_waits
+
+    send, recv = trio.open_memory_channel[bytes](4)
+    got: list[bytes] = []
+
+    async def writer() -> None:
+        got.append(await recv.receive())
+
+    assert not writer_waits(recv)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(writer)
+        await trio.testing.wait_all_tasks_blocked()
+        assert writer_waits(recv) and recv.statistics().tasks_waiting_receive == 1
+        send.send_nowait(b"first")
+        assert not writer_waits(recv) and recv.statistics().tasks_waiting_receive == 0
+    assert got == [b"first"]

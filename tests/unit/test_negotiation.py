@@ -431,3 +431,35 @@ async def test_half_negotiated_connection_times_out(
         started = trio.current_time()
         assert stream_error(await wire.rest(timeout=60)) == "connection-timeout"
         assert trio.current_time() - started == pytest.approx(30)  # the deadline, no sooner
+
+
+async def test_bound_connection_silent_for_the_idle_timeout_is_closed(
+    ctx: ServerContext,
+) -> None:
+    """RFC 6120 §4.9.3.4: a bound client that says nothing for ``limits.idle_timeout`` gets
+    connection-timeout, not sooner; whitespace keeps it open (RFC 6120 §4.6.1). Real
+    sockets and real time: the silences are the subject of the test."""
+    timeout = 1.0
+    quick = with_config(ctx, replace(
+        ctx.config, limits=replace(ctx.config.limits, idle_timeout=timeout),
+        auth=replace(ctx.config.auth, allow_plain_without_tls=True)))
+    server_sock, client_sock = trio.socket.socketpair()
+    conn = C2SConnection(quick, trio.SocketStream(server_sock), "192.0.2.1")
+    wire = Wire(trio.SocketStream(client_sock))
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(conn.run)
+        await wire.open()
+        await wire.send(f"<auth xmlns='{SASL}' mechanism='PLAIN'>{JULIET_PLAIN}</auth>")
+        assert "<success" in await wire.until("</success>")
+        await wire.open()
+        await wire.send("<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/>"
+                        "</iq>")
+        assert "<jid>" in await wire.until("</iq>")
+        for _ in range(4):  # 1.6 s in all, each silence shorter than the timeout
+            await trio.sleep(0.4)
+            await wire.send(" ")
+        last_sent = trio.current_time()
+        closing = await wire.until("</stream:stream>", timeout=10)
+        waited = trio.current_time() - last_sent
+    assert stream_error(closing) == "connection-timeout"
+    assert waited >= timeout
