@@ -100,7 +100,7 @@ LINT_TOOLS := ruff==0.17.6 mypy==2.4.1
 lint: install
 	$(PY) -m pip install -q $(LINT_TOOLS)
 	$(VENV)/bin/ruff check pubsubd feeds tests bench
-	$(VENV)/bin/mypy pubsubd feeds
+	$(VENV)/bin/mypy pubsubd feeds bench
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -159,8 +159,8 @@ def main(argv: list[str] | None = None) -> int:
                 # config.
                 profiles = Path(args.profile) / ("defaults" if name == "pubsubd-defaults"
                                                  else "")
-            chosen = [s for s in scenarios
-                      if getattr(server, "scenarios", None) is None or s.name in server.scenarios]
+            only: frozenset[str] | None = getattr(server, "scenarios", None)
+            chosen = [s for s in scenarios if only is None or s.name in only]
             if chosen:
                 measured.extend(run_server(server, chosen, opts, profiles))
         rounds.append(measured)
@@ -172,8 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.servers != DEFAULT_SERVERS and output.exists():
         # Some servers only: the other servers' figures of these scenarios stay in the report.
         previous, names = report.parse_results(output.read_text(), scenarios)
-        measured = {(r.scenario, r.server) for r in results}
-        results = [r for r in previous if (r.scenario, r.server) not in measured
+        remeasured = {(r.scenario, r.server) for r in results}
+        results = [r for r in previous if (r.scenario, r.server) not in remeasured
                    and r.server not in {s.name for s in servers_seen}] + results
         names += [s.name for s in servers_seen if s.name not in names]
     text = report.render(results, scenarios, servers_seen, opts, command.strip(), elapsed,
@@ -235,8 +235,8 @@ def run_server(server: ServerUnderTest, scenarios: list[Scenario],
     except Exception as exc:  # noqa: BLE001 - a server that cannot start is reported, not fatal
         log.error("%s did not start: %s", server.name, exc)
         server.stop()
-        reason = f"the server did not start: {str(exc).splitlines()[0][:200]}"
-        return [ScenarioResult(s.name, server.name, error=reason) for s in scenarios]
+        failure = f"the server did not start: {str(exc).splitlines()[0][:200]}"
+        return [ScenarioResult(s.name, server.name, error=failure) for s in scenarios]
     try:
         log.info("%s: %s, registering accounts", server.name, server.version())
         scenario_core.provision(server, opts)
