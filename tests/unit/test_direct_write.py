@@ -22,7 +22,7 @@ from pubsubd.errors import StreamCondition, StreamError
 from pubsubd.net import c2s
 from pubsubd.net.c2s import C2SConnection
 
-from .test_negotiation import JULIET_PLAIN, SASL, Wire, ctx, with_config  # noqa: F401
+from .test_negotiation import Wire, ctx, plain_login_and_bind, with_config  # noqa: F401
 
 CHAT = "<message to='juliet@example.org/balcony' type='chat' id='{}'><body>hi</body></message>"
 
@@ -39,13 +39,8 @@ async def bound_over_tcp(ctx: ServerContext,  # noqa: F811
     wire = Wire(trio.SocketStream(client_sock))
     async with trio.open_nursery() as nursery:
         nursery.start_soon(conn.run)
-        await wire.open()
-        await wire.send(f"<auth xmlns='{SASL}' mechanism='PLAIN'>{JULIET_PLAIN}</auth>")
-        await wire.until("</success>")
-        await wire.open()
-        await wire.send("<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"
-                        "<resource>balcony</resource></bind></iq>")
-        assert "<jid>juliet@example.org/balcony</jid>" in await wire.until("</iq>")
+        bound = await plain_login_and_bind(wire, "balcony")
+        assert "<jid>juliet@example.org/balcony</jid>" in bound
         await trio.testing.wait_all_tasks_blocked()  # the writer waits on its outbox
         raw = socket.socket(fileno=client_sock.detach())
         raw.setblocking(False)

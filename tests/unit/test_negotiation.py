@@ -133,6 +133,18 @@ async def connect(nursery: trio.Nursery, ctx: ServerContext) -> Wire:
     return Wire(client)
 
 
+async def plain_login_and_bind(wire: Wire, resource: str | None = None) -> str:
+    """Juliet's SASL PLAIN login and resource binding on a fresh stream; the bind answer."""
+    await wire.open()
+    await wire.send(f"<auth xmlns='{SASL}' mechanism='PLAIN'>{JULIET_PLAIN}</auth>")
+    assert "<success" in await wire.until("</success>")
+    await wire.open()
+    wanted = f"<resource>{resource}</resource>" if resource else ""
+    await wire.send(f"<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"
+                    f"{wanted}</bind></iq>")
+    return await wire.until("</iq>")
+
+
 def stream_error(text: str) -> str:
     match = re.search(r"<stream:error><([a-z-]+) xmlns='urn:ietf:params:xml:ns:xmpp-streams'", text)
     assert match, text
@@ -448,13 +460,7 @@ async def test_bound_connection_silent_for_the_idle_timeout_is_closed(
     wire = Wire(trio.SocketStream(client_sock))
     async with trio.open_nursery() as nursery:
         nursery.start_soon(conn.run)
-        await wire.open()
-        await wire.send(f"<auth xmlns='{SASL}' mechanism='PLAIN'>{JULIET_PLAIN}</auth>")
-        assert "<success" in await wire.until("</success>")
-        await wire.open()
-        await wire.send("<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/>"
-                        "</iq>")
-        assert "<jid>" in await wire.until("</iq>")
+        assert "<jid>" in await plain_login_and_bind(wire)
         for _ in range(4):  # 1.6 s in all, each silence shorter than the timeout
             await trio.sleep(0.4)
             await wire.send(" ")
