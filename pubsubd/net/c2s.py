@@ -96,7 +96,7 @@ class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
         "stream_id", "authenticated", "session", "sasl_failures", "sasl_refusals", "_scram",
         "_scram_user", "_scram_account", "_login_to_record", "_outbox_send", "_outbox_recv",
         "_pending_error", "_cancel", "_last_received", "_idle_scope", "_idle_timeout",
-        "_waiting_input",
+        "_waiting_input", "_keepalive", "_writer_waiting_since", "_keepalive_due",
         "_pending_events", "sm", "_sm_counting", "_enabled_marker", "_resume_timeout", "_lost",
         "_taken_over", "_hibernating", "_hibernated", "_wake", "_resumed", "client_state",
         "_kept_for_handover", "_unwritten", "_mid_write", "_rest", "_unsent", "_direct",
@@ -130,7 +130,10 @@ class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
         self._last_received = trio.current_time()
         self._idle_scope: trio.CancelScope | None = None  # set while reading stanzas
         self._idle_timeout = ctx.config.limits.idle_timeout
-        self._waiting_input = False  # in a socket read (see idle_expired)
+        self._waiting_input = False  # in a socket read (see look)
+        self._keepalive = ctx.config.limits.keepalive_interval
+        self._writer_waiting_since: float | None = None  # the writer waits on an empty outbox
+        self._keepalive_due = False
         # XEP-0198: the SM state, whether the writer counts yet (from <enabled/> on), and the
         # hibernation of a resumable session whose connection dropped.
         self.sm: StreamManagement | None = None
@@ -539,22 +542,30 @@ class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
 
     async def _read_stanzas(self) -> None:
         watch = idle_watch()
-        watch.add(self, self._idle_timeout)
+        watch.add(self, min(self._idle_timeout, self._keepalive))
         try:
             await self._route_stanzas()
         finally:
             watch.discard(self)
             self._idle_scope = None
 
-    def idle_expired(self, now: float) -> bool:
-        """Waiting for input, silent since its last read for ``limits.idle_timeout``."""
-        return self._waiting_input and now - self._last_received >= self._idle_timeout
-
-    def time_out(self) -> None:
-        """End the stream with connection-timeout: cancels the wait for input (the only
-        place the watch calls this from, see :mod:`pubsubd.net.idle_watch`)."""
-        if self._idle_scope is not None:
-            self._idle_scope.cancel()
+    def look(self, now: float) -> bool:
+        """What silence calls for at ``now`` (asked by :mod:`pubsubd.net.idle_watch`): a
+        client silent for ``limits.idle_timeout`` while we wait for its input is timed out
+        (True: it needs no more looks); a writer with nothing sent for
+        ``limits.keepalive_interval`` is woken to send a keep-alive."""
+        if self._waiting_input and now - self._last_received >= self._idle_timeout:
+            if self._idle_scope is not None:
+                self._idle_scope.cancel()  # ends the read: connection-timeout
+            return True
+        since = self._writer_waiting_since
+        if since is not None and not self._keepalive_due and now - since >= self._keepalive:
+            self._keepalive_due = True
+            try:
+                self._outbox_send.send_nowait(b"")  # an empty item wakes the writer
+            except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+                pass  # full: the writer is busy anyway; closed: the connection ends
+        return False
 
     async def _route_stanzas(self) -> None:
         assert self.session is not None
@@ -595,7 +606,6 @@ class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
 
     async def _writer(self) -> None:
         """Send everything queued in one ``send_all``; a whitespace keep-alive when silent."""
-        keepalive = self.ctx.config.limits.keepalive_interval
         recv = self._outbox_recv
         while True:
             try:
@@ -605,14 +615,12 @@ class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
                 silent = True  # waited for below, outside the handler: an exception kept
                 # alive while waiting would keep its traceback and frames too
             if silent:
-                with trio.move_on_after(keepalive) as waiting:
+                # The idle watch wakes it with an empty item when it waited too long (look).
+                self._writer_waiting_since = trio.current_time()
+                try:
                     first = await recv.receive()
-                if waiting.cancelled_caught:
-                    if self._sm_counting and self.sm is not None and self.sm.unacked:
-                        await self.stream.send_all(self.sm.request())  # XEP-0198 §4, on idle
-                    else:
-                        await self.stream.send_all(b" ")  # RFC 6120 §4.6.1 keep-alive
-                    continue
+                finally:
+                    self._writer_waiting_since = None
             batch = [first]
             while True:
                 try:
@@ -630,7 +638,14 @@ class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
                 self._mid_write = False
             batch = [data for data in self.client_state.outgoing(batch) if data]
             if not batch:
+                if self._keepalive_due:  # nothing else to send: between two stanzas
+                    self._keepalive_due = False
+                    if self._sm_counting and self.sm is not None and self.sm.unacked:
+                        await self.stream.send_all(self.sm.request())  # XEP-0198 §4, on idle
+                    else:
+                        await self.stream.send_all(b" ")  # RFC 6120 §4.6.1 keep-alive
                 continue
+            self._keepalive_due = False  # what is sent now keeps the stream alive
             if self.sm is not None:
                 batch = self._count_sent(batch)
             self._mid_write = True  # a cancellation now may leave a stanza half written

@@ -1,13 +1,15 @@
-"""One task that ends client connections which stayed silent for too long.
+"""One task that looks after silent client connections: keep-alives and the idle limit.
 
 A bound client connection that sends nothing for ``limits.idle_timeout`` seconds is closed
-with ``<connection-timeout/>`` (RFC 6120 §4.9.3.4). A deadline on each socket read said so
-exactly, but moving a trio deadline costs a few microseconds, twice per read: on a busy server
-that was paid for every message to know something that matters once in minutes. Instead each
-connection notes when it last read and whether it now waits for input, and this task looks at
-all of them a few times per timeout: a connection is closed after at least its timeout of
-silence, and at most a tenth of it (up to :data:`MAX_PERIOD`) later. Only a connection
-waiting for input is ever cancelled, so a stanza being routed is never cut short.
+with ``<connection-timeout/>`` (RFC 6120 §4.9.3.4), and one we sent nothing for
+``limits.keepalive_interval`` gets a whitespace keep-alive (RFC 6120 §4.6.1; an XEP-0198
+request if stanzas wait for acknowledgement). Deadlines on each socket read and each wait of
+the writer said so exactly, but setting a trio deadline costs a few microseconds, paid for
+every message to know something that matters once in minutes. Instead each connection notes
+when it last read and when its writer began to wait, and this task looks at all of them a few
+times per limit: a limit takes effect after at least its time and at most a tenth of it (up to
+:data:`MAX_PERIOD`) later. Only a connection waiting for input is ever timed out, so a stanza
+being routed is never cut short; a keep-alive goes out only between stanzas.
 """
 
 from __future__ import annotations
@@ -24,12 +26,8 @@ MIN_PERIOD = 0.05  # ... and at least
 
 
 class Watched(Protocol):
-    def idle_expired(self, now: float) -> bool:
-        """Waiting for input, and silent for its whole timeout at ``now``."""
-        ...
-
-    def time_out(self) -> None:
-        """End the connection with a connection-timeout stream error."""
+    def look(self, now: float) -> bool:
+        """Act on the connection's silence at ``now``; True when it was timed out."""
         ...
 
 
@@ -43,28 +41,31 @@ class IdleWatch:
         self._period = MAX_PERIOD
         self._task = trio.lowlevel.spawn_system_task(self._run, name="pubsubd idle watch")
 
-    def add(self, conn: Watched, timeout: float) -> None:
-        self._period = max(MIN_PERIOD, min(self._period, timeout / 10))
+    def add(self, conn: Watched, shortest: float) -> None:
+        """Watch ``conn``, whose shortest limit is ``shortest`` seconds."""
+        self._period = max(MIN_PERIOD, min(self._period, shortest / 10))
         self._watched.add(conn)
 
     def discard(self, conn: Watched) -> None:
         self._watched.discard(conn)
 
-    def expire(self, now: float) -> int:
-        """Time out every watched connection whose silence has lasted; how many did."""
-        expired = [conn for conn in self._watched if conn.idle_expired(now)]
+    def look(self, now: float) -> int:
+        """Let every watched connection act on its silence; how many were timed out."""
+        expired = []
+        for conn in self._watched:
+            try:
+                if conn.look(now):
+                    expired.append(conn)
+            except Exception:  # one connection's fault must not end the watch
+                log.exception("could not look after %r", conn)
         for conn in expired:
             self._watched.discard(conn)
-            try:
-                conn.time_out()
-            except Exception:  # one connection's fault must not end the watch
-                log.exception("could not time out %r", conn)
         return len(expired)
 
     async def _run(self) -> None:
         while True:
             await trio.sleep(self._period)
-            self.expire(trio.current_time())
+            self.look(trio.current_time())
 
 
 _CURRENT: trio.lowlevel.RunVar[IdleWatch] = trio.lowlevel.RunVar("idle_watch")

@@ -103,6 +103,24 @@ def test_idle_client_gets_whitespace_keepalives(tight: ServerProcess) -> None:
     client.close()
 
 
+def test_idle_stream_with_unacknowledged_stanzas_gets_an_ack_request(
+    tight: ServerProcess,
+) -> None:
+    """XEP-0198 §4: with stanzas awaiting acknowledgement, the keep-alive of a silent stream is
+    a request for an ack, so the client's answer clears the queue."""
+    tight.add_user("acker")
+    client = RawClient(tight)
+    client.login("acker")
+    client.send("<enable xmlns='urn:xmpp:sm:3'/>")
+    client.read_until(b"<enabled")
+    client.send(f"<iq type='get' id='p1' to='{tight.domain}'><ping xmlns='urn:xmpp:ping'/></iq>")
+    client.read_until(b"id=\"p1\"")  # the answer, counted as sent and not yet acknowledged
+    # Bounded: the first keep-alive after KEEPALIVE seconds of silence is this request.
+    client.read_until(b"<r xmlns='urn:xmpp:sm:3'/>", timeout=KEEPALIVE * 4)
+    client.send("<a xmlns='urn:xmpp:sm:3' h='1'/>")
+    client.close()
+
+
 def test_stream_language_is_stamped_on_routed_stanzas(tight: ServerProcess) -> None:
     tight.add_user("speaker")
     tight.add_user("hearer")
