@@ -574,7 +574,7 @@ class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
         route = self.ctx.router.route_from_client
         stanza_tags = ns.STANZA_TAGS
         with trio.CancelScope() as idle:
-            self._idle_scope = idle  # cancelled by the idle watch (time_out)
+            self._idle_scope = idle  # cancelled by the idle watch (see look)
             async for event in events:
                 if type(event) is not ElementReceived:  # the common case tested first
                     if isinstance(event, StreamClosed):

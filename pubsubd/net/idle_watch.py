@@ -49,8 +49,8 @@ class IdleWatch:
     def discard(self, conn: Watched) -> None:
         self._watched.discard(conn)
 
-    def look(self, now: float) -> int:
-        """Let every watched connection act on its silence; how many were timed out."""
+    def look(self, now: float) -> None:
+        """Let every watched connection act on its silence; forget those timed out."""
         expired = []
         for conn in self._watched:
             try:
@@ -60,7 +60,6 @@ class IdleWatch:
                 log.exception("could not look after %r", conn)
         for conn in expired:
             self._watched.discard(conn)
-        return len(expired)
 
     async def _run(self) -> None:
         while True:
