@@ -56,6 +56,9 @@ class Stanza:
     # (:meth:`serialized`); a hook that changes the element must set them back to None.
     wire: bytes | None = None
     deferrable: bool = False  # XEP-0352: may wait while the recipient's client is inactive
+    # The tags of the element's children as the stream parser saw them, None when unknown: a
+    # hook that changes the element's children must set this back to None.
+    children: tuple[str, ...] | None = None
 
     def serialized(self) -> bytes:
         """The element's bytes: ``wire`` if a hook left them, else serialized now; marked
@@ -113,6 +116,9 @@ class Router:
         self.components: dict[str, Component] = {}
         self.subdomain_components: set[str] = set()  # their subdomains route to them too
         self.remote: RemoteRouter | None = None
+        # Set by a module that classifies client stanzas by their children (the archive):
+        # client streams then have their parser note them (Stanza.children).
+        self.wants_children = False
         self._iq: dict[tuple[str, str, str], IqHandler] = {}
         # Callbacks for our own requests, by id: a peer that never answers must not keep them
         # forever, so they expire (and the oldest go beyond the cap).
@@ -149,8 +155,10 @@ class Router:
 
     # --- entry points -------------------------------------------------------------------
 
-    async def route_from_client(self, session: Session, element: etree._Element) -> None:
-        """A stanza from a bound client: validate its addressing and stamp ``from``."""
+    async def route_from_client(self, session: Session, element: etree._Element,
+                                children: tuple[str, ...] | None = None) -> None:
+        """A stanza from a bound client: validate its addressing and stamp ``from``;
+        ``children``: its child tags as parsed (:attr:`Stanza.children`), if known."""
         # RFC 6120 §8.1.2.1: the server stamps the full JID of the session; a client cannot spoof.
         element.set("from", str(session.jid))
         raw_to = element.get("to")
@@ -163,7 +171,7 @@ class Router:
                 await self.bounce(Stanza(element, session.jid, None, session),
                             StanzaError(Condition.JID_MALFORMED, str(exc)))
                 return
-        await self.route(Stanza(element, session.jid, to, session))
+        await self.route(Stanza(element, session.jid, to, session, children=children))
 
     async def route(self, st: Stanza) -> None:
         try:

@@ -113,9 +113,16 @@ def _scan(st: Stanza, by: str) -> int:
     message is archivable (XEP-0313 §6.1.1): normal and chat messages with a body; not errors,
     not copies the server made or pubsub notifications, not messages hinted away from storage
     (XEP-0334 §4); and whether stanza-ids by others remain (:data:`KEEP`, else
-    :data:`CLEAN`). One pass over the children: each child lxml hands out costs a proxy
-    object and its tag a new string."""
+    :data:`CLEAN`). The child tags the parser noted answer it when the message carries no
+    stanza-id; otherwise one pass over the children (each child lxml hands out costs a proxy
+    object and its tag a new string)."""
     el = st.element
+    children = st.children
+    if children is not None and STANZA_ID not in children:
+        if (_BODY not in children or not SKIPPED_TAGS.isdisjoint(children)
+                or (el.get("type") or "normal") not in _ARCHIVED_TYPES):
+            return SKIP
+        return CLEAN
     body = skipped = others = False
     ours = None
     for child in el:
@@ -135,6 +142,7 @@ def _scan(st: Stanza, by: str) -> int:
         for child in ours:
             el.remove(child)
         st.wire = None  # bytes serialized before are out of date now
+        st.children = None
     # The stanza is a message: its type defaults to "normal" (Stanza.type, RFC 6121 §5.2.2).
     if not body or skipped or (el.get("type") or "normal") not in _ARCHIVED_TYPES:
         return SKIP
@@ -270,6 +278,7 @@ class MamModule(Module):
         if not self.config.enabled:
             return
         router = self.router
+        router.wants_children = True  # _scan reads the parsed child tags when it can
         router.add_iq_handler("self", "set", QUERY, self.query)
         router.add_iq_handler("self", "get", QUERY, self.query_form)
         router.add_iq_handler("self", "get", PREFS, self.get_prefs)

@@ -109,7 +109,7 @@ class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
         self.peer = peer
         self.secure = direct_tls
         self.state = State.EXPECT_HEADER
-        self.parser = StreamParser(ctx.config.limits.max_stanza_bytes)
+        self.parser = self._new_parser()
         self.domain = ctx.config.primary_domain
         self.lang = SERVER_LANG  # the client's preferred language (RFC 6120 §4.7.4)
         self.header_sent = False
@@ -394,13 +394,18 @@ class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
 
     # --- negotiation -----------------------------------------------------------------------
 
+    def _new_parser(self) -> StreamParser:
+        """A parser for the next stream; it notes child tags if a module wants them."""
+        return StreamParser(self.ctx.config.limits.max_stanza_bytes,
+                            note_children=self.ctx.router.wants_children)
+
     async def _negotiate(self) -> None:
         while self.state is not State.BOUND:
             try:
                 await self._negotiate_stream()
             except StreamRestart:
                 self.parser.release()
-                self.parser = StreamParser(self.ctx.config.limits.max_stanza_bytes)
+                self.parser = self._new_parser()
                 self.state = State.EXPECT_HEADER
                 continue
 
@@ -591,7 +596,7 @@ class C2SConnection(SaslNegotiation, ResourceBinding, StreamResumption):
                     if tag == ns.C_IQ and self._is_session_request(el):
                         self._answer_session_request(el, session)
                         continue
-                    await route(session, el)
+                    await route(session, el, event.children)
                 elif tag in SM_TAGS:
                     self._on_sm_element(el, session)
                 elif tag in (T_ACTIVE, T_INACTIVE):

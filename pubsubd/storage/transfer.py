@@ -34,6 +34,8 @@ class SqliteLayout:
     select: str
     columns: tuple[str, ...]
     convert: Callable[[tuple[Any, ...]], tuple[Any, ...]]
+    # Converted rows as written, given the connection (e.g. addresses kept as numbers).
+    resolve: Callable[[Any, list[tuple[Any, ...]]], list[tuple[Any, ...]]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +71,7 @@ TABLES = (
     _t("mam_archive", "seq, uid, stamp, stanza, by_uid, out_owner, out_with_bare,"
        " out_with_full, in_owner, in_with_bare, in_with_full", "seq",
        sqlite_layout=SqliteLayout(mam_sqlite.EXPORT_COLUMNS, mam_sqlite.IMPORT_COLUMNS,
-                                  mam_sqlite.imported_row)),
+                                  mam_sqlite.imported_row, mam_sqlite.numbered_rows)),
     _t("mam_prefs", "owner, default_policy, always, never", "owner"),
     _t("muc_rooms", "room, config, subject, subject_nick", "room"),
     _t("muc_affiliations", "room, jid, affiliation, nick", "room, jid"),
@@ -124,9 +126,10 @@ def _archive_row_of_old_layout(row: tuple[Any, ...]) -> tuple[Any, ...]:
 _OLD_TABLES = {"mam_messages": ("mam_archive", _archive_row_of_old_layout)}
 
 # SQLite keeps the archive in its own layout (see pubsubd.storage.mam_sqlite): an export
-# reads its rows through these expressions, an import converts them, and the postings
-# (an index SQLite keeps as a table, not exported) are rebuilt from the imported rows.
-SQLITE_DERIVED_TABLES = frozenset({"mam_postings"})
+# reads its rows through these expressions, an import converts them (numbering their
+# addresses in mam_jids), and the postings (an index SQLite keeps as a table, not exported)
+# are rebuilt from the imported rows.
+SQLITE_DERIVED_TABLES = frozenset({"mam_postings", "mam_jids"})
 
 
 def _encode(value: object) -> object:
@@ -184,6 +187,8 @@ class _Connection:
         if table.sqlite_layout is not None and not self.postgres:
             columns = table.sqlite_layout.columns
             rows = [table.sqlite_layout.convert(row) for row in rows]
+            if table.sqlite_layout.resolve is not None:
+                rows = table.sqlite_layout.resolve(self.conn, rows)
         marks = ", ".join(["%s" if self.postgres else "?"] * len(columns))
         query = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({marks})"  # noqa: S608
         cur = self.conn.cursor()

@@ -64,6 +64,10 @@ class ElementReceived:
     """One complete first-level element: a stanza or a negotiation element."""
 
     element: etree._Element
+    # The tags of its children as they arrived, in order, when the parser noted them (a
+    # stream whose elements keep their namespaces): the parser sees each child begin anyway,
+    # and a hook that only asks which children a stanza has need not walk the tree for it.
+    children: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,10 +86,12 @@ class StreamParser:
     """
 
     def __init__(self, max_stanza_bytes: int = DEFAULT_MAX_STANZA_BYTES, *,
-                 internal_ns: str | None = None) -> None:
+                 internal_ns: str | None = None, note_children: bool = False) -> None:
         """``internal_ns``: hand out content-namespace elements in this namespace instead, so
         a server stream's ``jabber:server`` stanzas reach the router as ``jabber:client``
-        (RFC 6120 §4.8.3: the two content namespaces carry the same stanzas)."""
+        (RFC 6120 §4.8.3: the two content namespaces carry the same stanzas).
+        ``note_children``: tell each element's child tags (:attr:`ElementReceived.children`;
+        not with ``internal_ns``, which may change them)."""
         self.max_stanza_bytes = max_stanza_bytes
         self.internal_ns = internal_ns
         self._parser: etree.XMLPullParser | None = _take_lxml_parser()
@@ -104,6 +110,10 @@ class StreamParser:
         # re-opens the stream and its closing tag while parked.
         self._parkable = True
         self._reopen: tuple[bytes, bytes] | None = None
+        # The current first-level element's child tags (see ElementReceived.children), noted
+        # only where they are the tags the element is handed out with.
+        self._children: list[str] | None = (
+            [] if note_children and internal_ns is None else None)
 
     @property
     def opened(self) -> bool:
@@ -263,6 +273,7 @@ class StreamParser:
 
     def _collect(self, out: list[StreamEvent]) -> None:
         assert self._parser is not None
+        children = self._children
         for event, el in self._parser.read_events():
             if event in ("comment", "pi"):
                 # RFC 6120 §11.1
@@ -271,10 +282,13 @@ class StreamParser:
                     "comments and processing instructions are not allowed",
                 )
             if event == "start":
-                self._depth += 1
-                if self._depth == 1:
+                depth = self._depth = self._depth + 1
+                if depth == 3:
+                    if children is not None:
+                        children.append(el.tag)
+                elif depth == 1:
                     out.append(self._open(el))
-                elif self._depth == 2 and el.prefix is not None and (
+                elif depth == 2 and el.prefix is not None and (
                     etree.QName(el).namespace == self._content_ns
                 ):
                     # RFC 6120 §4.8.5: no prefixes on content-namespace elements.
@@ -287,8 +301,12 @@ class StreamParser:
                     assert root is not None
                     root.text = None
                     self._completed += 1
-                    out.append(ElementReceived(_detach(root, el, self._content_ns,
-                                                       self.internal_ns)))
+                    element = _detach(root, el, self._content_ns, self.internal_ns)
+                    if children is None:
+                        out.append(ElementReceived(element))
+                    else:
+                        out.append(ElementReceived(element, tuple(children)))
+                        children.clear()
                 elif self._depth == 0:
                     self._closed = True
                     out.append(StreamClosed())

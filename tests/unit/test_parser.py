@@ -340,3 +340,37 @@ def test_a_stream_is_parked_only_once_open() -> None:
     parser = StreamParser()
     feed_all(parser, HEADER)
     assert not parser.park()  # right after the header: not after a complete stanza yet
+
+
+@pytest.mark.parametrize("step", [None, 1, 7])
+def test_noted_children_are_each_elements_child_tags_in_order(step: int | None) -> None:
+    parser = StreamParser(note_children=True)
+    events = feed_all(parser, HEADER + b"<message><body>x<b xmlns='urn:y'/></body>"
+                      b"<active xmlns='http://jabber.org/protocol/chatstates'/></message>"
+                      b"<presence/><iq type='get' id='1'><query xmlns='jabber:iq:roster'/></iq>",
+                      step)
+    noted = [e.children for e in events if isinstance(e, ElementReceived)]
+    assert noted == [
+        # grandchildren (the <b/> in the body) are not children
+        (ns.C_BODY, "{http://jabber.org/protocol/chatstates}active"),
+        (),
+        ("{jabber:iq:roster}query",),
+    ]
+    assert all(tuple(child.tag for child in e.element) == e.children
+               for e in events if isinstance(e, ElementReceived))
+
+
+def test_children_are_noted_across_parking_and_only_when_asked() -> None:
+    parser = StreamParser(note_children=True)
+    feed_all(parser, HEADER + b"<message><body>a</body></message>")
+    assert parser.park()
+    (event,) = parser.feed(b"<message><subject>s</subject><body>b</body></message>")
+    assert isinstance(event, ElementReceived)
+    assert event.children == ("{jabber:client}subject", ns.C_BODY)
+    plain = feed_all(StreamParser(), HEADER + b"<message><body>a</body></message>")
+    assert [e.children for e in plain if isinstance(e, ElementReceived)] == [None]
+    # A server stream's stanzas move to jabber:client: their tags as parsed would mislead.
+    server = StreamParser(internal_ns=ns.CLIENT, note_children=True)
+    header = HEADER.replace(b"jabber:client", b"jabber:server")
+    got = feed_all(server, header + b"<message><body>a</body></message>")
+    assert [e.children for e in got if isinstance(e, ElementReceived)] == [None]

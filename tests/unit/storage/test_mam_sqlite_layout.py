@@ -20,7 +20,8 @@ ALICE_DESK = JID.parse("alice@example.org/desk")
 
 def rows(path: Path) -> list[tuple[object, ...]]:
     with sqlite3.connect(path) as conn:
-        return conn.execute("SELECT by_uid, out_owner, in_owner FROM mam_archive"
+        return conn.execute("SELECT by_uid, (SELECT jid FROM mam_jids WHERE id = out_owner),"
+                            " (SELECT jid FROM mam_jids WHERE id = in_owner) FROM mam_archive"
                             " ORDER BY seq").fetchall()
 
 
@@ -94,6 +95,44 @@ async def test_archives_of_the_side_index_layout_are_upgraded_whole(tmp_path: Pa
     with_desk = await store.page(Query(BOB, with_full=str(ALICE_DESK)), 10)
     assert [r.uid for r in with_desk.rows] == [shared]
     assert await store.seqs(BOB, [shared, alone]) == {shared: 5}
+    db.close()
+
+
+async def test_archives_with_addresses_as_text_are_upgraded_whole(tmp_path: Path) -> None:
+    """Rows that named their parties as text get numbers of mam_jids: queries, ids,
+    trimming and deleting an account work on them as before."""
+    path = tmp_path / "db.sqlite3"
+    db = Database(path)
+    db.migrate("mam", _SCHEMA[:4])
+    shared, alone, third = new_uid(), new_uid(), new_uid()
+    db.run_sync(lambda conn: conn.executemany(
+        "INSERT INTO mam_archive VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [(5, shared, 50, b"<shared/>", 1, str(ALICE), f"{BOB}/phone", str(BOB), str(ALICE_DESK)),
+         (6, alone, 60, b"<alone/>", 1, None, None, str(ALICE), "carol@example.org/x"),
+         (7, third, 70, b"<third/>", 1, None, None, str(ALICE), "carol@example.org/x")]))
+    db.close()
+
+    db = Database(path)
+    store = SqliteMamStore(db)
+    assert [r.uid for r in (await store.page(Query(ALICE), 10)).rows] == [shared, alone, third]
+    assert [r.uid for r in (await store.page(Query(BOB), 10)).rows] == [shared]
+    carol = await store.page(Query(ALICE, with_bare="carol@example.org"), 10)
+    assert [r.uid for r in carol.rows] == [alone, third]
+    assert await store.seqs(ALICE, [shared, third]) == {shared: 5, third: 7}
+    assert rows(path) == [(1, "alice@example.org", "bob@example.org"),
+                          (1, None, "alice@example.org"), (1, None, "alice@example.org")]
+    # Trimming to two messages: Alice's oldest two go, the shared one stays in Bob's.
+    uid = new_uid()
+    await store.append([ArchivedMessage(ALICE, uid, 80, BOB, b"<new/>", ALICE_DESK)], 2)
+    assert [r.uid for r in (await store.page(Query(ALICE), 10)).rows] == [third, uid]
+    assert [r.uid for r in (await store.page(Query(BOB), 10)).rows] == [shared, uid]
+    assert await store.seqs(ALICE, [shared]) == {}
+    assert await store.seqs(BOB, [shared]) == {shared: 5}
+    await store.forget(BOB)
+    assert (await store.page(Query(BOB), 10)).count == 0
+    kept = (await store.seqs(ALICE, [uid]))[uid]
+    with sqlite3.connect(path) as conn:  # nobody keeps the others any more
+        assert conn.execute("SELECT seq FROM mam_archive").fetchall() == [(7,), (kept,)]
     db.close()
 
 
