@@ -54,7 +54,10 @@ class NewEntries:
 
     def encoded(self) -> tuple[bytes, bytes, str]:
         """The three columns of a row holding these entries."""
-        return pack(self.seqs), pack(self.stamps), "\n".join(self.contacts)
+        seqs = pack(self.seqs)
+        # The stamp of a message the server archived as it routed it is its seq.
+        stamps = seqs if self.stamps == self.seqs else pack(self.stamps)
+        return seqs, stamps, "\n".join(self.contacts)
 
 
 @dataclass(slots=True)

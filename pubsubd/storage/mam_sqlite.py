@@ -239,7 +239,19 @@ def _insert(rows: int) -> str:
     return _INSERT + ",".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * rows)
 
 
+def _insert_fresh(rows: int) -> str:
+    """An INSERT of rows whose id carries their seq (by_uid 0) and whose stamp is their seq
+    (every message the server archives as it routes it), bound as _FRESH_WIDTH values:
+    numbered parameters bind the seq once for both columns (fewer values to bind)."""
+    return _INSERT + ",".join(
+        f"(?{n + 1}, ?{n + 2}, ?{n + 1}, ?{n + 3}, 0, ?{n + 4}, ?{n + 5}, ?{n + 6}, ?{n + 7})"
+        for n in range(0, rows * _FRESH_WIDTH, _FRESH_WIDTH))
+
+
+_FRESH_WIDTH = 7  # seq, uid, stanza and the four addresses
+_FRESH_ADDRESSES = range(3, 7)
 _INSERT_CHUNK = _insert(_CHUNK)
+_INSERT_FRESH_CHUNK = _insert_fresh(_CHUNK)
 # Python's sqlite3 binds int, float, str and bytearray as they are, but asks the adapter
 # registry about every other value (a bytes object included) — several times the cost of
 # binding it. A stanza is bound as a bytearray (a copy of a few hundred bytes): the same BLOB.
@@ -305,7 +317,9 @@ class SqliteMamStore:
     async def append(self, messages: Sequence[ArchivedMessage], keep: int) -> None:
         """Store ``messages`` in one transaction, then drop each touched archive's oldest
         messages beyond ``keep`` (XEP-0313 §3.2: only the oldest, never a hole)."""
-        params: list[object] = []  # the rows' values, one after the other
+        # The rows' values, one after the other: fresh rows (see _insert_fresh), the others.
+        params: list[object] = []
+        others: list[object] = []
         # owner -> its new entries' (seqs, stamps, contacts)
         postings: dict[str, tuple[list[int], list[int], list[str]]] = {}
         # The text of each JID once per batch (a burst repeats the same few addresses), and
@@ -316,12 +330,14 @@ class SqliteMamStore:
         last = self._last_seq
         for owner_jid, uid, stamp, remote_jid, stanza, sender_jid, seq in plain_messages(
                 messages):
-            if seq is None:
-                seq = seq_of(uid)
-            if seq is not None and seq > last:
-                by_uid = 0
-            else:
-                seq, by_uid = last + 1, 1
+            fresh = stamp is seq and seq is not None and seq > last
+            if not fresh:
+                if seq is None:
+                    seq = seq_of(uid)
+                if seq is not None and seq > last:
+                    by_uid = 0
+                else:
+                    seq, by_uid = last + 1, 1
             last = seq
             owner = names.get(id(owner_jid))
             if owner is None:
@@ -336,7 +352,10 @@ class SqliteMamStore:
             entries[1].append(stamp)
             entries[2].append(remote)
             if sender_jid is None:
-                params += (seq, uid, stamp, _blob(stanza), by_uid, None, None, owner, remote)
+                if fresh:
+                    params += (seq, uid, _blob(stanza), None, None, owner, remote)
+                else:
+                    others += (seq, uid, stamp, _blob(stanza), by_uid, None, None, owner, remote)
                 continue
             sender = names.get(id(sender_jid))
             if sender is None:
@@ -345,7 +364,11 @@ class SqliteMamStore:
             if recipient is None:
                 # The bare JID is the text before the first '/' (RFC 7622 §3.1).
                 recipient = bares[id(remote_jid)] = remote.partition("/")[0]
-            params += (seq, uid, stamp, _blob(stanza), by_uid, owner, remote, recipient, sender)
+            if fresh:
+                params += (seq, uid, _blob(stanza), owner, remote, recipient, sender)
+            else:
+                others += (seq, uid, stamp, _blob(stanza), by_uid, owner, remote, recipient,
+                           sender)
             entries = postings.get(recipient)
             if entries is None:
                 entries = postings[recipient] = ([], [], [])
@@ -366,15 +389,21 @@ class SqliteMamStore:
                 if text not in numbers:
                     numbers[text] = _number(conn, text)
 
-        def chunk(start: int, end: int) -> Callable[[sqlite3.Connection], None]:
-            rows = (end - start) // _WIDTH
-            sql = _INSERT_CHUNK if rows == _CHUNK else _insert(rows)
+        def chunk(rows: list[object], start: int, end: int, fresh: bool
+                  ) -> Callable[[sqlite3.Connection], None]:
+            width, addresses = ((_FRESH_WIDTH, _FRESH_ADDRESSES) if fresh
+                                else (_WIDTH, _ADDRESS_COLUMNS))
+            count = (end - start) // width
+            if fresh:
+                sql = _INSERT_FRESH_CHUNK if count == _CHUNK else _insert_fresh(count)
+            else:
+                sql = _INSERT_CHUNK if count == _CHUNK else _insert(count)
 
             def write(conn: sqlite3.Connection) -> None:
-                values = params[start:end]
+                values = rows[start:end]
                 to_number = numbers.__getitem__
-                for column in _ADDRESS_COLUMNS:
-                    values[column::_WIDTH] = map(to_number, values[column::_WIDTH])
+                for column in addresses:
+                    values[column::width] = map(to_number, values[column::width])
                 conn.execute(sql, values)
 
             return write
@@ -394,9 +423,10 @@ class SqliteMamStore:
 
         # A slice of _CHUNK rows (about a millisecond) at a time, on the event loop's thread
         # (see Database.write_in_slices: cheaper than the database thread for many rows).
-        step = _CHUNK * _WIDTH
-        slices = [chunk(start, min(start + step, len(params)))
-                  for start in range(0, len(params), step)]
+        slices = [chunk(rows, start, min(start + _CHUNK * width, len(rows)), fresh)
+                  for rows, width, fresh in ((params, _FRESH_WIDTH, True),
+                                             (others, _WIDTH, False))
+                  for start in range(0, len(rows), _CHUNK * width)]
         try:
             await self.db.write_in_slices([number, *slices, post, trim])
         except BaseException:

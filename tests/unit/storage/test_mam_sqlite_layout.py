@@ -8,8 +8,8 @@ import sqlite3
 from pathlib import Path
 
 from pubsubd.jid import JID
-from pubsubd.storage.archive_ids import new_uid
-from pubsubd.storage.interfaces import ArchivedMessage, Query
+from pubsubd.storage.archive_ids import new_uid, next_id
+from pubsubd.storage.interfaces import ArchiveBatch, ArchivedMessage, Query
 from pubsubd.storage.mam_sqlite import _SCHEMA, SqliteMamStore
 from pubsubd.storage.sqlite import Database
 
@@ -36,6 +36,37 @@ async def test_a_shared_message_is_one_row_found_by_its_seq(tmp_path: Path) -> N
     # The right position with the wrong random part finds nothing.
     forged = uid[:-3] + ("AAA" if not uid.endswith("AAA") else "BBB")
     assert await store.seqs(BOB, [forged]) == {}
+    db.close()
+
+
+async def test_messages_queued_as_routed_and_others_are_written_alike(tmp_path: Path) -> None:
+    """A queued message whose stamp is its seq is written by the statement that binds the
+    seq once; one with its own stamp (or an id without a seq) by the other: both the same."""
+    db = Database(tmp_path / "db.sqlite3")
+    store = SqliteMamStore(db)
+    routed, alone = next_id(), next_id()
+    batch = ArchiveBatch()
+    batch.fields += (ALICE, routed[1], routed[0], BOB, b"<r/>", ALICE_DESK, routed[0])
+    batch.fields += (ALICE, alone[1], 7, BOB, b"<a/>", None, alone[0])  # a stamp of its own
+    batch.fields += (BOB, "plain-id", 8, ALICE_DESK, b"<p/>", None, None)
+    await store.append(batch, 100)
+    with sqlite3.connect(tmp_path / "db.sqlite3") as conn:
+        assert conn.execute("SELECT seq = ?, stamp = seq, by_uid FROM mam_archive WHERE uid = ?",
+                            (routed[0], routed[1])).fetchone() == (1, 1, 0)
+        assert conn.execute("SELECT seq = ?, stamp, by_uid FROM mam_archive WHERE uid = ?",
+                            (alone[0], alone[1])).fetchone() == (1, 7, 0)
+        assert conn.execute("SELECT stamp, by_uid FROM mam_archive WHERE uid = 'plain-id'"
+                            ).fetchone() == (8, 1)
+    assert rows(tmp_path / "db.sqlite3") == [
+        (0, "alice@example.org", "bob@example.org"), (0, None, "alice@example.org"),
+        (1, None, "bob@example.org")]
+    page = await store.page(Query(ALICE), 10)
+    assert [(r.uid, r.stamp, r.stanza) for r in page.rows] == [
+        (routed[1], routed[0], b"<r/>"), (alone[1], 7, b"<a/>")]
+    assert [(r.uid, r.stamp) for r in (await store.page(Query(BOB), 10)).rows] == [
+        (routed[1], routed[0]), ("plain-id", 8)]
+    assert await store.seqs(BOB, [routed[1], "plain-id"]) == {
+        routed[1]: routed[0], "plain-id": (await store.seqs(BOB, ["plain-id"]))["plain-id"]}
     db.close()
 
 
