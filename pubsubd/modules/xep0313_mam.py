@@ -190,15 +190,6 @@ def with_stanza_id(el: etree._Element, uid: str, by: str, wire: bytes | None = N
     return etree.tostring(copy, with_tail=False)
 
 
-def _with_our_id(wire: bytes, el: etree._Element, uid: str, by: str,
-                 tail: bytes | None) -> bytes:
-    """:func:`with_stanza_id` of ``el`` serialized as ``wire``, for an id of ours (plain
-    text: nothing to check) and the owner's :func:`_tail` already found."""
-    if tail is not None and wire.endswith(_MESSAGE_END):
-        return b"".join((wire[:-_END], _SID_HEAD, uid.encode(), tail))
-    return with_stanza_id(el, uid, by, wire)
-
-
 def stamp_text(micros: int) -> str:
     """XEP-0082 DateTime in UTC with microseconds."""
     return (_EPOCH + micros * _MICROSECOND).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -394,19 +385,24 @@ class MamModule(Module):
             self._open = None
             # The sender's archive has it, still queued: one entry, one id, for both.
             place = self._open_at
-            st.wire = _with_our_id(wire, st.element, fields[place + 1], by, tail)
+            uid = fields[place + 1]
             fields[place + 4] = wire  # without a stanza-id the sender forged for the recipient
             fields[place + 5] = sender
-            return False
-        seq, uid = next_id()
-        st.wire = _with_our_id(wire, st.element, uid, by, tail)
-        # Queued as the fields of an ArchivedMessage (its seq is its stamp too).
-        place = len(fields)
-        fields += (owner, uid, seq, sender, wire, None, seq)
-        if not place:
-            self._wake.set()
-        elif place >= _FULL_AT:
-            self._full.set()
+        else:
+            seq, uid = next_id()
+            # Queued as the fields of an ArchivedMessage (its seq is its stamp too).
+            place = len(fields)
+            fields += (owner, uid, seq, sender, wire, None, seq)
+            if not place:
+                self._wake.set()
+            elif place >= _FULL_AT:
+                self._full.set()
+        # with_stanza_id for an id of ours (plain text: nothing to check) and the owner's
+        # _tail already found; written out here, as this runs for every archived message.
+        if tail is not None and wire.endswith(_MESSAGE_END):
+            st.wire = b"".join((wire[:-_END], _SID_HEAD, uid.encode(), tail))
+        else:
+            st.wire = with_stanza_id(st.element, uid, by, wire)
         return False
 
     def _outgoing(self, st: Stanza) -> bool:

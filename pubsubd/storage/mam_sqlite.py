@@ -320,13 +320,12 @@ class SqliteMamStore:
         # The rows' values, one after the other: fresh rows (see _insert_fresh), the others.
         params: list[object] = []
         others: list[object] = []
-        # owner -> its new entries' (seqs, stamps, contacts)
-        postings: dict[str, tuple[list[int], list[int], list[str]]] = {}
-        # The text of each JID once per batch (a burst repeats the same few addresses), and
-        # the bare JID's of each recipient, by the JID object's identity: every one stays
-        # alive in ``messages`` while the batch is read, and a JID hashes in Python code.
-        names: dict[int, str] = {}
-        bares: dict[int, str] = {}
+        postings: dict[str, _Entries] = {}  # owner -> its new entries
+        # Each conversation's addresses and postings, found once per batch (a burst repeats
+        # the same few), by the identities of its owner, remote and sender JIDs: every one
+        # stays alive in ``messages`` while the batch is read, and a JID hashes in Python code.
+        conversations: dict[tuple[int, int, int], _Conversation] = {}
+        texts: set[str] = set()  # the addresses the rows name
         last = self._last_seq
         for owner_jid, uid, stamp, remote_jid, stanza, sender_jid, seq in plain_messages(
                 messages):
@@ -339,42 +338,29 @@ class SqliteMamStore:
                 else:
                     seq, by_uid = last + 1, 1
             last = seq
-            owner = names.get(id(owner_jid))
-            if owner is None:
-                owner = names[id(owner_jid)] = str(owner_jid)
-            remote = names.get(id(remote_jid))
-            if remote is None:
-                remote = names[id(remote_jid)] = str(remote_jid)
-            entries = postings.get(owner)
-            if entries is None:
-                entries = postings[owner] = ([], [], [])
-            entries[0].append(seq)
-            entries[1].append(stamp)
-            entries[2].append(remote)
-            if sender_jid is None:
+            key = (id(owner_jid), id(remote_jid), id(sender_jid))
+            found = conversations.get(key)
+            if found is None:
+                found = conversations[key] = _conversation(owner_jid, remote_jid, sender_jid,
+                                                           postings, texts)
+            owner, remote, recipient, sender, mine, theirs = found
+            mine[0].append(seq)
+            mine[1].append(stamp)
+            mine[2].append(remote)
+            if theirs is None:
                 if fresh:
                     params += (seq, uid, _blob(stanza), None, None, owner, remote)
                 else:
                     others += (seq, uid, stamp, _blob(stanza), by_uid, None, None, owner, remote)
                 continue
-            sender = names.get(id(sender_jid))
-            if sender is None:
-                sender = names[id(sender_jid)] = str(sender_jid)
-            recipient = bares.get(id(remote_jid))
-            if recipient is None:
-                # The bare JID is the text before the first '/' (RFC 7622 §3.1).
-                recipient = bares[id(remote_jid)] = remote.partition("/")[0]
             if fresh:
                 params += (seq, uid, _blob(stanza), owner, remote, recipient, sender)
             else:
                 others += (seq, uid, stamp, _blob(stanza), by_uid, owner, remote, recipient,
                            sender)
-            entries = postings.get(recipient)
-            if entries is None:
-                entries = postings[recipient] = ([], [], [])
-            entries[0].append(seq)
-            entries[1].append(stamp)
-            entries[2].append(sender)
+            theirs[0].append(seq)
+            theirs[1].append(stamp)
+            theirs[2].append(sender)
         self._last_seq = last
 
         numbers = self._numbers
@@ -385,7 +371,7 @@ class SqliteMamStore:
             if len(numbers) > _NUMBERS_KEPT:
                 numbers.clear()
                 numbers[None] = None
-            for text in (*names.values(), *bares.values()):
+            for text in texts:
                 if text not in numbers:
                     numbers[text] = _number(conn, text)
 
@@ -586,6 +572,29 @@ class SqliteMamStore:
 
 
 MamStore = SqliteMamStore  # the name modules import today
+
+
+# An archive's new entries in a batch: (seqs, stamps, contacts).
+_Entries = tuple[list[int], list[int], list[str]]
+# What a batch's messages of one conversation fill in: the texts of the owner, the remote, the
+# recipient's bare JID and the sender (the last two empty unless both archives keep the
+# messages), and the entries of the owner's archive and of the recipient's (or None).
+_Conversation = tuple[str, str, str, str, _Entries, _Entries | None]
+
+
+def _conversation(owner_jid: JID, remote_jid: JID, sender_jid: JID | None,
+                  postings: dict[str, _Entries], texts: set[str]) -> _Conversation:
+    """A conversation's texts and postings (see :data:`_Conversation`), noting its addresses
+    in ``texts``."""
+    owner, remote = str(owner_jid), str(remote_jid)
+    mine = postings.setdefault(owner, ([], [], []))
+    if sender_jid is None:
+        texts.update((owner, remote))
+        return owner, remote, "", "", mine, None
+    sender = str(sender_jid)
+    recipient = remote.partition("/")[0]  # the bare JID: before the first '/' (RFC 7622 §3.1)
+    texts.update((owner, remote, recipient, sender))
+    return owner, remote, recipient, sender, mine, postings.setdefault(recipient, ([], [], []))
 
 
 def _size(conn: sqlite3.Connection, owner: str) -> int:
