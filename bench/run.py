@@ -116,10 +116,10 @@ def parse_args(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
                    help="the Markdown report (default: bench/RESULTS.md)")
     p.add_argument("--keep", action="store_true", help="keep the servers' temporary directories")
     p.add_argument("--rounds", type=int, default=1,
-                   help="measure every server this many times, taking turns (server A, B, ..., "
-                        "then A, B, ... again), and report the mean of each figure with every "
-                        "round's value: on a machine whose speed drifts, one run of each "
-                        "proves little (default: %(default)s)")
+                   help="measure every server this many times, taking turns in a rotating "
+                        "order (A, B, C, then B, C, A, ...), and report the mean of each figure "
+                        "with every round's value: on a machine whose speed drifts, one run of "
+                        "each proves little (default: %(default)s)")
     p.add_argument("--profile", default="", help="directory for py-spy profiles of pubsubd, "
                    "one per scenario (folded stacks and a summary); default: none")
     args = p.parse_args(argv)
@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     rounds: list[list[ScenarioResult]] = []
     for turn in range(max(1, args.rounds)):
         measured: list[ScenarioResult] = []
-        for name in server_names:
+        for name in turn_order(server_names, turn):
             server = SERVERS[name](root / f"{name}-{turn}")
             if turn == 0:
                 servers_seen.append(server)
@@ -191,6 +191,16 @@ def main(argv: list[str] | None = None) -> int:
 
         shutil.rmtree(root, ignore_errors=True)
     return 1 if any(r.error for r in results) else 0
+
+
+def turn_order(names: list[str], turn: int) -> list[str]:
+    """The order the servers are measured in on round ``turn``: rotated by one each round, so
+    that no server always runs first (paired runs of one tree showed the first place ahead by
+    a few per cent) and each has every place as often over as many rounds as servers."""
+    if not names:
+        return names
+    start = turn % len(names)
+    return names[start:] + names[:start]
 
 
 def combine_rounds(rounds: list[list[ScenarioResult]]) -> list[ScenarioResult]:

@@ -4,7 +4,7 @@ each figure with every round's value noted."""
 from __future__ import annotations
 
 from bench.measure import ScenarioResult
-from bench.run import combine_rounds
+from bench.run import combine_rounds, turn_order
 
 
 def result(server: str, per_cpu: float | None, error: str | None = None) -> ScenarioResult:
@@ -34,3 +34,14 @@ def test_a_scenario_that_failed_in_every_round_keeps_its_error() -> None:
     rounds = [[result("ejabberd", None, "no login")], [result("ejabberd", None, "no login")]]
     (only,) = combine_rounds(rounds)
     assert only.error == "no login"
+
+
+def test_servers_take_every_place_in_turn() -> None:
+    names = ["pubsubd", "pubsubd-defaults", "ejabberd"]
+    orders = [turn_order(names, turn) for turn in range(6)]
+    assert orders[0] == names
+    assert orders[1] == ["pubsubd-defaults", "ejabberd", "pubsubd"]
+    assert orders[3] == names
+    for place in range(3):  # each server first, second and third twice in six rounds
+        assert sorted(order[place] for order in orders) == sorted(names * 2)
+    assert turn_order([], 4) == []
