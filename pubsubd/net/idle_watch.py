@@ -34,12 +34,12 @@ class Watched(Protocol):
 class IdleWatch:
     """The connections being watched, and the system task that looks at them."""
 
-    __slots__ = ("_watched", "_period", "_task")
+    __slots__ = ("_watched", "_period")
 
     def __init__(self) -> None:
         self._watched: set[Watched] = set()
         self._period = MAX_PERIOD
-        self._task = trio.lowlevel.spawn_system_task(self._run, name="pubsubd idle watch")
+        trio.lowlevel.spawn_system_task(self._run, name="pubsubd idle watch")
 
     def add(self, conn: Watched, shortest: float) -> None:
         """Watch ``conn``, whose shortest limit is ``shortest`` seconds."""

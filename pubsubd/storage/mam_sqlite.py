@@ -95,10 +95,12 @@ def numbered_rows(conn: sqlite3.Connection, rows: list[tuple[object, ...]]
 
 def _number(conn: sqlite3.Connection, jid: str) -> int:
     """The number of address ``jid`` in mam_jids, given one if it has none yet."""
-    found = conn.execute("SELECT id FROM mam_jids WHERE jid = ?", (jid,)).fetchone()
+    found = _known_number(conn, jid)
     if found is not None:
-        return int(found[0])
-    return int(conn.execute("INSERT INTO mam_jids (jid) VALUES (?)", (jid,)).lastrowid or 0)
+        return found
+    (given,) = conn.execute("INSERT INTO mam_jids (jid) VALUES (?) RETURNING id",
+                            (jid,)).fetchone()
+    return int(given)
 
 
 def _known_number(conn: sqlite3.Connection, jid: str) -> int | None:
@@ -369,8 +371,7 @@ class SqliteMamStore:
             """Find (or give) the number of every address the rows name, before they are
             written: the rows' address columns then change in bulk, a number per text."""
             if len(numbers) > _NUMBERS_KEPT:
-                numbers.clear()
-                numbers[None] = None
+                self._forget_numbers()
             for text in texts:
                 if text not in numbers:
                     numbers[text] = _number(conn, text)
@@ -423,7 +424,11 @@ class SqliteMamStore:
         """After a failed write: what the caches say may not have been committed."""
         self._sizes.clear()
         self._tails.clear()
-        self._numbers.clear()  # numbers given in the failed write are gone with it
+        self._forget_numbers()  # numbers given in the failed write are gone with it
+
+    def _forget_numbers(self) -> None:
+        """Empty the cache of mam_jids numbers (it always maps None, a missing side, to None)."""
+        self._numbers.clear()
         self._numbers[None] = None
 
     def _post(self, conn: sqlite3.Connection, owner: str, entries: NewEntries) -> None:
