@@ -34,6 +34,7 @@ from pubsubd.core.router import Router, Stanza
 from pubsubd.errors import Condition, StanzaError, StreamCondition, StreamError
 from pubsubd.jid import JID, InvalidJID
 from pubsubd.net.exception_groups import decisive
+from pubsubd.net.idle_watch import idle_watch
 from pubsubd.stream import dialback
 from pubsubd.stream.parser import (
     ElementReceived,
@@ -592,6 +593,10 @@ class IncomingStream:
         self._pending_error: StreamError | None = None
         self._scope = trio.CancelScope()
         self._finished = False
+        # Silence, as the idle watch sees it (see _serve).
+        self._waiting_input = False
+        self._last_event = trio.current_time()
+        self._idle_scope: trio.CancelScope | None = None
         self.log = logging.LoggerAdapter(log, {"peer": peer})
 
     def close_with(self, error: StreamError | None) -> None:
@@ -643,20 +648,43 @@ class IncomingStream:
         await self.wire.aclose(tail + b"</stream:stream>")
 
     async def _serve(self, nursery: trio.Nursery) -> None:
+        """Serve the stream's events. A stream that sends nothing for ``handshake_timeout``
+        before a domain pair is verified, or ``idle_timeout`` after, is closed with
+        connection-timeout (RFC 6120 §4.9.3.4); the idle watch looks after the silence
+        (see :mod:`pubsubd.net.idle_watch`), rather than a deadline set for every event."""
         cfg = self.service.config
-        while True:
-            timeout = cfg.idle_timeout if self.pairs else cfg.handshake_timeout
-            with trio.move_on_after(timeout) as waiting:
-                event = await self.wire.next_event()
-            if waiting.cancelled_caught:
-                raise StreamError(StreamCondition.CONNECTION_TIMEOUT, "idle for too long")
-            match event:
-                case StreamOpened():
-                    await self._on_header(event)
-                case StreamClosed():
-                    return
-                case ElementReceived(element=el):
-                    await self._on_element(el, nursery)
+        watch = idle_watch()
+        watch.add(self, min(cfg.idle_timeout, cfg.handshake_timeout))
+        try:
+            with trio.CancelScope() as idle:
+                self._idle_scope = idle
+                while True:
+                    self._waiting_input = True
+                    event = await self.wire.next_event()
+                    self._waiting_input = False  # handling what arrived is not idleness
+                    self._last_event = trio.current_time()
+                    match event:
+                        case StreamOpened():
+                            await self._on_header(event)
+                        case StreamClosed():
+                            return
+                        case ElementReceived(element=el):
+                            await self._on_element(el, nursery)
+        finally:
+            watch.discard(self)
+            self._idle_scope = None
+        raise StreamError(StreamCondition.CONNECTION_TIMEOUT, "idle for too long")
+
+    def look(self, now: float) -> bool:
+        """Time the stream out if it has been silent too long while we wait for its input
+        (asked by the idle watch); True once it is."""
+        cfg = self.service.config
+        limit = cfg.idle_timeout if self.pairs else cfg.handshake_timeout
+        if self._waiting_input and now - self._last_event >= limit:
+            if self._idle_scope is not None:
+                self._idle_scope.cancel()
+            return True
+        return False
 
     async def _on_header(self, header: StreamOpened) -> None:
         to = header.to
