@@ -553,6 +553,16 @@ class SqliteMamStore:
             self._drop(conn, str(owner), None)
             conn.execute("DELETE FROM mam_postings WHERE owner = ?", (str(owner),))
             conn.execute("DELETE FROM mam_prefs WHERE owner = ?", (str(owner),))
+            # The addresses no row names any more (the account's own among them, unless a
+            # message it shares keeps them): account removal leaves no trace of them.
+            conn.execute("DELETE FROM mam_jids WHERE id NOT IN ("
+                         "SELECT out_owner FROM mam_archive WHERE out_owner IS NOT NULL"
+                         " UNION SELECT out_with FROM mam_archive WHERE out_with IS NOT NULL"
+                         " UNION SELECT in_owner FROM mam_archive WHERE in_owner IS NOT NULL"
+                         " UNION SELECT in_with FROM mam_archive WHERE in_with IS NOT NULL)")
+            # Forgotten here, in the transaction: no batch may number its rows with a
+            # number just deleted (batches wait for the database like this write).
+            self._forget_numbers()
             self._sizes.pop(str(owner), None)
             self._tails.pop(str(owner), None)
 

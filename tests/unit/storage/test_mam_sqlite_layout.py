@@ -167,6 +167,37 @@ async def test_archives_with_addresses_as_text_are_upgraded_whole(tmp_path: Path
     db.close()
 
 
+async def test_a_deleted_account_leaves_no_address_nobody_names(tmp_path: Path) -> None:
+    """Forgetting an archive removes the addresses of mam_jids that no row names any more
+    (the account's own and its contacts'), and keeps those a remaining message names."""
+    path = tmp_path / "db.sqlite3"
+    db = Database(path)
+    store = SqliteMamStore(db)
+    far = JID.parse("romeo@far.example/balcony")
+    await store.append([
+        ArchivedMessage(ALICE, new_uid(), 1, far, b"<a/>"),  # Alice's archive only
+        ArchivedMessage(BOB, new_uid(), 2, JID.parse("alice@example.org/desk"), b"<s/>",
+                        JID.parse("bob@example.org/laptop")),  # Bob's and Alice's
+    ], 100)
+
+    def addresses() -> set[str]:
+        with sqlite3.connect(path) as conn:
+            return {jid for (jid,) in conn.execute("SELECT jid FROM mam_jids")}
+
+    assert str(far) in addresses()
+    await store.forget(ALICE)
+    # Bob's side of the shared row names him and Alice's full JID; nothing names Romeo,
+    # Alice's bare JID or Bob's full one (her side of the row) any more.
+    assert addresses() == {"bob@example.org", "alice@example.org/desk"}
+    await store.forget(BOB)
+    assert addresses() == set()
+    # New messages still get numbers (the store forgot the ones it had in memory).
+    await store.append([ArchivedMessage(BOB, new_uid(), 3, far, b"<n/>")], 100)
+    assert addresses() == {"bob@example.org", str(far)}
+    assert [r.stanza for r in (await store.page(Query(BOB), 10)).rows] == [b"<n/>"]
+    db.close()
+
+
 def postings(path: Path, owner: JID) -> list[int]:
     with sqlite3.connect(path) as conn:
         return [int(size) for (size,) in conn.execute(
